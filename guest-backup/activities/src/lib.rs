@@ -1,0 +1,93 @@
+//! `E2_GetFileList` and `E2_CopyFileToBlob`: the cloud-backup sample's activities. They
+//! do their I/O through the host's `fs` and `blob` imports, never directly.
+
+wit_bindgen::generate!({ world: "activities", path: "../../wit" });
+
+use exports::weft::orchestration::activity::{Guest, RunError};
+use weft::orchestration::fs::{self, IoError};
+use weft::orchestration::types::LogLevel;
+use weft::orchestration::{blob, log};
+
+const GET_FILE_LIST: &str = "E2_GetFileList";
+const COPY_FILE_TO_BLOB: &str = "E2_CopyFileToBlob";
+
+struct Activities;
+
+impl Guest for Activities {
+    fn names() -> Vec<String> {
+        vec![GET_FILE_LIST.to_string(), COPY_FILE_TO_BLOB.to_string()]
+    }
+
+    fn run(name: String, input: String) -> Result<String, RunError> {
+        let input: String = serde_json::from_str(&input)
+            .map_err(|e| RunError::BadInput(format!("{name} takes a path as a JSON string: {e}")))?;
+        let output = match name.as_str() {
+            GET_FILE_LIST => serde_json::to_string(&get_file_list(&input)?),
+            COPY_FILE_TO_BLOB => serde_json::to_string(&copy_file_to_blob(&input)?),
+            _ => return Err(RunError::UnknownName(Self::names())),
+        };
+        output.map_err(|e| RunError::Failed(e.to_string()))
+    }
+}
+
+fn get_file_list(root_directory: &str) -> Result<Vec<String>, RunError> {
+    log::log(LogLevel::Info, &format!("Searching for files under '{root_directory}'..."));
+    let files: Vec<String> = fs::list_files(root_directory)
+        .map_err(failed)?
+        .into_iter()
+        .map(|entry| entry.path)
+        .collect();
+    log::log(LogLevel::Info, &format!("Found {} file(s) under {root_directory}.", files.len()));
+    Ok(files)
+}
+
+fn copy_file_to_blob(file_path: &str) -> Result<u64, RunError> {
+    let output_location = format!("backups/{}", blob_path(file_path));
+    log::log(LogLevel::Info, &format!("Copying '{file_path}' to '{output_location}'."));
+    let byte_count = blob::copy_file(file_path, &output_location).map_err(failed)?;
+    log::log(LogLevel::Info, &format!("Copied '{file_path}'. Total bytes = {byte_count}."));
+    Ok(byte_count)
+}
+
+/// Strips a drive letter prefix such as `C:`, turns `\` into `/`, and drops empty and `.`
+/// segments, so that `C:\a\b`, `/a/b` and `./a//b` all become `a/b`.
+fn blob_path(file_path: &str) -> String {
+    let bytes = file_path.as_bytes();
+    let without_drive = if bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic() {
+        &file_path[2..]
+    } else {
+        file_path
+    };
+    without_drive
+        .replace('\\', "/")
+        .split('/')
+        .filter(|segment| !segment.is_empty() && *segment != ".")
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn failed(error: IoError) -> RunError {
+    RunError::Failed(match error {
+        IoError::AccessDenied(message) | IoError::NotFound(message) | IoError::Other(message) => message,
+    })
+}
+
+export!(Activities);
+
+#[cfg(test)]
+mod tests {
+    use super::blob_path;
+
+    #[test]
+    fn blob_paths_drop_drive_letters_and_use_forward_slashes() {
+        for (file, expected) in [
+            (r"D:\home\LogFiles\a.txt", "home/LogFiles/a.txt"),
+            ("c:/x/y", "x/y"),
+            ("/var/www/index.html", "var/www/index.html"),
+            ("./site//a b/é.txt", "site/a b/é.txt"),
+            ("relative/file", "relative/file"),
+        ] {
+            assert_eq!(blob_path(file), expected, "for {file}");
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! `E2_BackupSiteContent`: the cloud-backup orchestrator. It lists every file under a
+//! directory, copies them all to blob storage in parallel, and returns the total bytes.
+//!
+//! It is the Durable Functions fan-out/fan-in sample, line for line: the orchestrator
+//! does no I/O itself; it only schedules activities and waits for them.
+
+wit_bindgen::generate!({ world: "orchestration", path: "../../wit" });
+
+use exports::weft::orchestration::orchestrator::{Guest, RunError};
+use weft::orchestration::context;
+
+const BACKUP_SITE_CONTENT: &str = "E2_BackupSiteContent";
+
+struct Backup;
+
+impl Guest for Backup {
+    fn names() -> Vec<String> {
+        vec![BACKUP_SITE_CONTENT.to_string()]
+    }
+
+    fn run(name: String) -> Result<String, RunError> {
+        match name.as_str() {
+            BACKUP_SITE_CONTENT => backup_site_content(),
+            _ => Err(RunError::UnknownName(Self::names())),
+        }
+    }
+}
+
+fn backup_site_content() -> Result<String, RunError> {
+    let input: Option<String> = serde_json::from_str(&context::input())
+        .map_err(|e| RunError::BadInput(format!("the input must be a directory path as a JSON string: {e}")))?;
+    let root_directory = input.as_deref().map(str::trim).unwrap_or_default();
+    if root_directory.is_empty() {
+        return Err(RunError::BadInput(
+            "the input must name the directory to back up, e.g. \"/var/www\"".to_string(),
+        ));
+    }
+
+    let files: Vec<String> = call("E2_GetFileList", &root_directory)?;
+
+    let tasks: Vec<_> = files
+        .iter()
+        .map(|file| context::call_activity("E2_CopyFileToBlob", &json(file), None))
+        .collect();
+
+    let mut total_bytes: u64 = 0;
+    for (file, result) in files.iter().zip(context::when_all(&tasks)) {
+        let bytes = result.map_err(|e| RunError::Failed(format!("copying '{file}' failed: {}", e.message)))?;
+        total_bytes += parse::<u64>(&bytes)?;
+    }
+    Ok(json(&total_bytes))
+}
+
+/// Calls one activity and waits for its result.
+fn call<T: serde::de::DeserializeOwned>(name: &str, input: &impl serde::Serialize) -> Result<T, RunError> {
+    let task = context::call_activity(name, &json(input), None);
+    let result = context::when_all(&[task]).pop().ok_or_else(|| RunError::Failed(format!("{name} returned nothing")))?;
+    let output = result.map_err(|e| RunError::Failed(format!("{name} failed: {}", e.message)))?;
+    parse(&output)
+}
+
+fn json(value: &impl serde::Serialize) -> String {
+    // Serializing a string, a number or a list of them cannot fail.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, RunError> {
+    serde_json::from_str(text).map_err(|e| RunError::Failed(format!("unexpected activity output {text}: {e}")))
+}
+
+export!(Backup);
