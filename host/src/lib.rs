@@ -1,1 +1,9 @@
+//! Weft: a host that runs durable orchestrations written as WebAssembly components.
+//!
+//! An orchestrator component is replayed deterministically against its event history
+//! ([`replay`]) kept in a [`store`]; its activities run as separate components
+//! ([`activity`]) that reach files and blobs only through confined host imports. The
+//! [`runtime::Runtime`] ties them together; [`cli`] is the `weft` command line.
 
+pub mod replay;
+pub mod store;

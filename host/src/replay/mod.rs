@@ -1,0 +1,298 @@
+//! The pure orchestration state machine: history events and the guest's commands in, new
+//! events out. No wasm, no SQLite, no clock: the worker around it does the I/O.
+//!
+//! An instance's history is a series of *episodes*. Each opens with `OrchestratorStarted`
+//! (whose timestamp is the orchestration's "now" during that episode), then holds the
+//! completions delivered in it and the commands the code issued until it blocked again.
+//! Replaying means running the code from the start against that history: a command whose
+//! number was already recorded must match the record (else [`NonDeterminism`]), and a
+//! wait whose results are recorded returns them at once, moving "now" to the episode in
+//! which the last of them arrived. The first command past the recorded ones is new work.
+
+#[cfg(test)]
+mod tests;
+
+use crate::store::{Event, HistoryEvent};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::fmt;
+
+/// The orchestrator did something other than what its history records: a code change
+/// or a nondeterministic orchestrator. The instance cannot continue.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error(
+    "NonDeterminism at task {task_id} (history sequence {seq}): the history records {recorded}, but the orchestrator now {now}"
+)]
+pub struct NonDeterminism {
+    pub task_id: u32,
+    pub seq: u64,
+    pub recorded: String,
+    pub now: String,
+}
+
+/// Why replay cannot go on.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    NonDeterminism(#[from] NonDeterminism),
+    /// The guest passed a task handle it was never given.
+    #[error("the orchestrator waited on task {0}, which it never scheduled")]
+    UnknownTask(u32),
+    /// The history itself is malformed.
+    #[error("the history is malformed: {0}")]
+    BadHistory(String),
+}
+
+/// How a task ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Completed(String),
+    Failed(String),
+}
+
+#[derive(Clone, Debug)]
+struct Scheduled {
+    name: String,
+    input: String,
+    /// The history sequence number of its `TaskScheduled`, if recorded.
+    seq: Option<u64>,
+}
+
+impl fmt::Display for Scheduled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "call-activity {}({})", self.name, self.input)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Completion {
+    episode: usize,
+    /// Position among all completions, in history order.
+    order: usize,
+    outcome: Outcome,
+}
+
+/// One orchestration instance's replay state.
+#[derive(Clone, Debug)]
+pub struct Replay {
+    /// Events committed so far; the next event's sequence number.
+    committed_len: u64,
+    /// Every task scheduled, recorded or new; the index is the task id.
+    scheduled: Vec<Scheduled>,
+    /// How many of `scheduled` come from the history.
+    recorded_tasks: usize,
+    completions: HashMap<u32, Completion>,
+    /// The start time of every episode, recorded and current.
+    episodes: Vec<DateTime<Utc>>,
+    committed_episodes: usize,
+    current_episode: usize,
+    next_task: u32,
+    pending: Vec<(DateTime<Utc>, Event)>,
+    finished: bool,
+}
+
+impl Replay {
+    /// Rebuilds the state from an instance's committed history.
+    pub fn new(history: &[HistoryEvent]) -> Result<Self, Error> {
+        let mut replay = Replay {
+            committed_len: 0,
+            scheduled: Vec::new(),
+            recorded_tasks: 0,
+            completions: HashMap::new(),
+            episodes: Vec::new(),
+            committed_episodes: 0,
+            current_episode: 0,
+            next_task: 0,
+            pending: Vec::new(),
+            finished: false,
+        };
+        for (index, event) in history.iter().enumerate() {
+            if event.seq != index as u64 {
+                return Err(Error::BadHistory(format!("sequence {} where {index} was expected", event.seq)));
+            }
+            replay.apply(event.seq, event.timestamp, &event.event)?;
+        }
+        replay.committed_len = history.len() as u64;
+        replay.recorded_tasks = replay.scheduled.len();
+        replay.committed_episodes = replay.episodes.len();
+        Ok(replay)
+    }
+
+    fn apply(&mut self, seq: u64, timestamp: DateTime<Utc>, event: &Event) -> Result<(), Error> {
+        match event {
+            Event::OrchestratorStarted => self.episodes.push(timestamp),
+            Event::TaskScheduled { task_id, name, input } => {
+                if *task_id as usize != self.scheduled.len() {
+                    return Err(Error::BadHistory(format!("task {task_id} scheduled out of order at sequence {seq}")));
+                }
+                self.scheduled.push(Scheduled { name: name.clone(), input: input.clone(), seq: Some(seq) });
+            }
+            Event::TaskCompleted { .. } | Event::TaskFailed { .. } => {
+                self.record_completion(event);
+            }
+            Event::ExecutionCompleted { .. } | Event::ExecutionFailed { .. } => self.finished = true,
+            Event::ExecutionStarted { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Records a completion unless its task is unknown or already complete; says whether it did.
+    fn record_completion(&mut self, event: &Event) -> bool {
+        let (task_id, outcome) = match event {
+            Event::TaskCompleted { task_id, result } => (*task_id, Outcome::Completed(result.clone())),
+            Event::TaskFailed { task_id, message } => (*task_id, Outcome::Failed(message.clone())),
+            _ => return false,
+        };
+        if task_id as usize >= self.scheduled.len() || self.completions.contains_key(&task_id) {
+            return false;
+        }
+        let completion = Completion {
+            episode: self.episodes.len().saturating_sub(1),
+            order: self.completions.len(),
+            outcome,
+        };
+        self.completions.insert(task_id, completion);
+        true
+    }
+
+    /// True once the history holds `ExecutionCompleted` or `ExecutionFailed`.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Opens a new episode at `now` that delivers `messages` (task completions).
+    /// Duplicates and completions of unknown tasks are dropped.
+    pub fn begin_episode(&mut self, now: DateTime<Utc>, messages: impl IntoIterator<Item = Event>) {
+        self.episodes.push(now);
+        self.pending.push((now, Event::OrchestratorStarted));
+        for event in messages {
+            if self.record_completion(&event) {
+                self.pending.push((now, event));
+            }
+        }
+    }
+
+    /// The orchestration's "now": the start of the episode the code has reached.
+    pub fn now(&self) -> Option<DateTime<Utc>> {
+        self.episodes.get(self.current_episode).copied()
+    }
+
+    /// True while the code re-executes episodes that are already committed.
+    pub fn is_replaying(&self) -> bool {
+        self.current_episode < self.committed_episodes
+    }
+
+    /// The code schedules an activity. Returns its task id, or the mismatch with the
+    /// history if this task was recorded differently.
+    pub fn call_activity(&mut self, name: &str, input: &str) -> Result<u32, Error> {
+        let task_id = self.next_task;
+        self.next_task += 1;
+        match self.scheduled.get(task_id as usize) {
+            Some(recorded) => {
+                if recorded.name != name || recorded.input != input {
+                    let now = Scheduled { name: name.to_string(), input: input.to_string(), seq: None };
+                    return Err(NonDeterminism {
+                        task_id,
+                        seq: recorded.seq.unwrap_or(self.committed_len),
+                        recorded: recorded.to_string(),
+                        now: format!("called {now}"),
+                    }
+                    .into());
+                }
+            }
+            None => {
+                let now = self.episode_start();
+                self.scheduled.push(Scheduled { name: name.to_string(), input: input.to_string(), seq: None });
+                self.pending.push((now, Event::TaskScheduled { task_id, name: name.to_string(), input: input.to_string() }));
+            }
+        }
+        Ok(task_id)
+    }
+
+    fn episode_start(&self) -> DateTime<Utc> {
+        self.episodes.last().copied().unwrap_or_default()
+    }
+
+    fn check_known(&self, tasks: &[u32]) -> Result<(), Error> {
+        match tasks.iter().find(|task| **task >= self.next_task) {
+            Some(task) => Err(Error::UnknownTask(*task)),
+            None => Ok(()),
+        }
+    }
+
+    /// The outcomes of all `tasks` in order, if every one has finished; `None` means the
+    /// code must wait for another episode.
+    pub fn when_all(&mut self, tasks: &[u32]) -> Result<Option<Vec<Outcome>>, Error> {
+        self.check_known(tasks)?;
+        let mut outcomes = Vec::with_capacity(tasks.len());
+        let mut last_episode = self.current_episode;
+        for task in tasks {
+            let Some(completion) = self.completions.get(task) else { return Ok(None) };
+            last_episode = last_episode.max(completion.episode);
+            outcomes.push(completion.outcome.clone());
+        }
+        self.current_episode = last_episode;
+        Ok(Some(outcomes))
+    }
+
+    /// The index in `tasks` of the one that finished first (in history order), if any has.
+    pub fn when_any(&mut self, tasks: &[u32]) -> Result<Option<u32>, Error> {
+        self.check_known(tasks)?;
+        let first = tasks
+            .iter()
+            .enumerate()
+            .filter_map(|(index, task)| self.completions.get(task).map(|c| (c.order, c.episode, index)))
+            .min();
+        Ok(first.map(|(_, episode, index)| {
+            self.current_episode = self.current_episode.max(episode);
+            index as u32
+        }))
+    }
+
+    /// The code returned. Fails if the history recorded tasks the code no longer schedules.
+    pub fn complete(&mut self, result: Result<String, String>) -> Result<(), Error> {
+        if (self.next_task as usize) < self.recorded_tasks {
+            let recorded = &self.scheduled[self.next_task as usize];
+            return Err(NonDeterminism {
+                task_id: self.next_task,
+                seq: recorded.seq.unwrap_or(self.committed_len),
+                recorded: recorded.to_string(),
+                now: "returned without scheduling it".to_string(),
+            }
+            .into());
+        }
+        self.fail_or_complete(result);
+        Ok(())
+    }
+
+    /// Ends the execution with `result` without checks (used for failures found outside).
+    pub fn fail_or_complete(&mut self, result: Result<String, String>) {
+        let now = self.episode_start();
+        let event = match result {
+            Ok(result) => Event::ExecutionCompleted { result },
+            Err(message) => Event::ExecutionFailed { message },
+        };
+        self.pending.push((now, event));
+        self.finished = true;
+    }
+
+    /// Hands out the events produced since the last checkpoint with the sequence number
+    /// of the first, and treats them as committed. An episode in which nothing happened
+    /// is dropped rather than recorded.
+    pub fn take_pending(&mut self) -> (u64, Vec<(DateTime<Utc>, Event)>) {
+        if matches!(self.pending.as_slice(), [(_, Event::OrchestratorStarted)]) && self.committed_episodes > 0 {
+            self.pending.clear();
+            self.episodes.pop();
+        }
+        let first_seq = self.committed_len;
+        let events = std::mem::take(&mut self.pending);
+        self.committed_len += events.len() as u64;
+        self.committed_episodes = self.episodes.len();
+        (first_seq, events)
+    }
+
+    /// Scheduled tasks and finished ones, for progress reports.
+    pub fn task_counts(&self) -> (usize, usize) {
+        (self.scheduled.len(), self.completions.len())
+    }
+}

@@ -1,0 +1,199 @@
+//! Durable state behind a trait: instances, their append-only histories, the activity
+//! work queue and each instance's inbox of completions.
+//!
+//! Every method that changes state is one transaction. [`Store::checkpoint`] is the
+//! heart: the events an orchestration episode produced, the work items they cause and the
+//! acknowledgement of the inbox messages it consumed are committed together, so a crash
+//! either keeps the whole episode or none of it.
+
+pub mod sqlite;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An instance with this id exists already.
+    #[error("an instance with id '{0}' already exists")]
+    InstanceExists(String),
+    /// No instance has this id.
+    #[error("no instance with id '{0}'")]
+    UnknownInstance(String),
+    /// Another writer appended to this history: the episode must be replayed, not committed.
+    #[error("history of '{instance}' was changed by another writer (expected sequence {expected}, found {found})")]
+    Conflict { instance: String, expected: u64, found: u64 },
+    /// The stored data does not decode; the database is damaged or from a newer Weft.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The database schema is newer than this build understands.
+    #[error("the database schema version {found} is newer than this weft supports ({supported}); upgrade weft")]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where an orchestration instance is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RuntimeStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Terminated,
+}
+
+impl RuntimeStatus {
+    pub const ALL: [RuntimeStatus; 5] = [Self::Pending, Self::Running, Self::Completed, Self::Failed, Self::Terminated];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Running => "Running",
+            Self::Completed => "Completed",
+            Self::Failed => "Failed",
+            Self::Terminated => "Terminated",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str().eq_ignore_ascii_case(text))
+    }
+
+    /// Completed, Failed and Terminated instances never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Terminated)
+    }
+}
+
+/// An orchestration instance as clients see it. JSON payloads are kept as text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Instance {
+    pub id: String,
+    pub name: String,
+    pub status: RuntimeStatus,
+    pub input: String,
+    pub output: Option<String>,
+    pub custom_status: Option<String>,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+}
+
+/// One history event, in the Durable Task Framework's vocabulary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "eventType", rename_all_fields = "camelCase")]
+pub enum Event {
+    ExecutionStarted { name: String, input: String },
+    /// Opens an episode; its timestamp is the orchestration's "now" for that episode.
+    OrchestratorStarted,
+    TaskScheduled { task_id: u32, name: String, input: String },
+    TaskCompleted { task_id: u32, result: String },
+    TaskFailed { task_id: u32, message: String },
+    ExecutionCompleted { result: String },
+    ExecutionFailed { message: String },
+}
+
+impl Event {
+    /// The event type's name, as stored and shown.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::ExecutionStarted { .. } => "ExecutionStarted",
+            Self::OrchestratorStarted => "OrchestratorStarted",
+            Self::TaskScheduled { .. } => "TaskScheduled",
+            Self::TaskCompleted { .. } => "TaskCompleted",
+            Self::TaskFailed { .. } => "TaskFailed",
+            Self::ExecutionCompleted { .. } => "ExecutionCompleted",
+            Self::ExecutionFailed { .. } => "ExecutionFailed",
+        }
+    }
+
+    /// The task a completion event answers, if it is one.
+    pub fn completed_task(&self) -> Option<u32> {
+        match self {
+            Self::TaskCompleted { task_id, .. } | Self::TaskFailed { task_id, .. } => Some(*task_id),
+            _ => None,
+        }
+    }
+}
+
+/// An event at its place in an instance's history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEvent {
+    /// 0, 1, 2, ... without gaps within one instance.
+    pub seq: u64,
+    pub timestamp: DateTime<Utc>,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// A message waiting for its orchestration to consume it (a task's completion).
+#[derive(Clone, Debug, PartialEq)]
+pub struct InboxMessage {
+    pub id: i64,
+    pub event: Event,
+}
+
+/// An activity call waiting for, or leased to, an activity worker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkItem {
+    pub id: i64,
+    pub instance_id: String,
+    pub task_id: u32,
+    pub name: String,
+    pub input: String,
+    /// How many times the item has been leased, this lease included.
+    pub attempt: u32,
+}
+
+/// What one orchestration episode commits, in one transaction.
+#[derive(Clone, Debug)]
+pub struct Checkpoint<'a> {
+    pub instance_id: &'a str,
+    /// The sequence number of the first new event: the history's length before the commit.
+    pub first_seq: u64,
+    /// New events; every `TaskScheduled` among them also enqueues its work item.
+    pub events: &'a [(DateTime<Utc>, Event)],
+    /// Inbox messages this episode consumed; they are deleted.
+    pub consumed: &'a [i64],
+    pub status: RuntimeStatus,
+    pub output: Option<&'a str>,
+    pub custom_status: Option<&'a str>,
+    pub now: DateTime<Utc>,
+}
+
+/// How many activities an instance has scheduled and how many have finished.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub scheduled: u64,
+    pub finished: u64,
+}
+
+/// Durable storage for Weft. Implementations must make each method atomic.
+pub trait Store: Send + Sync + 'static {
+    /// Creates an instance in `Pending` with its `ExecutionStarted` event.
+    fn create_instance(&self, id: &str, name: &str, input: &str, now: DateTime<Utc>) -> Result<Instance>;
+    fn instance(&self, id: &str) -> Result<Option<Instance>>;
+    /// Every instance, newest first.
+    fn instances(&self) -> Result<Vec<Instance>>;
+    /// Ids of the instances that are not in a terminal state, oldest first.
+    fn unfinished_instances(&self) -> Result<Vec<String>>;
+    fn history(&self, id: &str) -> Result<Vec<HistoryEvent>>;
+    /// The messages waiting for an instance, oldest first.
+    fn inbox(&self, id: &str) -> Result<Vec<InboxMessage>>;
+    /// Commits an episode; fails with [`Error::Conflict`] if `first_seq` is not the
+    /// history's length. A terminal status also drops the instance's pending work.
+    fn checkpoint(&self, checkpoint: &Checkpoint<'_>) -> Result<()>;
+    /// Leases up to `max` work items that are due and not leased by a live owner.
+    fn claim_work(&self, owner: &str, max: usize, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<Vec<WorkItem>>;
+    /// Forgets every lease: used at start-up by the only process that owns the data dir.
+    fn release_leases(&self) -> Result<()>;
+    /// Deletes a leased work item and posts its completion to the instance's inbox.
+    /// Returns false, and changes nothing, if `owner` no longer holds the lease (the
+    /// item was finished by someone else or its instance ended).
+    fn complete_work(&self, item: &WorkItem, owner: &str, completion: &Event, now: DateTime<Utc>) -> Result<bool>;
+    fn progress(&self, id: &str) -> Result<Progress>;
+}

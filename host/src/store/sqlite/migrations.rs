@@ -1,0 +1,70 @@
+//! Numbered schema migrations, applied in order and tracked in `PRAGMA user_version`.
+
+use super::super::{Error, Result};
+use rusqlite::Connection;
+
+/// Migration `i` brings the schema from version `i` to `i + 1`. Append only: a released
+/// migration never changes.
+const MIGRATIONS: &[&str] = &[
+    // 1: instances, history, the activity work queue and the instances' inboxes.
+    "CREATE TABLE instances (
+        id            TEXT PRIMARY KEY,
+        name          TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        input         TEXT NOT NULL,
+        output        TEXT,
+        custom_status TEXT,
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL
+    );
+    CREATE INDEX instances_by_status ON instances (status, created_at);
+
+    CREATE TABLE history (
+        instance_id TEXT NOT NULL,
+        seq         INTEGER NOT NULL,
+        timestamp   INTEGER NOT NULL,
+        event_type  TEXT NOT NULL,
+        data        TEXT NOT NULL,
+        PRIMARY KEY (instance_id, seq)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE work_items (
+        id          INTEGER PRIMARY KEY,
+        instance_id TEXT NOT NULL,
+        task_id     INTEGER NOT NULL,
+        name        TEXT NOT NULL,
+        input       TEXT NOT NULL,
+        attempt     INTEGER NOT NULL DEFAULT 0,
+        visible_at  INTEGER NOT NULL,
+        lease_owner TEXT,
+        lease_until INTEGER,
+        UNIQUE (instance_id, task_id)
+    );
+    CREATE INDEX work_items_due ON work_items (visible_at);
+
+    CREATE TABLE inbox (
+        id          INTEGER PRIMARY KEY,
+        instance_id TEXT NOT NULL,
+        task_id     INTEGER NOT NULL,
+        data        TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        UNIQUE (instance_id, task_id)
+    );",
+];
+
+/// The schema version this build writes.
+pub const CURRENT: i64 = MIGRATIONS.len() as i64;
+
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if found > CURRENT {
+        return Err(Error::SchemaTooNew { found, supported: CURRENT });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

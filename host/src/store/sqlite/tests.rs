@@ -1,0 +1,1 @@
+//! Tests of the SQLite store against a real database file.
