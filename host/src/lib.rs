@@ -7,3 +7,12 @@
 
 pub mod replay;
 pub mod store;
+mod bindings;
+pub mod engine;
+pub mod orchestrator;
+pub mod activity;
+pub mod blobs;
+mod registry;
+pub mod runtime;
+pub mod cli;
+pub mod status;

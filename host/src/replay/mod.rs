@@ -291,6 +291,11 @@ impl Replay {
         (first_seq, events)
     }
 
+    /// The activity name of a scheduled task.
+    pub fn task_name(&self, task_id: u32) -> Option<&str> {
+        self.scheduled.get(task_id as usize).map(|task| task.name.as_str())
+    }
+
     /// Scheduled tasks and finished ones, for progress reports.
     pub fn task_counts(&self) -> (usize, usize) {
         (self.scheduled.len(), self.completions.len())

@@ -1,0 +1,20 @@
+//! The host side of the activities world's imports, one file per WIT interface.
+
+mod blob;
+mod fs;
+mod log;
+
+use super::confine;
+use crate::bindings::activities::weft::orchestration::fs::IoError;
+
+impl crate::bindings::activities::weft::orchestration::types::Host for super::ActivityState {}
+
+impl From<confine::Error> for IoError {
+    fn from(error: confine::Error) -> Self {
+        match &error {
+            confine::Error::Denied(_) => IoError::AccessDenied(error.to_string()),
+            confine::Error::NotFound(_) => IoError::NotFound(error.to_string()),
+            confine::Error::Io { .. } => IoError::Other(error.to_string()),
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The `weft` command line: clap arguments, resolved into a runtime configuration, and
+//! one function per subcommand.
+
+mod progress;
+
+use crate::runtime::{ComponentSource, Config, Runtime};
+use crate::status;
+use crate::store::{Instance, RuntimeStatus, Store, sqlite::SqliteStore};
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(name = "weft", version, about = "Durable orchestrations written as WebAssembly components")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start an orchestration and wait for it; its output JSON is the last line of stdout.
+    Run {
+        /// The orchestrator to run, e.g. E2_BackupSiteContent.
+        name: String,
+        /// The orchestration's input, as JSON (a directory is a JSON string: '"/var/www"').
+        #[arg(long, default_value = "null")]
+        input: String,
+        /// Use this instance id instead of a generated one.
+        #[arg(long)]
+        instance_id: Option<String>,
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Finish every unfinished instance in the data dir, then exit.
+    Resume {
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Print an instance's status as JSON.
+    Status {
+        id: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Print an instance's history, one JSON event per line.
+    History {
+        id: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// List instances, newest first.
+    List {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+struct DataArgs {
+    /// Where Weft keeps its database, compiled components and default blob store.
+    #[arg(long, env = "WEFT_DATA_DIR", default_value = ".weft")]
+    data_dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct HostArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Orchestration and activity components (.wasm); default: the embedded backup sample.
+    #[arg(long, num_args = 1..)]
+    components: Vec<PathBuf>,
+    /// Blob store URL: file:///absolute/dir or memory://; default: file://<data-dir>/blobs.
+    #[arg(long)]
+    blobs: Option<String>,
+    /// A directory activities may read, besides the current directory. Repeatable.
+    #[arg(long = "allow-dir", value_name = "DIR")]
+    allow_dirs: Vec<PathBuf>,
+    /// Activities run at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_activities: u32,
+    /// Test only: pause this long before each activity call.
+    #[arg(long, hide = true)]
+    test_activity_delay_ms: Option<u64>,
+}
+
+impl HostArgs {
+    fn config(&self) -> Config {
+        let mut config = Config::new(&self.data.data_dir);
+        if !self.components.is_empty() {
+            config.components = self.components.iter().cloned().map(ComponentSource::File).collect();
+        }
+        config.blobs = self.blobs.clone();
+        config.allowed_dirs = std::iter::once(PathBuf::from(".")).chain(self.allow_dirs.iter().cloned()).collect();
+        config.max_activities = self.max_activities as usize;
+        config.activity_delay = self.test_activity_delay_ms.map(Duration::from_millis);
+        config
+    }
+}
+
+/// Runs the command line; the exit code is 0 on success.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run { name, input, instance_id, host } => tokio_runtime()?.block_on(run_orchestration(
+            &name,
+            &input,
+            instance_id.as_deref(),
+            &host,
+        )),
+        Command::Resume { host } => tokio_runtime()?.block_on(resume(&host)),
+        Command::Status { id, data } => {
+            let instance = find(&open_store(&data)?, &id)?;
+            println!("{}", serde_json::to_string_pretty(&status::instance_json(&instance))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::History { id, data } => {
+            let store = open_store(&data)?;
+            find(&store, &id)?;
+            let mut out = std::io::stdout().lock();
+            for event in store.history(&id)? {
+                writeln!(out, "{}", status::event_json(&event))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::List { json, data } => {
+            list(&open_store(&data)?, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+/// Opens an existing data dir's store without loading components.
+fn open_store(data: &DataArgs) -> Result<SqliteStore> {
+    let db = data.data_dir.join("weft.db");
+    if !db.exists() {
+        bail!("no Weft data in {} (no weft.db); pass --data-dir", display(&data.data_dir));
+    }
+    Ok(SqliteStore::open(&db)?)
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn find(store: &dyn Store, id: &str) -> Result<Instance> {
+    store.instance(id)?.with_context(|| format!("no instance with id '{id}'"))
+}
+
+async fn run_orchestration(name: &str, input: &str, id: Option<&str>, host: &HostArgs) -> Result<ExitCode> {
+    let runtime = Runtime::open(host.config()).await?;
+    let instance = runtime.create(name, input, id)?;
+    eprintln!("instance {} of {name} started", instance.id);
+    runtime.start_workers()?;
+    let bar = progress::show(runtime.store().clone(), &instance.id);
+    let ended = runtime.wait(&instance.id).await;
+    drop(bar);
+    let ended = ended?;
+    finish(&ended)
+}
+
+/// Prints the outcome of an ended instance: output on stdout, failure on stderr.
+fn finish(instance: &Instance) -> Result<ExitCode> {
+    let output = instance.output.as_deref().unwrap_or("null");
+    match instance.status {
+        RuntimeStatus::Completed => {
+            println!("{output}");
+            Ok(ExitCode::SUCCESS)
+        }
+        status => {
+            let message = serde_json::from_str::<String>(output).unwrap_or_else(|_| output.to_string());
+            eprintln!("instance {} {}: {message}", instance.id, status.as_str());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn resume(host: &HostArgs) -> Result<ExitCode> {
+    let runtime = Runtime::open(host.config()).await?;
+    let pending = runtime.store().unfinished_instances()?;
+    eprintln!("resuming {} unfinished instance(s)", pending.len());
+    runtime.start_workers()?;
+    runtime.wait_idle().await;
+    let mut code = ExitCode::SUCCESS;
+    for id in pending {
+        let instance = find(&**runtime.store(), &id)?;
+        eprintln!("instance {id} ({}): {}", instance.name, instance.status.as_str());
+        if instance.status != RuntimeStatus::Completed {
+            code = ExitCode::FAILURE;
+        }
+    }
+    Ok(code)
+}
+
+fn list(store: &dyn Store, json: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    let instances = store.instances()?;
+    if json {
+        for instance in &instances {
+            writeln!(out, "{}", status::instance_json(instance))?;
+        }
+        return Ok(());
+    }
+    writeln!(out, "{:<32}  {:<24}  {:<10}  {:<20}  {:<20}", "INSTANCE", "NAME", "STATUS", "CREATED", "UPDATED")?;
+    for instance in &instances {
+        let value = status::instance_json(instance);
+        writeln!(
+            out,
+            "{:<32}  {:<24}  {:<10}  {:<20}  {:<20}",
+            instance.id,
+            instance.name,
+            instance.status.as_str(),
+            value["createdTime"].as_str().unwrap_or_default(),
+            value["lastUpdatedTime"].as_str().unwrap_or_default(),
+        )?;
+    }
+    Ok(())
+}

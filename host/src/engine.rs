@@ -1,0 +1,113 @@
+//! The wasmtime engine and the compiled-component cache.
+//!
+//! One [`Engine`] serves the whole process. Components are compiled once per content and
+//! engine configuration and the compiled form is kept in the cache directory, so later
+//! starts deserialize in a fraction of a millisecond instead of compiling again.
+
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Why the engine could not be built or a component could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot configure the wasm engine: {0}")]
+    Engine(String),
+    #[error("cannot read component {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path} is not a WebAssembly component: {reason}")]
+    NotAComponent { path: String, reason: String },
+}
+
+/// Limits of the instance pool.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolLimits {
+    /// Component instances alive at once (hot orchestrations plus running activities).
+    pub instances: u32,
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        Self { instances: 1000 }
+    }
+}
+
+/// Builds the process's engine: async support, epoch interruption for deadlines, and a
+/// pooling allocator so that each activity call gets a fresh instance cheaply.
+pub fn new_engine(limits: PoolLimits) -> Result<Engine, Error> {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(limits.instances)
+        // A Rust guest is one main module plus a few shims.
+        .total_core_instances(limits.instances.saturating_mul(4))
+        .total_memories(limits.instances)
+        .total_tables(limits.instances.saturating_mul(4));
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config).map_err(|e| Error::Engine(format!("{e:#}")))
+}
+
+/// Loads the component in `bytes` (read from `origin`), using and filling the compiled
+/// cache in `cache_dir` when one is given.
+pub fn load_component(engine: &Engine, bytes: &[u8], origin: &str, cache_dir: Option<&Path>) -> Result<Component, Error> {
+    let not_a_component = |reason: String| Error::NotAComponent { path: origin.to_string(), reason };
+    if !wasmparser_is_component(bytes) {
+        return Err(not_a_component(
+            "it does not start with the component header (a core module or another file?); build it for wasm32-wasip2"
+                .to_string(),
+        ));
+    }
+    let Some(cache_dir) = cache_dir else {
+        return Component::new(engine, bytes).map_err(|e| not_a_component(format!("{e:#}")));
+    };
+    let cached = cache_path(engine, bytes, cache_dir);
+    if let Ok(compiled) = std::fs::read(&cached) {
+        // SAFETY: the cache directory belongs to the operator's data dir and holds only
+        // what `Component::serialize` wrote for this engine configuration; wasmtime
+        // additionally checks the header and the engine's compatibility.
+        match unsafe { Component::deserialize(engine, &compiled) } {
+            Ok(component) => return Ok(component),
+            Err(error) => tracing::warn!(path = %cached.display(), "ignoring unusable cached component: {error:#}"),
+        }
+    }
+    let component = Component::new(engine, bytes).map_err(|e| not_a_component(format!("{e:#}")))?;
+    if let Err(error) = store_compiled(&component, &cached) {
+        // The cache only saves time; a read-only data dir must not stop the host.
+        tracing::warn!(path = %cached.display(), "cannot cache the compiled component: {error}");
+    }
+    Ok(component)
+}
+
+/// Reads a component file and loads it.
+pub fn load_component_file(engine: &Engine, path: &Path, cache_dir: Option<&Path>) -> Result<Component, Error> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.display().to_string(), source })?;
+    load_component(engine, &bytes, &path.display().to_string(), cache_dir)
+}
+
+/// The layer-and-version preamble of a component (as opposed to a core module).
+fn wasmparser_is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[0..4] == *b"\0asm" && bytes[6..8] == [0x01, 0x00]
+}
+
+fn cache_path(engine: &Engine, bytes: &[u8], cache_dir: &Path) -> PathBuf {
+    let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut engine_hash);
+    let content = Sha256::digest(bytes);
+    let hex: String = content.iter().map(|b| format!("{b:02x}")).collect();
+    cache_dir.join(format!("{hex}-{:016x}.cwasm", engine_hash.finish()))
+}
+
+fn store_compiled(component: &Component, path: &Path) -> std::io::Result<()> {
+    let compiled = component.serialize().map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // Write then rename, so a crash never leaves a truncated file under the final name.
+    let partial = path.with_extension(format!("{}.partial", std::process::id()));
+    std::fs::write(&partial, compiled)?;
+    std::fs::rename(&partial, path)
+}

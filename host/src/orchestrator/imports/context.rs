@@ -1,0 +1,107 @@
+//! `weft:orchestration/context`: everything an orchestrator may ask of the host. Each
+//! answer comes from, or is recorded in, the replay state, never from the outside world.
+
+use super::super::OrchestrationState;
+use crate::bindings::orchestration::weft::orchestration::context::{Host, Task};
+use crate::bindings::orchestration::weft::orchestration::types::{LogLevel, RetryPolicy, TaskError};
+use crate::replay::Outcome;
+use crate::store::RuntimeStatus;
+
+/// Wraps a host-side failure so that it traps the guest and the worker can recognise it.
+fn trap<E: std::error::Error + Send + Sync + 'static>(error: E) -> wasmtime::Error {
+    wasmtime::Error::new(error)
+}
+
+impl OrchestrationState {
+    /// Blocks the guest until `ready` finds what it waits for: commit the episode, sleep
+    /// until completions arrive, and open the next episode with them.
+    async fn wait_for<T>(
+        &mut self,
+        mut ready: impl FnMut(&mut crate::replay::Replay) -> Result<Option<T>, crate::replay::Error>,
+    ) -> wasmtime::Result<T> {
+        loop {
+            if let Some(found) = ready(&mut self.replay).map_err(trap)? {
+                self.sync_clock();
+                return Ok(found);
+            }
+            self.store()?;
+            self.checkpoint(RuntimeStatus::Running, None).map_err(trap)?;
+            self.next_episode().await.map_err(trap)?;
+        }
+    }
+}
+
+impl Host for OrchestrationState {
+    fn input(&mut self) -> wasmtime::Result<String> {
+        Ok(self.input.clone())
+    }
+
+    fn instance_id(&mut self) -> wasmtime::Result<String> {
+        Ok(self.instance_id.clone())
+    }
+
+    fn call_activity(&mut self, name: String, input: String, _retry: Option<RetryPolicy>) -> wasmtime::Result<Task> {
+        if serde_json::from_str::<serde::de::IgnoredAny>(&input).is_err() {
+            return Err(wasmtime::Error::msg(format!("call-activity {name}: the input is not valid JSON: {input}")));
+        }
+        self.replay.call_activity(&name, &input).map_err(trap)
+    }
+
+    async fn when_all(&mut self, tasks: Vec<Task>) -> wasmtime::Result<Vec<Result<String, TaskError>>> {
+        let outcomes = self.wait_for(|replay| replay.when_all(&tasks)).await?;
+        Ok(outcomes
+            .into_iter()
+            .zip(&tasks)
+            .map(|(outcome, task)| match outcome {
+                Outcome::Completed(result) => Ok(result),
+                Outcome::Failed(message) => {
+                    Err(TaskError { name: self.replay.task_name(*task).unwrap_or_default().to_string(), message })
+                }
+            })
+            .collect())
+    }
+
+    async fn when_any(&mut self, tasks: Vec<Task>) -> wasmtime::Result<u32> {
+        if tasks.is_empty() {
+            return Err(wasmtime::Error::msg("when-any needs at least one task"));
+        }
+        self.wait_for(|replay| replay.when_any(&tasks)).await
+    }
+
+    fn current_time(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.replay.now().map_or(0, |now| now.timestamp_millis().max(0) as u64))
+    }
+
+    fn new_guid(&mut self) -> wasmtime::Result<String> {
+        let seed = super::super::sandbox::seed(&self.instance_id, &format!("guid {}", self.guids));
+        self.guids += 1;
+        let bytes: [u8; 16] = seed[..16].try_into().unwrap_or_default();
+        Ok(uuid::Builder::from_random_bytes(bytes).into_uuid().to_string())
+    }
+
+    fn set_custom_status(&mut self, status: String) -> wasmtime::Result<()> {
+        if serde_json::from_str::<serde::de::IgnoredAny>(&status).is_err() {
+            return Err(wasmtime::Error::msg(format!("set-custom-status: not valid JSON: {status}")));
+        }
+        self.custom_status = Some(status);
+        Ok(())
+    }
+
+    fn is_replaying(&mut self) -> wasmtime::Result<bool> {
+        Ok(self.replay.is_replaying())
+    }
+
+    fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
+        if !self.replay.is_replaying() {
+            let id = &self.instance_id;
+            match level {
+                LogLevel::Trace => tracing::trace!(instance = %id, "{message}"),
+                LogLevel::Debug => tracing::debug!(instance = %id, "{message}"),
+                LogLevel::Info => tracing::info!(instance = %id, "{message}"),
+                LogLevel::Warn => tracing::warn!(instance = %id, "{message}"),
+                LogLevel::Error => tracing::error!(instance = %id, "{message}"),
+            }
+        }
+        Ok(())
+    }
+}

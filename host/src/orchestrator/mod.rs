@@ -1,0 +1,315 @@
+//! Runs orchestrator components: one hot wasm instance per orchestration instance,
+//! replayed from its history, suspended inside `when-all` while its activities run.
+//!
+//! The guest drives the episode loop itself. When it waits on tasks that have not
+//! finished, the `context` import commits the episode (new events, the work items they
+//! cause, and the inbox messages consumed) in one transaction, then sleeps until
+//! completions arrive in the instance's inbox and opens the next episode with all of them
+//! at once. So a fan-in of N results costs O(N) work and no replays.
+
+mod imports;
+mod sandbox;
+
+use crate::bindings::orchestration::{Orchestration, OrchestrationPre, exports::weft::orchestration::orchestrator::RunError};
+use crate::registry::{Provider, Registry};
+use crate::replay::{self, Replay};
+use crate::store::{self, Instance, RuntimeStatus, Store};
+use chrono::Utc;
+use sandbox::ReplayedClock;
+use std::sync::Arc;
+use tokio::sync::Notify;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Why an orchestration component could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{origin} is not an orchestration component (world weft:orchestration/orchestration): {reason}")]
+    WrongWorld { origin: String, reason: String },
+    #[error("{origin}: listing its orchestrators failed: {reason}")]
+    Names { origin: String, reason: String },
+}
+
+/// Why an instance could not be run to its next resting point. Store failures leave the
+/// instance as it was committed, to be resumed later; they never fail it.
+#[derive(Debug, thiserror::Error)]
+pub enum RunFailure {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("wasm engine failure: {0}")]
+    Engine(String),
+}
+
+/// A loaded orchestration component, ready to instantiate.
+pub struct OrchestratorComponent {
+    pre: OrchestrationPre<OrchestrationState>,
+    /// Where it was loaded from, for messages.
+    pub origin: String,
+    pub names: Vec<String>,
+}
+
+impl OrchestratorComponent {
+    /// Links `component` against the sandbox and asks it which orchestrators it provides.
+    pub async fn new(engine: &Engine, component: &Component, origin: &str) -> Result<Self, Error> {
+        let wrong_world = |e: wasmtime::Error| Error::WrongWorld { origin: origin.to_string(), reason: format!("{e:#}") };
+        let mut linker = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wrong_world)?;
+        Orchestration::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(wrong_world)?;
+        let pre = linker.instantiate_pre(component).map_err(wrong_world)?;
+        let pre = OrchestrationPre::new(pre).map_err(wrong_world)?;
+
+        let mut store = wasmtime::Store::new(engine, OrchestrationState::probe());
+        store.set_epoch_deadline(u64::MAX);
+        let names_failed = |e: wasmtime::Error| Error::Names { origin: origin.to_string(), reason: format!("{e:#}") };
+        let instance = pre.instantiate_async(&mut store).await.map_err(names_failed)?;
+        let names = instance.weft_orchestration_orchestrator().call_names(&mut store).await.map_err(names_failed)?;
+        Ok(Self { pre, origin: origin.to_string(), names })
+    }
+}
+
+impl Provider for OrchestratorComponent {
+    fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+/// The host side of one orchestrator execution: its replay state, where its completions
+/// arrive, and its deterministic WASI.
+pub struct OrchestrationState {
+    instance_id: String,
+    input: String,
+    replay: Replay,
+    /// Inbox messages consumed by the episode in progress.
+    consumed: Vec<i64>,
+    custom_status: Option<String>,
+    guids: u64,
+    store: Option<Arc<dyn Store>>,
+    wake: Arc<Notify>,
+    work_ready: Arc<Notify>,
+    clock: ReplayedClock,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl OrchestrationState {
+    /// A state for calls that must not touch `context` (listing names).
+    fn probe() -> Self {
+        let clock = ReplayedClock::default();
+        Self {
+            instance_id: String::new(),
+            input: "null".to_string(),
+            replay: Replay::new(&[]).unwrap_or_else(|_| unreachable!("an empty history is well-formed")),
+            consumed: Vec::new(),
+            custom_status: None,
+            guids: 0,
+            store: None,
+            wake: Arc::new(Notify::new()),
+            work_ready: Arc::new(Notify::new()),
+            wasi: sandbox::wasi_ctx("", &clock),
+            clock,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new().build(),
+        }
+    }
+
+    /// Moves the WASI clocks to the replayed "now".
+    fn sync_clock(&self) {
+        if let Some(now) = self.replay.now() {
+            self.clock.set(now.timestamp_millis());
+        }
+    }
+
+    fn store(&self) -> wasmtime::Result<&Arc<dyn Store>> {
+        self.store.as_ref().ok_or_else(|| wasmtime::Error::msg("this call is not part of an orchestration"))
+    }
+
+    /// Commits the episode in progress with `status`.
+    fn checkpoint(&mut self, status: RuntimeStatus, output: Option<&str>) -> Result<(), store::Error> {
+        let (first_seq, events) = self.replay.take_pending();
+        let store = self.store.clone().ok_or_else(|| store::Error::Corrupt("no store".to_string()))?;
+        if events.is_empty() && self.consumed.is_empty() && !status.is_terminal() {
+            return Ok(());
+        }
+        store.checkpoint(&store::Checkpoint {
+            instance_id: &self.instance_id,
+            first_seq,
+            events: &events,
+            consumed: &self.consumed,
+            status,
+            output,
+            custom_status: self.custom_status.as_deref(),
+            now: Utc::now(),
+        })?;
+        self.consumed.clear();
+        if events.iter().any(|(_, event)| matches!(event, store::Event::TaskScheduled { .. })) {
+            self.work_ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Waits until the inbox holds messages and opens an episode that delivers them all.
+    async fn next_episode(&mut self) -> Result<(), store::Error> {
+        let store = self.store.clone().ok_or_else(|| store::Error::Corrupt("no store".to_string()))?;
+        loop {
+            let messages = store.inbox(&self.instance_id)?;
+            if !messages.is_empty() {
+                self.consumed.extend(messages.iter().map(|m| m.id));
+                self.replay.begin_episode(Utc::now(), messages.into_iter().map(|m| m.event));
+                return Ok(());
+            }
+            // A completion posted after the read above stores a permit, so none is lost.
+            self.wake.notified().await;
+        }
+    }
+}
+
+impl WasiView for OrchestrationState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Everything an instance run needs from the runtime.
+pub struct InstanceEnv {
+    pub engine: Engine,
+    pub store: Arc<dyn Store>,
+    pub wake: Arc<Notify>,
+    /// Notified when an episode enqueues activity work.
+    pub work_ready: Arc<Notify>,
+}
+
+/// Runs `instance` until it completes or fails, replaying its history first. Returns the
+/// status it ended in.
+pub async fn run_instance(
+    env: &InstanceEnv,
+    registry: &Registry<OrchestratorComponent>,
+    instance: &Instance,
+) -> Result<RuntimeStatus, RunFailure> {
+    let history = env.store.history(&instance.id)?;
+    let mut state = OrchestrationState::probe();
+    state.instance_id = instance.id.clone();
+    state.input = instance.input.clone();
+    state.custom_status = instance.custom_status.clone();
+    state.store = Some(env.store.clone());
+    state.wake = env.wake.clone();
+    state.work_ready = env.work_ready.clone();
+    state.wasi = sandbox::wasi_ctx(&instance.id, &state.clock);
+
+    state.replay = match Replay::new(&history) {
+        Ok(replay) => replay,
+        Err(error) => {
+            // The instance cannot be replayed; record why without touching its history.
+            tracing::error!(instance = %instance.id, "{error}");
+            return fail_without_replay(env, instance, history.len() as u64, &error.to_string());
+        }
+    };
+    if state.replay.is_finished() {
+        return Ok(instance.status);
+    }
+    let messages = env.store.inbox(&instance.id)?;
+    state.consumed = messages.iter().map(|m| m.id).collect();
+    state.replay.begin_episode(Utc::now(), messages.into_iter().map(|m| m.event));
+    state.sync_clock();
+
+    let outcome = match registry.get(&instance.name) {
+        None => Err(format!(
+            "unknown orchestrator '{}'; known orchestrators: {}",
+            instance.name,
+            registry.known()
+        )),
+        Some(component) => {
+            let mut wasm = wasmtime::Store::new(&env.engine, state);
+            wasm.limiter(|state| &mut state.limits);
+            wasm.set_epoch_deadline(u64::MAX);
+            let bindings = component
+                .pre
+                .instantiate_async(&mut wasm)
+                .await
+                .map_err(|e| RunFailure::Engine(format!("cannot instantiate the orchestrator: {e:#}")))?;
+            let result = bindings.weft_orchestration_orchestrator().call_run(&mut wasm, &instance.name).await;
+            state = wasm.into_data();
+            match result {
+                Ok(Ok(output)) => match serde_json::from_str::<serde_json::Value>(&output) {
+                    Ok(_) => Ok(output),
+                    Err(e) => Err(format!("the orchestrator returned invalid JSON: {e}")),
+                },
+                Ok(Err(error)) => Err(describe_run_error(&instance.name, error)),
+                Err(trap) => {
+                    if let Some(store_error) = trap.downcast_ref::<store::Error>() {
+                        // The host, not the guest, failed: leave the instance to a later run.
+                        return Err(RunFailure::Engine(format!("storage failed during the run: {store_error}")));
+                    }
+                    match trap.downcast_ref::<replay::Error>() {
+                        Some(error) => Err(error.to_string()),
+                        None => Err(format!("the orchestrator trapped: {}", describe_trap(&trap))),
+                    }
+                }
+            }
+        }
+    };
+    let nondeterminism = outcome.as_ref().ok().and_then(|output| state.replay.complete(Ok(output.clone())).err());
+    let (status, output) = match (outcome, nondeterminism) {
+        (_, Some(error)) => {
+            state.replay.fail_or_complete(Err(error.to_string()));
+            (RuntimeStatus::Failed, error.to_string())
+        }
+        (Ok(output), None) => (RuntimeStatus::Completed, output),
+        (Err(message), None) => {
+            state.replay.fail_or_complete(Err(message.clone()));
+            (RuntimeStatus::Failed, message)
+        }
+    };
+    if status == RuntimeStatus::Failed {
+        tracing::info!(instance = %instance.id, "orchestration failed: {output}");
+    }
+    let output = match status {
+        RuntimeStatus::Completed => output,
+        _ => serde_json::Value::String(output).to_string(),
+    };
+    state.checkpoint(status, Some(&output))?;
+    Ok(status)
+}
+
+/// Fails an instance whose history cannot be replayed, appending only the failure.
+fn fail_without_replay(env: &InstanceEnv, instance: &Instance, len: u64, message: &str) -> Result<RuntimeStatus, RunFailure> {
+    let output = serde_json::Value::String(message.to_string()).to_string();
+    let now = Utc::now();
+    env.store.checkpoint(&store::Checkpoint {
+        instance_id: &instance.id,
+        first_seq: len,
+        events: &[(now, store::Event::ExecutionFailed { message: message.to_string() })],
+        consumed: &[],
+        status: RuntimeStatus::Failed,
+        output: Some(&output),
+        custom_status: instance.custom_status.as_deref(),
+        now,
+    })?;
+    Ok(RuntimeStatus::Failed)
+}
+
+fn describe_run_error(name: &str, error: RunError) -> String {
+    match error {
+        RunError::UnknownName(known) => {
+            format!("unknown orchestrator '{name}'; this component provides: {}", known.join(", "))
+        }
+        RunError::BadInput(message) => format!("bad input: {message}"),
+        RunError::Failed(message) => message,
+    }
+}
+
+/// A trap's message without the wasm backtrace, which users cannot act on.
+pub(crate) fn describe_trap(error: &wasmtime::Error) -> String {
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::UnreachableCodeReached) => {
+            "wasm `unreachable` executed (a panic in the guest?)".to_string()
+        }
+        Some(trap) => trap.to_string(),
+        None => format!("{error:#}"),
+    }
+}

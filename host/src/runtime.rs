@@ -1,0 +1,386 @@
+//! The runtime: loads components, owns the store, and runs the workers that drive
+//! orchestration instances and activity work items.
+//!
+//! Every unfinished instance gets a task that keeps its orchestrator hot until it ends.
+//! Activity work items are claimed from the store by one dispatcher and run with bounded
+//! concurrency; each result is committed to the instance's inbox, and the instance is
+//! woken to consume it.
+
+use crate::activity::{self, ActivityComponent, confine::Confinement};
+use crate::orchestrator::{self, InstanceEnv, OrchestratorComponent};
+use crate::registry::Registry;
+use crate::store::{self, Event, Instance, Store, WorkItem, sqlite::SqliteStore};
+use crate::{blobs, engine};
+use chrono::Utc;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+
+/// The sample components built from `guest-backup/`, embedded in the binary.
+pub const SAMPLE_COMPONENTS: &[(&str, &[u8])] = &[
+    ("<embedded backup-orchestrator>", include_bytes!(env!("WEFT_GUEST_BACKUP_ORCHESTRATOR"))),
+    ("<embedded backup-activities>", include_bytes!(env!("WEFT_GUEST_BACKUP_ACTIVITIES"))),
+];
+
+/// How long a claimed work item stays leased. Only another process sharing the store
+/// would take it over after that; this one keeps running it.
+const LEASE: Duration = Duration::from_secs(300);
+/// How often the dispatcher looks for due work when nothing woke it.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+/// Why the runtime could not start or an instance could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Engine(#[from] engine::Error),
+    #[error(transparent)]
+    Orchestrator(#[from] orchestrator::Error),
+    #[error(transparent)]
+    Activity(#[from] activity::Error),
+    #[error(transparent)]
+    Blobs(#[from] blobs::Error),
+    #[error("cannot allow directory: {0}")]
+    AllowDir(#[from] activity::confine::Error),
+    #[error("{path} is neither an orchestration nor an activity component: {reason}")]
+    UnknownWorld { path: String, reason: String },
+    #[error("unknown orchestrator '{name}'; known orchestrators: {known}")]
+    UnknownOrchestrator { name: String, known: String },
+    #[error("the input is not valid JSON: {0}")]
+    BadInput(String),
+    #[error("instance '{id}' could not run: {reason}")]
+    HostFailure { id: String, reason: String },
+}
+
+/// Where a component comes from.
+#[derive(Clone, Debug)]
+pub enum ComponentSource {
+    File(PathBuf),
+    Embedded { name: &'static str, bytes: &'static [u8] },
+}
+
+impl ComponentSource {
+    /// The sample backup components.
+    pub fn samples() -> Vec<Self> {
+        SAMPLE_COMPONENTS.iter().map(|(name, bytes)| Self::Embedded { name, bytes }).collect()
+    }
+}
+
+/// A validated runtime configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Holds `weft.db`, the compiled-component cache and, by default, the blobs.
+    pub data_dir: PathBuf,
+    pub components: Vec<ComponentSource>,
+    /// A blob store URL; `None` means `file://<data_dir>/blobs`.
+    pub blobs: Option<String>,
+    /// Directories activities may read; must exist.
+    pub allowed_dirs: Vec<PathBuf>,
+    pub max_activities: usize,
+    /// Orchestration instances kept hot at once; more wait their turn.
+    pub max_orchestrations: usize,
+    /// Test-only: a pause before every activity call, to widen crash windows.
+    pub activity_delay: Option<Duration>,
+}
+
+impl Config {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            components: ComponentSource::samples(),
+            blobs: None,
+            allowed_dirs: Vec::new(),
+            max_activities: 16,
+            max_orchestrations: 256,
+            activity_delay: None,
+        }
+    }
+}
+
+/// A running Weft host.
+pub struct Runtime {
+    engine: wasmtime::Engine,
+    store: Arc<dyn Store>,
+    orchestrators: Registry<OrchestratorComponent>,
+    activities: Registry<ActivityComponent>,
+    io: Arc<activity::Io>,
+    config: Config,
+    /// Wake-up handles of the instances that have a task.
+    hot: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Instances that stopped because the host failed, with why.
+    host_failures: Mutex<HashMap<String, String>>,
+    work_ready: Arc<Notify>,
+    /// Bumped whenever an instance task ends.
+    ended: watch::Sender<u64>,
+    orchestration_slots: Arc<Semaphore>,
+    /// Identifies this process's leases.
+    owner: String,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Runtime {
+    /// Opens the data dir and loads the configured components.
+    pub async fn open(config: Config) -> Result<Arc<Self>, Error> {
+        let data_dir = std::path::absolute(&config.data_dir)
+            .map_err(|source| store::Error::DataDir { path: config.data_dir.display().to_string(), source })?;
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|source| store::Error::DataDir { path: data_dir.display().to_string(), source })?;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir.join("weft.db"))?);
+        let blobs = match &config.blobs {
+            Some(url) => blobs::open(url)?,
+            None => blobs::open_dir(&data_dir.join("blobs"))?,
+        };
+        let mut allowed = config.allowed_dirs.clone();
+        if allowed.is_empty() {
+            allowed.push(PathBuf::from("."));
+        }
+        let io = Arc::new(activity::Io { confinement: Confinement::new(&allowed)?, blobs });
+
+        let engine = engine::new_engine(engine::PoolLimits {
+            instances: (config.max_activities + config.max_orchestrations + 8) as u32,
+        })?;
+        let cache = data_dir.join("cache");
+        let mut orchestrators = Registry::default();
+        let mut activities = Registry::default();
+        for source in &config.components {
+            let (component, origin) = match source {
+                ComponentSource::File(path) => {
+                    (engine::load_component_file(&engine, path, Some(&cache))?, path.display().to_string())
+                }
+                ComponentSource::Embedded { name, bytes } => {
+                    (engine::load_component(&engine, bytes, name, Some(&cache))?, name.to_string())
+                }
+            };
+            match OrchestratorComponent::new(&engine, &component, &origin).await {
+                Ok(orchestrator) => orchestrators.add(orchestrator),
+                Err(orchestrator::Error::WrongWorld { reason: as_orchestration, .. }) => {
+                    match ActivityComponent::new(&engine, &component, &origin, io.clone()).await {
+                        Ok(activity) => activities.add(activity),
+                        Err(activity::Error::WrongWorld { reason: as_activities, .. }) => {
+                            return Err(Error::UnknownWorld {
+                                path: origin,
+                                reason: format!("as an orchestration: {as_orchestration}; as activities: {as_activities}"),
+                            });
+                        }
+                        Err(other) => return Err(other.into()),
+                    }
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+
+        Ok(Arc::new(Self {
+            engine,
+            store,
+            orchestrators,
+            activities,
+            io,
+            orchestration_slots: Arc::new(Semaphore::new(config.max_orchestrations.max(1))),
+            config: Config { data_dir, ..config },
+            hot: Mutex::new(HashMap::new()),
+            host_failures: Mutex::new(HashMap::new()),
+            work_ready: Arc::new(Notify::new()),
+            ended: watch::Sender::new(0),
+            owner: uuid::Uuid::new_v4().simple().to_string(),
+        }))
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+
+    /// Creates an instance of orchestrator `name`. Nothing is written if the name is
+    /// unknown or the input is not JSON. It runs once workers are started.
+    pub fn create(&self, name: &str, input: &str, id: Option<&str>) -> Result<Instance, Error> {
+        if self.orchestrators.get(name).is_none() {
+            return Err(Error::UnknownOrchestrator { name: name.to_string(), known: self.orchestrators.known() });
+        }
+        serde_json::from_str::<serde::de::IgnoredAny>(input).map_err(|e| Error::BadInput(e.to_string()))?;
+        let id = id.map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_string);
+        Ok(self.store.create_instance(&id, name, input, Utc::now())?)
+    }
+
+    /// Creates an instance and runs it at once.
+    pub fn start(self: &Arc<Self>, name: &str, input: &str, id: Option<&str>) -> Result<Instance, Error> {
+        let instance = self.create(name, input, id)?;
+        self.spawn_instance(instance.id.clone());
+        Ok(instance)
+    }
+
+    /// Starts the activity dispatcher and resumes every unfinished instance.
+    pub fn start_workers(self: &Arc<Self>) -> Result<(), Error> {
+        // This process is the data dir's only user, so no lease can be live.
+        self.store.release_leases()?;
+        tokio::spawn(self.clone().dispatch_activities());
+        for id in self.store.unfinished_instances()? {
+            self.spawn_instance(id);
+        }
+        Ok(())
+    }
+
+    /// Waits until instance `id` is Completed, Failed or Terminated.
+    pub async fn wait(&self, id: &str) -> Result<Instance, Error> {
+        let mut ended = self.ended.subscribe();
+        loop {
+            ended.borrow_and_update();
+            let instance = self.store.instance(id)?.ok_or_else(|| store::Error::UnknownInstance(id.to_string()))?;
+            if instance.status.is_terminal() {
+                return Ok(instance);
+            }
+            if let Some(reason) = lock(&self.host_failures).get(id) {
+                return Err(Error::HostFailure { id: id.to_string(), reason: reason.clone() });
+            }
+            if ended.changed().await.is_err() {
+                return Err(Error::HostFailure { id: id.to_string(), reason: "the runtime stopped".to_string() });
+            }
+        }
+    }
+
+    /// Waits until no instance task is running: every instance this runtime could run
+    /// has ended (those whose orchestrator is not loaded stay pending).
+    pub async fn wait_idle(&self) {
+        let mut ended = self.ended.subscribe();
+        loop {
+            ended.borrow_and_update();
+            if lock(&self.hot).is_empty() {
+                return;
+            }
+            if ended.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn spawn_instance(self: &Arc<Self>, id: String) {
+        let wake = {
+            let mut hot = lock(&self.hot);
+            if hot.contains_key(&id) {
+                return;
+            }
+            let wake = Arc::new(Notify::new());
+            hot.insert(id.clone(), wake.clone());
+            wake
+        };
+        let runtime = self.clone();
+        tokio::spawn(async move {
+            let result = runtime.run_instance(&id, wake).await;
+            if let Err(reason) = result {
+                tracing::error!(instance = %id, "{reason}");
+                lock(&runtime.host_failures).insert(id.clone(), reason);
+            }
+            lock(&runtime.hot).remove(&id);
+            runtime.ended.send_modify(|count| *count += 1);
+        });
+    }
+
+    async fn run_instance(&self, id: &str, wake: Arc<Notify>) -> Result<(), String> {
+        let _slot = self.orchestration_slots.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+        let instance = match self.store.instance(id) {
+            Ok(Some(instance)) => instance,
+            Ok(None) => return Err(format!("instance {id} vanished")),
+            Err(error) => return Err(error.to_string()),
+        };
+        if self.orchestrators.get(&instance.name).is_none() {
+            tracing::warn!(
+                instance = %id,
+                "orchestrator {} is not loaded; the instance stays {} until a host with it runs",
+                instance.name,
+                instance.status.as_str()
+            );
+            return Ok(());
+        }
+        let env = InstanceEnv {
+            engine: self.engine.clone(),
+            store: self.store.clone(),
+            wake,
+            work_ready: self.work_ready.clone(),
+        };
+        let status = orchestrator::run_instance(&env, &self.orchestrators, &instance).await.map_err(|e| e.to_string())?;
+        tracing::debug!(instance = %id, "instance ended {}", status.as_str());
+        Ok(())
+    }
+
+    async fn dispatch_activities(self: Arc<Self>) {
+        let slots = Arc::new(Semaphore::new(self.config.max_activities.max(1)));
+        loop {
+            let Ok(first) = slots.clone().acquire_owned().await else { return };
+            let now = Utc::now();
+            let lease_until = now + LEASE;
+            let max = 1 + slots.available_permits();
+            let items = match self.store.claim_work(&self.owner, max, now, lease_until) {
+                Ok(items) => items,
+                Err(error) => {
+                    tracing::error!("cannot claim work: {error}");
+                    drop(first);
+                    tokio::time::sleep(IDLE_POLL).await;
+                    continue;
+                }
+            };
+            if items.is_empty() {
+                drop(first);
+                tokio::select! {
+                    () = self.work_ready.notified() => {}
+                    () = tokio::time::sleep(IDLE_POLL) => {}
+                }
+                continue;
+            }
+            let mut permit = Some(first);
+            for item in items {
+                let permit = match permit.take() {
+                    Some(permit) => permit,
+                    // Only this loop takes permits, so the ones counted above are there.
+                    None => match slots.clone().try_acquire_owned() {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                };
+                tokio::spawn(self.clone().run_work_item(item, permit));
+            }
+        }
+    }
+
+    async fn run_work_item(self: Arc<Self>, item: WorkItem, _permit: OwnedSemaphorePermit) {
+        if let Some(delay) = self.config.activity_delay {
+            tokio::time::sleep(delay).await;
+        }
+        tracing::info!(
+            instance = %item.instance_id,
+            task = item.task_id,
+            attempt = item.attempt,
+            "activity started: {}({})",
+            item.name,
+            item.input
+        );
+        let outcome = match self.activities.get(&item.name) {
+            None => Err(format!("unknown activity '{}'; known activities: {}", item.name, self.activities.known())),
+            Some(component) => {
+                component
+                    .run(&self.engine, self.io.clone(), &item.instance_id, item.task_id, &item.name, &item.input)
+                    .await
+            }
+        };
+        let completion = match outcome {
+            Ok(result) => Event::TaskCompleted { task_id: item.task_id, result },
+            Err(message) => Event::TaskFailed { task_id: item.task_id, message },
+        };
+        match self.store.complete_work(&item, &self.owner, &completion, Utc::now()) {
+            Ok(true) => {
+                if let Some(wake) = lock(&self.hot).get(&item.instance_id) {
+                    wake.notify_one();
+                }
+            }
+            Ok(false) => tracing::debug!(instance = %item.instance_id, task = item.task_id, "result dropped: the lease was lost"),
+            Err(error) => tracing::error!(instance = %item.instance_id, task = item.task_id, "cannot record the result: {error}"),
+        }
+    }
+}
