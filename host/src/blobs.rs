@@ -29,7 +29,10 @@ pub fn open(url: &str) -> Result<Arc<dyn ObjectStore>, Error> {
 
 /// A blob store in a local directory.
 pub fn open_dir(dir: &Path) -> Result<Arc<dyn ObjectStore>, Error> {
-    let failed = |reason: String| Error::Directory { path: dir.display().to_string(), reason };
+    let failed = |reason: String| Error::Directory {
+        path: dir.display().to_string(),
+        reason,
+    };
     if !dir.is_absolute() {
         return Err(failed("the path must be absolute".to_string()));
     }

@@ -16,7 +16,10 @@ pub enum Error {
     #[error("cannot configure the wasm engine: {0}")]
     Engine(String),
     #[error("cannot read component {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} is not a WebAssembly component: {reason}")]
     NotAComponent { path: String, reason: String },
 }
@@ -53,8 +56,16 @@ pub fn new_engine(limits: PoolLimits) -> Result<Engine, Error> {
 
 /// Loads the component in `bytes` (read from `origin`), using and filling the compiled
 /// cache in `cache_dir` when one is given.
-pub fn load_component(engine: &Engine, bytes: &[u8], origin: &str, cache_dir: Option<&Path>) -> Result<Component, Error> {
-    let not_a_component = |reason: String| Error::NotAComponent { path: origin.to_string(), reason };
+pub fn load_component(
+    engine: &Engine,
+    bytes: &[u8],
+    origin: &str,
+    cache_dir: Option<&Path>,
+) -> Result<Component, Error> {
+    let not_a_component = |reason: String| Error::NotAComponent {
+        path: origin.to_string(),
+        reason,
+    };
     if !wasmparser_is_component(bytes) {
         return Err(not_a_component(
             "it does not start with the component header (a core module or another file?); build it for wasm32-wasip2"
@@ -71,7 +82,9 @@ pub fn load_component(engine: &Engine, bytes: &[u8], origin: &str, cache_dir: Op
         // additionally checks the header and the engine's compatibility.
         match unsafe { Component::deserialize(engine, &compiled) } {
             Ok(component) => return Ok(component),
-            Err(error) => tracing::warn!(path = %cached.display(), "ignoring unusable cached component: {error:#}"),
+            Err(error) => {
+                tracing::warn!(path = %cached.display(), "ignoring unusable cached component: {error:#}")
+            }
         }
     }
     let component = Component::new(engine, bytes).map_err(|e| not_a_component(format!("{e:#}")))?;
@@ -83,8 +96,15 @@ pub fn load_component(engine: &Engine, bytes: &[u8], origin: &str, cache_dir: Op
 }
 
 /// Reads a component file and loads it.
-pub fn load_component_file(engine: &Engine, path: &Path, cache_dir: Option<&Path>) -> Result<Component, Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.display().to_string(), source })?;
+pub fn load_component_file(
+    engine: &Engine,
+    path: &Path,
+    cache_dir: Option<&Path>,
+) -> Result<Component, Error> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
     load_component(engine, &bytes, &path.display().to_string(), cache_dir)
 }
 
@@ -95,14 +115,18 @@ fn wasmparser_is_component(bytes: &[u8]) -> bool {
 
 fn cache_path(engine: &Engine, bytes: &[u8], cache_dir: &Path) -> PathBuf {
     let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut engine_hash);
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hash);
     let content = Sha256::digest(bytes);
     let hex: String = content.iter().map(|b| format!("{b:02x}")).collect();
     cache_dir.join(format!("{hex}-{:016x}.cwasm", engine_hash.finish()))
 }
 
 fn store_compiled(component: &Component, path: &Path) -> std::io::Result<()> {
-    let compiled = component.serialize().map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+    let compiled = component
+        .serialize()
+        .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }

@@ -5,14 +5,14 @@
 //! ([`activity`]) that reach files and blobs only through confined host imports. The
 //! [`runtime::Runtime`] ties them together; [`cli`] is the `weft` command line.
 
-pub mod replay;
-pub mod store;
+pub mod activity;
 mod bindings;
+pub mod blobs;
+pub mod cli;
 pub mod engine;
 pub mod orchestrator;
-pub mod activity;
-pub mod blobs;
 mod registry;
+pub mod replay;
 pub mod runtime;
-pub mod cli;
 pub mod status;
+pub mod store;

@@ -18,7 +18,9 @@ pub struct Registry<C> {
 
 impl<C> Default for Registry<C> {
     fn default() -> Self {
-        Self { by_name: BTreeMap::new() }
+        Self {
+            by_name: BTreeMap::new(),
+        }
     }
 }
 
@@ -29,7 +31,11 @@ impl<C: Provider> Registry<C> {
         let component = Arc::new(component);
         for name in component.names() {
             if let Some(existing) = self.by_name.get(name) {
-                tracing::warn!("{name} is provided by {} and {}; using the first", existing.origin(), component.origin());
+                tracing::warn!(
+                    "{name} is provided by {} and {}; using the first",
+                    existing.origin(),
+                    component.origin()
+                );
                 continue;
             }
             self.by_name.insert(name.clone(), component.clone());
@@ -45,6 +51,10 @@ impl<C: Provider> Registry<C> {
         if self.by_name.is_empty() {
             return "(none loaded)".to_string();
         }
-        self.by_name.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+        self.by_name
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }

@@ -20,8 +20,14 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 /// The sample components built from `guest-backup/`, embedded in the binary.
 pub const SAMPLE_COMPONENTS: &[(&str, &[u8])] = &[
-    ("<embedded backup-orchestrator>", include_bytes!(env!("WEFT_GUEST_BACKUP_ORCHESTRATOR"))),
-    ("<embedded backup-activities>", include_bytes!(env!("WEFT_GUEST_BACKUP_ACTIVITIES"))),
+    (
+        "<embedded backup-orchestrator>",
+        include_bytes!(env!("WEFT_GUEST_BACKUP_ORCHESTRATOR")),
+    ),
+    (
+        "<embedded backup-activities>",
+        include_bytes!(env!("WEFT_GUEST_BACKUP_ACTIVITIES")),
+    ),
 ];
 
 /// How long a claimed work item stays leased. Only another process sharing the store
@@ -59,13 +65,19 @@ pub enum Error {
 #[derive(Clone, Debug)]
 pub enum ComponentSource {
     File(PathBuf),
-    Embedded { name: &'static str, bytes: &'static [u8] },
+    Embedded {
+        name: &'static str,
+        bytes: &'static [u8],
+    },
 }
 
 impl ComponentSource {
     /// The sample backup components.
     pub fn samples() -> Vec<Self> {
-        SAMPLE_COMPONENTS.iter().map(|(name, bytes)| Self::Embedded { name, bytes }).collect()
+        SAMPLE_COMPONENTS
+            .iter()
+            .map(|(name, bytes)| Self::Embedded { name, bytes })
+            .collect()
     }
 }
 
@@ -75,6 +87,8 @@ pub struct Config {
     /// Holds `weft.db`, the compiled-component cache and, by default, the blobs.
     pub data_dir: PathBuf,
     pub components: Vec<ComponentSource>,
+    /// Where compiled components are cached; `None` means `<data_dir>/cache`.
+    pub cache_dir: Option<PathBuf>,
     /// A blob store URL; `None` means `file://<data_dir>/blobs`.
     pub blobs: Option<String>,
     /// Directories activities may read; must exist.
@@ -91,6 +105,7 @@ impl Config {
         Self {
             data_dir: data_dir.into(),
             components: ComponentSource::samples(),
+            cache_dir: None,
             blobs: None,
             allowed_dirs: Vec::new(),
             max_activities: 16,
@@ -121,16 +136,23 @@ pub struct Runtime {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Runtime {
     /// Opens the data dir and loads the configured components.
     pub async fn open(config: Config) -> Result<Arc<Self>, Error> {
-        let data_dir = std::path::absolute(&config.data_dir)
-            .map_err(|source| store::Error::DataDir { path: config.data_dir.display().to_string(), source })?;
-        std::fs::create_dir_all(&data_dir)
-            .map_err(|source| store::Error::DataDir { path: data_dir.display().to_string(), source })?;
+        let data_dir =
+            std::path::absolute(&config.data_dir).map_err(|source| store::Error::DataDir {
+                path: config.data_dir.display().to_string(),
+                source,
+            })?;
+        std::fs::create_dir_all(&data_dir).map_err(|source| store::Error::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir.join("weft.db"))?);
         let blobs = match &config.blobs {
             Some(url) => blobs::open(url)?,
@@ -140,32 +162,48 @@ impl Runtime {
         if allowed.is_empty() {
             allowed.push(PathBuf::from("."));
         }
-        let io = Arc::new(activity::Io { confinement: Confinement::new(&allowed)?, blobs });
+        let io = Arc::new(activity::Io {
+            confinement: Confinement::new(&allowed)?,
+            blobs,
+        });
 
         let engine = engine::new_engine(engine::PoolLimits {
             instances: (config.max_activities + config.max_orchestrations + 8) as u32,
         })?;
-        let cache = data_dir.join("cache");
+        let cache = config
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("cache"));
         let mut orchestrators = Registry::default();
         let mut activities = Registry::default();
         for source in &config.components {
             let (component, origin) = match source {
-                ComponentSource::File(path) => {
-                    (engine::load_component_file(&engine, path, Some(&cache))?, path.display().to_string())
-                }
-                ComponentSource::Embedded { name, bytes } => {
-                    (engine::load_component(&engine, bytes, name, Some(&cache))?, name.to_string())
-                }
+                ComponentSource::File(path) => (
+                    engine::load_component_file(&engine, path, Some(&cache))?,
+                    path.display().to_string(),
+                ),
+                ComponentSource::Embedded { name, bytes } => (
+                    engine::load_component(&engine, bytes, name, Some(&cache))?,
+                    name.to_string(),
+                ),
             };
             match OrchestratorComponent::new(&engine, &component, &origin).await {
                 Ok(orchestrator) => orchestrators.add(orchestrator),
-                Err(orchestrator::Error::WrongWorld { reason: as_orchestration, .. }) => {
+                Err(orchestrator::Error::WrongWorld {
+                    reason: as_orchestration,
+                    ..
+                }) => {
                     match ActivityComponent::new(&engine, &component, &origin, io.clone()).await {
                         Ok(activity) => activities.add(activity),
-                        Err(activity::Error::WrongWorld { reason: as_activities, .. }) => {
+                        Err(activity::Error::WrongWorld {
+                            reason: as_activities,
+                            ..
+                        }) => {
                             return Err(Error::UnknownWorld {
                                 path: origin,
-                                reason: format!("as an orchestration: {as_orchestration}; as activities: {as_activities}"),
+                                reason: format!(
+                                    "as an orchestration: {as_orchestration}; as activities: {as_activities}"
+                                ),
                             });
                         }
                         Err(other) => return Err(other.into()),
@@ -203,15 +241,24 @@ impl Runtime {
     /// unknown or the input is not JSON. It runs once workers are started.
     pub fn create(&self, name: &str, input: &str, id: Option<&str>) -> Result<Instance, Error> {
         if self.orchestrators.get(name).is_none() {
-            return Err(Error::UnknownOrchestrator { name: name.to_string(), known: self.orchestrators.known() });
+            return Err(Error::UnknownOrchestrator {
+                name: name.to_string(),
+                known: self.orchestrators.known(),
+            });
         }
-        serde_json::from_str::<serde::de::IgnoredAny>(input).map_err(|e| Error::BadInput(e.to_string()))?;
+        serde_json::from_str::<serde::de::IgnoredAny>(input)
+            .map_err(|e| Error::BadInput(e.to_string()))?;
         let id = id.map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_string);
         Ok(self.store.create_instance(&id, name, input, Utc::now())?)
     }
 
     /// Creates an instance and runs it at once.
-    pub fn start(self: &Arc<Self>, name: &str, input: &str, id: Option<&str>) -> Result<Instance, Error> {
+    pub fn start(
+        self: &Arc<Self>,
+        name: &str,
+        input: &str,
+        id: Option<&str>,
+    ) -> Result<Instance, Error> {
         let instance = self.create(name, input, id)?;
         self.spawn_instance(instance.id.clone());
         Ok(instance)
@@ -233,15 +280,24 @@ impl Runtime {
         let mut ended = self.ended.subscribe();
         loop {
             ended.borrow_and_update();
-            let instance = self.store.instance(id)?.ok_or_else(|| store::Error::UnknownInstance(id.to_string()))?;
+            let instance = self
+                .store
+                .instance(id)?
+                .ok_or_else(|| store::Error::UnknownInstance(id.to_string()))?;
             if instance.status.is_terminal() {
                 return Ok(instance);
             }
             if let Some(reason) = lock(&self.host_failures).get(id) {
-                return Err(Error::HostFailure { id: id.to_string(), reason: reason.clone() });
+                return Err(Error::HostFailure {
+                    id: id.to_string(),
+                    reason: reason.clone(),
+                });
             }
             if ended.changed().await.is_err() {
-                return Err(Error::HostFailure { id: id.to_string(), reason: "the runtime stopped".to_string() });
+                return Err(Error::HostFailure {
+                    id: id.to_string(),
+                    reason: "the runtime stopped".to_string(),
+                });
             }
         }
     }
@@ -284,7 +340,12 @@ impl Runtime {
     }
 
     async fn run_instance(&self, id: &str, wake: Arc<Notify>) -> Result<(), String> {
-        let _slot = self.orchestration_slots.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+        let _slot = self
+            .orchestration_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
         let instance = match self.store.instance(id) {
             Ok(Some(instance)) => instance,
             Ok(None) => return Err(format!("instance {id} vanished")),
@@ -305,7 +366,9 @@ impl Runtime {
             wake,
             work_ready: self.work_ready.clone(),
         };
-        let status = orchestrator::run_instance(&env, &self.orchestrators, &instance).await.map_err(|e| e.to_string())?;
+        let status = orchestrator::run_instance(&env, &self.orchestrators, &instance)
+            .await
+            .map_err(|e| e.to_string())?;
         tracing::debug!(instance = %id, "instance ended {}", status.as_str());
         Ok(())
     }
@@ -313,7 +376,9 @@ impl Runtime {
     async fn dispatch_activities(self: Arc<Self>) {
         let slots = Arc::new(Semaphore::new(self.config.max_activities.max(1)));
         loop {
-            let Ok(first) = slots.clone().acquire_owned().await else { return };
+            let Ok(first) = slots.clone().acquire_owned().await else {
+                return;
+            };
             let now = Utc::now();
             let lease_until = now + LEASE;
             let max = 1 + slots.available_permits();
@@ -362,25 +427,49 @@ impl Runtime {
             item.input
         );
         let outcome = match self.activities.get(&item.name) {
-            None => Err(format!("unknown activity '{}'; known activities: {}", item.name, self.activities.known())),
+            None => Err(format!(
+                "unknown activity '{}'; known activities: {}",
+                item.name,
+                self.activities.known()
+            )),
             Some(component) => {
                 component
-                    .run(&self.engine, self.io.clone(), &item.instance_id, item.task_id, &item.name, &item.input)
+                    .run(
+                        &self.engine,
+                        self.io.clone(),
+                        &item.instance_id,
+                        item.task_id,
+                        &item.name,
+                        &item.input,
+                    )
                     .await
             }
         };
         let completion = match outcome {
-            Ok(result) => Event::TaskCompleted { task_id: item.task_id, result },
-            Err(message) => Event::TaskFailed { task_id: item.task_id, message },
+            Ok(result) => Event::TaskCompleted {
+                task_id: item.task_id,
+                result,
+            },
+            Err(message) => Event::TaskFailed {
+                task_id: item.task_id,
+                message,
+            },
         };
-        match self.store.complete_work(&item, &self.owner, &completion, Utc::now()) {
+        match self
+            .store
+            .complete_work(&item, &self.owner, &completion, Utc::now())
+        {
             Ok(true) => {
                 if let Some(wake) = lock(&self.hot).get(&item.instance_id) {
                     wake.notify_one();
                 }
             }
-            Ok(false) => tracing::debug!(instance = %item.instance_id, task = item.task_id, "result dropped: the lease was lost"),
-            Err(error) => tracing::error!(instance = %item.instance_id, task = item.task_id, "cannot record the result: {error}"),
+            Ok(false) => {
+                tracing::debug!(instance = %item.instance_id, task = item.task_id, "result dropped: the lease was lost")
+            }
+            Err(error) => {
+                tracing::error!(instance = %item.instance_id, task = item.task_id, "cannot record the result: {error}")
+            }
         }
     }
 }

@@ -11,7 +11,9 @@ fn timestamp(time: DateTime<Utc>) -> String {
 
 /// Stored JSON text as a JSON value (stored payloads are validated on the way in).
 fn payload(text: Option<&str>) -> Value {
-    text.map_or(Value::Null, |text| serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string())))
+    text.map_or(Value::Null, |text| {
+        serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+    })
 }
 
 /// `{name, instanceId, runtimeStatus, input, customStatus, output, createdTime, lastUpdatedTime}`.
@@ -33,7 +35,10 @@ pub fn event_json(event: &HistoryEvent) -> Value {
     let mut value = serde_json::to_value(&event.event).unwrap_or(Value::Null);
     if let Value::Object(fields) = &mut value {
         fields.insert("seq".to_string(), json!(event.seq));
-        fields.insert("timestamp".to_string(), json!(event.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true)));
+        fields.insert(
+            "timestamp".to_string(),
+            json!(event.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        );
     }
     value
 }

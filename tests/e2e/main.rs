@@ -1,1 +1,9 @@
+//! End-to-end tests against the real `weft` binary, real SQLite files, real directory
+//! trees and real blob directories.
 
+mod backup;
+mod confinement;
+mod crash;
+mod nondeterminism;
+mod sandbox;
+mod support;

@@ -19,8 +19,9 @@ impl Guest for Activities {
     }
 
     fn run(name: String, input: String) -> Result<String, RunError> {
-        let input: String = serde_json::from_str(&input)
-            .map_err(|e| RunError::BadInput(format!("{name} takes a path as a JSON string: {e}")))?;
+        let input: String = serde_json::from_str(&input).map_err(|e| {
+            RunError::BadInput(format!("{name} takes a path as a JSON string: {e}"))
+        })?;
         let output = match name.as_str() {
             GET_FILE_LIST => serde_json::to_string(&get_file_list(&input)?),
             COPY_FILE_TO_BLOB => serde_json::to_string(&copy_file_to_blob(&input)?),
@@ -31,21 +32,33 @@ impl Guest for Activities {
 }
 
 fn get_file_list(root_directory: &str) -> Result<Vec<String>, RunError> {
-    log::log(LogLevel::Info, &format!("Searching for files under '{root_directory}'..."));
+    log::log(
+        LogLevel::Info,
+        &format!("Searching for files under '{root_directory}'..."),
+    );
     let files: Vec<String> = fs::list_files(root_directory)
         .map_err(failed)?
         .into_iter()
         .map(|entry| entry.path)
         .collect();
-    log::log(LogLevel::Info, &format!("Found {} file(s) under {root_directory}.", files.len()));
+    log::log(
+        LogLevel::Info,
+        &format!("Found {} file(s) under {root_directory}.", files.len()),
+    );
     Ok(files)
 }
 
 fn copy_file_to_blob(file_path: &str) -> Result<u64, RunError> {
     let output_location = format!("backups/{}", blob_path(file_path));
-    log::log(LogLevel::Info, &format!("Copying '{file_path}' to '{output_location}'."));
+    log::log(
+        LogLevel::Info,
+        &format!("Copying '{file_path}' to '{output_location}'."),
+    );
     let byte_count = blob::copy_file(file_path, &output_location).map_err(failed)?;
-    log::log(LogLevel::Info, &format!("Copied '{file_path}'. Total bytes = {byte_count}."));
+    log::log(
+        LogLevel::Info,
+        &format!("Copied '{file_path}'. Total bytes = {byte_count}."),
+    );
     Ok(byte_count)
 }
 
@@ -68,7 +81,9 @@ fn blob_path(file_path: &str) -> String {
 
 fn failed(error: IoError) -> RunError {
     RunError::Failed(match error {
-        IoError::AccessDenied(message) | IoError::NotFound(message) | IoError::Other(message) => message,
+        IoError::AccessDenied(message) | IoError::NotFound(message) | IoError::Other(message) => {
+            message
+        }
     })
 }
 

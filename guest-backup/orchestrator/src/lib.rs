@@ -27,8 +27,11 @@ impl Guest for Backup {
 }
 
 fn backup_site_content() -> Result<String, RunError> {
-    let input: Option<String> = serde_json::from_str(&context::input())
-        .map_err(|e| RunError::BadInput(format!("the input must be a directory path as a JSON string: {e}")))?;
+    let input: Option<String> = serde_json::from_str(&context::input()).map_err(|e| {
+        RunError::BadInput(format!(
+            "the input must be a directory path as a JSON string: {e}"
+        ))
+    })?;
     let root_directory = input.as_deref().map(str::trim).unwrap_or_default();
     if root_directory.is_empty() {
         return Err(RunError::BadInput(
@@ -45,16 +48,22 @@ fn backup_site_content() -> Result<String, RunError> {
 
     let mut total_bytes: u64 = 0;
     for (file, result) in files.iter().zip(context::when_all(&tasks)) {
-        let bytes = result.map_err(|e| RunError::Failed(format!("copying '{file}' failed: {}", e.message)))?;
+        let bytes = result
+            .map_err(|e| RunError::Failed(format!("copying '{file}' failed: {}", e.message)))?;
         total_bytes += parse::<u64>(&bytes)?;
     }
     Ok(json(&total_bytes))
 }
 
 /// Calls one activity and waits for its result.
-fn call<T: serde::de::DeserializeOwned>(name: &str, input: &impl serde::Serialize) -> Result<T, RunError> {
+fn call<T: serde::de::DeserializeOwned>(
+    name: &str,
+    input: &impl serde::Serialize,
+) -> Result<T, RunError> {
     let task = context::call_activity(name, &json(input), None);
-    let result = context::when_all(&[task]).pop().ok_or_else(|| RunError::Failed(format!("{name} returned nothing")))?;
+    let result = context::when_all(&[task])
+        .pop()
+        .ok_or_else(|| RunError::Failed(format!("{name} returned nothing")))?;
     let output = result.map_err(|e| RunError::Failed(format!("{name} failed: {}", e.message)))?;
     parse(&output)
 }
@@ -65,7 +74,8 @@ fn json(value: &impl serde::Serialize) -> String {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, RunError> {
-    serde_json::from_str(text).map_err(|e| RunError::Failed(format!("unexpected activity output {text}: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| RunError::Failed(format!("unexpected activity output {text}: {e}")))
 }
 
 export!(Backup);

@@ -8,14 +8,18 @@ struct Testing;
 
 impl Guest for Testing {
     fn names() -> Vec<String> {
-        ["Echo", "Sleep", "Fail"].iter().map(|name| name.to_string()).collect()
+        ["Echo", "Sleep", "Fail"]
+            .iter()
+            .map(|name| name.to_string())
+            .collect()
     }
 
     fn run(name: String, input: String) -> Result<String, RunError> {
         match name.as_str() {
             "Echo" => Ok(input),
             "Sleep" => {
-                let millis: u64 = serde_json::from_str(&input).map_err(|e| RunError::BadInput(e.to_string()))?;
+                let millis: u64 =
+                    serde_json::from_str(&input).map_err(|e| RunError::BadInput(e.to_string()))?;
                 std::thread::sleep(std::time::Duration::from_millis(millis));
                 Ok(input)
             }

@@ -9,7 +9,14 @@ use weft::orchestration::context;
 
 struct Testing;
 
-const NAMES: &[&str] = &["Nondeterministic", "SandboxProbe", "FanOut", "CallActivity", "Panic", "CustomStatus"];
+const NAMES: &[&str] = &[
+    "Nondeterministic",
+    "SandboxProbe",
+    "FanOut",
+    "CallActivity",
+    "Panic",
+    "CustomStatus",
+];
 
 impl Guest for Testing {
     fn names() -> Vec<String> {
@@ -41,7 +48,10 @@ fn nondeterministic() -> Result<String, RunError> {
         context::call_activity("Sleep", &context::input(), None)
     };
     let mut results = context::when_all(&[task]);
-    results.pop().and_then(Result::ok).ok_or_else(|| RunError::Failed("no result".to_string()))
+    results
+        .pop()
+        .and_then(Result::ok)
+        .ok_or_else(|| RunError::Failed("no result".to_string()))
 }
 
 /// Reports what the orchestrator sees of the clock, randomness, files and environment.
@@ -70,12 +80,17 @@ fn sandbox_probe() -> String {
 
 /// Calls `Echo` once per number in `0..input` in parallel and returns their sum.
 fn fan_out() -> Result<String, RunError> {
-    let count: u64 = serde_json::from_str(&context::input()).map_err(|e| RunError::BadInput(e.to_string()))?;
-    let tasks: Vec<_> = (0..count).map(|i| context::call_activity("Echo", &i.to_string(), None)).collect();
+    let count: u64 =
+        serde_json::from_str(&context::input()).map_err(|e| RunError::BadInput(e.to_string()))?;
+    let tasks: Vec<_> = (0..count)
+        .map(|i| context::call_activity("Echo", &i.to_string(), None))
+        .collect();
     let mut sum = 0u64;
     for result in context::when_all(&tasks) {
         let output = result.map_err(|e| RunError::Failed(e.message))?;
-        sum += output.parse::<u64>().map_err(|e| RunError::Failed(e.to_string()))?;
+        sum += output
+            .parse::<u64>()
+            .map_err(|e| RunError::Failed(e.to_string()))?;
     }
     Ok(sum.to_string())
 }

@@ -28,7 +28,10 @@ impl Error {
             io::ErrorKind::PermissionDenied if source.to_string().contains("outside") => {
                 Self::Denied(path.display().to_string())
             }
-            _ => Self::Io { path: path.display().to_string(), source },
+            _ => Self::Io {
+                path: path.display().to_string(),
+                source,
+            },
         }
     }
 }
@@ -59,10 +62,14 @@ impl Confinement {
         let mut resolved = Vec::new();
         for root in roots {
             let path = std::fs::canonicalize(root).map_err(|e| Error::io(root, e))?;
-            let dir = Dir::open_ambient_dir(&path, ambient_authority()).map_err(|e| Error::io(&path, e))?;
+            let dir = Dir::open_ambient_dir(&path, ambient_authority())
+                .map_err(|e| Error::io(&path, e))?;
             resolved.push(Root { path, dir });
         }
-        Ok(Self { roots: resolved, cwd })
+        Ok(Self {
+            roots: resolved,
+            cwd,
+        })
     }
 
     /// The allowed directories, canonical.
@@ -72,9 +79,16 @@ impl Confinement {
 
     fn absolute(&self, path: &str) -> PathBuf {
         let path = Path::new(path);
-        let joined = if path.is_absolute() { path.to_path_buf() } else { self.cwd.join(path) };
+        let joined = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.cwd.join(path)
+        };
         // Drop `.` segments; `..` stays for the directory handle to judge.
-        joined.components().filter(|c| !matches!(c, Component::CurDir)).collect()
+        joined
+            .components()
+            .filter(|c| !matches!(c, Component::CurDir))
+            .collect()
     }
 
     /// The allowed root that holds `path`, and the path relative to it.
@@ -97,23 +111,33 @@ impl Confinement {
     }
 
     fn inside(&self, canonical: &Path) -> bool {
-        self.roots.iter().any(|root| canonical.starts_with(&root.path))
+        self.roots
+            .iter()
+            .any(|root| canonical.starts_with(&root.path))
     }
 
     /// Opens a regular file for reading, refusing every escape from the allowed roots.
     pub fn open_file(&self, path: &str) -> Result<(std::fs::File, u64), Error> {
         let (root, relative, absolute) = self.locate(path)?;
         let file = if relative.as_os_str().is_empty() {
-            return Err(Error::Io { path: path.to_string(), source: io::Error::other("is a directory, not a file") });
+            return Err(Error::Io {
+                path: path.to_string(),
+                source: io::Error::other("is a directory, not a file"),
+            });
         } else {
-            root.dir.open(&relative).map_err(|e| match Error::io(&absolute, e) {
-                Error::Denied(_) => Error::Denied(path.to_string()),
-                other => other,
-            })?
+            root.dir
+                .open(&relative)
+                .map_err(|e| match Error::io(&absolute, e) {
+                    Error::Denied(_) => Error::Denied(path.to_string()),
+                    other => other,
+                })?
         };
         let metadata = file.metadata().map_err(|e| Error::io(&absolute, e))?;
         if !metadata.is_file() {
-            return Err(Error::Io { path: path.to_string(), source: io::Error::other("not a regular file") });
+            return Err(Error::Io {
+                path: path.to_string(),
+                source: io::Error::other("not a regular file"),
+            });
         }
         Ok((file.into_std(), metadata.len()))
     }
@@ -128,7 +152,10 @@ impl Confinement {
             return Err(Error::Denied(root.to_string()));
         }
         if !canonical.is_dir() {
-            return Err(Error::Io { path: root.to_string(), source: io::Error::other("not a directory") });
+            return Err(Error::Io {
+                path: root.to_string(),
+                source: io::Error::other("not a directory"),
+            });
         }
         let mut files = Vec::new();
         for entry in walkdir::WalkDir::new(&absolute).follow_links(false) {
@@ -138,11 +165,16 @@ impl Confinement {
             })?;
             let file_type = entry.file_type();
             let size = if file_type.is_file() {
-                entry.metadata().map_err(|e| Error::io(entry.path(), e.into()))?.len()
+                entry
+                    .metadata()
+                    .map_err(|e| Error::io(entry.path(), e.into()))?
+                    .len()
             } else if file_type.is_symlink() {
                 match std::fs::canonicalize(entry.path()) {
                     Ok(target) if self.inside(&target) && target.is_file() => {
-                        std::fs::metadata(&target).map_err(|e| Error::io(&target, e))?.len()
+                        std::fs::metadata(&target)
+                            .map_err(|e| Error::io(&target, e))?
+                            .len()
                     }
                     _ => {
                         tracing::warn!(path = %entry.path().display(), "skipping a symlink that does not point at an allowed file");
@@ -153,8 +185,13 @@ impl Confinement {
                 continue;
             };
             match entry.path().to_str() {
-                Some(path) => files.push(FileEntry { path: path.to_string(), size }),
-                None => tracing::warn!(path = %entry.path().display(), "skipping a file whose name is not UTF-8"),
+                Some(path) => files.push(FileEntry {
+                    path: path.to_string(),
+                    size,
+                }),
+                None => {
+                    tracing::warn!(path = %entry.path().display(), "skipping a file whose name is not UTF-8")
+                }
             }
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -181,10 +218,17 @@ mod tests {
         let (top, confinement) = setup();
         let allowed = top.path().join("allowed");
         let inside = allowed.join("sub/a.txt");
-        assert_eq!(confinement.open_file(inside.to_str().unwrap_or_default()).map(|(_, size)| size).ok(), Some(3));
+        assert_eq!(
+            confinement
+                .open_file(inside.to_str().unwrap_or_default())
+                .map(|(_, size)| size)
+                .ok(),
+            Some(3)
+        );
 
         #[cfg(unix)]
-        std::os::unix::fs::symlink(top.path().join("secret"), allowed.join("link")).unwrap_or_default();
+        std::os::unix::fs::symlink(top.path().join("secret"), allowed.join("link"))
+            .unwrap_or_default();
         for path in [
             "/etc/passwd".to_string(),
             format!("{}/sub/../../secret", allowed.display()),
@@ -192,7 +236,10 @@ mod tests {
         ] {
             match confinement.open_file(&path) {
                 Err(Error::Denied(p)) => assert_eq!(p, path),
-                other => panic!("{path}: expected access denied, got {:?}", other.map(|(_, size)| size)),
+                other => panic!(
+                    "{path}: expected access denied, got {:?}",
+                    other.map(|(_, size)| size)
+                ),
             }
         }
     }
@@ -202,10 +249,19 @@ mod tests {
         let (top, confinement) = setup();
         let allowed = top.path().join("allowed");
         #[cfg(unix)]
-        std::os::unix::fs::symlink(top.path().join("secret"), allowed.join("link")).unwrap_or_default();
-        let files = confinement.list_files(allowed.to_str().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink(top.path().join("secret"), allowed.join("link"))
+            .unwrap_or_default();
+        let files = confinement
+            .list_files(allowed.to_str().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"));
         let paths: Vec<_> = files.iter().map(|f| f.path.as_str()).collect();
-        assert_eq!(paths, vec![allowed.join("sub/a.txt").to_str().unwrap_or_default()]);
-        assert!(matches!(confinement.list_files(top.path().to_str().unwrap_or_default()), Err(Error::Denied(_))));
+        assert_eq!(
+            paths,
+            vec![allowed.join("sub/a.txt").to_str().unwrap_or_default()]
+        );
+        assert!(matches!(
+            confinement.list_files(top.path().to_str().unwrap_or_default()),
+            Err(Error::Denied(_))
+        ));
     }
 }

@@ -5,7 +5,9 @@
 pub mod confine;
 mod imports;
 
-use crate::bindings::activities::{Activities, ActivitiesPre, exports::weft::orchestration::activity::RunError};
+use crate::bindings::activities::{
+    Activities, ActivitiesPre, exports::weft::orchestration::activity::RunError,
+};
 use crate::registry::Provider;
 use object_store::ObjectStore;
 use std::sync::Arc;
@@ -16,7 +18,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 /// Why an activity component could not be prepared.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{origin} is not an activity component (world weft:orchestration/activities): {reason}")]
+    #[error(
+        "{origin} is not an activity component (world weft:orchestration/activities): {reason}"
+    )]
     WrongWorld { origin: String, reason: String },
     #[error("{origin}: listing its activities failed: {reason}")]
     Names { origin: String, reason: String },
@@ -42,7 +46,11 @@ impl ActivityState {
     fn new(io: Arc<Io>, instance_id: &str, task_id: u32) -> Self {
         // Real clocks and randomness, but no preopened directories, no environment and
         // no network: files and blobs are reached only through the host imports.
-        let wasi = WasiCtxBuilder::new().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
+        let wasi = WasiCtxBuilder::new()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
         Self {
             io,
             instance_id: instance_id.to_string(),
@@ -56,7 +64,10 @@ impl ActivityState {
 
 impl WasiView for ActivityState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -79,19 +90,43 @@ impl Provider for ActivityComponent {
 
 impl ActivityComponent {
     /// Links `component` against the host imports and asks it which activities it provides.
-    pub async fn new(engine: &Engine, component: &Component, origin: &str, io: Arc<Io>) -> Result<Self, Error> {
-        let wrong_world = |e: wasmtime::Error| Error::WrongWorld { origin: origin.to_string(), reason: format!("{e:#}") };
+    pub async fn new(
+        engine: &Engine,
+        component: &Component,
+        origin: &str,
+        io: Arc<Io>,
+    ) -> Result<Self, Error> {
+        let wrong_world = |e: wasmtime::Error| Error::WrongWorld {
+            origin: origin.to_string(),
+            reason: format!("{e:#}"),
+        };
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wrong_world)?;
-        Activities::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(wrong_world)?;
-        let pre = ActivitiesPre::new(linker.instantiate_pre(component).map_err(wrong_world)?).map_err(wrong_world)?;
+        Activities::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(wrong_world)?;
+        let pre = ActivitiesPre::new(linker.instantiate_pre(component).map_err(wrong_world)?)
+            .map_err(wrong_world)?;
 
-        let names_failed = |e: wasmtime::Error| Error::Names { origin: origin.to_string(), reason: format!("{e:#}") };
+        let names_failed = |e: wasmtime::Error| Error::Names {
+            origin: origin.to_string(),
+            reason: format!("{e:#}"),
+        };
         let mut store = wasmtime::Store::new(engine, ActivityState::new(io, "", 0));
         store.set_epoch_deadline(u64::MAX);
-        let instance = pre.instantiate_async(&mut store).await.map_err(names_failed)?;
-        let names = instance.weft_orchestration_activity().call_names(&mut store).await.map_err(names_failed)?;
-        Ok(Self { pre, origin: origin.to_string(), names })
+        let instance = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(names_failed)?;
+        let names = instance
+            .weft_orchestration_activity()
+            .call_names(&mut store)
+            .await
+            .map_err(names_failed)?;
+        Ok(Self {
+            pre,
+            origin: origin.to_string(),
+            names,
+        })
     }
 
     /// Runs activity `name` once on `input` in a fresh instance. The error is a message
@@ -113,17 +148,27 @@ impl ActivityComponent {
             .instantiate_async(&mut store)
             .await
             .map_err(|e| format!("cannot instantiate activity {name}: {e:#}"))?;
-        match instance.weft_orchestration_activity().call_run(&mut store, name, &input.to_owned()).await {
+        match instance
+            .weft_orchestration_activity()
+            .call_run(&mut store, name, &input.to_owned())
+            .await
+        {
             Ok(Ok(output)) => match serde_json::from_str::<serde::de::IgnoredAny>(&output) {
                 Ok(_) => Ok(output),
                 Err(e) => Err(format!("activity {name} returned invalid JSON: {e}")),
             },
-            Ok(Err(RunError::UnknownName(known))) => {
-                Err(format!("unknown activity '{name}'; this component provides: {}", known.join(", ")))
+            Ok(Err(RunError::UnknownName(known))) => Err(format!(
+                "unknown activity '{name}'; this component provides: {}",
+                known.join(", ")
+            )),
+            Ok(Err(RunError::BadInput(message))) => {
+                Err(format!("activity {name}: bad input: {message}"))
             }
-            Ok(Err(RunError::BadInput(message))) => Err(format!("activity {name}: bad input: {message}")),
             Ok(Err(RunError::Failed(message))) => Err(message),
-            Err(trap) => Err(format!("activity {name} trapped: {}", crate::orchestrator::describe_trap(&trap))),
+            Err(trap) => Err(format!(
+                "activity {name} trapped: {}",
+                crate::orchestrator::describe_trap(&trap)
+            )),
         }
     }
 }

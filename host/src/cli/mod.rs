@@ -14,7 +14,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(name = "weft", version, about = "Durable orchestrations written as WebAssembly components")]
+#[command(
+    name = "weft",
+    version,
+    about = "Durable orchestrations written as WebAssembly components"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -73,6 +77,9 @@ struct DataArgs {
 struct HostArgs {
     #[command(flatten)]
     data: DataArgs,
+    /// Where compiled components are cached; default: <data-dir>/cache.
+    #[arg(long, env = "WEFT_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
     /// Orchestration and activity components (.wasm); default: the embedded backup sample.
     #[arg(long, num_args = 1..)]
     components: Vec<PathBuf>,
@@ -94,10 +101,18 @@ impl HostArgs {
     fn config(&self) -> Config {
         let mut config = Config::new(&self.data.data_dir);
         if !self.components.is_empty() {
-            config.components = self.components.iter().cloned().map(ComponentSource::File).collect();
+            config.components = self
+                .components
+                .iter()
+                .cloned()
+                .map(ComponentSource::File)
+                .collect();
         }
         config.blobs = self.blobs.clone();
-        config.allowed_dirs = std::iter::once(PathBuf::from(".")).chain(self.allow_dirs.iter().cloned()).collect();
+        config.cache_dir = self.cache_dir.clone();
+        config.allowed_dirs = std::iter::once(PathBuf::from("."))
+            .chain(self.allow_dirs.iter().cloned())
+            .collect();
         config.max_activities = self.max_activities as usize;
         config.activity_delay = self.test_activity_delay_ms.map(Duration::from_millis);
         config
@@ -109,9 +124,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(cli) {
         Ok(code) => code,
@@ -124,7 +141,12 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Run { name, input, instance_id, host } => tokio_runtime()?.block_on(run_orchestration(
+        Command::Run {
+            name,
+            input,
+            instance_id,
+            host,
+        } => tokio_runtime()?.block_on(run_orchestration(
             &name,
             &input,
             instance_id.as_deref(),
@@ -133,7 +155,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Resume { host } => tokio_runtime()?.block_on(resume(&host)),
         Command::Status { id, data } => {
             let instance = find(&open_store(&data)?, &id)?;
-            println!("{}", serde_json::to_string_pretty(&status::instance_json(&instance))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&status::instance_json(&instance))?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::History { id, data } => {
@@ -153,14 +178,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// Opens an existing data dir's store without loading components.
 fn open_store(data: &DataArgs) -> Result<SqliteStore> {
     let db = data.data_dir.join("weft.db");
     if !db.exists() {
-        bail!("no Weft data in {} (no weft.db); pass --data-dir", display(&data.data_dir));
+        bail!(
+            "no Weft data in {} (no weft.db); pass --data-dir",
+            display(&data.data_dir)
+        );
     }
     Ok(SqliteStore::open(&db)?)
 }
@@ -170,10 +201,17 @@ fn display(path: &Path) -> String {
 }
 
 fn find(store: &dyn Store, id: &str) -> Result<Instance> {
-    store.instance(id)?.with_context(|| format!("no instance with id '{id}'"))
+    store
+        .instance(id)?
+        .with_context(|| format!("no instance with id '{id}'"))
 }
 
-async fn run_orchestration(name: &str, input: &str, id: Option<&str>, host: &HostArgs) -> Result<ExitCode> {
+async fn run_orchestration(
+    name: &str,
+    input: &str,
+    id: Option<&str>,
+    host: &HostArgs,
+) -> Result<ExitCode> {
     let runtime = Runtime::open(host.config()).await?;
     let instance = runtime.create(name, input, id)?;
     eprintln!("instance {} of {name} started", instance.id);
@@ -194,7 +232,8 @@ fn finish(instance: &Instance) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         status => {
-            let message = serde_json::from_str::<String>(output).unwrap_or_else(|_| output.to_string());
+            let message =
+                serde_json::from_str::<String>(output).unwrap_or_else(|_| output.to_string());
             eprintln!("instance {} {}: {message}", instance.id, status.as_str());
             Ok(ExitCode::FAILURE)
         }
@@ -210,7 +249,11 @@ async fn resume(host: &HostArgs) -> Result<ExitCode> {
     let mut code = ExitCode::SUCCESS;
     for id in pending {
         let instance = find(&**runtime.store(), &id)?;
-        eprintln!("instance {id} ({}): {}", instance.name, instance.status.as_str());
+        eprintln!(
+            "instance {id} ({}): {}",
+            instance.name,
+            instance.status.as_str()
+        );
         if instance.status != RuntimeStatus::Completed {
             code = ExitCode::FAILURE;
         }
@@ -227,7 +270,11 @@ fn list(store: &dyn Store, json: bool) -> Result<()> {
         }
         return Ok(());
     }
-    writeln!(out, "{:<32}  {:<24}  {:<10}  {:<20}  {:<20}", "INSTANCE", "NAME", "STATUS", "CREATED", "UPDATED")?;
+    writeln!(
+        out,
+        "{:<32}  {:<24}  {:<10}  {:<20}  {:<20}",
+        "INSTANCE", "NAME", "STATUS", "CREATED", "UPDATED"
+    )?;
     for instance in &instances {
         let value = status::instance_json(instance);
         writeln!(

@@ -25,12 +25,17 @@ impl Drop for Bar {
 /// Shows the progress of instance `id` until the returned [`Bar`] is dropped.
 pub fn show(store: Arc<dyn Store>, id: &str) -> Bar {
     if !std::io::stderr().is_terminal() {
-        return Bar { task: None, bar: ProgressBar::hidden() };
+        return Bar {
+            task: None,
+            bar: ProgressBar::hidden(),
+        };
     }
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} activities")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} activities",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let (shown, id) = (bar.clone(), id.to_string());
     let task = tokio::spawn(async move {
@@ -42,5 +47,8 @@ pub fn show(store: Arc<dyn Store>, id: &str) -> Bar {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
-    Bar { task: Some(task), bar }
+    Bar {
+        task: Some(task),
+        bar,
+    }
 }

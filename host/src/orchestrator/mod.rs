@@ -10,7 +10,9 @@
 mod imports;
 mod sandbox;
 
-use crate::bindings::orchestration::{Orchestration, OrchestrationPre, exports::weft::orchestration::orchestrator::RunError};
+use crate::bindings::orchestration::{
+    Orchestration, OrchestrationPre, exports::weft::orchestration::orchestrator::RunError,
+};
 use crate::registry::{Provider, Registry};
 use crate::replay::{self, Replay};
 use crate::store::{self, Instance, RuntimeStatus, Store};
@@ -25,7 +27,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// Why an orchestration component could not be prepared.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{origin} is not an orchestration component (world weft:orchestration/orchestration): {reason}")]
+    #[error(
+        "{origin} is not an orchestration component (world weft:orchestration/orchestration): {reason}"
+    )]
     WrongWorld { origin: String, reason: String },
     #[error("{origin}: listing its orchestrators failed: {reason}")]
     Names { origin: String, reason: String },
@@ -52,19 +56,37 @@ pub struct OrchestratorComponent {
 impl OrchestratorComponent {
     /// Links `component` against the sandbox and asks it which orchestrators it provides.
     pub async fn new(engine: &Engine, component: &Component, origin: &str) -> Result<Self, Error> {
-        let wrong_world = |e: wasmtime::Error| Error::WrongWorld { origin: origin.to_string(), reason: format!("{e:#}") };
+        let wrong_world = |e: wasmtime::Error| Error::WrongWorld {
+            origin: origin.to_string(),
+            reason: format!("{e:#}"),
+        };
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wrong_world)?;
-        Orchestration::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(wrong_world)?;
+        Orchestration::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(wrong_world)?;
         let pre = linker.instantiate_pre(component).map_err(wrong_world)?;
         let pre = OrchestrationPre::new(pre).map_err(wrong_world)?;
 
         let mut store = wasmtime::Store::new(engine, OrchestrationState::probe());
         store.set_epoch_deadline(u64::MAX);
-        let names_failed = |e: wasmtime::Error| Error::Names { origin: origin.to_string(), reason: format!("{e:#}") };
-        let instance = pre.instantiate_async(&mut store).await.map_err(names_failed)?;
-        let names = instance.weft_orchestration_orchestrator().call_names(&mut store).await.map_err(names_failed)?;
-        Ok(Self { pre, origin: origin.to_string(), names })
+        let names_failed = |e: wasmtime::Error| Error::Names {
+            origin: origin.to_string(),
+            reason: format!("{e:#}"),
+        };
+        let instance = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(names_failed)?;
+        let names = instance
+            .weft_orchestration_orchestrator()
+            .call_names(&mut store)
+            .await
+            .map_err(names_failed)?;
+        Ok(Self {
+            pre,
+            origin: origin.to_string(),
+            names,
+        })
     }
 }
 
@@ -104,7 +126,8 @@ impl OrchestrationState {
         Self {
             instance_id: String::new(),
             input: "null".to_string(),
-            replay: Replay::new(&[]).unwrap_or_else(|_| unreachable!("an empty history is well-formed")),
+            replay: Replay::new(&[])
+                .unwrap_or_else(|_| unreachable!("an empty history is well-formed")),
             consumed: Vec::new(),
             custom_status: None,
             guids: 0,
@@ -126,13 +149,22 @@ impl OrchestrationState {
     }
 
     fn store(&self) -> wasmtime::Result<&Arc<dyn Store>> {
-        self.store.as_ref().ok_or_else(|| wasmtime::Error::msg("this call is not part of an orchestration"))
+        self.store
+            .as_ref()
+            .ok_or_else(|| wasmtime::Error::msg("this call is not part of an orchestration"))
     }
 
     /// Commits the episode in progress with `status`.
-    fn checkpoint(&mut self, status: RuntimeStatus, output: Option<&str>) -> Result<(), store::Error> {
+    fn checkpoint(
+        &mut self,
+        status: RuntimeStatus,
+        output: Option<&str>,
+    ) -> Result<(), store::Error> {
         let (first_seq, events) = self.replay.take_pending();
-        let store = self.store.clone().ok_or_else(|| store::Error::Corrupt("no store".to_string()))?;
+        let store = self
+            .store
+            .clone()
+            .ok_or_else(|| store::Error::Corrupt("no store".to_string()))?;
         if events.is_empty() && self.consumed.is_empty() && !status.is_terminal() {
             return Ok(());
         }
@@ -147,7 +179,10 @@ impl OrchestrationState {
             now: Utc::now(),
         })?;
         self.consumed.clear();
-        if events.iter().any(|(_, event)| matches!(event, store::Event::TaskScheduled { .. })) {
+        if events
+            .iter()
+            .any(|(_, event)| matches!(event, store::Event::TaskScheduled { .. }))
+        {
             self.work_ready.notify_one();
         }
         Ok(())
@@ -155,12 +190,16 @@ impl OrchestrationState {
 
     /// Waits until the inbox holds messages and opens an episode that delivers them all.
     async fn next_episode(&mut self) -> Result<(), store::Error> {
-        let store = self.store.clone().ok_or_else(|| store::Error::Corrupt("no store".to_string()))?;
+        let store = self
+            .store
+            .clone()
+            .ok_or_else(|| store::Error::Corrupt("no store".to_string()))?;
         loop {
             let messages = store.inbox(&self.instance_id)?;
             if !messages.is_empty() {
                 self.consumed.extend(messages.iter().map(|m| m.id));
-                self.replay.begin_episode(Utc::now(), messages.into_iter().map(|m| m.event));
+                self.replay
+                    .begin_episode(Utc::now(), messages.into_iter().map(|m| m.event));
                 return Ok(());
             }
             // A completion posted after the read above stores a permit, so none is lost.
@@ -171,7 +210,10 @@ impl OrchestrationState {
 
 impl WasiView for OrchestrationState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -214,7 +256,9 @@ pub async fn run_instance(
     }
     let messages = env.store.inbox(&instance.id)?;
     state.consumed = messages.iter().map(|m| m.id).collect();
-    state.replay.begin_episode(Utc::now(), messages.into_iter().map(|m| m.event));
+    state
+        .replay
+        .begin_episode(Utc::now(), messages.into_iter().map(|m| m.event));
     state.sync_clock();
 
     let outcome = match registry.get(&instance.name) {
@@ -231,8 +275,13 @@ pub async fn run_instance(
                 .pre
                 .instantiate_async(&mut wasm)
                 .await
-                .map_err(|e| RunFailure::Engine(format!("cannot instantiate the orchestrator: {e:#}")))?;
-            let result = bindings.weft_orchestration_orchestrator().call_run(&mut wasm, &instance.name).await;
+                .map_err(|e| {
+                    RunFailure::Engine(format!("cannot instantiate the orchestrator: {e:#}"))
+                })?;
+            let result = bindings
+                .weft_orchestration_orchestrator()
+                .call_run(&mut wasm, &instance.name)
+                .await;
             state = wasm.into_data();
             match result {
                 Ok(Ok(output)) => match serde_json::from_str::<serde_json::Value>(&output) {
@@ -243,17 +292,25 @@ pub async fn run_instance(
                 Err(trap) => {
                     if let Some(store_error) = trap.downcast_ref::<store::Error>() {
                         // The host, not the guest, failed: leave the instance to a later run.
-                        return Err(RunFailure::Engine(format!("storage failed during the run: {store_error}")));
+                        return Err(RunFailure::Engine(format!(
+                            "storage failed during the run: {store_error}"
+                        )));
                     }
                     match trap.downcast_ref::<replay::Error>() {
                         Some(error) => Err(error.to_string()),
-                        None => Err(format!("the orchestrator trapped: {}", describe_trap(&trap))),
+                        None => Err(format!(
+                            "the orchestrator trapped: {}",
+                            describe_trap(&trap)
+                        )),
                     }
                 }
             }
         }
     };
-    let nondeterminism = outcome.as_ref().ok().and_then(|output| state.replay.complete(Ok(output.clone())).err());
+    let nondeterminism = outcome
+        .as_ref()
+        .ok()
+        .and_then(|output| state.replay.complete(Ok(output.clone())).err());
     let (status, output) = match (outcome, nondeterminism) {
         (_, Some(error)) => {
             state.replay.fail_or_complete(Err(error.to_string()));
@@ -277,13 +334,23 @@ pub async fn run_instance(
 }
 
 /// Fails an instance whose history cannot be replayed, appending only the failure.
-fn fail_without_replay(env: &InstanceEnv, instance: &Instance, len: u64, message: &str) -> Result<RuntimeStatus, RunFailure> {
+fn fail_without_replay(
+    env: &InstanceEnv,
+    instance: &Instance,
+    len: u64,
+    message: &str,
+) -> Result<RuntimeStatus, RunFailure> {
     let output = serde_json::Value::String(message.to_string()).to_string();
     let now = Utc::now();
     env.store.checkpoint(&store::Checkpoint {
         instance_id: &instance.id,
         first_seq: len,
-        events: &[(now, store::Event::ExecutionFailed { message: message.to_string() })],
+        events: &[(
+            now,
+            store::Event::ExecutionFailed {
+                message: message.to_string(),
+            },
+        )],
         consumed: &[],
         status: RuntimeStatus::Failed,
         output: Some(&output),
@@ -296,7 +363,10 @@ fn fail_without_replay(env: &InstanceEnv, instance: &Instance, len: u64, message
 fn describe_run_error(name: &str, error: RunError) -> String {
     match error {
         RunError::UnknownName(known) => {
-            format!("unknown orchestrator '{name}'; this component provides: {}", known.join(", "))
+            format!(
+                "unknown orchestrator '{name}'; this component provides: {}",
+                known.join(", ")
+            )
         }
         RunError::BadInput(message) => format!("bad input: {message}"),
         RunError::Failed(message) => message,

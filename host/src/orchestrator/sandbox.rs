@@ -63,7 +63,9 @@ pub fn wasi_ctx(instance_id: &str, clock: &ReplayedClock) -> WasiCtx {
         .monotonic_clock(clock.clone())
         .secure_random(rand::rngs::StdRng::from_seed(seed(instance_id, "secure")))
         .insecure_random(rand::rngs::StdRng::from_seed(seed(instance_id, "insecure")))
-        .insecure_random_seed(u128::from_le_bytes(insecure_seed[..16].try_into().unwrap_or_default()))
+        .insecure_random_seed(u128::from_le_bytes(
+            insecure_seed[..16].try_into().unwrap_or_default(),
+        ))
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);

@@ -108,7 +108,10 @@ impl Replay {
         };
         for (index, event) in history.iter().enumerate() {
             if event.seq != index as u64 {
-                return Err(Error::BadHistory(format!("sequence {} where {index} was expected", event.seq)));
+                return Err(Error::BadHistory(format!(
+                    "sequence {} where {index} was expected",
+                    event.seq
+                )));
             }
             replay.apply(event.seq, event.timestamp, &event.event)?;
         }
@@ -121,16 +124,28 @@ impl Replay {
     fn apply(&mut self, seq: u64, timestamp: DateTime<Utc>, event: &Event) -> Result<(), Error> {
         match event {
             Event::OrchestratorStarted => self.episodes.push(timestamp),
-            Event::TaskScheduled { task_id, name, input } => {
+            Event::TaskScheduled {
+                task_id,
+                name,
+                input,
+            } => {
                 if *task_id as usize != self.scheduled.len() {
-                    return Err(Error::BadHistory(format!("task {task_id} scheduled out of order at sequence {seq}")));
+                    return Err(Error::BadHistory(format!(
+                        "task {task_id} scheduled out of order at sequence {seq}"
+                    )));
                 }
-                self.scheduled.push(Scheduled { name: name.clone(), input: input.clone(), seq: Some(seq) });
+                self.scheduled.push(Scheduled {
+                    name: name.clone(),
+                    input: input.clone(),
+                    seq: Some(seq),
+                });
             }
             Event::TaskCompleted { .. } | Event::TaskFailed { .. } => {
                 self.record_completion(event);
             }
-            Event::ExecutionCompleted { .. } | Event::ExecutionFailed { .. } => self.finished = true,
+            Event::ExecutionCompleted { .. } | Event::ExecutionFailed { .. } => {
+                self.finished = true
+            }
             Event::ExecutionStarted { .. } => {}
         }
         Ok(())
@@ -139,7 +154,9 @@ impl Replay {
     /// Records a completion unless its task is unknown or already complete; says whether it did.
     fn record_completion(&mut self, event: &Event) -> bool {
         let (task_id, outcome) = match event {
-            Event::TaskCompleted { task_id, result } => (*task_id, Outcome::Completed(result.clone())),
+            Event::TaskCompleted { task_id, result } => {
+                (*task_id, Outcome::Completed(result.clone()))
+            }
             Event::TaskFailed { task_id, message } => (*task_id, Outcome::Failed(message.clone())),
             _ => return false,
         };
@@ -190,7 +207,11 @@ impl Replay {
         match self.scheduled.get(task_id as usize) {
             Some(recorded) => {
                 if recorded.name != name || recorded.input != input {
-                    let now = Scheduled { name: name.to_string(), input: input.to_string(), seq: None };
+                    let now = Scheduled {
+                        name: name.to_string(),
+                        input: input.to_string(),
+                        seq: None,
+                    };
                     return Err(NonDeterminism {
                         task_id,
                         seq: recorded.seq.unwrap_or(self.committed_len),
@@ -202,8 +223,19 @@ impl Replay {
             }
             None => {
                 let now = self.episode_start();
-                self.scheduled.push(Scheduled { name: name.to_string(), input: input.to_string(), seq: None });
-                self.pending.push((now, Event::TaskScheduled { task_id, name: name.to_string(), input: input.to_string() }));
+                self.scheduled.push(Scheduled {
+                    name: name.to_string(),
+                    input: input.to_string(),
+                    seq: None,
+                });
+                self.pending.push((
+                    now,
+                    Event::TaskScheduled {
+                        task_id,
+                        name: name.to_string(),
+                        input: input.to_string(),
+                    },
+                ));
             }
         }
         Ok(task_id)
@@ -227,7 +259,9 @@ impl Replay {
         let mut outcomes = Vec::with_capacity(tasks.len());
         let mut last_episode = self.current_episode;
         for task in tasks {
-            let Some(completion) = self.completions.get(task) else { return Ok(None) };
+            let Some(completion) = self.completions.get(task) else {
+                return Ok(None);
+            };
             last_episode = last_episode.max(completion.episode);
             outcomes.push(completion.outcome.clone());
         }
@@ -241,7 +275,11 @@ impl Replay {
         let first = tasks
             .iter()
             .enumerate()
-            .filter_map(|(index, task)| self.completions.get(task).map(|c| (c.order, c.episode, index)))
+            .filter_map(|(index, task)| {
+                self.completions
+                    .get(task)
+                    .map(|c| (c.order, c.episode, index))
+            })
             .min();
         Ok(first.map(|(_, episode, index)| {
             self.current_episode = self.current_episode.max(episode);
@@ -280,7 +318,9 @@ impl Replay {
     /// of the first, and treats them as committed. An episode in which nothing happened
     /// is dropped rather than recorded.
     pub fn take_pending(&mut self) -> (u64, Vec<(DateTime<Utc>, Event)>) {
-        if matches!(self.pending.as_slice(), [(_, Event::OrchestratorStarted)]) && self.committed_episodes > 0 {
+        if matches!(self.pending.as_slice(), [(_, Event::OrchestratorStarted)])
+            && self.committed_episodes > 0
+        {
             self.pending.clear();
             self.episodes.pop();
         }
@@ -293,7 +333,9 @@ impl Replay {
 
     /// The activity name of a scheduled task.
     pub fn task_name(&self, task_id: u32) -> Option<&str> {
-        self.scheduled.get(task_id as usize).map(|task| task.name.as_str())
+        self.scheduled
+            .get(task_id as usize)
+            .map(|task| task.name.as_str())
     }
 
     /// Scheduled tasks and finished ones, for progress reports.

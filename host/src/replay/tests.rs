@@ -4,19 +4,31 @@ use super::*;
 use chrono::TimeZone;
 
 fn at(second: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, second).single().unwrap_or_default()
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, second)
+        .single()
+        .unwrap_or_default()
 }
 
 fn started() -> Event {
-    Event::ExecutionStarted { name: "Orch".into(), input: "\"in\"".into() }
+    Event::ExecutionStarted {
+        name: "Orch".into(),
+        input: "\"in\"".into(),
+    }
 }
 
 fn scheduled(task_id: u32, name: &str, input: &str) -> Event {
-    Event::TaskScheduled { task_id, name: name.into(), input: input.into() }
+    Event::TaskScheduled {
+        task_id,
+        name: name.into(),
+        input: input.into(),
+    }
 }
 
 fn completed(task_id: u32, result: &str) -> Event {
-    Event::TaskCompleted { task_id, result: result.into() }
+    Event::TaskCompleted {
+        task_id,
+        result: result.into(),
+    }
 }
 
 /// A history from events, each with its episode's timestamp.
@@ -24,7 +36,11 @@ fn history(events: &[(u32, Event)]) -> Vec<HistoryEvent> {
     events
         .iter()
         .enumerate()
-        .map(|(seq, (second, event))| HistoryEvent { seq: seq as u64, timestamp: at(*second), event: event.clone() })
+        .map(|(seq, (second, event))| HistoryEvent {
+            seq: seq as u64,
+            timestamp: at(*second),
+            event: event.clone(),
+        })
         .collect()
 }
 
@@ -32,14 +48,20 @@ fn history(events: &[(u32, Event)]) -> Vec<HistoryEvent> {
 /// Returns `None` where the program would block.
 fn fan_out(replay: &mut Replay) -> Result<Option<u64>, Error> {
     let list = replay.call_activity("List", "\"/r\"")?;
-    let Some(outcomes) = replay.when_all(&[list])? else { return Ok(None) };
-    let Outcome::Completed(files) = &outcomes[0] else { return Ok(None) };
+    let Some(outcomes) = replay.when_all(&[list])? else {
+        return Ok(None);
+    };
+    let Outcome::Completed(files) = &outcomes[0] else {
+        return Ok(None);
+    };
     let files: Vec<String> = serde_json::from_str(files).unwrap_or_default();
     let tasks = files
         .iter()
         .map(|file| replay.call_activity("Copy", &format!("\"{file}\"")))
         .collect::<Result<Vec<_>, _>>()?;
-    let Some(outcomes) = replay.when_all(&tasks)? else { return Ok(None) };
+    let Some(outcomes) = replay.when_all(&tasks)? else {
+        return Ok(None);
+    };
     Ok(Some(
         outcomes
             .iter()
@@ -60,7 +82,10 @@ fn a_new_instance_schedules_its_first_task_and_blocks() {
     let (first_seq, events) = replay.take_pending();
     assert_eq!(first_seq, 1);
     let events: Vec<Event> = events.into_iter().map(|(_, e)| e).collect();
-    assert_eq!(events, vec![Event::OrchestratorStarted, scheduled(0, "List", "\"/r\"")]);
+    assert_eq!(
+        events,
+        vec![Event::OrchestratorStarted, scheduled(0, "List", "\"/r\"")]
+    );
 }
 
 #[test]
@@ -86,9 +111,12 @@ fn a_full_history_replays_without_new_work_and_returns_recorded_results() {
     replay.complete(Ok("30".into())).unwrap();
     let (first_seq, events) = replay.take_pending();
     assert_eq!(first_seq, 10);
-    assert_eq!(events.into_iter().map(|(_, e)| e).collect::<Vec<_>>(), vec![Event::ExecutionCompleted {
-        result: "30".into()
-    }]);
+    assert_eq!(
+        events.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
+        vec![Event::ExecutionCompleted {
+            result: "30".into()
+        }]
+    );
 }
 
 #[test]
@@ -107,38 +135,58 @@ fn a_partial_history_resumes_with_only_the_missing_work() {
     let mut replay = Replay::new(&recorded).unwrap();
     // The restart delivers task 2's completion, found in the inbox.
     replay.begin_episode(at(4), [completed(2, "5"), completed(1, "999")]);
-    assert_eq!(fan_out(&mut replay), Ok(Some(15)), "the duplicate completion of task 1 is ignored");
+    assert_eq!(
+        fan_out(&mut replay),
+        Ok(Some(15)),
+        "the duplicate completion of task 1 is ignored"
+    );
     assert!(!replay.is_replaying());
     assert_eq!(replay.now(), Some(at(4)));
     let (first_seq, events) = replay.take_pending();
     assert_eq!(first_seq, 9);
-    assert_eq!(events.into_iter().map(|(_, e)| e).collect::<Vec<_>>(), vec![
-        Event::OrchestratorStarted,
-        completed(2, "5")
-    ]);
+    assert_eq!(
+        events.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
+        vec![Event::OrchestratorStarted, completed(2, "5")]
+    );
 }
 
 #[test]
 fn a_different_command_at_a_recorded_position_is_nondeterminism() {
-    let recorded = history(&[(0, started()), (1, Event::OrchestratorStarted), (1, scheduled(0, "List", "\"/r\""))]);
+    let recorded = history(&[
+        (0, started()),
+        (1, Event::OrchestratorStarted),
+        (1, scheduled(0, "List", "\"/r\"")),
+    ]);
     for (name, input) in [("Other", "\"/r\""), ("List", "\"/elsewhere\"")] {
         let mut replay = Replay::new(&recorded).unwrap();
         let error = replay.call_activity(name, input).unwrap_err();
-        let Error::NonDeterminism(nd) = &error else { panic!("expected nondeterminism, got {error:?}") };
+        let Error::NonDeterminism(nd) = &error else {
+            panic!("expected nondeterminism, got {error:?}")
+        };
         assert_eq!((nd.task_id, nd.seq), (0, 2));
         let message = error.to_string();
         assert!(message.contains("history sequence 2"), "{message}");
         assert!(message.contains("call-activity List(\"/r\")"), "{message}");
-        assert!(message.contains(&format!("call-activity {name}({input})")), "{message}");
+        assert!(
+            message.contains(&format!("call-activity {name}({input})")),
+            "{message}"
+        );
     }
 }
 
 #[test]
 fn returning_before_a_recorded_command_is_nondeterminism() {
-    let recorded = history(&[(0, started()), (1, Event::OrchestratorStarted), (1, scheduled(0, "List", "\"/r\""))]);
+    let recorded = history(&[
+        (0, started()),
+        (1, Event::OrchestratorStarted),
+        (1, scheduled(0, "List", "\"/r\"")),
+    ]);
     let mut replay = Replay::new(&recorded).unwrap();
     let error = replay.complete(Ok("0".into())).unwrap_err();
-    assert!(error.to_string().contains("returned without scheduling it"), "{error}");
+    assert!(
+        error.to_string().contains("returned without scheduling it"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -161,21 +209,31 @@ fn when_any_picks_the_first_completion_in_history_order() {
         (3, completed(0, "\"a\"")),
     ]);
     let mut replay = Replay::new(&recorded).unwrap();
-    let tasks = [replay.call_activity("A", "1").unwrap(), replay.call_activity("B", "2").unwrap()];
+    let tasks = [
+        replay.call_activity("A", "1").unwrap(),
+        replay.call_activity("B", "2").unwrap(),
+    ];
     assert_eq!(replay.when_any(&tasks), Ok(Some(1)));
     assert_eq!(replay.now(), Some(at(2)));
 }
 
 #[test]
 fn an_episode_in_which_nothing_happened_is_not_recorded() {
-    let recorded = history(&[(0, started()), (1, Event::OrchestratorStarted), (1, scheduled(0, "List", "\"/r\""))]);
+    let recorded = history(&[
+        (0, started()),
+        (1, Event::OrchestratorStarted),
+        (1, scheduled(0, "List", "\"/r\"")),
+    ]);
     let mut replay = Replay::new(&recorded).unwrap();
     replay.begin_episode(at(5), []);
     assert_eq!(fan_out(&mut replay), Ok(None));
     assert_eq!(replay.take_pending(), (3, vec![]));
     // The next real episode gets the next sequence number; the blocked code resumes.
     replay.begin_episode(at(6), [completed(0, "[]")]);
-    assert_eq!(replay.when_all(&[0]), Ok(Some(vec![Outcome::Completed("[]".into())])));
+    assert_eq!(
+        replay.when_all(&[0]),
+        Ok(Some(vec![Outcome::Completed("[]".into())]))
+    );
     assert_eq!(replay.now(), Some(at(6)));
     assert_eq!(replay.take_pending().0, 3);
 }
@@ -183,10 +241,25 @@ fn an_episode_in_which_nothing_happened_is_not_recorded() {
 #[test]
 fn malformed_histories_are_rejected() {
     let gap = vec![
-        HistoryEvent { seq: 0, timestamp: at(0), event: started() },
-        HistoryEvent { seq: 2, timestamp: at(0), event: Event::OrchestratorStarted },
+        HistoryEvent {
+            seq: 0,
+            timestamp: at(0),
+            event: started(),
+        },
+        HistoryEvent {
+            seq: 2,
+            timestamp: at(0),
+            event: Event::OrchestratorStarted,
+        },
     ];
     assert!(matches!(Replay::new(&gap), Err(Error::BadHistory(_))));
-    let out_of_order = history(&[(0, started()), (1, Event::OrchestratorStarted), (1, scheduled(1, "A", "1"))]);
-    assert!(matches!(Replay::new(&out_of_order), Err(Error::BadHistory(_))));
+    let out_of_order = history(&[
+        (0, started()),
+        (1, Event::OrchestratorStarted),
+        (1, scheduled(1, "A", "1")),
+    ]);
+    assert!(matches!(
+        Replay::new(&out_of_order),
+        Err(Error::BadHistory(_))
+    ));
 }

@@ -21,16 +21,27 @@ pub enum Error {
     #[error("no instance with id '{0}'")]
     UnknownInstance(String),
     /// Another writer appended to this history: the episode must be replayed, not committed.
-    #[error("history of '{instance}' was changed by another writer (expected sequence {expected}, found {found})")]
-    Conflict { instance: String, expected: u64, found: u64 },
+    #[error(
+        "history of '{instance}' was changed by another writer (expected sequence {expected}, found {found})"
+    )]
+    Conflict {
+        instance: String,
+        expected: u64,
+        found: u64,
+    },
     /// The stored data does not decode; the database is damaged or from a newer Weft.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// The database schema is newer than this build understands.
-    #[error("the database schema version {found} is newer than this weft supports ({supported}); upgrade weft")]
+    #[error(
+        "the database schema version {found} is newer than this weft supports ({supported}); upgrade weft"
+    )]
     SchemaTooNew { found: i64, supported: i64 },
     #[error("cannot create the data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
 }
@@ -48,7 +59,13 @@ pub enum RuntimeStatus {
 }
 
 impl RuntimeStatus {
-    pub const ALL: [RuntimeStatus; 5] = [Self::Pending, Self::Running, Self::Completed, Self::Failed, Self::Terminated];
+    pub const ALL: [RuntimeStatus; 5] = [
+        Self::Pending,
+        Self::Running,
+        Self::Completed,
+        Self::Failed,
+        Self::Terminated,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -61,7 +78,9 @@ impl RuntimeStatus {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|status| status.as_str().eq_ignore_ascii_case(text))
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str().eq_ignore_ascii_case(text))
     }
 
     /// Completed, Failed and Terminated instances never change again.
@@ -87,14 +106,31 @@ pub struct Instance {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "eventType", rename_all_fields = "camelCase")]
 pub enum Event {
-    ExecutionStarted { name: String, input: String },
+    ExecutionStarted {
+        name: String,
+        input: String,
+    },
     /// Opens an episode; its timestamp is the orchestration's "now" for that episode.
     OrchestratorStarted,
-    TaskScheduled { task_id: u32, name: String, input: String },
-    TaskCompleted { task_id: u32, result: String },
-    TaskFailed { task_id: u32, message: String },
-    ExecutionCompleted { result: String },
-    ExecutionFailed { message: String },
+    TaskScheduled {
+        task_id: u32,
+        name: String,
+        input: String,
+    },
+    TaskCompleted {
+        task_id: u32,
+        result: String,
+    },
+    TaskFailed {
+        task_id: u32,
+        message: String,
+    },
+    ExecutionCompleted {
+        result: String,
+    },
+    ExecutionFailed {
+        message: String,
+    },
 }
 
 impl Event {
@@ -114,7 +150,9 @@ impl Event {
     /// The task a completion event answers, if it is one.
     pub fn completed_task(&self) -> Option<u32> {
         match self {
-            Self::TaskCompleted { task_id, .. } | Self::TaskFailed { task_id, .. } => Some(*task_id),
+            Self::TaskCompleted { task_id, .. } | Self::TaskFailed { task_id, .. } => {
+                Some(*task_id)
+            }
             _ => None,
         }
     }
@@ -175,7 +213,13 @@ pub struct Progress {
 /// Durable storage for Weft. Implementations must make each method atomic.
 pub trait Store: Send + Sync + 'static {
     /// Creates an instance in `Pending` with its `ExecutionStarted` event.
-    fn create_instance(&self, id: &str, name: &str, input: &str, now: DateTime<Utc>) -> Result<Instance>;
+    fn create_instance(
+        &self,
+        id: &str,
+        name: &str,
+        input: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Instance>;
     fn instance(&self, id: &str) -> Result<Option<Instance>>;
     /// Every instance, newest first.
     fn instances(&self) -> Result<Vec<Instance>>;
@@ -188,12 +232,24 @@ pub trait Store: Send + Sync + 'static {
     /// history's length. A terminal status also drops the instance's pending work.
     fn checkpoint(&self, checkpoint: &Checkpoint<'_>) -> Result<()>;
     /// Leases up to `max` work items that are due and not leased by a live owner.
-    fn claim_work(&self, owner: &str, max: usize, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<Vec<WorkItem>>;
+    fn claim_work(
+        &self,
+        owner: &str,
+        max: usize,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<WorkItem>>;
     /// Forgets every lease: used at start-up by the only process that owns the data dir.
     fn release_leases(&self) -> Result<()>;
     /// Deletes a leased work item and posts its completion to the instance's inbox.
     /// Returns false, and changes nothing, if `owner` no longer holds the lease (the
     /// item was finished by someone else or its instance ended).
-    fn complete_work(&self, item: &WorkItem, owner: &str, completion: &Event, now: DateTime<Utc>) -> Result<bool>;
+    fn complete_work(
+        &self,
+        item: &WorkItem,
+        owner: &str,
+        completion: &Event,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
     fn progress(&self, id: &str) -> Result<Progress>;
 }

@@ -18,11 +18,12 @@ fn blob_error(name: &str, error: impl std::fmt::Display) -> IoError {
 }
 
 impl Host for ActivityState {
-    async fn copy_file(&mut self, path: String, name: String) -> wasmtime::Result<Result<u64, IoError>> {
-        let target = match blob_path(&name) {
-            Ok(target) => target,
-            Err(error) => return Ok(Err(error)),
-        };
+    async fn copy_file(
+        &mut self,
+        path: String,
+        name: String,
+    ) -> wasmtime::Result<Result<u64, IoError>> {
+        // Access is checked first: a refused path is reported as such, whatever the name.
         let io = self.io.clone();
         let opened = {
             let path = path.clone();
@@ -32,17 +33,25 @@ impl Host for ActivityState {
             Ok((file, _)) => tokio::fs::File::from_std(file),
             Err(error) => return Ok(Err(error.into())),
         };
+        let target = match blob_path(&name) {
+            Ok(target) => target,
+            Err(error) => return Ok(Err(error)),
+        };
         let mut writer = BufWriter::new(self.io.blobs.clone(), target);
         let copied = match tokio::io::copy(&mut source, &mut writer).await {
             Ok(copied) => copied,
             Err(error) => {
                 // Leave no partial blob behind; the copy failed as a whole.
                 let _ = writer.abort().await;
-                return Ok(Err(IoError::Other(format!("copying '{path}' to blob '{name}': {error}"))));
+                return Ok(Err(IoError::Other(format!(
+                    "copying '{path}' to blob '{name}': {error}"
+                ))));
             }
         };
         if let Err(error) = writer.shutdown().await {
-            return Ok(Err(IoError::Other(format!("copying '{path}' to blob '{name}': {error}"))));
+            return Ok(Err(IoError::Other(format!(
+                "copying '{path}' to blob '{name}': {error}"
+            ))));
         }
         Ok(Ok(copied))
     }
@@ -52,7 +61,13 @@ impl Host for ActivityState {
             Ok(target) => target,
             Err(error) => return Ok(Err(error)),
         };
-        Ok(self.io.blobs.put(&target, data.into()).await.map(|_| ()).map_err(|e| blob_error(&name, e)))
+        Ok(self
+            .io
+            .blobs
+            .put(&target, data.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| blob_error(&name, e)))
     }
 
     async fn get(&mut self, name: String) -> wasmtime::Result<Result<Vec<u8>, IoError>> {

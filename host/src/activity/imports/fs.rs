@@ -4,12 +4,23 @@ use super::super::ActivityState;
 use crate::bindings::activities::weft::orchestration::fs::{FileEntry, Host, IoError};
 
 impl Host for ActivityState {
-    async fn list_files(&mut self, root: String) -> wasmtime::Result<Result<Vec<FileEntry>, IoError>> {
+    async fn list_files(
+        &mut self,
+        root: String,
+    ) -> wasmtime::Result<Result<Vec<FileEntry>, IoError>> {
         let io = self.io.clone();
         // Walking a tree is blocking I/O; keep it off the async workers.
         let listed = tokio::task::spawn_blocking(move || io.confinement.list_files(&root)).await?;
         Ok(listed
-            .map(|files| files.into_iter().map(|file| FileEntry { path: file.path, size: file.size }).collect())
+            .map(|files| {
+                files
+                    .into_iter()
+                    .map(|file| FileEntry {
+                        path: file.path,
+                        size: file.size,
+                    })
+                    .collect()
+            })
             .map_err(IoError::from))
     }
 

@@ -3,7 +3,9 @@
 
 use super::super::OrchestrationState;
 use crate::bindings::orchestration::weft::orchestration::context::{Host, Task};
-use crate::bindings::orchestration::weft::orchestration::types::{LogLevel, RetryPolicy, TaskError};
+use crate::bindings::orchestration::weft::orchestration::types::{
+    LogLevel, RetryPolicy, TaskError,
+};
 use crate::replay::Outcome;
 use crate::store::RuntimeStatus;
 
@@ -25,7 +27,8 @@ impl OrchestrationState {
                 return Ok(found);
             }
             self.store()?;
-            self.checkpoint(RuntimeStatus::Running, None).map_err(trap)?;
+            self.checkpoint(RuntimeStatus::Running, None)
+                .map_err(trap)?;
             self.next_episode().await.map_err(trap)?;
         }
     }
@@ -40,23 +43,34 @@ impl Host for OrchestrationState {
         Ok(self.instance_id.clone())
     }
 
-    fn call_activity(&mut self, name: String, input: String, _retry: Option<RetryPolicy>) -> wasmtime::Result<Task> {
+    fn call_activity(
+        &mut self,
+        name: String,
+        input: String,
+        _retry: Option<RetryPolicy>,
+    ) -> wasmtime::Result<Task> {
         if serde_json::from_str::<serde::de::IgnoredAny>(&input).is_err() {
-            return Err(wasmtime::Error::msg(format!("call-activity {name}: the input is not valid JSON: {input}")));
+            return Err(wasmtime::Error::msg(format!(
+                "call-activity {name}: the input is not valid JSON: {input}"
+            )));
         }
         self.replay.call_activity(&name, &input).map_err(trap)
     }
 
-    async fn when_all(&mut self, tasks: Vec<Task>) -> wasmtime::Result<Vec<Result<String, TaskError>>> {
+    async fn when_all(
+        &mut self,
+        tasks: Vec<Task>,
+    ) -> wasmtime::Result<Vec<Result<String, TaskError>>> {
         let outcomes = self.wait_for(|replay| replay.when_all(&tasks)).await?;
         Ok(outcomes
             .into_iter()
             .zip(&tasks)
             .map(|(outcome, task)| match outcome {
                 Outcome::Completed(result) => Ok(result),
-                Outcome::Failed(message) => {
-                    Err(TaskError { name: self.replay.task_name(*task).unwrap_or_default().to_string(), message })
-                }
+                Outcome::Failed(message) => Err(TaskError {
+                    name: self.replay.task_name(*task).unwrap_or_default().to_string(),
+                    message,
+                }),
             })
             .collect())
     }
@@ -69,19 +83,26 @@ impl Host for OrchestrationState {
     }
 
     fn current_time(&mut self) -> wasmtime::Result<u64> {
-        Ok(self.replay.now().map_or(0, |now| now.timestamp_millis().max(0) as u64))
+        Ok(self
+            .replay
+            .now()
+            .map_or(0, |now| now.timestamp_millis().max(0) as u64))
     }
 
     fn new_guid(&mut self) -> wasmtime::Result<String> {
         let seed = super::super::sandbox::seed(&self.instance_id, &format!("guid {}", self.guids));
         self.guids += 1;
         let bytes: [u8; 16] = seed[..16].try_into().unwrap_or_default();
-        Ok(uuid::Builder::from_random_bytes(bytes).into_uuid().to_string())
+        Ok(uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .to_string())
     }
 
     fn set_custom_status(&mut self, status: String) -> wasmtime::Result<()> {
         if serde_json::from_str::<serde::de::IgnoredAny>(&status).is_err() {
-            return Err(wasmtime::Error::msg(format!("set-custom-status: not valid JSON: {status}")));
+            return Err(wasmtime::Error::msg(format!(
+                "set-custom-status: not valid JSON: {status}"
+            )));
         }
         self.custom_status = Some(status);
         Ok(())

@@ -2,4 +2,7 @@
 
 mod context;
 
-impl crate::bindings::orchestration::weft::orchestration::types::Host for super::OrchestrationState {}
+impl crate::bindings::orchestration::weft::orchestration::types::Host
+    for super::OrchestrationState
+{
+}

@@ -58,7 +58,10 @@ pub const CURRENT: i64 = MIGRATIONS.len() as i64;
 pub fn migrate(conn: &mut Connection) -> Result<()> {
     let found: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if found > CURRENT {
-        return Err(Error::SchemaTooNew { found, supported: CURRENT });
+        return Err(Error::SchemaTooNew {
+            found,
+            supported: CURRENT,
+        });
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction()?;

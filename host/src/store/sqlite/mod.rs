@@ -3,7 +3,10 @@
 
 mod migrations;
 
-use super::{Checkpoint, Error, Event, HistoryEvent, InboxMessage, Instance, Progress, Result, RuntimeStatus, WorkItem};
+use super::{
+    Checkpoint, Error, Event, HistoryEvent, InboxMessage, Instance, Progress, Result,
+    RuntimeStatus, WorkItem,
+};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::path::Path;
@@ -32,13 +35,17 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         migrations::migrate(&mut conn)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a transaction half-applied (SQLite
         // rolls back an unfinished one), so a poisoned lock is still safe to use.
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -47,29 +54,39 @@ fn millis(time: DateTime<Utc>) -> i64 {
 }
 
 fn time(millis: i64) -> Result<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(millis).ok_or_else(|| Error::Corrupt(format!("timestamp {millis} out of range")))
+    DateTime::from_timestamp_millis(millis)
+        .ok_or_else(|| Error::Corrupt(format!("timestamp {millis} out of range")))
 }
 
 fn encode(event: &Event) -> Result<String> {
-    serde_json::to_string(event).map_err(|e| Error::Corrupt(format!("cannot encode {}: {e}", event.kind())))
+    serde_json::to_string(event)
+        .map_err(|e| Error::Corrupt(format!("cannot encode {}: {e}", event.kind())))
 }
 
 fn decode(data: &str) -> Result<Event> {
     serde_json::from_str(data).map_err(|e| Error::Corrupt(format!("undecodable event {data}: {e}")))
 }
 
-const INSTANCE_COLUMNS: &str = "id, name, status, input, output, custom_status, created_at, updated_at";
+const INSTANCE_COLUMNS: &str =
+    "id, name, status, input, output, custom_status, created_at, updated_at";
 
 /// Reads a row of [`INSTANCE_COLUMNS`]; decoding errors come back in the inner result.
 fn instance_row(row: &Row<'_>) -> rusqlite::Result<Result<Instance>> {
     let status: String = row.get(2)?;
     let (created, updated): (i64, i64) = (row.get(6)?, row.get(7)?);
-    let (id, name, input, output, custom_status) = (row.get(0)?, row.get(1)?, row.get(3)?, row.get(4)?, row.get(5)?);
+    let (id, name, input, output, custom_status) = (
+        row.get(0)?,
+        row.get(1)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+    );
     Ok((|| {
         Ok(Instance {
             id,
             name,
-            status: RuntimeStatus::parse(&status).ok_or_else(|| Error::Corrupt(format!("unknown status {status}")))?,
+            status: RuntimeStatus::parse(&status)
+                .ok_or_else(|| Error::Corrupt(format!("unknown status {status}")))?,
             input,
             output,
             custom_status,
@@ -80,7 +97,13 @@ fn instance_row(row: &Row<'_>) -> rusqlite::Result<Result<Instance>> {
 }
 
 impl super::Store for SqliteStore {
-    fn create_instance(&self, id: &str, name: &str, input: &str, now: DateTime<Utc>) -> Result<Instance> {
+    fn create_instance(
+        &self,
+        id: &str,
+        name: &str,
+        input: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Instance> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let inserted = tx.execute(
@@ -91,7 +114,10 @@ impl super::Store for SqliteStore {
         if inserted == 0 {
             return Err(Error::InstanceExists(id.to_string()));
         }
-        let started = Event::ExecutionStarted { name: name.to_string(), input: input.to_string() };
+        let started = Event::ExecutionStarted {
+            name: name.to_string(),
+            input: input.to_string(),
+        };
         tx.execute(
             "INSERT INTO history (instance_id, seq, timestamp, event_type, data) VALUES (?1, 0, ?2, ?3, ?4)",
             params![id, millis(now), started.kind(), encode(&started)?],
@@ -111,14 +137,20 @@ impl super::Store for SqliteStore {
 
     fn instance(&self, id: &str) -> Result<Option<Instance>> {
         self.conn()
-            .query_row(&format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?1"), [id], instance_row)
+            .query_row(
+                &format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?1"),
+                [id],
+                instance_row,
+            )
             .optional()?
             .transpose()
     }
 
     fn instances(&self) -> Result<Vec<Instance>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!("SELECT {INSTANCE_COLUMNS} FROM instances ORDER BY created_at DESC, id"))?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances ORDER BY created_at DESC, id"
+        ))?;
         let rows = stmt.query_map([], instance_row)?;
         rows.map(|row| row?).collect()
     }
@@ -134,22 +166,40 @@ impl super::Store for SqliteStore {
 
     fn history(&self, id: &str) -> Result<Vec<HistoryEvent>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT seq, timestamp, data FROM history WHERE instance_id = ?1 ORDER BY seq")?;
-        let rows = stmt.query_map([id], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?)))?;
+        let mut stmt = conn.prepare(
+            "SELECT seq, timestamp, data FROM history WHERE instance_id = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([id], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, String>(2)?,
+            ))
+        })?;
         rows.map(|row| {
             let (seq, timestamp, data) = row?;
-            Ok(HistoryEvent { seq: seq as u64, timestamp: time(timestamp)?, event: decode(&data)? })
+            Ok(HistoryEvent {
+                seq: seq as u64,
+                timestamp: time(timestamp)?,
+                event: decode(&data)?,
+            })
         })
         .collect()
     }
 
     fn inbox(&self, id: &str) -> Result<Vec<InboxMessage>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT id, data FROM inbox WHERE instance_id = ?1 ORDER BY id")?;
-        let rows = stmt.query_map([id], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))?;
+        let mut stmt =
+            conn.prepare("SELECT id, data FROM inbox WHERE instance_id = ?1 ORDER BY id")?;
+        let rows = stmt.query_map([id], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })?;
         rows.map(|row| {
             let (id, data) = row?;
-            Ok(InboxMessage { id, event: decode(&data)? })
+            Ok(InboxMessage {
+                id,
+                event: decode(&data)?,
+            })
         })
         .collect()
     }
@@ -163,7 +213,11 @@ impl super::Store for SqliteStore {
             |row| row.get(0),
         )?;
         if found as u64 != cp.first_seq {
-            return Err(Error::Conflict { instance: cp.instance_id.to_string(), expected: cp.first_seq, found: found as u64 });
+            return Err(Error::Conflict {
+                instance: cp.instance_id.to_string(),
+                expected: cp.first_seq,
+                found: found as u64,
+            });
         }
         {
             let mut append = tx.prepare_cached(
@@ -174,14 +228,31 @@ impl super::Store for SqliteStore {
             )?;
             for (offset, (timestamp, event)) in cp.events.iter().enumerate() {
                 let seq = cp.first_seq + offset as u64;
-                append.execute(params![cp.instance_id, seq as i64, millis(*timestamp), event.kind(), encode(event)?])?;
-                if let Event::TaskScheduled { task_id, name, input } = event
+                append.execute(params![
+                    cp.instance_id,
+                    seq as i64,
+                    millis(*timestamp),
+                    event.kind(),
+                    encode(event)?
+                ])?;
+                if let Event::TaskScheduled {
+                    task_id,
+                    name,
+                    input,
+                } = event
                     && !cp.status.is_terminal()
                 {
-                    enqueue.execute(params![cp.instance_id, task_id, name, input, millis(*timestamp)])?;
+                    enqueue.execute(params![
+                        cp.instance_id,
+                        task_id,
+                        name,
+                        input,
+                        millis(*timestamp)
+                    ])?;
                 }
             }
-            let mut ack = tx.prepare_cached("DELETE FROM inbox WHERE id = ?1 AND instance_id = ?2")?;
+            let mut ack =
+                tx.prepare_cached("DELETE FROM inbox WHERE id = ?1 AND instance_id = ?2")?;
             for id in cp.consumed {
                 ack.execute(params![id, cp.instance_id])?;
             }
@@ -191,14 +262,23 @@ impl super::Store for SqliteStore {
             params![cp.instance_id, cp.status.as_str(), cp.output, cp.custom_status, millis(cp.now)],
         )?;
         if cp.status.is_terminal() {
-            tx.execute("DELETE FROM work_items WHERE instance_id = ?1", [cp.instance_id])?;
+            tx.execute(
+                "DELETE FROM work_items WHERE instance_id = ?1",
+                [cp.instance_id],
+            )?;
             tx.execute("DELETE FROM inbox WHERE instance_id = ?1", [cp.instance_id])?;
         }
         tx.commit()?;
         Ok(())
     }
 
-    fn claim_work(&self, owner: &str, max: usize, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<Vec<WorkItem>> {
+    fn claim_work(
+        &self,
+        owner: &str,
+        max: usize,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<WorkItem>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "UPDATE work_items SET lease_owner = ?1, lease_until = ?2, attempt = attempt + 1
@@ -207,16 +287,19 @@ impl super::Store for SqliteStore {
                           ORDER BY visible_at, id LIMIT ?4)
              RETURNING id, instance_id, task_id, name, input, attempt",
         )?;
-        let rows = stmt.query_map(params![owner, millis(lease_until), millis(now), max as i64], |row| {
-            Ok(WorkItem {
-                id: row.get(0)?,
-                instance_id: row.get(1)?,
-                task_id: row.get(2)?,
-                name: row.get(3)?,
-                input: row.get(4)?,
-                attempt: row.get(5)?,
-            })
-        })?;
+        let rows = stmt.query_map(
+            params![owner, millis(lease_until), millis(now), max as i64],
+            |row| {
+                Ok(WorkItem {
+                    id: row.get(0)?,
+                    instance_id: row.get(1)?,
+                    task_id: row.get(2)?,
+                    name: row.get(3)?,
+                    input: row.get(4)?,
+                    attempt: row.get(5)?,
+                })
+            },
+        )?;
         let mut items = rows.collect::<rusqlite::Result<Vec<_>>>()?;
         // RETURNING yields rows in no particular order; hand them out oldest first.
         items.sort_by_key(|item| item.id);
@@ -224,14 +307,26 @@ impl super::Store for SqliteStore {
     }
 
     fn release_leases(&self) -> Result<()> {
-        self.conn().execute("UPDATE work_items SET lease_owner = NULL, lease_until = NULL", [])?;
+        self.conn().execute(
+            "UPDATE work_items SET lease_owner = NULL, lease_until = NULL",
+            [],
+        )?;
         Ok(())
     }
 
-    fn complete_work(&self, item: &WorkItem, owner: &str, completion: &Event, now: DateTime<Utc>) -> Result<bool> {
+    fn complete_work(
+        &self,
+        item: &WorkItem,
+        owner: &str,
+        completion: &Event,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let deleted = tx.execute("DELETE FROM work_items WHERE id = ?1 AND lease_owner = ?2", params![item.id, owner])?;
+        let deleted = tx.execute(
+            "DELETE FROM work_items WHERE id = ?1 AND lease_owner = ?2",
+            params![item.id, owner],
+        )?;
         if deleted == 0 {
             return Ok(false);
         }
@@ -251,7 +346,10 @@ impl super::Store for SqliteStore {
             [id],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )?;
-        Ok(Progress { scheduled: scheduled as u64, finished: finished as u64 })
+        Ok(Progress {
+            scheduled: scheduled as u64,
+            finished: finished as u64,
+        })
     }
 }
 

@@ -1,0 +1,139 @@
+//! The cloud-backup sample end to end with the real binary.
+
+use crate::support::*;
+use std::path::Path;
+
+/// Asserts that every file under `root` has a byte-identical blob.
+fn assert_blobs_match(scratch: &Scratch, root: &Path) {
+    for (file, _) in files_under(root) {
+        let blob = blob_of(&scratch.data_dir(), &file);
+        let expected = std::fs::read(&file).expect("read source");
+        let found = std::fs::read(&blob)
+            .unwrap_or_else(|e| panic!("blob {} for {}: {e}", blob.display(), file.display()));
+        assert!(
+            found == expected,
+            "blob {} differs from {}",
+            blob.display(),
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn backs_up_a_generated_tree_byte_for_byte() {
+    let scratch = Scratch::new();
+    let site = scratch.path().join("site");
+    write(&site, "empty.txt", b"");
+    write(&site, "with space/a file.txt", b"spaces in names");
+    write(&site, "ünïcødé/日本語.txt", "non-ASCII names".as_bytes());
+    write(&site, "deep/er/and/deeper/leaf.bin", &bytes(1, 4097));
+    for i in 0..1000 {
+        write(
+            &site,
+            &format!("many/{:02}/file-{i}.txt", i % 17),
+            &bytes(i, (i as usize * 37) % 2000),
+        );
+    }
+    write(&site, "big/64MiB.bin", &bytes(64, 64 << 20));
+    let files = files_under(&site);
+    let total: u64 = files.iter().map(|(_, size)| size).sum();
+
+    let output = scratch.run_ok(&["run", "E2_BackupSiteContent", "--input", "\"site\""]);
+    assert_eq!(output, total.to_string());
+    assert_blobs_match(&scratch, &site);
+
+    let ids = scratch.instance_ids();
+    assert_eq!(ids.len(), 1);
+    let status = scratch.status(&ids[0]);
+    assert_eq!(status["runtimeStatus"], "Completed");
+    assert_eq!(status["output"], total);
+    assert_eq!(status["input"], "site");
+
+    let history = scratch.history(&ids[0]);
+    let of = |kind: &str, name: &str| {
+        history
+            .iter()
+            .filter(|e| e["eventType"] == kind && (name.is_empty() || e["name"] == name))
+            .count()
+    };
+    assert_eq!(of("TaskScheduled", "E2_GetFileList"), 1);
+    assert_eq!(of("TaskScheduled", "E2_CopyFileToBlob"), files.len());
+    assert_eq!(of("TaskCompleted", ""), files.len() + 1);
+    assert_eq!(of("TaskFailed", ""), 0);
+    assert_eq!(of("ExecutionCompleted", ""), 1);
+    for (seq, event) in history.iter().enumerate() {
+        assert_eq!(event["seq"], seq, "sequence numbers are contiguous");
+    }
+}
+
+#[test]
+fn an_empty_directory_backs_up_zero_bytes() {
+    let scratch = Scratch::new();
+    std::fs::create_dir(scratch.path().join("empty")).expect("mkdir");
+    assert_eq!(
+        scratch.run_ok(&["run", "E2_BackupSiteContent", "--input", "\"empty\""]),
+        "0"
+    );
+}
+
+#[test]
+fn a_missing_directory_fails_the_instance_with_its_path() {
+    let scratch = Scratch::new();
+    let output = scratch.run(&[
+        "run",
+        "E2_BackupSiteContent",
+        "--input",
+        "\"does-not-exist\"",
+    ]);
+    assert!(!output.status.success(), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("does-not-exist"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let id = &scratch.instance_ids()[0];
+    let status = scratch.status(id);
+    assert_eq!(status["runtimeStatus"], "Failed");
+    assert!(
+        status["output"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("does-not-exist"),
+        "{status}"
+    );
+}
+
+#[test]
+fn an_empty_or_missing_input_fails_with_a_clear_error() {
+    let scratch = Scratch::new();
+    for input in ["\"   \"", "null"] {
+        let output = scratch.run(&["run", "E2_BackupSiteContent", "--input", input]);
+        assert!(!output.status.success(), "{}", describe(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("must name the directory to back up"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn bad_command_lines_fail_before_anything_is_written() {
+    let scratch = Scratch::new();
+    let output = scratch.run(&["run", "NoSuchOrchestrator", "--input", "1"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "unknown orchestrator 'NoSuchOrchestrator'; known orchestrators: E2_BackupSiteContent"
+        ),
+        "{stderr}"
+    );
+
+    let output = scratch.run(&["run", "E2_BackupSiteContent", "--input", "{not json"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not valid JSON"));
+    assert!(scratch.instance_ids().is_empty(), "no instance was created");
+
+    let output = scratch.run(&["status", "no-such-id"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no instance with id 'no-such-id'"));
+}

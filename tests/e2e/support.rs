@@ -1,0 +1,241 @@
+//! Helpers for end-to-end tests: a scratch directory with a data dir, the real `weft`
+//! binary run in it, and readers for what it leaves behind.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+pub const TESTING_ORCHESTRATOR: &str = env!("WEFT_GUEST_TESTING_ORCHESTRATOR");
+pub const TESTING_ACTIVITIES: &str = env!("WEFT_GUEST_TESTING_ACTIVITIES");
+pub const BACKUP_ACTIVITIES: &str = env!("WEFT_GUEST_BACKUP_ACTIVITIES");
+
+/// A scratch directory (the binary's working directory, so the allowed root) holding the
+/// data dir `.weft`.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("create a scratch directory"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.path().join(".weft")
+    }
+
+    /// `weft ARGS` in the scratch directory, sharing one compiled-component cache across
+    /// tests so that each debug-build run does not compile the guests again.
+    pub fn weft(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(WEFT);
+        cmd.current_dir(self.path())
+            .args(args)
+            .env("WEFT_DATA_DIR", self.data_dir())
+            .env(
+                "WEFT_CACHE_DIR",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("weft-cache"),
+            )
+            .env("WEFT_LOG", "weft=info")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `weft ARGS` to the end; a safety net kills it after 10 minutes.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let child = self
+            .weft(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn weft");
+        wait_output(child, Duration::from_secs(600))
+    }
+
+    /// Runs `weft ARGS` and expects success; returns stdout's last line.
+    pub fn run_ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "weft {args:?} failed:\n{}",
+            describe(&output)
+        );
+        last_line(&output)
+    }
+
+    pub fn status(&self, id: &str) -> Value {
+        let output = self.run(&["status", id]);
+        assert!(
+            output.status.success(),
+            "weft status failed:\n{}",
+            describe(&output)
+        );
+        serde_json::from_slice(&output.stdout).expect("status is JSON")
+    }
+
+    pub fn history(&self, id: &str) -> Vec<Value> {
+        let output = self.run(&["history", id]);
+        assert!(
+            output.status.success(),
+            "weft history failed:\n{}",
+            describe(&output)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("history lines are JSON"))
+            .collect()
+    }
+
+    /// The instance ids in the data dir, newest first.
+    pub fn instance_ids(&self) -> Vec<String> {
+        let output = self.run(&["list", "--json"]);
+        assert!(
+            output.status.success(),
+            "weft list failed:\n{}",
+            describe(&output)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| {
+                serde_json::from_str::<Value>(line).expect("list lines are JSON")["instanceId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// Reads the database directly and read-only, as a second process would.
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            self.data_dir().join("weft.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open weft.db read-only")
+    }
+}
+
+/// Waits for a child with a safety deadline, collecting its output.
+pub fn wait_output(child: Child, limit: Duration) -> Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(output) => output.expect("wait for weft"),
+        Err(_) => {
+            kill(pid);
+            panic!("weft (pid {pid}) did not finish within {limit:?}");
+        }
+    }
+}
+
+pub fn kill(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+}
+
+pub fn last_line(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string()
+}
+
+pub fn describe(output: &Output) -> String {
+    format!(
+        "status: {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Polls `check` until it returns `Some`, failing after `limit` (a safety net, not a
+/// timing assertion).
+pub fn poll<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "condition not reached within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Counts history events of `kind`, straight from the database; 0 while there is none.
+pub fn count_events(scratch: &Scratch, kind: &str) -> i64 {
+    let path = scratch.data_dir().join("weft.db");
+    let Ok(db) =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    db.query_row(
+        "SELECT COUNT(*) FROM history WHERE event_type = ?1",
+        [kind],
+        |row| row.get(0),
+    )
+    .unwrap_or(0)
+}
+
+/// Deterministic pseudo-random bytes, so that content mix-ups show.
+pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Writes `content` at `root/relative`, creating directories.
+pub fn write(root: &Path, relative: &str, content: &[u8]) -> PathBuf {
+    let path = root.join(relative);
+    std::fs::create_dir_all(path.parent().expect("a file has a parent"))
+        .expect("create directories");
+    std::fs::write(&path, content).expect("write a file");
+    path
+}
+
+/// Every regular file under `root` with its size.
+pub fn files_under(root: &Path) -> Vec<(PathBuf, u64)> {
+    let mut files: Vec<_> = walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_file())
+        .map(|entry| {
+            (
+                entry.path().to_path_buf(),
+                entry.metadata().map(|m| m.len()).unwrap_or(0),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Where the backup sample puts the blob of `file`.
+pub fn blob_of(data_dir: &Path, file: &Path) -> PathBuf {
+    data_dir
+        .join("blobs/backups")
+        .join(file.strip_prefix("/").expect("absolute path"))
+}
