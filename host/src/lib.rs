@@ -10,6 +10,7 @@ mod bindings;
 pub mod blobs;
 pub mod cli;
 pub mod engine;
+pub mod limits;
 pub mod orchestrator;
 mod registry;
 pub mod replay;

@@ -7,6 +7,7 @@
 //! woken to consume it.
 
 use crate::activity::{self, ActivityComponent, confine::Confinement};
+use crate::limits::{self, GuestLimits};
 use crate::orchestrator::{self, InstanceEnv, OrchestratorComponent};
 use crate::registry::Registry;
 use crate::store::{self, Event, Instance, Store, WorkItem, sqlite::SqliteStore};
@@ -96,6 +97,8 @@ pub struct Config {
     pub max_activities: usize,
     /// Orchestration instances kept hot at once; more wait their turn.
     pub max_orchestrations: usize,
+    /// CPU and memory limits of every guest execution.
+    pub guest_limits: GuestLimits,
     /// Test-only: a pause before every activity call, to widen crash windows.
     pub activity_delay: Option<Duration>,
 }
@@ -110,6 +113,7 @@ impl Config {
             allowed_dirs: Vec::new(),
             max_activities: 16,
             max_orchestrations: 256,
+            guest_limits: GuestLimits::default(),
             activity_delay: None,
         }
     }
@@ -170,6 +174,7 @@ impl Runtime {
         let engine = engine::new_engine(engine::PoolLimits {
             instances: (config.max_activities + config.max_orchestrations + 8) as u32,
         })?;
+        limits::start_ticker(&engine);
         let cache = config
             .cache_dir
             .clone()
@@ -365,6 +370,7 @@ impl Runtime {
             store: self.store.clone(),
             wake,
             work_ready: self.work_ready.clone(),
+            limits: self.config.guest_limits,
         };
         let status = orchestrator::run_instance(&env, &self.orchestrators, &instance)
             .await
@@ -437,6 +443,7 @@ impl Runtime {
                     .run(
                         &self.engine,
                         self.io.clone(),
+                        self.config.guest_limits,
                         &item.instance_id,
                         item.task_id,
                         &item.name,

@@ -8,7 +8,7 @@ struct Testing;
 
 impl Guest for Testing {
     fn names() -> Vec<String> {
-        ["Echo", "Sleep", "Fail"]
+        ["Echo", "Sleep", "Fail", "Spin", "Allocate"]
             .iter()
             .map(|name| name.to_string())
             .collect()
@@ -22,6 +22,18 @@ impl Guest for Testing {
                     serde_json::from_str(&input).map_err(|e| RunError::BadInput(e.to_string()))?;
                 std::thread::sleep(std::time::Duration::from_millis(millis));
                 Ok(input)
+            }
+            "Spin" => {
+                let mut counter = 0u64;
+                loop {
+                    counter = std::hint::black_box(counter.wrapping_add(1));
+                }
+            }
+            "Allocate" => {
+                let mib: usize =
+                    serde_json::from_str(&input).map_err(|e| RunError::BadInput(e.to_string()))?;
+                let block = vec![7u8; mib << 20];
+                Ok(std::hint::black_box(block).len().to_string())
             }
             "Fail" => Err(RunError::Failed(format!("failed on purpose with {input}"))),
             _ => Err(RunError::UnknownName(Self::names())),

@@ -16,6 +16,8 @@ const NAMES: &[&str] = &[
     "CallActivity",
     "Panic",
     "CustomStatus",
+    "InfiniteLoop",
+    "MemoryBomb",
 ];
 
 impl Guest for Testing {
@@ -30,6 +32,19 @@ impl Guest for Testing {
             "FanOut" => fan_out(),
             "CallActivity" => call_activity(),
             "Panic" => panic!("the Panic orchestrator panics on purpose"),
+            "InfiniteLoop" => {
+                let mut counter = 0u64;
+                loop {
+                    counter = std::hint::black_box(counter.wrapping_add(1));
+                }
+            }
+            "MemoryBomb" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 16 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
             "CustomStatus" => {
                 context::set_custom_status(&context::input());
                 Ok("\"done\"".to_string())

@@ -8,11 +8,12 @@ mod imports;
 use crate::bindings::activities::{
     Activities, ActivitiesPre, exports::weft::orchestration::activity::RunError,
 };
+use crate::limits::{self, Budget, GuestLimits, HasBudget};
 use crate::registry::Provider;
 use object_store::ObjectStore;
 use std::sync::Arc;
+use wasmtime::Engine;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 /// Why an activity component could not be prepared.
@@ -39,11 +40,11 @@ pub struct ActivityState {
     task_id: u32,
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    budget: Budget,
 }
 
 impl ActivityState {
-    fn new(io: Arc<Io>, instance_id: &str, task_id: u32) -> Self {
+    fn new(io: Arc<Io>, instance_id: &str, task_id: u32, limits: GuestLimits) -> Self {
         // Real clocks and randomness, but no preopened directories, no environment and
         // no network: files and blobs are reached only through the host imports.
         let wasi = WasiCtxBuilder::new()
@@ -57,8 +58,14 @@ impl ActivityState {
             task_id,
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new().build(),
+            budget: Budget::new(limits),
         }
+    }
+}
+
+impl HasBudget for ActivityState {
+    fn budget(&mut self) -> &mut Budget {
+        &mut self.budget
     }
 }
 
@@ -111,8 +118,11 @@ impl ActivityComponent {
             origin: origin.to_string(),
             reason: format!("{e:#}"),
         };
-        let mut store = wasmtime::Store::new(engine, ActivityState::new(io, "", 0));
-        store.set_epoch_deadline(u64::MAX);
+        let mut store = wasmtime::Store::new(
+            engine,
+            ActivityState::new(io, "", 0, GuestLimits::default()),
+        );
+        limits::apply(&mut store);
         let instance = pre
             .instantiate_async(&mut store)
             .await
@@ -131,18 +141,25 @@ impl ActivityComponent {
 
     /// Runs activity `name` once on `input` in a fresh instance. The error is a message
     /// for the orchestrator: the activity's own failure or a trap.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call site; a struct would only rename them"
+    )]
     pub async fn run(
         &self,
         engine: &Engine,
         io: Arc<Io>,
+        guest_limits: GuestLimits,
         instance_id: &str,
         task_id: u32,
         name: &str,
         input: &str,
     ) -> Result<String, String> {
-        let mut store = wasmtime::Store::new(engine, ActivityState::new(io, instance_id, task_id));
-        store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(u64::MAX);
+        let mut store = wasmtime::Store::new(
+            engine,
+            ActivityState::new(io, instance_id, task_id, guest_limits),
+        );
+        limits::apply(&mut store);
         let instance = self
             .pre
             .instantiate_async(&mut store)
@@ -165,10 +182,13 @@ impl ActivityComponent {
                 Err(format!("activity {name}: bad input: {message}"))
             }
             Ok(Err(RunError::Failed(message))) => Err(message),
-            Err(trap) => Err(format!(
-                "activity {name} trapped: {}",
-                crate::orchestrator::describe_trap(&trap)
-            )),
+            Err(trap) => match limits::exceeded(&trap, guest_limits.memory) {
+                Some(exceeded) => Err(format!("activity {name} {exceeded}")),
+                None => Err(format!(
+                    "activity {name} trapped: {}",
+                    crate::orchestrator::describe_trap(&trap)
+                )),
+            },
         }
     }
 }

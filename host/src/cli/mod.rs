@@ -3,6 +3,7 @@
 
 mod progress;
 
+use crate::limits::GuestLimits;
 use crate::runtime::{ComponentSource, Config, Runtime};
 use crate::status;
 use crate::store::{Instance, RuntimeStatus, Store, sqlite::SqliteStore};
@@ -92,6 +93,12 @@ struct HostArgs {
     /// Activities run at once.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     max_activities: u32,
+    /// Longest a guest may compute without waiting, in milliseconds.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    guest_cpu_ms: u64,
+    /// Largest memory a guest may grow to, in MiB.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    guest_memory_mib: u64,
     /// Test only: pause this long before each activity call.
     #[arg(long, hide = true)]
     test_activity_delay_ms: Option<u64>,
@@ -114,6 +121,10 @@ impl HostArgs {
             .chain(self.allow_dirs.iter().cloned())
             .collect();
         config.max_activities = self.max_activities as usize;
+        config.guest_limits = GuestLimits {
+            cpu: Duration::from_millis(self.guest_cpu_ms),
+            memory: (self.guest_memory_mib as usize) << 20,
+        };
         config.activity_delay = self.test_activity_delay_ms.map(Duration::from_millis);
         config
     }

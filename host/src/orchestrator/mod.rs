@@ -13,6 +13,7 @@ mod sandbox;
 use crate::bindings::orchestration::{
     Orchestration, OrchestrationPre, exports::weft::orchestration::orchestrator::RunError,
 };
+use crate::limits::{self, Budget, GuestLimits, HasBudget};
 use crate::registry::{Provider, Registry};
 use crate::replay::{self, Replay};
 use crate::store::{self, Instance, RuntimeStatus, Store};
@@ -20,8 +21,8 @@ use chrono::Utc;
 use sandbox::ReplayedClock;
 use std::sync::Arc;
 use tokio::sync::Notify;
+use wasmtime::Engine;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// Why an orchestration component could not be prepared.
@@ -68,7 +69,7 @@ impl OrchestratorComponent {
         let pre = OrchestrationPre::new(pre).map_err(wrong_world)?;
 
         let mut store = wasmtime::Store::new(engine, OrchestrationState::probe());
-        store.set_epoch_deadline(u64::MAX);
+        limits::apply(&mut store);
         let names_failed = |e: wasmtime::Error| Error::Names {
             origin: origin.to_string(),
             reason: format!("{e:#}"),
@@ -116,7 +117,7 @@ pub struct OrchestrationState {
     clock: ReplayedClock,
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    budget: Budget,
 }
 
 impl OrchestrationState {
@@ -137,7 +138,7 @@ impl OrchestrationState {
             wasi: sandbox::wasi_ctx("", &clock),
             clock,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new().build(),
+            budget: Budget::new(GuestLimits::default()),
         }
     }
 
@@ -208,6 +209,12 @@ impl OrchestrationState {
     }
 }
 
+impl HasBudget for OrchestrationState {
+    fn budget(&mut self) -> &mut Budget {
+        &mut self.budget
+    }
+}
+
 impl WasiView for OrchestrationState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
@@ -224,6 +231,7 @@ pub struct InstanceEnv {
     pub wake: Arc<Notify>,
     /// Notified when an episode enqueues activity work.
     pub work_ready: Arc<Notify>,
+    pub limits: GuestLimits,
 }
 
 /// Runs `instance` until it completes or fails, replaying its history first. Returns the
@@ -242,6 +250,7 @@ pub async fn run_instance(
     state.wake = env.wake.clone();
     state.work_ready = env.work_ready.clone();
     state.wasi = sandbox::wasi_ctx(&instance.id, &state.clock);
+    state.budget = Budget::new(env.limits);
 
     state.replay = match Replay::new(&history) {
         Ok(replay) => replay,
@@ -269,8 +278,7 @@ pub async fn run_instance(
         )),
         Some(component) => {
             let mut wasm = wasmtime::Store::new(&env.engine, state);
-            wasm.limiter(|state| &mut state.limits);
-            wasm.set_epoch_deadline(u64::MAX);
+            limits::apply(&mut wasm);
             let bindings = component
                 .pre
                 .instantiate_async(&mut wasm)
@@ -296,12 +304,15 @@ pub async fn run_instance(
                             "storage failed during the run: {store_error}"
                         )));
                     }
-                    match trap.downcast_ref::<replay::Error>() {
-                        Some(error) => Err(error.to_string()),
-                        None => Err(format!(
+                    if let Some(error) = trap.downcast_ref::<replay::Error>() {
+                        Err(error.to_string())
+                    } else if let Some(exceeded) = limits::exceeded(&trap, env.limits.memory) {
+                        Err(format!("orchestrator {exceeded}"))
+                    } else {
+                        Err(format!(
                             "the orchestrator trapped: {}",
                             describe_trap(&trap)
-                        )),
+                        ))
                     }
                 }
             }
@@ -380,6 +391,6 @@ pub(crate) fn describe_trap(error: &wasmtime::Error) -> String {
             "wasm `unreachable` executed (a panic in the guest?)".to_string()
         }
         Some(trap) => trap.to_string(),
-        None => format!("{error:#}"),
+        None => error.root_cause().to_string(),
     }
 }

@@ -17,8 +17,8 @@ fn blob_error(name: &str, error: impl std::fmt::Display) -> IoError {
     IoError::Other(format!("blob '{name}': {error}"))
 }
 
-impl Host for ActivityState {
-    async fn copy_file(
+impl ActivityState {
+    async fn copy_file_now(
         &mut self,
         path: String,
         name: String,
@@ -56,7 +56,11 @@ impl Host for ActivityState {
         Ok(Ok(copied))
     }
 
-    async fn put(&mut self, name: String, data: Vec<u8>) -> wasmtime::Result<Result<(), IoError>> {
+    async fn put_now(
+        &mut self,
+        name: String,
+        data: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), IoError>> {
         let target = match blob_path(&name) {
             Ok(target) => target,
             Err(error) => return Ok(Err(error)),
@@ -70,7 +74,7 @@ impl Host for ActivityState {
             .map_err(|e| blob_error(&name, e)))
     }
 
-    async fn get(&mut self, name: String) -> wasmtime::Result<Result<Vec<u8>, IoError>> {
+    async fn get_now(&mut self, name: String) -> wasmtime::Result<Result<Vec<u8>, IoError>> {
         let target = match blob_path(&name) {
             Ok(target) => target,
             Err(error) => return Ok(Err(error)),
@@ -83,5 +87,30 @@ impl Host for ActivityState {
             object_store::Error::NotFound { .. } => IoError::NotFound(format!("no blob '{name}'")),
             other => blob_error(&name, other),
         }))
+    }
+}
+
+/// Host time spent in these calls is not the guest's CPU time.
+impl Host for ActivityState {
+    async fn copy_file(
+        &mut self,
+        path: String,
+        name: String,
+    ) -> wasmtime::Result<Result<u64, IoError>> {
+        let result = self.copy_file_now(path, name).await;
+        self.budget.restart();
+        result
+    }
+
+    async fn put(&mut self, name: String, data: Vec<u8>) -> wasmtime::Result<Result<(), IoError>> {
+        let result = self.put_now(name, data).await;
+        self.budget.restart();
+        result
+    }
+
+    async fn get(&mut self, name: String) -> wasmtime::Result<Result<Vec<u8>, IoError>> {
+        let result = self.get_now(name).await;
+        self.budget.restart();
+        result
     }
 }

@@ -10,7 +10,10 @@ impl Host for ActivityState {
     ) -> wasmtime::Result<Result<Vec<FileEntry>, IoError>> {
         let io = self.io.clone();
         // Walking a tree is blocking I/O; keep it off the async workers.
-        let listed = tokio::task::spawn_blocking(move || io.confinement.list_files(&root)).await?;
+        let listed = tokio::task::spawn_blocking(move || io.confinement.list_files(&root)).await;
+        // Host time spent here is not the guest's CPU time.
+        self.budget.restart();
+        let listed = listed?;
         Ok(listed
             .map(|files| {
                 files
@@ -26,7 +29,9 @@ impl Host for ActivityState {
 
     async fn file_size(&mut self, path: String) -> wasmtime::Result<Result<u64, IoError>> {
         let io = self.io.clone();
-        let opened = tokio::task::spawn_blocking(move || io.confinement.open_file(&path)).await?;
+        let opened = tokio::task::spawn_blocking(move || io.confinement.open_file(&path)).await;
+        self.budget.restart();
+        let opened = opened?;
         Ok(opened.map(|(_, size)| size).map_err(IoError::from))
     }
 }

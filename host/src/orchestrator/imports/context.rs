@@ -30,6 +30,7 @@ impl OrchestrationState {
             self.checkpoint(RuntimeStatus::Running, None)
                 .map_err(trap)?;
             self.next_episode().await.map_err(trap)?;
+            self.budget.restart();
         }
     }
 }
