@@ -15,6 +15,8 @@ pub struct GuestLimits {
     pub cpu: Duration,
     /// Largest linear memory, in bytes.
     pub memory: usize,
+    /// Largest JSON payload (input, output, custom status) in bytes.
+    pub payload: usize,
 }
 
 impl Default for GuestLimits {
@@ -22,6 +24,7 @@ impl Default for GuestLimits {
         Self {
             cpu: Duration::from_secs(30),
             memory: 512 << 20,
+            payload: 1 << 20,
         }
     }
 }
@@ -33,6 +36,35 @@ pub enum Exceeded {
     Cpu(Duration),
     #[error("exceeded its memory limit of {} MiB", .0 >> 20)]
     Memory(usize),
+}
+
+/// A JSON payload is over the size limit.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{what} is {size} bytes, over the payload limit of {limit} bytes; large data belongs in blobs"
+)]
+pub struct PayloadTooLarge {
+    pub what: String,
+    pub size: usize,
+    pub limit: usize,
+}
+
+impl GuestLimits {
+    /// Checks a payload against the size limit.
+    pub fn check_payload(
+        &self,
+        what: impl FnOnce() -> String,
+        payload: &str,
+    ) -> Result<(), PayloadTooLarge> {
+        if payload.len() > self.payload {
+            return Err(PayloadTooLarge {
+                what: what(),
+                size: payload.len(),
+                limit: self.payload,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// The running budget of one store.
@@ -59,6 +91,10 @@ impl Budget {
     /// Starts a new stretch: the guest resumes after a wait that does not count.
     pub fn restart(&mut self) {
         self.since = Instant::now();
+    }
+
+    pub fn limits(&self) -> &GuestLimits {
+        &self.limits
     }
 }
 

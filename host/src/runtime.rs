@@ -13,6 +13,7 @@ use crate::registry::Registry;
 use crate::store::{self, Event, Instance, Store, WorkItem, sqlite::SqliteStore};
 use crate::{blobs, engine};
 use chrono::Utc;
+use object_store::ObjectStore;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -56,8 +57,12 @@ pub enum Error {
     UnknownWorld { path: String, reason: String },
     #[error("unknown orchestrator '{name}'; known orchestrators: {known}")]
     UnknownOrchestrator { name: String, known: String },
+    #[error(transparent)]
+    PayloadTooLarge(#[from] limits::PayloadTooLarge),
     #[error("the input is not valid JSON: {0}")]
     BadInput(String),
+    #[error("data dir {data_dir} is in use by pid {pid}")]
+    InUse { data_dir: String, pid: String },
     #[error("instance '{id}' could not run: {reason}")]
     HostFailure { id: String, reason: String },
 }
@@ -92,6 +97,8 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     /// A blob store URL; `None` means `file://<data_dir>/blobs`.
     pub blobs: Option<String>,
+    /// A blob store given directly (embedding, tests); it takes precedence over `blobs`.
+    pub blob_store: Option<Arc<dyn ObjectStore>>,
     /// Directories activities may read; must exist.
     pub allowed_dirs: Vec<PathBuf>,
     pub max_activities: usize,
@@ -110,6 +117,7 @@ impl Config {
             components: ComponentSource::samples(),
             cache_dir: None,
             blobs: None,
+            blob_store: None,
             allowed_dirs: Vec::new(),
             max_activities: 16,
             max_orchestrations: 256,
@@ -137,6 +145,45 @@ pub struct Runtime {
     orchestration_slots: Arc<Semaphore>,
     /// Identifies this process's leases.
     owner: String,
+    activity_slots: Arc<Semaphore>,
+    /// Set when the runtime stops taking work.
+    stopping: watch::Sender<bool>,
+    /// Held while the runtime lives: one process per data dir.
+    _lock: std::fs::File,
+}
+
+/// Takes the data dir's lock file, so that a second process fails at once instead of
+/// contending for the database. The lock dies with the process, however it ends.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, Error> {
+    use std::io::{Read, Seek, Write};
+    let path = data_dir.join("weft.lock");
+    let failed = |source: std::io::Error| store::Error::DataDir {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(failed)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            return Err(Error::InUse {
+                data_dir: data_dir.display().to_string(),
+                pid: pid.trim().to_string(),
+            });
+        }
+        Err(std::fs::TryLockError::Error(error)) => return Err(failed(error).into()),
+    }
+    file.set_len(0).map_err(failed)?;
+    file.rewind().map_err(failed)?;
+    write!(file, "{}", std::process::id()).map_err(failed)?;
+    Ok(file)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -157,10 +204,12 @@ impl Runtime {
             path: data_dir.display().to_string(),
             source,
         })?;
+        let lock = lock_data_dir(&data_dir)?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir.join("weft.db"))?);
-        let blobs = match &config.blobs {
-            Some(url) => blobs::open(url)?,
-            None => blobs::open_dir(&data_dir.join("blobs"))?,
+        let blobs = match (&config.blob_store, &config.blobs) {
+            (Some(store), _) => store.clone(),
+            (None, Some(url)) => blobs::open(url)?,
+            (None, None) => blobs::open_dir(&data_dir.join("blobs"))?,
         };
         let mut allowed = config.allowed_dirs.clone();
         if allowed.is_empty() {
@@ -218,6 +267,7 @@ impl Runtime {
             }
         }
 
+        let config_max_activities = config.max_activities.max(1);
         Ok(Arc::new(Self {
             engine,
             store,
@@ -231,6 +281,9 @@ impl Runtime {
             work_ready: Arc::new(Notify::new()),
             ended: watch::Sender::new(0),
             owner: uuid::Uuid::new_v4().simple().to_string(),
+            activity_slots: Arc::new(Semaphore::new(config_max_activities)),
+            stopping: watch::Sender::new(false),
+            _lock: lock,
         }))
     }
 
@@ -251,6 +304,9 @@ impl Runtime {
                 known: self.orchestrators.known(),
             });
         }
+        self.config
+            .guest_limits
+            .check_payload(|| "the input".to_string(), input)?;
         serde_json::from_str::<serde::de::IgnoredAny>(input)
             .map_err(|e| Error::BadInput(e.to_string()))?;
         let id = id.map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_string);
@@ -379,12 +435,35 @@ impl Runtime {
         Ok(())
     }
 
+    /// Stops taking work and waits up to `grace` for running activities to record their
+    /// results. Everything else is already committed or will be redone on the next start.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.stopping.send_replace(true);
+        let all = self.config.max_activities.max(1) as u32;
+        if tokio::time::timeout(grace, self.activity_slots.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "activities still running after {grace:?} are abandoned; they run again on the next start"
+            );
+        }
+    }
+
     async fn dispatch_activities(self: Arc<Self>) {
-        let slots = Arc::new(Semaphore::new(self.config.max_activities.max(1)));
+        let slots = self.activity_slots.clone();
+        let mut stopping = self.stopping.subscribe();
         loop {
-            let Ok(first) = slots.clone().acquire_owned().await else {
-                return;
+            let first = tokio::select! {
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+                _ = stopping.wait_for(|stop| *stop) => return,
             };
+            if *stopping.borrow() {
+                return;
+            }
             let now = Utc::now();
             let lease_until = now + LEASE;
             let max = 1 + slots.available_permits();
@@ -409,10 +488,10 @@ impl Runtime {
             for item in items {
                 let permit = match permit.take() {
                     Some(permit) => permit,
-                    // Only this loop takes permits, so the ones counted above are there.
-                    None => match slots.clone().try_acquire_owned() {
+                    // Only this loop takes permits, so the ones counted above are free.
+                    None => match slots.clone().acquire_owned().await {
                         Ok(permit) => permit,
-                        Err(_) => break,
+                        Err(_) => return,
                     },
                 };
                 tokio::spawn(self.clone().run_work_item(item, permit));
@@ -432,51 +511,115 @@ impl Runtime {
             item.name,
             item.input
         );
-        let outcome = match self.activities.get(&item.name) {
-            None => Err(format!(
+        let Some(component) = self.activities.get(&item.name) else {
+            // Retrying cannot help: no loaded component provides this name.
+            let message = format!(
                 "unknown activity '{}'; known activities: {}",
                 item.name,
                 self.activities.known()
-            )),
-            Some(component) => {
-                component
-                    .run(
-                        &self.engine,
-                        self.io.clone(),
-                        self.config.guest_limits,
-                        &item.instance_id,
-                        item.task_id,
-                        &item.name,
-                        &item.input,
-                    )
-                    .await
-            }
+            );
+            return self.record(
+                &item,
+                Event::TaskFailed {
+                    task_id: item.task_id,
+                    message,
+                },
+            );
         };
-        let completion = match outcome {
-            Ok(result) => Event::TaskCompleted {
-                task_id: item.task_id,
-                result,
-            },
-            Err(message) => Event::TaskFailed {
-                task_id: item.task_id,
-                message,
-            },
+        let run = component.run(
+            &self.engine,
+            self.io.clone(),
+            self.config.guest_limits,
+            &item.instance_id,
+            item.task_id,
+            &item.name,
+            &item.input,
+        );
+        let timeout = item.retry.as_ref().and_then(|policy| policy.timeout_ms);
+        let outcome = match timeout {
+            Some(ms) => tokio::time::timeout(Duration::from_millis(ms), run)
+                .await
+                .unwrap_or_else(|_| Err(format!("activity {} timed out after {ms} ms", item.name))),
+            None => run.await,
+        };
+        let message = match outcome {
+            Ok(result) => {
+                return self.record(
+                    &item,
+                    Event::TaskCompleted {
+                        task_id: item.task_id,
+                        result,
+                    },
+                );
+            }
+            Err(message) => message,
+        };
+        let now = Utc::now();
+        let retry_at = item
+            .retry
+            .as_ref()
+            .and_then(|policy| policy.next_retry(item.attempt, item.first_attempt_at, now));
+        let Some(retry_at) = retry_at else {
+            let message = match item.attempt {
+                1 => message,
+                attempts => format!("{message} (after {attempts} attempts)"),
+            };
+            return self.record(
+                &item,
+                Event::TaskFailed {
+                    task_id: item.task_id,
+                    message,
+                },
+            );
+        };
+        tracing::info!(
+            instance = %item.instance_id,
+            task = item.task_id,
+            attempt = item.attempt,
+            "activity failed, retrying at {retry_at}: {message}"
+        );
+        let notice = Event::TaskRetrying {
+            task_id: item.task_id,
+            attempt: item.attempt,
+            message,
+            retry_at,
         };
         match self
             .store
-            .complete_work(&item, &self.owner, &completion, Utc::now())
+            .retry_work(&item, &self.owner, retry_at, &notice, now)
         {
             Ok(true) => {
-                if let Some(wake) = lock(&self.hot).get(&item.instance_id) {
-                    wake.notify_one();
-                }
+                self.wake(&item.instance_id);
+                self.work_ready.notify_one();
             }
+            Ok(false) => {
+                tracing::debug!(instance = %item.instance_id, task = item.task_id, "retry dropped: the lease was lost")
+            }
+            Err(error) => {
+                tracing::error!(instance = %item.instance_id, task = item.task_id, "cannot schedule the retry: {error}")
+            }
+        }
+    }
+
+    /// Commits an activity's final outcome and wakes its instance.
+    fn record(&self, item: &WorkItem, completion: Event) {
+        match self
+            .store
+            .complete_work(item, &self.owner, &completion, Utc::now())
+        {
+            Ok(true) => self.wake(&item.instance_id),
             Ok(false) => {
                 tracing::debug!(instance = %item.instance_id, task = item.task_id, "result dropped: the lease was lost")
             }
             Err(error) => {
                 tracing::error!(instance = %item.instance_id, task = item.task_id, "cannot record the result: {error}")
             }
+        }
+    }
+
+    fn wake(&self, instance_id: &str) {
+        if let Some(wake) = lock(&self.hot).get(instance_id) {
+            wake.notify_one();
         }
     }
 }

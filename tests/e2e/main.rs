@@ -4,6 +4,7 @@
 mod backup;
 mod confinement;
 mod crash;
+mod faults;
 mod nondeterminism;
 mod sandbox;
 mod support;

@@ -8,8 +8,19 @@ wit_bindgen::generate!({ world: "orchestration", path: "../../wit" });
 
 use exports::weft::orchestration::orchestrator::{Guest, RunError};
 use weft::orchestration::context;
+use weft::orchestration::types::RetryPolicy;
 
 const BACKUP_SITE_CONTENT: &str = "E2_BackupSiteContent";
+
+/// Blob stores have bad moments: each copy gets three attempts, 0.5 s and 1 s apart.
+const COPY_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 3,
+    first_retry_interval_ms: 500,
+    backoff_coefficient: 2.0,
+    max_retry_interval_ms: None,
+    retry_timeout_ms: None,
+    timeout_ms: None,
+};
 
 struct Backup;
 
@@ -43,7 +54,7 @@ fn backup_site_content() -> Result<String, RunError> {
 
     let tasks: Vec<_> = files
         .iter()
-        .map(|file| context::call_activity("E2_CopyFileToBlob", &json(file), None))
+        .map(|file| context::call_activity("E2_CopyFileToBlob", &json(file), Some(COPY_RETRY)))
         .collect();
 
     let mut total_bytes: u64 = 0;

@@ -1,4 +1,5 @@
-//! Activities for the host's tests: echo, sleep and fail on demand.
+//! Activities for the host's tests: echo, sleep, fail, spin, allocate and repeat on
+//! demand.
 
 wit_bindgen::generate!({ world: "activities", path: "../../wit" });
 
@@ -8,7 +9,7 @@ struct Testing;
 
 impl Guest for Testing {
     fn names() -> Vec<String> {
-        ["Echo", "Sleep", "Fail", "Spin", "Allocate"]
+        ["Echo", "Sleep", "Fail", "Spin", "Allocate", "Repeat"]
             .iter()
             .map(|name| name.to_string())
             .collect()
@@ -34,6 +35,12 @@ impl Guest for Testing {
                     serde_json::from_str(&input).map_err(|e| RunError::BadInput(e.to_string()))?;
                 let block = vec![7u8; mib << 20];
                 Ok(std::hint::black_box(block).len().to_string())
+            }
+            "Repeat" => {
+                let count: usize =
+                    serde_json::from_str(&input).map_err(|e| RunError::BadInput(e.to_string()))?;
+                serde_json::to_string(&"x".repeat(count))
+                    .map_err(|e| RunError::Failed(e.to_string()))
             }
             "Fail" => Err(RunError::Failed(format!("failed on purpose with {input}"))),
             _ => Err(RunError::UnknownName(Self::names())),

@@ -170,6 +170,10 @@ impl ActivityComponent {
             .call_run(&mut store, name, &input.to_owned())
             .await
         {
+            Ok(Ok(output)) if output.len() > guest_limits.payload => Err(guest_limits
+                .check_payload(|| format!("the output of activity {name}"), &output)
+                .err()
+                .map_or_else(String::new, |e| e.to_string())),
             Ok(Ok(output)) => match serde_json::from_str::<serde::de::IgnoredAny>(&output) {
                 Ok(_) => Ok(output),
                 Err(e) => Err(format!("activity {name} returned invalid JSON: {e}")),

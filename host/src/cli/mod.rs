@@ -99,6 +99,9 @@ struct HostArgs {
     /// Largest memory a guest may grow to, in MiB.
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=4096))]
     guest_memory_mib: u64,
+    /// Largest JSON payload (input, output, custom status), in KiB.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    max_payload_kib: u64,
     /// Test only: pause this long before each activity call.
     #[arg(long, hide = true)]
     test_activity_delay_ms: Option<u64>,
@@ -124,6 +127,7 @@ impl HostArgs {
         config.guest_limits = GuestLimits {
             cpu: Duration::from_millis(self.guest_cpu_ms),
             memory: (self.guest_memory_mib as usize) << 20,
+            payload: (self.max_payload_kib as usize) << 10,
         };
         config.activity_delay = self.test_activity_delay_ms.map(Duration::from_millis);
         config
@@ -157,13 +161,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             input,
             instance_id,
             host,
-        } => tokio_runtime()?.block_on(run_orchestration(
+        } => block_on(run_orchestration(
             &name,
             &input,
             instance_id.as_deref(),
             &host,
         )),
-        Command::Resume { host } => tokio_runtime()?.block_on(resume(&host)),
+        Command::Resume { host } => block_on(resume(&host)),
         Command::Status { id, data } => {
             let instance = find(&open_store(&data)?, &id)?;
             println!(
@@ -188,11 +192,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+/// Runs `future` on a multi-threaded runtime. Work still running when it returns (an
+/// abandoned activity, say) gets a moment to stop, then is dropped: everything that
+/// matters is committed already.
+fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(future);
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    result
 }
 
 /// Opens an existing data dir's store without loading components.
@@ -228,10 +238,36 @@ async fn run_orchestration(
     eprintln!("instance {} of {name} started", instance.id);
     runtime.start_workers()?;
     let bar = progress::show(runtime.store().clone(), &instance.id);
-    let ended = runtime.wait(&instance.id).await;
+    let ended = tokio::select! {
+        ended = runtime.wait(&instance.id) => ended,
+        signal = stop_signal() => {
+            drop(bar);
+            return stop(&runtime, signal?).await;
+        }
+    };
     drop(bar);
-    let ended = ended?;
-    finish(&ended)
+    finish(&ended?)
+}
+
+/// Waits for SIGTERM or SIGINT (Ctrl-C) and says which.
+async fn stop_signal() -> Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    Ok(tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    })
+}
+
+/// A graceful stop: take no new work, let running activities record their results for a
+/// moment, and exit 0. Unfinished instances resume on the next start.
+async fn stop(runtime: &Runtime, signal: &str) -> Result<ExitCode> {
+    eprintln!(
+        "{signal}: stopping; unfinished instances resume on the next `weft run` or `weft resume`"
+    );
+    runtime.shutdown(Duration::from_secs(3)).await;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints the outcome of an ended instance: output on stdout, failure on stderr.
@@ -256,7 +292,10 @@ async fn resume(host: &HostArgs) -> Result<ExitCode> {
     let pending = runtime.store().unfinished_instances()?;
     eprintln!("resuming {} unfinished instance(s)", pending.len());
     runtime.start_workers()?;
-    runtime.wait_idle().await;
+    tokio::select! {
+        () = runtime.wait_idle() => {}
+        signal = stop_signal() => return stop(&runtime, signal?).await,
+    }
     let mut code = ExitCode::SUCCESS;
     for id in pending {
         let instance = find(&**runtime.store(), &id)?;

@@ -292,6 +292,11 @@ pub async fn run_instance(
                 .await;
             state = wasm.into_data();
             match result {
+                Ok(Ok(output)) if output.len() > env.limits.payload => Err(env
+                    .limits
+                    .check_payload(|| "the orchestrator's output".to_string(), &output)
+                    .err()
+                    .map_or_else(String::new, |e| e.to_string())),
                 Ok(Ok(output)) => match serde_json::from_str::<serde_json::Value>(&output) {
                     Ok(_) => Ok(output),
                     Err(e) => Err(format!("the orchestrator returned invalid JSON: {e}")),
@@ -305,6 +310,8 @@ pub async fn run_instance(
                         )));
                     }
                     if let Some(error) = trap.downcast_ref::<replay::Error>() {
+                        Err(error.to_string())
+                    } else if let Some(error) = trap.downcast_ref::<limits::PayloadTooLarge>() {
                         Err(error.to_string())
                     } else if let Some(exceeded) = limits::exceeded(&trap, env.limits.memory) {
                         Err(format!("orchestrator {exceeded}"))

@@ -12,7 +12,7 @@
 #[cfg(test)]
 mod tests;
 
-use crate::store::{Event, HistoryEvent};
+use crate::store::{Event, HistoryEvent, RetryPolicy};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::fmt;
@@ -128,6 +128,7 @@ impl Replay {
                 task_id,
                 name,
                 input,
+                ..
             } => {
                 if *task_id as usize != self.scheduled.len() {
                     return Err(Error::BadHistory(format!(
@@ -146,7 +147,7 @@ impl Replay {
             Event::ExecutionCompleted { .. } | Event::ExecutionFailed { .. } => {
                 self.finished = true
             }
-            Event::ExecutionStarted { .. } => {}
+            Event::ExecutionStarted { .. } | Event::TaskRetrying { .. } => {}
         }
         Ok(())
     }
@@ -177,13 +178,21 @@ impl Replay {
         self.finished
     }
 
-    /// Opens a new episode at `now` that delivers `messages` (task completions).
-    /// Duplicates and completions of unknown tasks are dropped.
+    /// Opens a new episode at `now` that delivers `messages` (task completions, and
+    /// notices of retries, which are recorded but change nothing). Duplicates and
+    /// messages about unknown or finished tasks are dropped.
     pub fn begin_episode(&mut self, now: DateTime<Utc>, messages: impl IntoIterator<Item = Event>) {
         self.episodes.push(now);
         self.pending.push((now, Event::OrchestratorStarted));
         for event in messages {
-            if self.record_completion(&event) {
+            let keep = match &event {
+                Event::TaskRetrying { task_id, .. } => {
+                    (*task_id as usize) < self.scheduled.len()
+                        && !self.completions.contains_key(task_id)
+                }
+                _ => self.record_completion(&event),
+            };
+            if keep {
                 self.pending.push((now, event));
             }
         }
@@ -201,7 +210,12 @@ impl Replay {
 
     /// The code schedules an activity. Returns its task id, or the mismatch with the
     /// history if this task was recorded differently.
-    pub fn call_activity(&mut self, name: &str, input: &str) -> Result<u32, Error> {
+    pub fn call_activity(
+        &mut self,
+        name: &str,
+        input: &str,
+        retry: Option<RetryPolicy>,
+    ) -> Result<u32, Error> {
         let task_id = self.next_task;
         self.next_task += 1;
         match self.scheduled.get(task_id as usize) {
@@ -234,6 +248,7 @@ impl Replay {
                         task_id,
                         name: name.to_string(),
                         input: input.to_string(),
+                        retry,
                     },
                 ));
             }

@@ -21,6 +21,7 @@ fn scheduled(task_id: u32, name: &str, input: &str) -> Event {
         task_id,
         name: name.into(),
         input: input.into(),
+        retry: None,
     }
 }
 
@@ -47,7 +48,7 @@ fn history(events: &[(u32, Event)]) -> Vec<HistoryEvent> {
 /// Runs the backup-shaped program: one listing, then one copy per file, then the sum.
 /// Returns `None` where the program would block.
 fn fan_out(replay: &mut Replay) -> Result<Option<u64>, Error> {
-    let list = replay.call_activity("List", "\"/r\"")?;
+    let list = replay.call_activity("List", "\"/r\"", None)?;
     let Some(outcomes) = replay.when_all(&[list])? else {
         return Ok(None);
     };
@@ -57,7 +58,7 @@ fn fan_out(replay: &mut Replay) -> Result<Option<u64>, Error> {
     let files: Vec<String> = serde_json::from_str(files).unwrap_or_default();
     let tasks = files
         .iter()
-        .map(|file| replay.call_activity("Copy", &format!("\"{file}\"")))
+        .map(|file| replay.call_activity("Copy", &format!("\"{file}\""), None))
         .collect::<Result<Vec<_>, _>>()?;
     let Some(outcomes) = replay.when_all(&tasks)? else {
         return Ok(None);
@@ -159,7 +160,7 @@ fn a_different_command_at_a_recorded_position_is_nondeterminism() {
     ]);
     for (name, input) in [("Other", "\"/r\""), ("List", "\"/elsewhere\"")] {
         let mut replay = Replay::new(&recorded).unwrap();
-        let error = replay.call_activity(name, input).unwrap_err();
+        let error = replay.call_activity(name, input, None).unwrap_err();
         let Error::NonDeterminism(nd) = &error else {
             panic!("expected nondeterminism, got {error:?}")
         };
@@ -210,8 +211,8 @@ fn when_any_picks_the_first_completion_in_history_order() {
     ]);
     let mut replay = Replay::new(&recorded).unwrap();
     let tasks = [
-        replay.call_activity("A", "1").unwrap(),
-        replay.call_activity("B", "2").unwrap(),
+        replay.call_activity("A", "1", None).unwrap(),
+        replay.call_activity("B", "2", None).unwrap(),
     ];
     assert_eq!(replay.when_any(&tasks), Ok(Some(1)));
     assert_eq!(replay.now(), Some(at(2)));

@@ -116,6 +116,16 @@ pub enum Event {
         task_id: u32,
         name: String,
         input: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry: Option<RetryPolicy>,
+    },
+    /// An attempt of a task failed and another is due at `retry_at` (informational:
+    /// replay ignores it).
+    TaskRetrying {
+        task_id: u32,
+        attempt: u32,
+        message: String,
+        retry_at: DateTime<Utc>,
     },
     TaskCompleted {
         task_id: u32,
@@ -140,20 +150,62 @@ impl Event {
             Self::ExecutionStarted { .. } => "ExecutionStarted",
             Self::OrchestratorStarted => "OrchestratorStarted",
             Self::TaskScheduled { .. } => "TaskScheduled",
+            Self::TaskRetrying { .. } => "TaskRetrying",
             Self::TaskCompleted { .. } => "TaskCompleted",
             Self::TaskFailed { .. } => "TaskFailed",
             Self::ExecutionCompleted { .. } => "ExecutionCompleted",
             Self::ExecutionFailed { .. } => "ExecutionFailed",
         }
     }
+}
 
-    /// The task a completion event answers, if it is one.
-    pub fn completed_task(&self) -> Option<u32> {
-        match self {
-            Self::TaskCompleted { task_id, .. } | Self::TaskFailed { task_id, .. } => {
-                Some(*task_id)
+/// How a failed activity is retried (the Durable Task Framework's shape).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryPolicy {
+    /// Attempts in all, the first one included.
+    pub max_attempts: u32,
+    pub first_retry_interval_ms: u64,
+    pub backoff_coefficient: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retry_interval_ms: Option<u64>,
+    /// No retry is due later than this after the first attempt began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_timeout_ms: Option<u64>,
+    /// Each attempt's time limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+impl RetryPolicy {
+    /// When the retry after failed attempt number `attempt` (1-based) is due, or `None`
+    /// if the policy allows no more.
+    pub fn next_retry(
+        &self,
+        attempt: u32,
+        first_attempt_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        if attempt >= self.max_attempts {
+            return None;
+        }
+        let factor = self
+            .backoff_coefficient
+            .max(1.0)
+            .powi(attempt.saturating_sub(1) as i32);
+        let mut delay = self.first_retry_interval_ms as f64 * factor;
+        if let Some(max) = self.max_retry_interval_ms {
+            delay = delay.min(max as f64);
+        }
+        let retry_at =
+            now + chrono::Duration::milliseconds(delay.min(i64::MAX as f64 / 2.0) as i64);
+        match self.retry_timeout_ms {
+            Some(timeout)
+                if retry_at > first_attempt_at + chrono::Duration::milliseconds(timeout as i64) =>
+            {
+                None
             }
-            _ => None,
+            _ => Some(retry_at),
         }
     }
 }
@@ -185,6 +237,9 @@ pub struct WorkItem {
     pub input: String,
     /// How many times the item has been leased, this lease included.
     pub attempt: u32,
+    pub retry: Option<RetryPolicy>,
+    /// When the first attempt was leased.
+    pub first_attempt_at: DateTime<Utc>,
 }
 
 /// What one orchestration episode commits, in one transaction.
@@ -249,6 +304,17 @@ pub trait Store: Send + Sync + 'static {
         item: &WorkItem,
         owner: &str,
         completion: &Event,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Puts a leased work item back for another attempt at `retry_at` and posts `notice`
+    /// (a `TaskRetrying` event) to the instance's inbox. Returns false, changing nothing,
+    /// if `owner` no longer holds the lease.
+    fn retry_work(
+        &self,
+        item: &WorkItem,
+        owner: &str,
+        retry_at: DateTime<Utc>,
+        notice: &Event,
         now: DateTime<Utc>,
     ) -> Result<bool>;
     fn progress(&self, id: &str) -> Result<Progress>;

@@ -7,7 +7,7 @@ use crate::bindings::orchestration::weft::orchestration::types::{
     LogLevel, RetryPolicy, TaskError,
 };
 use crate::replay::Outcome;
-use crate::store::RuntimeStatus;
+use crate::store::{self, RuntimeStatus};
 
 /// Wraps a host-side failure so that it traps the guest and the worker can recognise it.
 fn trap<E: std::error::Error + Send + Sync + 'static>(error: E) -> wasmtime::Error {
@@ -48,14 +48,32 @@ impl Host for OrchestrationState {
         &mut self,
         name: String,
         input: String,
-        _retry: Option<RetryPolicy>,
+        retry: Option<RetryPolicy>,
     ) -> wasmtime::Result<Task> {
+        let limits = *self.budget.limits();
+        limits
+            .check_payload(|| format!("the input of call-activity {name}"), &input)
+            .map_err(trap)?;
         if serde_json::from_str::<serde::de::IgnoredAny>(&input).is_err() {
             return Err(wasmtime::Error::msg(format!(
                 "call-activity {name}: the input is not valid JSON: {input}"
             )));
         }
-        self.replay.call_activity(&name, &input).map_err(trap)
+        let retry = retry.map(|policy| store::RetryPolicy {
+            max_attempts: policy.max_attempts.max(1),
+            first_retry_interval_ms: policy.first_retry_interval_ms,
+            backoff_coefficient: if policy.backoff_coefficient.is_finite() {
+                policy.backoff_coefficient.max(1.0)
+            } else {
+                1.0
+            },
+            max_retry_interval_ms: policy.max_retry_interval_ms,
+            retry_timeout_ms: policy.retry_timeout_ms,
+            timeout_ms: policy.timeout_ms,
+        });
+        self.replay
+            .call_activity(&name, &input, retry)
+            .map_err(trap)
     }
 
     async fn when_all(
@@ -100,6 +118,10 @@ impl Host for OrchestrationState {
     }
 
     fn set_custom_status(&mut self, status: String) -> wasmtime::Result<()> {
+        let limits = *self.budget.limits();
+        limits
+            .check_payload(|| "the custom status".to_string(), &status)
+            .map_err(trap)?;
         if serde_json::from_str::<serde::de::IgnoredAny>(&status).is_err() {
             return Err(wasmtime::Error::msg(format!(
                 "set-custom-status: not valid JSON: {status}"

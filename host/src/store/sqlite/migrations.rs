@@ -38,6 +38,8 @@ const MIGRATIONS: &[&str] = &[
         visible_at  INTEGER NOT NULL,
         lease_owner TEXT,
         lease_until INTEGER,
+        retry       TEXT,
+        first_attempt_at INTEGER,
         UNIQUE (instance_id, task_id)
     );
     CREATE INDEX work_items_due ON work_items (visible_at);
@@ -45,11 +47,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE inbox (
         id          INTEGER PRIMARY KEY,
         instance_id TEXT NOT NULL,
-        task_id     INTEGER NOT NULL,
         data        TEXT NOT NULL,
-        created_at  INTEGER NOT NULL,
-        UNIQUE (instance_id, task_id)
-    );",
+        created_at  INTEGER NOT NULL
+    );
+    CREATE INDEX inbox_by_instance ON inbox (instance_id, id);",
 ];
 
 /// The schema version this build writes.

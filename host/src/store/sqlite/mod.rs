@@ -224,7 +224,8 @@ impl super::Store for SqliteStore {
                 "INSERT INTO history (instance_id, seq, timestamp, event_type, data) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             let mut enqueue = tx.prepare_cached(
-                "INSERT INTO work_items (instance_id, task_id, name, input, visible_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO work_items (instance_id, task_id, name, input, visible_at, retry)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for (offset, (timestamp, event)) in cp.events.iter().enumerate() {
                 let seq = cp.first_seq + offset as u64;
@@ -239,15 +240,23 @@ impl super::Store for SqliteStore {
                     task_id,
                     name,
                     input,
+                    retry,
                 } = event
                     && !cp.status.is_terminal()
                 {
+                    let retry = match retry {
+                        Some(policy) => Some(serde_json::to_string(policy).map_err(|e| {
+                            Error::Corrupt(format!("cannot encode a retry policy: {e}"))
+                        })?),
+                        None => None,
+                    };
                     enqueue.execute(params![
                         cp.instance_id,
                         task_id,
                         name,
                         input,
-                        millis(*timestamp)
+                        millis(*timestamp),
+                        retry
                     ])?;
                 }
             }
@@ -281,26 +290,43 @@ impl super::Store for SqliteStore {
     ) -> Result<Vec<WorkItem>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "UPDATE work_items SET lease_owner = ?1, lease_until = ?2, attempt = attempt + 1
+            "UPDATE work_items SET lease_owner = ?1, lease_until = ?2, attempt = attempt + 1,
+                                   first_attempt_at = COALESCE(first_attempt_at, ?3)
              WHERE id IN (SELECT id FROM work_items
                           WHERE visible_at <= ?3 AND (lease_until IS NULL OR lease_until < ?3)
                           ORDER BY visible_at, id LIMIT ?4)
-             RETURNING id, instance_id, task_id, name, input, attempt",
+             RETURNING id, instance_id, task_id, name, input, attempt, retry, first_attempt_at",
         )?;
         let rows = stmt.query_map(
             params![owner, millis(lease_until), millis(now), max as i64],
             |row| {
-                Ok(WorkItem {
+                let retry: Option<String> = row.get(6)?;
+                let first_attempt_at: i64 = row.get(7)?;
+                let item = WorkItem {
                     id: row.get(0)?,
                     instance_id: row.get(1)?,
                     task_id: row.get(2)?,
                     name: row.get(3)?,
                     input: row.get(4)?,
                     attempt: row.get(5)?,
-                })
+                    retry: None,
+                    first_attempt_at: DateTime::default(),
+                };
+                Ok((item, retry, first_attempt_at))
             },
         )?;
-        let mut items = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut items = Vec::new();
+        for row in rows {
+            let (mut item, retry, first_attempt_at) = row?;
+            item.retry = match retry {
+                Some(text) => Some(serde_json::from_str(&text).map_err(|e| {
+                    Error::Corrupt(format!("undecodable retry policy {text}: {e}"))
+                })?),
+                None => None,
+            };
+            item.first_attempt_at = time(first_attempt_at)?;
+            items.push(item);
+        }
         // RETURNING yields rows in no particular order; hand them out oldest first.
         items.sort_by_key(|item| item.id);
         Ok(items)
@@ -331,8 +357,34 @@ impl super::Store for SqliteStore {
             return Ok(false);
         }
         tx.execute(
-            "INSERT OR IGNORE INTO inbox (instance_id, task_id, data, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![item.instance_id, item.task_id, encode(completion)?, millis(now)],
+            "INSERT INTO inbox (instance_id, data, created_at) VALUES (?1, ?2, ?3)",
+            params![item.instance_id, encode(completion)?, millis(now)],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn retry_work(
+        &self,
+        item: &WorkItem,
+        owner: &str,
+        retry_at: DateTime<Utc>,
+        notice: &Event,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let updated = tx.execute(
+            "UPDATE work_items SET visible_at = ?3, lease_owner = NULL, lease_until = NULL
+             WHERE id = ?1 AND lease_owner = ?2",
+            params![item.id, owner, millis(retry_at)],
+        )?;
+        if updated == 0 {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO inbox (instance_id, data, created_at) VALUES (?1, ?2, ?3)",
+            params![item.instance_id, encode(notice)?, millis(now)],
         )?;
         tx.commit()?;
         Ok(true)

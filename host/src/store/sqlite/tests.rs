@@ -20,6 +20,7 @@ fn schedule(store: &SqliteStore, id: &str, first_seq: u64, tasks: &[u32]) {
                 task_id: *task,
                 name: "A".into(),
                 input: task.to_string(),
+                retry: None,
             },
         )
     }));
@@ -89,6 +90,7 @@ fn a_checkpoint_appends_events_and_enqueues_their_work_atomically() {
                 task_id: 2,
                 name: "A".into(),
                 input: "2".into(),
+                retry: None,
             },
         )],
         consumed: &[],

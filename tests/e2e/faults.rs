@@ -1,0 +1,316 @@
+//! Failing cleanly: guest limits, traps, bad components, oversized payloads, unusable
+//! directories, a single writer per data dir and a graceful stop. Each case is a clear
+//! error and loses nothing.
+
+use crate::support::*;
+use std::process::Stdio;
+use std::time::Duration;
+
+fn testing(args: &[&str]) -> Vec<String> {
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.extend(["--components", TESTING_ORCHESTRATOR, TESTING_ACTIVITIES].map(String::from));
+    all
+}
+
+fn run_testing(scratch: &Scratch, args: &[&str]) -> std::process::Output {
+    let args = testing(args);
+    scratch.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).to_string()
+}
+
+#[test]
+fn runaway_and_memory_hungry_guests_fail_with_clear_messages() {
+    let scratch = Scratch::new();
+    let output = run_testing(&scratch, &["run", "InfiniteLoop", "--guest-cpu-ms", "200"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output)
+            .contains("Failed: orchestrator exceeded its CPU time (200ms without waiting)"),
+        "{}",
+        describe(&output)
+    );
+
+    let output = run_testing(&scratch, &["run", "MemoryBomb", "--guest-memory-mib", "32"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("Failed: orchestrator exceeded its memory limit of 32 MiB"),
+        "{}",
+        describe(&output)
+    );
+
+    let spin = r#"{"name":"Spin","input":null}"#;
+    let output = run_testing(
+        &scratch,
+        &[
+            "run",
+            "CallActivity",
+            "--input",
+            spin,
+            "--guest-cpu-ms",
+            "200",
+        ],
+    );
+    assert_eq!(
+        last_line(&output),
+        r#"{"error":"activity Spin exceeded its CPU time (200ms without waiting)"}"#
+    );
+
+    let allocate = r#"{"name":"Allocate","input":100}"#;
+    let output = run_testing(
+        &scratch,
+        &[
+            "run",
+            "CallActivity",
+            "--input",
+            allocate,
+            "--guest-memory-mib",
+            "32",
+        ],
+    );
+    assert_eq!(
+        last_line(&output),
+        r#"{"error":"activity Allocate exceeded its memory limit of 32 MiB"}"#
+    );
+
+    let output = run_testing(&scratch, &["run", "Panic"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("Failed: the orchestrator trapped: wasm `unreachable` executed"),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        !stderr(&output).contains("backtrace"),
+        "no raw wasm backtrace: {}",
+        stderr(&output)
+    );
+
+    // The host survived all of that: every instance is recorded as Failed or Completed.
+    for id in scratch.instance_ids() {
+        let status = scratch.status(&id);
+        assert!(
+            status["runtimeStatus"] == "Failed" || status["runtimeStatus"] == "Completed",
+            "{status}"
+        );
+    }
+}
+
+#[test]
+fn unknown_names_and_wrong_input_types_are_clear_errors() {
+    let scratch = Scratch::new();
+    let unknown = r#"{"name":"NoSuchActivity","input":1}"#;
+    let output = run_testing(&scratch, &["run", "CallActivity", "--input", unknown]);
+    assert_eq!(
+        last_line(&output),
+        r#"{"error":"unknown activity 'NoSuchActivity'; known activities: Allocate, Echo, Fail, Repeat, Sleep, Spin"}"#
+    );
+    let output = scratch.run(&["run", "E2_BackupSiteContent", "--input", "42"]);
+    assert!(
+        stderr(&output)
+            .contains("Failed: bad input: the input must be a directory path as a JSON string"),
+        "{}",
+        describe(&output)
+    );
+    let output = scratch.run(&["history", "no-such-id"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("no instance with id 'no-such-id'"));
+}
+
+#[test]
+fn files_that_are_not_components_of_a_known_world_are_refused() {
+    let scratch = Scratch::new();
+    let text = write(scratch.path(), "notes.wasm", b"not wasm at all");
+    let output = scratch.run(&[
+        "run",
+        "X",
+        "--components",
+        text.to_str().unwrap_or_default(),
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("notes.wasm is not a WebAssembly component"),
+        "{}",
+        describe(&output)
+    );
+
+    // An empty but valid component: the component preamble and nothing else.
+    let empty = write(scratch.path(), "empty.wasm", b"\0asm\x0d\x00\x01\x00");
+    let output = scratch.run(&[
+        "run",
+        "X",
+        "--components",
+        empty.to_str().unwrap_or_default(),
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output)
+            .contains("empty.wasm is neither an orchestration nor an activity component"),
+        "{}",
+        describe(&output)
+    );
+
+    let missing = scratch.run(&["run", "X", "--components", "missing.wasm"]);
+    assert!(
+        stderr(&missing).contains("cannot read component missing.wasm"),
+        "{}",
+        describe(&missing)
+    );
+}
+
+#[test]
+fn payloads_over_the_limit_are_refused() {
+    let scratch = Scratch::new();
+    let big = format!("\"{}\"", "y".repeat(3000));
+    let output = run_testing(
+        &scratch,
+        &[
+            "run",
+            "CustomStatus",
+            "--input",
+            &big,
+            "--max-payload-kib",
+            "2",
+        ],
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("the input is 3002 bytes, over the payload limit of 2048 bytes"),
+        "{}",
+        describe(&output)
+    );
+    assert!(scratch.instance_ids().is_empty(), "nothing was created");
+
+    let repeat = r#"{"name":"Repeat","input":3000}"#;
+    let output = run_testing(
+        &scratch,
+        &[
+            "run",
+            "CallActivity",
+            "--input",
+            repeat,
+            "--max-payload-kib",
+            "2",
+        ],
+    );
+    assert!(
+        last_line(&output).contains(
+            "the output of activity Repeat is 3002 bytes, over the payload limit of 2048 bytes"
+        ),
+        "{}",
+        describe(&output)
+    );
+}
+
+#[test]
+fn an_unusable_data_dir_is_a_clear_error() {
+    let scratch = Scratch::new();
+    let file = write(scratch.path(), "a-file", b"");
+    let data_dir = file.join("data");
+    let output = scratch.run(&[
+        "run",
+        "E2_BackupSiteContent",
+        "--input",
+        "\".\"",
+        "--data-dir",
+        data_dir.to_str().unwrap_or_default(),
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("cannot create the data directory"),
+        "{}",
+        describe(&output)
+    );
+}
+
+#[test]
+fn an_unwritable_blob_store_fails_the_backup_after_its_retries() {
+    let scratch = Scratch::new();
+    write(scratch.path(), "site/a.txt", b"abc");
+    // A file where the `backups` directory must go: every write under it fails.
+    write(&scratch.data_dir(), "blobs/backups", b"in the way");
+    let output = scratch.run(&["run", "E2_BackupSiteContent", "--input", "\"site\""]);
+    assert!(!output.status.success());
+    let id = &scratch.instance_ids()[0];
+    let status = scratch.status(id);
+    assert_eq!(status["runtimeStatus"], "Failed");
+    let message = status["output"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("copying '") && message.contains("site/a.txt' failed"),
+        "{message}"
+    );
+    assert!(message.contains("(after 3 attempts)"), "{message}");
+    let history = scratch.history(id);
+    let retries: Vec<_> = history
+        .iter()
+        .filter(|e| e["eventType"] == "TaskRetrying")
+        .collect();
+    assert_eq!(
+        retries
+            .iter()
+            .map(|e| e["attempt"].as_u64())
+            .collect::<Vec<_>>(),
+        vec![Some(1), Some(2)]
+    );
+    assert_eq!(
+        history
+            .iter()
+            .filter(|e| e["eventType"] == "TaskFailed")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn one_process_per_data_dir_and_a_graceful_stop_that_resumes() {
+    let scratch = Scratch::new();
+    let sleep = r#"{"name":"Sleep","input":1500}"#;
+    let args = testing(&[
+        "run",
+        "CallActivity",
+        "--input",
+        sleep,
+        "--instance-id",
+        "sleepy",
+    ]);
+    let first = scratch
+        .weft(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn weft");
+    poll(Duration::from_secs(60), || {
+        (count_events(&scratch, "TaskScheduled") == 1).then_some(())
+    });
+
+    let second = run_testing(&scratch, &["resume"]);
+    assert!(!second.status.success());
+    let expected = format!("is in use by pid {}", first.id());
+    assert!(stderr(&second).contains(&expected), "{}", describe(&second));
+
+    let pid = first.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("send SIGTERM");
+    let stopped = wait_output(first, Duration::from_secs(60));
+    assert!(
+        stopped.status.success(),
+        "a graceful stop exits 0: {}",
+        describe(&stopped)
+    );
+    assert!(
+        stderr(&stopped).contains("SIGTERM: stopping"),
+        "{}",
+        describe(&stopped)
+    );
+    assert_ne!(scratch.status("sleepy")["runtimeStatus"], "Failed");
+
+    let resumed = run_testing(&scratch, &["resume"]);
+    assert!(resumed.status.success(), "{}", describe(&resumed));
+    let status = scratch.status("sleepy");
+    assert_eq!(status["runtimeStatus"], "Completed");
+    assert_eq!(status["output"], 1500);
+}
