@@ -5,6 +5,7 @@ mod backup;
 mod confinement;
 mod crash;
 mod faults;
+mod host;
 mod nondeterminism;
 mod sandbox;
 mod support;
