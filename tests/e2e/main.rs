@@ -9,3 +9,4 @@ mod host;
 mod nondeterminism;
 mod sandbox;
 mod support;
+mod torture;
