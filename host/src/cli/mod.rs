@@ -313,7 +313,7 @@ async fn resume(host: &HostArgs) -> Result<ExitCode> {
 
 fn list(store: &dyn Store, json: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    let instances = store.instances()?;
+    let instances = store.list_instances(&Default::default(), 0, usize::MAX)?;
     if json {
         for instance in &instances {
             writeln!(out, "{}", status::instance_json(instance))?;

@@ -189,25 +189,71 @@ impl OrchestrationState {
         Ok(())
     }
 
-    /// Waits until the inbox holds messages and opens an episode that delivers them all.
-    async fn next_episode(&mut self) -> Result<(), store::Error> {
-        let store = self
-            .store
-            .clone()
-            .ok_or_else(|| store::Error::Corrupt("no store".to_string()))?;
-        loop {
-            let messages = store.inbox(&self.instance_id)?;
-            if !messages.is_empty() {
-                self.consumed.extend(messages.iter().map(|m| m.id));
-                self.replay
-                    .begin_episode(Utc::now(), messages.into_iter().map(|m| m.event));
-                return Ok(());
+    /// Opens an episode with what the inbox holds that may be delivered now: control
+    /// messages always, completions only while the instance is not suspended (the rest
+    /// wait in the inbox). Returns false if there was nothing to take.
+    fn take_inbox(&mut self) -> Result<bool, store::Error> {
+        let messages = self.store_handle()?.inbox(&self.instance_id)?;
+        let mut suspended = self.replay.is_suspended();
+        let mut taken = Vec::new();
+        for message in messages {
+            match &message.event {
+                store::Event::ExecutionSuspended { .. } => suspended = true,
+                store::Event::ExecutionResumed { .. } => suspended = false,
+                store::Event::ExecutionTerminated { .. } => {
+                    taken.push(message);
+                    break;
+                }
+                _ if suspended => continue,
+                _ => {}
             }
-            // A completion posted after the read above stores a permit, so none is lost.
+            taken.push(message);
+        }
+        if taken.is_empty() {
+            return Ok(false);
+        }
+        self.consumed.extend(taken.iter().map(|m| m.id));
+        self.replay
+            .begin_episode(Utc::now(), taken.into_iter().map(|m| m.event));
+        Ok(true)
+    }
+
+    /// Waits until the inbox holds something deliverable and opens an episode with it.
+    /// While the instance is suspended, it records that and keeps waiting.
+    async fn next_episode(&mut self) -> Result<(), store::Error> {
+        loop {
+            if self.take_inbox()? {
+                if self.replay.termination().is_some() || !self.replay.is_suspended() {
+                    return Ok(());
+                }
+                self.checkpoint(RuntimeStatus::Suspended, None)?;
+                continue;
+            }
+            // A message posted after the read above stores a permit, so none is lost.
             self.wake.notified().await;
         }
     }
+
+    /// The status to record while the instance has not ended.
+    fn live_status(&self) -> RuntimeStatus {
+        if self.replay.is_suspended() {
+            RuntimeStatus::Suspended
+        } else {
+            RuntimeStatus::Running
+        }
+    }
+
+    fn store_handle(&self) -> Result<Arc<dyn Store>, store::Error> {
+        self.store
+            .clone()
+            .ok_or_else(|| store::Error::Corrupt("no store".to_string()))
+    }
 }
+
+/// A client terminated the instance while its orchestrator waited; unwinds the guest.
+#[derive(Debug, thiserror::Error)]
+#[error("terminated: {0}")]
+pub(crate) struct Terminated(pub String);
 
 impl HasBudget for OrchestrationState {
     fn budget(&mut self) -> &mut Budget {
@@ -263,20 +309,19 @@ pub async fn run_instance(
     if state.replay.is_finished() {
         return Ok(instance.status);
     }
-    let messages = env.store.inbox(&instance.id)?;
-    state.consumed = messages.iter().map(|m| m.id).collect();
-    state
-        .replay
-        .begin_episode(Utc::now(), messages.into_iter().map(|m| m.event));
+    if !state.take_inbox()? {
+        state.replay.begin_episode(Utc::now(), []);
+    }
     state.sync_clock();
 
-    let outcome = match registry.get(&instance.name) {
-        None => Err(format!(
+    let ended = match (state.replay.termination(), registry.get(&instance.name)) {
+        (Some(reason), _) => Ended::Terminated(reason.to_string()),
+        (None, None) => Ended::Failed(format!(
             "unknown orchestrator '{}'; known orchestrators: {}",
             instance.name,
             registry.known()
         )),
-        Some(component) => {
+        (None, Some(component)) => {
             let mut wasm = wasmtime::Store::new(&env.engine, state);
             limits::apply(&mut wasm);
             let bindings = component
@@ -292,63 +337,81 @@ pub async fn run_instance(
                 .await;
             state = wasm.into_data();
             match result {
-                Ok(Ok(output)) if output.len() > env.limits.payload => Err(env
-                    .limits
-                    .check_payload(|| "the orchestrator's output".to_string(), &output)
-                    .err()
-                    .map_or_else(String::new, |e| e.to_string())),
-                Ok(Ok(output)) => match serde_json::from_str::<serde_json::Value>(&output) {
-                    Ok(_) => Ok(output),
-                    Err(e) => Err(format!("the orchestrator returned invalid JSON: {e}")),
+                Ok(Ok(output)) => match check_output(&env.limits, &output) {
+                    Ok(()) => Ended::Completed(output),
+                    Err(message) => Ended::Failed(message),
                 },
-                Ok(Err(error)) => Err(describe_run_error(&instance.name, error)),
-                Err(trap) => {
-                    if let Some(store_error) = trap.downcast_ref::<store::Error>() {
-                        // The host, not the guest, failed: leave the instance to a later run.
-                        return Err(RunFailure::Engine(format!(
-                            "storage failed during the run: {store_error}"
-                        )));
-                    }
-                    if let Some(error) = trap.downcast_ref::<replay::Error>() {
-                        Err(error.to_string())
-                    } else if let Some(error) = trap.downcast_ref::<limits::PayloadTooLarge>() {
-                        Err(error.to_string())
-                    } else if let Some(exceeded) = limits::exceeded(&trap, env.limits.memory) {
-                        Err(format!("orchestrator {exceeded}"))
-                    } else {
-                        Err(format!(
-                            "the orchestrator trapped: {}",
-                            describe_trap(&trap)
-                        ))
-                    }
-                }
+                Ok(Err(error)) => Ended::Failed(describe_run_error(&instance.name, error)),
+                Err(trap) => describe_failure(&trap, &env.limits)?,
             }
         }
     };
-    let nondeterminism = outcome
-        .as_ref()
-        .ok()
-        .and_then(|output| state.replay.complete(Ok(output.clone())).err());
-    let (status, output) = match (outcome, nondeterminism) {
-        (_, Some(error)) => {
-            state.replay.fail_or_complete(Err(error.to_string()));
-            (RuntimeStatus::Failed, error.to_string())
-        }
-        (Ok(output), None) => (RuntimeStatus::Completed, output),
-        (Err(message), None) => {
-            state.replay.fail_or_complete(Err(message.clone()));
-            (RuntimeStatus::Failed, message)
-        }
+    let ended = match ended {
+        Ended::Completed(output) => match state.replay.complete(Ok(output.clone())) {
+            Ok(()) => Ended::Completed(output),
+            Err(nondeterminism) => Ended::Failed(nondeterminism.to_string()),
+        },
+        other => other,
     };
-    if status == RuntimeStatus::Failed {
-        tracing::info!(instance = %instance.id, "orchestration failed: {output}");
-    }
-    let output = match status {
-        RuntimeStatus::Completed => output,
-        _ => serde_json::Value::String(output).to_string(),
+    let (status, output) = match ended {
+        Ended::Completed(output) => (RuntimeStatus::Completed, output),
+        Ended::Failed(message) => {
+            tracing::info!(instance = %instance.id, "orchestration failed: {message}");
+            state.replay.fail_or_complete(Err(message.clone()));
+            (RuntimeStatus::Failed, json_string(&message))
+        }
+        Ended::Terminated(reason) => {
+            state.replay.terminate(&reason);
+            (RuntimeStatus::Terminated, json_string(&reason))
+        }
     };
     state.checkpoint(status, Some(&output))?;
     Ok(status)
+}
+
+/// How an execution ended.
+enum Ended {
+    /// With this output JSON (not yet checked against the history).
+    Completed(String),
+    Failed(String),
+    Terminated(String),
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::Value::String(text.to_string()).to_string()
+}
+
+/// The orchestrator's output must be JSON within the payload limit.
+fn check_output(limits: &GuestLimits, output: &str) -> Result<(), String> {
+    limits
+        .check_payload(|| "the orchestrator's output".to_string(), output)
+        .map_err(|e| e.to_string())?;
+    serde_json::from_str::<serde::de::IgnoredAny>(output)
+        .map(drop)
+        .map_err(|e| format!("the orchestrator returned invalid JSON: {e}"))
+}
+
+/// Turns a trap out of the orchestrator into how the instance ends, or into a host
+/// failure that must leave the instance as committed.
+fn describe_failure(trap: &wasmtime::Error, limits: &GuestLimits) -> Result<Ended, RunFailure> {
+    if let Some(store_error) = trap.downcast_ref::<store::Error>() {
+        return Err(RunFailure::Engine(format!(
+            "storage failed during the run: {store_error}"
+        )));
+    }
+    if let Some(Terminated(reason)) = trap.downcast_ref::<Terminated>() {
+        return Ok(Ended::Terminated(reason.clone()));
+    }
+    let message = if let Some(error) = trap.downcast_ref::<replay::Error>() {
+        error.to_string()
+    } else if let Some(error) = trap.downcast_ref::<limits::PayloadTooLarge>() {
+        error.to_string()
+    } else if let Some(exceeded) = limits::exceeded(trap, limits.memory) {
+        format!("orchestrator {exceeded}")
+    } else {
+        format!("the orchestrator trapped: {}", describe_trap(trap))
+    };
+    Ok(Ended::Failed(message))
 }
 
 /// Fails an instance whose history cannot be replayed, appending only the failure.
@@ -358,7 +421,7 @@ fn fail_without_replay(
     len: u64,
     message: &str,
 ) -> Result<RuntimeStatus, RunFailure> {
-    let output = serde_json::Value::String(message.to_string()).to_string();
+    let output = json_string(message);
     let now = Utc::now();
     env.store.checkpoint(&store::Checkpoint {
         instance_id: &instance.id,

@@ -89,6 +89,10 @@ pub struct Replay {
     next_task: u32,
     pending: Vec<(DateTime<Utc>, Event)>,
     finished: bool,
+    /// A client suspended the instance: completions wait until it is resumed.
+    suspended: bool,
+    /// A client asked to terminate the instance, with this reason.
+    termination: Option<String>,
 }
 
 impl Replay {
@@ -105,6 +109,8 @@ impl Replay {
             next_task: 0,
             pending: Vec::new(),
             finished: false,
+            suspended: false,
+            termination: None,
         };
         for (index, event) in history.iter().enumerate() {
             if event.seq != index as u64 {
@@ -147,6 +153,9 @@ impl Replay {
             Event::ExecutionCompleted { .. } | Event::ExecutionFailed { .. } => {
                 self.finished = true
             }
+            Event::ExecutionSuspended { .. } => self.suspended = true,
+            Event::ExecutionResumed { .. } => self.suspended = false,
+            Event::ExecutionTerminated { .. } => self.finished = true,
             Event::ExecutionStarted { .. } | Event::TaskRetrying { .. } => {}
         }
         Ok(())
@@ -189,6 +198,13 @@ impl Replay {
                 Event::TaskRetrying { task_id, .. } => {
                     (*task_id as usize) < self.scheduled.len()
                         && !self.completions.contains_key(task_id)
+                }
+                Event::ExecutionSuspended { .. } => !std::mem::replace(&mut self.suspended, true),
+                Event::ExecutionResumed { .. } => std::mem::replace(&mut self.suspended, false),
+                // Recorded by `terminate`, as the instance's last event.
+                Event::ExecutionTerminated { reason } => {
+                    self.termination.get_or_insert_with(|| reason.clone());
+                    false
                 }
                 _ => self.record_completion(&event),
             };
@@ -319,6 +335,28 @@ impl Replay {
     }
 
     /// Ends the execution with `result` without checks (used for failures found outside).
+    /// True while a client has the instance suspended.
+    pub fn is_suspended(&self) -> bool {
+        self.suspended
+    }
+
+    /// The reason a client gave for terminating the instance, once one has.
+    pub fn termination(&self) -> Option<&str> {
+        self.termination.as_deref()
+    }
+
+    /// Ends the execution as terminated by a client.
+    pub fn terminate(&mut self, reason: &str) {
+        let now = self.episode_start();
+        self.pending.push((
+            now,
+            Event::ExecutionTerminated {
+                reason: reason.to_string(),
+            },
+        ));
+        self.finished = true;
+    }
+
     pub fn fail_or_complete(&mut self, result: Result<String, String>) {
         let now = self.episode_start();
         let event = match result {

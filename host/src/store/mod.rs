@@ -20,6 +20,9 @@ pub enum Error {
     /// No instance has this id.
     #[error("no instance with id '{0}'")]
     UnknownInstance(String),
+    /// The operation needs an instance that has ended.
+    #[error("instance '{0}' has not ended; terminate it first")]
+    NotEnded(String),
     /// Another writer appended to this history: the episode must be replayed, not committed.
     #[error(
         "history of '{instance}' was changed by another writer (expected sequence {expected}, found {found})"
@@ -56,15 +59,17 @@ pub enum RuntimeStatus {
     Completed,
     Failed,
     Terminated,
+    Suspended,
 }
 
 impl RuntimeStatus {
-    pub const ALL: [RuntimeStatus; 5] = [
+    pub const ALL: [RuntimeStatus; 6] = [
         Self::Pending,
         Self::Running,
         Self::Completed,
         Self::Failed,
         Self::Terminated,
+        Self::Suspended,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +79,7 @@ impl RuntimeStatus {
             Self::Completed => "Completed",
             Self::Failed => "Failed",
             Self::Terminated => "Terminated",
+            Self::Suspended => "Suspended",
         }
     }
 
@@ -141,6 +147,17 @@ pub enum Event {
     ExecutionFailed {
         message: String,
     },
+    /// A client asked the instance to pause: completions wait until it is resumed.
+    ExecutionSuspended {
+        reason: String,
+    },
+    ExecutionResumed {
+        reason: String,
+    },
+    /// A client ended the instance.
+    ExecutionTerminated {
+        reason: String,
+    },
 }
 
 impl Event {
@@ -155,6 +172,9 @@ impl Event {
             Self::TaskFailed { .. } => "TaskFailed",
             Self::ExecutionCompleted { .. } => "ExecutionCompleted",
             Self::ExecutionFailed { .. } => "ExecutionFailed",
+            Self::ExecutionSuspended { .. } => "ExecutionSuspended",
+            Self::ExecutionResumed { .. } => "ExecutionResumed",
+            Self::ExecutionTerminated { .. } => "ExecutionTerminated",
         }
     }
 }
@@ -265,6 +285,14 @@ pub struct Progress {
     pub finished: u64,
 }
 
+/// Which instances a listing or a purge covers; empty fields select everything.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceFilter {
+    pub statuses: Vec<RuntimeStatus>,
+    pub created_from: Option<DateTime<Utc>>,
+    pub created_to: Option<DateTime<Utc>>,
+}
+
 /// Durable storage for Weft. Implementations must make each method atomic.
 pub trait Store: Send + Sync + 'static {
     /// Creates an instance in `Pending` with its `ExecutionStarted` event.
@@ -276,8 +304,21 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Instance>;
     fn instance(&self, id: &str) -> Result<Option<Instance>>;
-    /// Every instance, newest first.
-    fn instances(&self) -> Result<Vec<Instance>>;
+    /// The instances that `filter` selects, newest first, skipping `skip` of them and
+    /// returning at most `limit`.
+    fn list_instances(
+        &self,
+        filter: &InstanceFilter,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Instance>>;
+    /// Posts a control message (suspend, resume, terminate) to an instance's inbox.
+    fn post_message(&self, id: &str, event: &Event, now: DateTime<Utc>) -> Result<()>;
+    /// Deletes an ended instance and its history. False if there is no such instance;
+    /// [`Error::NotEnded`] if it has not ended.
+    fn purge(&self, id: &str) -> Result<bool>;
+    /// Deletes every ended instance that `filter` selects; returns how many.
+    fn purge_many(&self, filter: &InstanceFilter) -> Result<usize>;
     /// Ids of the instances that are not in a terminal state, oldest first.
     fn unfinished_instances(&self) -> Result<Vec<String>>;
     fn history(&self, id: &str) -> Result<Vec<HistoryEvent>>;

@@ -1,13 +1,13 @@
 //! `weft:orchestration/context`: everything an orchestrator may ask of the host. Each
 //! answer comes from, or is recorded in, the replay state, never from the outside world.
 
-use super::super::OrchestrationState;
+use super::super::{OrchestrationState, Terminated};
 use crate::bindings::orchestration::weft::orchestration::context::{Host, Task};
 use crate::bindings::orchestration::weft::orchestration::types::{
     LogLevel, RetryPolicy, TaskError,
 };
 use crate::replay::Outcome;
-use crate::store::{self, RuntimeStatus};
+use crate::store;
 
 /// Wraps a host-side failure so that it traps the guest and the worker can recognise it.
 fn trap<E: std::error::Error + Send + Sync + 'static>(error: E) -> wasmtime::Error {
@@ -27,9 +27,11 @@ impl OrchestrationState {
                 return Ok(found);
             }
             self.store()?;
-            self.checkpoint(RuntimeStatus::Running, None)
-                .map_err(trap)?;
+            self.checkpoint(self.live_status(), None).map_err(trap)?;
             self.next_episode().await.map_err(trap)?;
+            if let Some(reason) = self.replay.termination() {
+                return Err(trap(Terminated(reason.to_string())));
+            }
             self.budget.restart();
         }
     }

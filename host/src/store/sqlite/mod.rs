@@ -4,8 +4,8 @@
 mod migrations;
 
 use super::{
-    Checkpoint, Error, Event, HistoryEvent, InboxMessage, Instance, Progress, Result,
-    RuntimeStatus, WorkItem,
+    Checkpoint, Error, Event, HistoryEvent, InboxMessage, Instance, InstanceFilter, Progress,
+    Result, RuntimeStatus, WorkItem,
 };
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -65,6 +65,33 @@ fn encode(event: &Event) -> Result<String> {
 
 fn decode(data: &str) -> Result<Event> {
     serde_json::from_str(data).map_err(|e| Error::Corrupt(format!("undecodable event {data}: {e}")))
+}
+
+/// The condition of [`InstanceFilter`] over parameters ?1 (",Status,Status,", or empty
+/// for any), ?2 (created from, or NULL) and ?3 (created to, or NULL).
+const FILTER: &str = "(?1 = '' OR instr(?1, ',' || status || ',') > 0)
+     AND (?2 IS NULL OR created_at >= ?2) AND (?3 IS NULL OR created_at <= ?3)";
+
+fn filter_params(filter: &InstanceFilter) -> (String, Option<i64>, Option<i64>) {
+    let statuses = if filter.statuses.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+        format!(",{},", names.join(","))
+    };
+    (
+        statuses,
+        filter.created_from.map(millis),
+        filter.created_to.map(millis),
+    )
+}
+
+fn delete_instance(tx: &rusqlite::Transaction<'_>, id: &str) -> Result<()> {
+    for table in ["history", "work_items", "inbox"] {
+        tx.execute(&format!("DELETE FROM {table} WHERE instance_id = ?1"), [id])?;
+    }
+    tx.execute("DELETE FROM instances WHERE id = ?1", [id])?;
+    Ok(())
 }
 
 const INSTANCE_COLUMNS: &str =
@@ -146,19 +173,91 @@ impl super::Store for SqliteStore {
             .transpose()
     }
 
-    fn instances(&self) -> Result<Vec<Instance>> {
+    fn list_instances(
+        &self,
+        filter: &InstanceFilter,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Instance>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {INSTANCE_COLUMNS} FROM instances ORDER BY created_at DESC, id"
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE {FILTER}
+             ORDER BY created_at DESC, id LIMIT ?4 OFFSET ?5"
         ))?;
-        let rows = stmt.query_map([], instance_row)?;
+        let (statuses, from, to) = filter_params(filter);
+        let rows = stmt.query_map(
+            params![
+                statuses,
+                from,
+                to,
+                limit.min(i64::MAX as usize) as i64,
+                skip as i64
+            ],
+            instance_row,
+        )?;
         rows.map(|row| row?).collect()
+    }
+
+    fn post_message(&self, id: &str, event: &Event, now: DateTime<Utc>) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let exists = tx
+            .query_row("SELECT 1 FROM instances WHERE id = ?1", [id], |_| Ok(()))
+            .optional()?;
+        if exists.is_none() {
+            return Err(Error::UnknownInstance(id.to_string()));
+        }
+        tx.execute(
+            "INSERT INTO inbox (instance_id, data, created_at) VALUES (?1, ?2, ?3)",
+            params![id, encode(event)?, millis(now)],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn purge(&self, id: &str) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let status: Option<String> = tx
+            .query_row("SELECT status FROM instances WHERE id = ?1", [id], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        let Some(status) = status else {
+            return Ok(false);
+        };
+        if !RuntimeStatus::parse(&status).is_some_and(RuntimeStatus::is_terminal) {
+            return Err(Error::NotEnded(id.to_string()));
+        }
+        delete_instance(&tx, id)?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn purge_many(&self, filter: &InstanceFilter) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let ids: Vec<String> = {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT id FROM instances WHERE {FILTER}
+                 AND status IN ('Completed', 'Failed', 'Terminated')"
+            ))?;
+            let (statuses, from, to) = filter_params(filter);
+            let rows = stmt.query_map(params![statuses, from, to], |row| row.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        for id in &ids {
+            delete_instance(&tx, id)?;
+        }
+        tx.commit()?;
+        Ok(ids.len())
     }
 
     fn unfinished_instances(&self) -> Result<Vec<String>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT id FROM instances WHERE status IN ('Pending', 'Running') ORDER BY created_at, id",
+            "SELECT id FROM instances WHERE status IN ('Pending', 'Running', 'Suspended')
+             ORDER BY created_at, id",
         )?;
         let rows = stmt.query_map([], |row| row.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
