@@ -6,6 +6,7 @@
 //! [`runtime::Runtime`] ties them together; [`cli`] is the `weft` command line.
 
 pub mod activity;
+pub mod api;
 mod bindings;
 pub mod blobs;
 pub mod cli;

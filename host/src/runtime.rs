@@ -61,6 +61,11 @@ pub enum Error {
     PayloadTooLarge(#[from] limits::PayloadTooLarge),
     #[error("the input is not valid JSON: {0}")]
     BadInput(String),
+    #[error("instance '{id}' has already ended ({})", status.as_str())]
+    Ended {
+        id: String,
+        status: store::RuntimeStatus,
+    },
     #[error("data dir {data_dir} is in use by pid {pid}")]
     InUse { data_dir: String, pid: String },
     #[error("instance '{id}' could not run: {reason}")]
@@ -323,6 +328,57 @@ impl Runtime {
         let instance = self.create(name, input, id)?;
         self.spawn_instance(instance.id.clone());
         Ok(instance)
+    }
+
+    /// The orchestrator names this runtime can run.
+    pub fn orchestrator_names(&self) -> String {
+        self.orchestrators.known()
+    }
+
+    /// Asks a running instance to end now, as Terminated.
+    pub fn terminate(&self, id: &str, reason: &str) -> Result<(), Error> {
+        self.control(
+            id,
+            store::Event::ExecutionTerminated {
+                reason: reason.to_string(),
+            },
+        )
+    }
+
+    /// Pauses an instance: it records completions only once resumed.
+    pub fn suspend(&self, id: &str, reason: &str) -> Result<(), Error> {
+        self.control(
+            id,
+            store::Event::ExecutionSuspended {
+                reason: reason.to_string(),
+            },
+        )
+    }
+
+    /// Lets a suspended instance go on.
+    pub fn resume(&self, id: &str, reason: &str) -> Result<(), Error> {
+        self.control(
+            id,
+            store::Event::ExecutionResumed {
+                reason: reason.to_string(),
+            },
+        )
+    }
+
+    fn control(&self, id: &str, event: store::Event) -> Result<(), Error> {
+        let instance = self
+            .store
+            .instance(id)?
+            .ok_or_else(|| store::Error::UnknownInstance(id.to_string()))?;
+        if instance.status.is_terminal() {
+            return Err(Error::Ended {
+                id: id.to_string(),
+                status: instance.status,
+            });
+        }
+        self.store.post_message(id, &event, Utc::now())?;
+        self.wake(id);
+        Ok(())
     }
 
     /// Starts the activity dispatcher and resumes every unfinished instance.

@@ -239,3 +239,69 @@ pub fn blob_of(data_dir: &Path, file: &Path) -> PathBuf {
         .join("blobs/backups")
         .join(file.strip_prefix("/").expect("absolute path"))
 }
+
+/// A running `weft serve` on a free loopback port, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub key: String,
+    pub addr: String,
+}
+
+impl Server {
+    /// Starts `weft serve --addr ADDR EXTRA...` and waits for its ready lines.
+    pub fn start(scratch: &Scratch, addr: &str, extra: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut args = vec!["serve", "--addr", addr];
+        args.extend(extra);
+        let mut child = scratch
+            .weft(&args)
+            .stdout(Stdio::piped())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(scratch.path().join("serve.log"))
+                    .expect("server log file"),
+            )
+            .spawn()
+            .expect("spawn weft serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let mut next = || lines.next().and_then(Result::ok).unwrap_or_default();
+        let listening = next();
+        let base = listening
+            .strip_prefix("weft listening on ")
+            .unwrap_or_else(|| panic!("ready line: {listening:?}"))
+            .to_string();
+        let key_line = next();
+        let key = key_line
+            .strip_prefix("key: ")
+            .unwrap_or_else(|| panic!("key line: {key_line:?}"))
+            .to_string();
+        let addr = base.trim_start_matches("http://").to_string();
+        Self {
+            child,
+            base,
+            key,
+            addr,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILLs the server and waits for it to be gone.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

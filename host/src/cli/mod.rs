@@ -3,6 +3,7 @@
 
 mod progress;
 
+use crate::api;
 use crate::limits::GuestLimits;
 use crate::runtime::{ComponentSource, Config, Runtime};
 use crate::status;
@@ -37,6 +38,17 @@ enum Command {
         /// Use this instance id instead of a generated one.
         #[arg(long)]
         instance_id: Option<String>,
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Run the workers and the Durable Functions-compatible HTTP API.
+    Serve {
+        /// Where to listen; port 0 picks a free one (the bound address is printed).
+        #[arg(long, default_value = "127.0.0.1:7071")]
+        addr: std::net::SocketAddr,
+        /// The API key; default: the one kept in <data-dir>/api-key, generated on first start.
+        #[arg(long, env = "WEFT_API_KEY", hide_env_values = true)]
+        key: Option<String>,
         #[command(flatten)]
         host: HostArgs,
     },
@@ -168,6 +180,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             &host,
         )),
         Command::Resume { host } => block_on(resume(&host)),
+        Command::Serve { addr, key, host } => block_on(serve(addr, key, &host)),
         Command::Status { id, data } => {
             let instance = find(&open_store(&data)?, &id)?;
             println!(
@@ -247,6 +260,40 @@ async fn run_orchestration(
     };
     drop(bar);
     finish(&ended?)
+}
+
+async fn serve(
+    addr: std::net::SocketAddr,
+    key: Option<String>,
+    host: &HostArgs,
+) -> Result<ExitCode> {
+    let runtime = Runtime::open(host.config()).await?;
+    let key = match key {
+        Some(key) if !key.trim().is_empty() => key.trim().to_string(),
+        Some(_) => bail!("the API key must not be empty"),
+        None => api::key::load_or_create(runtime.data_dir())?,
+    };
+    runtime.start_workers()?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "weft listening on http://{bound}")?;
+        writeln!(out, "key: {key}")?;
+        out.flush()?;
+    }
+    let router = api::router(std::sync::Arc::new(api::Api {
+        runtime: runtime.clone(),
+        key,
+    }));
+    // On a signal the server future is dropped: no new requests, then the workers stop.
+    tokio::select! {
+        served = axum::serve(listener, router).into_future() => served.context("the HTTP server failed")?,
+        signal = stop_signal() => return stop(&runtime, signal?).await,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Waits for SIGTERM or SIGINT (Ctrl-C) and says which.

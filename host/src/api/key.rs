@@ -1,0 +1,59 @@
+//! The API key: given by the operator, or generated on first start and kept in the data
+//! dir, readable by its owner only.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// Why the key could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read or write the API key file {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the API key file {0} is empty; delete it to generate a new key")]
+    Empty(String),
+}
+
+/// The key in `<data_dir>/api-key`, created with a new random key if missing.
+pub fn load_or_create(data_dir: &Path) -> Result<String, Error> {
+    let path = data_dir.join("api-key");
+    let failed = |source| Error::File {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().is_empty() => Err(Error::Empty(path.display().to_string())),
+        Ok(text) => Ok(text.trim().to_string()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            // Two v4 UUIDs: 244 random bits from the operating system's generator.
+            let key = format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            );
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(failed)?;
+            writeln!(file, "{key}").map_err(failed)?;
+            Ok(key)
+        }
+        Err(error) => Err(failed(error)),
+    }
+}
+
+/// Compares keys in time independent of where they differ.
+pub fn matches(expected: &str, given: &str) -> bool {
+    let (expected, given) = (expected.as_bytes(), given.as_bytes());
+    expected.len() == given.len()
+        && expected
+            .iter()
+            .zip(given)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
