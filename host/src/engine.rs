@@ -135,3 +135,14 @@ fn store_compiled(component: &Component, path: &Path) -> std::io::Result<()> {
     std::fs::write(&partial, compiled)?;
     std::fs::rename(&partial, path)
 }
+
+/// A trap's message without the wasm backtrace, which users cannot act on.
+pub fn describe_trap(error: &wasmtime::Error) -> String {
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::UnreachableCodeReached) => {
+            "wasm `unreachable` executed (a panic in the guest?)".to_string()
+        }
+        Some(trap) => trap.to_string(),
+        None => error.root_cause().to_string(),
+    }
+}

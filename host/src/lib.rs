@@ -11,6 +11,7 @@ mod bindings;
 pub mod blobs;
 pub mod cli;
 pub mod engine;
+mod guest_output;
 pub mod limits;
 pub mod orchestrator;
 mod registry;

@@ -83,6 +83,12 @@ fn runaway_and_memory_hungry_guests_fail_with_clear_messages() {
         describe(&output)
     );
     assert!(
+        stderr(&output).contains("the guest printed: thread '<unnamed>'")
+            && stderr(&output).contains("the Panic orchestrator panics on purpose"),
+        "the panic message is part of the failure: {}",
+        describe(&output)
+    );
+    assert!(
         !stderr(&output).contains("backtrace"),
         "no raw wasm backtrace: {}",
         stderr(&output)

@@ -8,6 +8,7 @@ mod imports;
 use crate::bindings::activities::{
     Activities, ActivitiesPre, exports::weft::orchestration::activity::RunError,
 };
+use crate::guest_output::StderrTail;
 use crate::limits::{self, Budget, GuestLimits, HasBudget};
 use crate::registry::Provider;
 use object_store::ObjectStore;
@@ -41,13 +42,17 @@ pub struct ActivityState {
     wasi: WasiCtx,
     table: ResourceTable,
     budget: Budget,
+    /// What the guest last wrote to stderr.
+    stderr: StderrTail,
 }
 
 impl ActivityState {
     fn new(io: Arc<Io>, instance_id: &str, task_id: u32, limits: GuestLimits) -> Self {
         // Real clocks and randomness, but no preopened directories, no environment and
         // no network: files and blobs are reached only through the host imports.
+        let stderr = StderrTail::default();
         let wasi = WasiCtxBuilder::new()
+            .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -59,6 +64,7 @@ impl ActivityState {
             wasi,
             table: ResourceTable::new(),
             budget: Budget::new(limits),
+            stderr,
         }
     }
 }
@@ -188,10 +194,10 @@ impl ActivityComponent {
             Ok(Err(RunError::Failed(message))) => Err(message),
             Err(trap) => match limits::exceeded(&trap, guest_limits.memory) {
                 Some(exceeded) => Err(format!("activity {name} {exceeded}")),
-                None => Err(format!(
+                None => Err(store.data().stderr.describe(format!(
                     "activity {name} trapped: {}",
-                    crate::orchestrator::describe_trap(&trap)
-                )),
+                    crate::engine::describe_trap(&trap)
+                ))),
             },
         }
     }

@@ -13,6 +13,8 @@ mod sandbox;
 use crate::bindings::orchestration::{
     Orchestration, OrchestrationPre, exports::weft::orchestration::orchestrator::RunError,
 };
+use crate::engine;
+use crate::guest_output::StderrTail;
 use crate::limits::{self, Budget, GuestLimits, HasBudget};
 use crate::registry::{Provider, Registry};
 use crate::replay::{self, Replay};
@@ -118,6 +120,8 @@ pub struct OrchestrationState {
     wasi: WasiCtx,
     table: ResourceTable,
     budget: Budget,
+    /// What the guest last wrote to stderr.
+    stderr: StderrTail,
 }
 
 impl OrchestrationState {
@@ -135,7 +139,8 @@ impl OrchestrationState {
             store: None,
             wake: Arc::new(Notify::new()),
             work_ready: Arc::new(Notify::new()),
-            wasi: sandbox::wasi_ctx("", &clock),
+            wasi: sandbox::wasi_ctx("", &clock, &StderrTail::default()),
+            stderr: StderrTail::default(),
             clock,
             table: ResourceTable::new(),
             budget: Budget::new(GuestLimits::default()),
@@ -149,23 +154,14 @@ impl OrchestrationState {
         }
     }
 
-    fn store(&self) -> wasmtime::Result<&Arc<dyn Store>> {
-        self.store
-            .as_ref()
-            .ok_or_else(|| wasmtime::Error::msg("this call is not part of an orchestration"))
-    }
-
     /// Commits the episode in progress with `status`.
     fn checkpoint(
         &mut self,
         status: RuntimeStatus,
         output: Option<&str>,
     ) -> Result<(), store::Error> {
+        let store = self.store_handle()?;
         let (first_seq, events) = self.replay.take_pending();
-        let store = self
-            .store
-            .clone()
-            .ok_or_else(|| store::Error::Corrupt("no store".to_string()))?;
         if events.is_empty() && self.consumed.is_empty() && !status.is_terminal() {
             return Ok(());
         }
@@ -295,7 +291,7 @@ pub async fn run_instance(
     state.store = Some(env.store.clone());
     state.wake = env.wake.clone();
     state.work_ready = env.work_ready.clone();
-    state.wasi = sandbox::wasi_ctx(&instance.id, &state.clock);
+    state.wasi = sandbox::wasi_ctx(&instance.id, &state.clock, &state.stderr);
     state.budget = Budget::new(env.limits);
 
     state.replay = match Replay::new(&history) {
@@ -342,7 +338,7 @@ pub async fn run_instance(
                     Err(message) => Ended::Failed(message),
                 },
                 Ok(Err(error)) => Ended::Failed(describe_run_error(&instance.name, error)),
-                Err(trap) => describe_failure(&trap, &env.limits)?,
+                Err(trap) => describe_failure(&trap, &env.limits, &state.stderr)?,
             }
         }
     };
@@ -393,7 +389,11 @@ fn check_output(limits: &GuestLimits, output: &str) -> Result<(), String> {
 
 /// Turns a trap out of the orchestrator into how the instance ends, or into a host
 /// failure that must leave the instance as committed.
-fn describe_failure(trap: &wasmtime::Error, limits: &GuestLimits) -> Result<Ended, RunFailure> {
+fn describe_failure(
+    trap: &wasmtime::Error,
+    limits: &GuestLimits,
+    stderr: &StderrTail,
+) -> Result<Ended, RunFailure> {
     if let Some(store_error) = trap.downcast_ref::<store::Error>() {
         return Err(RunFailure::Engine(format!(
             "storage failed during the run: {store_error}"
@@ -409,7 +409,10 @@ fn describe_failure(trap: &wasmtime::Error, limits: &GuestLimits) -> Result<Ende
     } else if let Some(exceeded) = limits::exceeded(trap, limits.memory) {
         format!("orchestrator {exceeded}")
     } else {
-        format!("the orchestrator trapped: {}", describe_trap(trap))
+        stderr.describe(format!(
+            "the orchestrator trapped: {}",
+            engine::describe_trap(trap)
+        ))
     };
     Ok(Ended::Failed(message))
 }
@@ -451,16 +454,5 @@ fn describe_run_error(name: &str, error: RunError) -> String {
         }
         RunError::BadInput(message) => format!("bad input: {message}"),
         RunError::Failed(message) => message,
-    }
-}
-
-/// A trap's message without the wasm backtrace, which users cannot act on.
-pub(crate) fn describe_trap(error: &wasmtime::Error) -> String {
-    match error.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::UnreachableCodeReached) => {
-            "wasm `unreachable` executed (a panic in the guest?)".to_string()
-        }
-        Some(trap) => trap.to_string(),
-        None => error.root_cause().to_string(),
     }
 }

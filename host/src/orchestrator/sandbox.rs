@@ -2,6 +2,7 @@
 //! time, randomness seeded from the instance id, and nothing else (no files, no
 //! environment, no arguments, no network, no stdin).
 
+use crate::guest_output::StderrTail;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -54,11 +55,12 @@ pub fn seed(instance_id: &str, purpose: &str) -> [u8; 32] {
 }
 
 /// The WASI context of one orchestrator execution.
-pub fn wasi_ctx(instance_id: &str, clock: &ReplayedClock) -> WasiCtx {
+pub fn wasi_ctx(instance_id: &str, clock: &ReplayedClock, stderr: &StderrTail) -> WasiCtx {
     use rand::SeedableRng;
     let insecure_seed = seed(instance_id, "insecure-seed");
     let mut builder = WasiCtxBuilder::new();
     builder
+        .stderr(stderr.clone())
         .wall_clock(clock.clone())
         .monotonic_clock(clock.clone())
         .secure_random(rand::rngs::StdRng::from_seed(seed(instance_id, "secure")))

@@ -26,7 +26,6 @@ impl OrchestrationState {
                 self.sync_clock();
                 return Ok(found);
             }
-            self.store()?;
             self.checkpoint(self.live_status(), None).map_err(trap)?;
             self.next_episode().await.map_err(trap)?;
             if let Some(reason) = self.replay.termination() {
