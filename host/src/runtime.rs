@@ -447,16 +447,32 @@ impl Runtime {
         let runtime = self.clone();
         tokio::spawn(async move {
             let result = runtime.run_instance(&id, wake).await;
-            if let Err(reason) = result {
-                tracing::error!(instance = %id, "{reason}");
-                lock(&runtime.host_failures).insert(id.clone(), reason);
-            }
             lock(&runtime.hot).remove(&id);
+            match result {
+                Err(reason) => {
+                    tracing::error!(instance = %id, "{reason}");
+                    lock(&runtime.host_failures).insert(id.clone(), reason);
+                }
+                // The instance ended, but its id was reused by a new instance while this
+                // task still held it: run the new one.
+                Ok(Some(status)) if status.is_terminal() => {
+                    if matches!(runtime.store.instance(&id), Ok(Some(now)) if !now.status.is_terminal())
+                    {
+                        runtime.spawn_instance(id);
+                    }
+                }
+                Ok(_) => {}
+            }
             runtime.ended.send_modify(|count| *count += 1);
         });
     }
 
-    async fn run_instance(&self, id: &str, wake: Arc<Notify>) -> Result<(), String> {
+    /// Runs an instance until it ends; `None` if it cannot run in this process.
+    async fn run_instance(
+        &self,
+        id: &str,
+        wake: Arc<Notify>,
+    ) -> Result<Option<store::RuntimeStatus>, String> {
         let _slot = self
             .orchestration_slots
             .clone()
@@ -475,7 +491,7 @@ impl Runtime {
                 instance.name,
                 instance.status.as_str()
             );
-            return Ok(());
+            return Ok(None);
         }
         let env = InstanceEnv {
             engine: self.engine.clone(),
@@ -488,7 +504,7 @@ impl Runtime {
             .await
             .map_err(|e| e.to_string())?;
         tracing::debug!(instance = %id, "instance ended {}", status.as_str());
-        Ok(())
+        Ok(Some(status))
     }
 
     /// Stops taking work and waits up to `grace` for running activities to record their

@@ -320,3 +320,87 @@ fn one_process_per_data_dir_and_a_graceful_stop_that_resumes() {
     assert_eq!(status["runtimeStatus"], "Completed");
     assert_eq!(status["output"], 1500);
 }
+
+#[test]
+fn an_attempt_over_its_timeout_fails_and_is_retried() {
+    let scratch = Scratch::new();
+    let input = r#"{"name":"Sleep","input":5000,"retry":{"maxAttempts":2,"firstRetryIntervalMs":10,"timeoutMs":200}}"#;
+    let output = run_testing(
+        &scratch,
+        &[
+            "run",
+            "CallActivity",
+            "--input",
+            input,
+            "--instance-id",
+            "slow",
+        ],
+    );
+    assert_eq!(
+        last_line(&output),
+        r#"{"error":"activity Sleep timed out after 200 ms (after 2 attempts)"}"#
+    );
+    let history = scratch.history("slow");
+    let retries: Vec<_> = history
+        .iter()
+        .filter(|e| e["eventType"] == "TaskRetrying")
+        .collect();
+    assert_eq!(retries.len(), 1);
+    assert_eq!(
+        retries[0]["message"],
+        "activity Sleep timed out after 200 ms"
+    );
+}
+
+#[test]
+fn a_retry_waits_for_its_stored_due_time_across_a_restart() {
+    let scratch = Scratch::new();
+    let input =
+        r#"{"name":"Fail","input":1,"retry":{"maxAttempts":2,"firstRetryIntervalMs":1500}}"#;
+    let args = testing(&[
+        "run",
+        "CallActivity",
+        "--input",
+        input,
+        "--instance-id",
+        "backoff",
+    ]);
+    let mut first = scratch
+        .weft(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn weft");
+    poll(Duration::from_secs(60), || {
+        (count_events(&scratch, "TaskRetrying") == 1).then_some(())
+    });
+    first.kill().expect("SIGKILL weft");
+    first.wait().expect("reap weft");
+    let history = scratch.history("backoff");
+    let retry = history
+        .iter()
+        .find(|e| e["eventType"] == "TaskRetrying")
+        .expect("a retry notice");
+    let retry_at =
+        chrono::DateTime::parse_from_rfc3339(retry["retryAt"].as_str().unwrap_or_default())
+            .expect("retryAt");
+
+    let resumed = run_testing(&scratch, &["resume"]);
+    assert!(resumed.status.success(), "{}", describe(&resumed));
+    let log = stderr(&resumed);
+    let second = log
+        .lines()
+        .find(|line| line.contains("activity started: Fail(1)") && line.contains("attempt=2"))
+        .unwrap_or_else(|| panic!("no second attempt in:\n{log}"));
+    let started =
+        chrono::DateTime::parse_from_rfc3339(second.split_whitespace().next().unwrap_or_default())
+            .expect("log time");
+    assert!(
+        started >= retry_at,
+        "the second attempt started at {started}, before its due time {retry_at}"
+    );
+    assert_eq!(
+        scratch.status("backoff")["output"],
+        serde_json::json!({ "error": "failed on purpose with 1 (after 2 attempts)" })
+    );
+}

@@ -6,6 +6,7 @@ wit_bindgen::generate!({ world: "orchestration", path: "../../wit" });
 use exports::weft::orchestration::orchestrator::{Guest, RunError};
 use std::hash::{BuildHasher, Hasher};
 use weft::orchestration::context;
+use weft::orchestration::types::RetryPolicy;
 
 struct Testing;
 
@@ -110,13 +111,22 @@ fn fan_out() -> Result<String, RunError> {
     Ok(sum.to_string())
 }
 
-/// Calls the activity named in the input `{"name": ..., "input": ...}` and returns its
-/// result, or its error as `{"error": message}`.
+/// Calls the activity named in the input `{"name": ..., "input": ..., "retry": {...}}`
+/// and returns its result, or its error as `{"error": message}`.
 fn call_activity() -> Result<String, RunError> {
     let input: serde_json::Value =
         serde_json::from_str(&context::input()).map_err(|e| RunError::BadInput(e.to_string()))?;
     let name = input["name"].as_str().unwrap_or_default();
-    let task = context::call_activity(name, &input["input"].to_string(), None);
+    let retry = &input["retry"];
+    let retry = retry.is_object().then(|| RetryPolicy {
+        max_attempts: retry["maxAttempts"].as_u64().unwrap_or(1) as u32,
+        first_retry_interval_ms: retry["firstRetryIntervalMs"].as_u64().unwrap_or(0),
+        backoff_coefficient: retry["backoffCoefficient"].as_f64().unwrap_or(1.0),
+        max_retry_interval_ms: retry["maxRetryIntervalMs"].as_u64(),
+        retry_timeout_ms: retry["retryTimeoutMs"].as_u64(),
+        timeout_ms: retry["timeoutMs"].as_u64(),
+    });
+    let task = context::call_activity(name, &input["input"].to_string(), retry);
     match context::when_all(&[task]).pop() {
         Some(Ok(output)) => Ok(output),
         Some(Err(error)) => Ok(serde_json::json!({ "error": error.message }).to_string()),
