@@ -40,6 +40,26 @@ impl SqliteStore {
         })
     }
 
+    /// Changes a leased work item with `change` and posts `message` to its instance's
+    /// inbox, in one transaction. False, and nothing changed, if `change` touched no row
+    /// (the lease is no longer held).
+    fn settle_work(
+        &self,
+        item: &WorkItem,
+        message: &Event,
+        now: DateTime<Utc>,
+        change: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<usize>,
+    ) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        if change(&tx)? == 0 {
+            return Ok(false);
+        }
+        post(&tx, &item.instance_id, message, now)?;
+        tx.commit()?;
+        Ok(true)
+    }
+
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a transaction half-applied (SQLite
         // rolls back an unfinished one), so a poisoned lock is still safe to use.
@@ -84,6 +104,20 @@ fn filter_params(filter: &InstanceFilter) -> (String, Option<i64>, Option<i64>) 
         filter.created_from.map(millis),
         filter.created_to.map(millis),
     )
+}
+
+/// Appends a message to an instance's inbox.
+fn post(
+    tx: &rusqlite::Transaction<'_>,
+    instance_id: &str,
+    event: &Event,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO inbox (instance_id, data, created_at) VALUES (?1, ?2, ?3)",
+        params![instance_id, encode(event)?, millis(now)],
+    )?;
+    Ok(())
 }
 
 fn delete_instance(tx: &rusqlite::Transaction<'_>, id: &str) -> Result<()> {
@@ -207,10 +241,7 @@ impl super::Store for SqliteStore {
         if exists.is_none() {
             return Err(Error::UnknownInstance(id.to_string()));
         }
-        tx.execute(
-            "INSERT INTO inbox (instance_id, data, created_at) VALUES (?1, ?2, ?3)",
-            params![id, encode(event)?, millis(now)],
-        )?;
+        post(&tx, id, event, now)?;
         tx.commit()?;
         Ok(())
     }
@@ -446,21 +477,12 @@ impl super::Store for SqliteStore {
         completion: &Event,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let deleted = tx.execute(
-            "DELETE FROM work_items WHERE id = ?1 AND lease_owner = ?2",
-            params![item.id, owner],
-        )?;
-        if deleted == 0 {
-            return Ok(false);
-        }
-        tx.execute(
-            "INSERT INTO inbox (instance_id, data, created_at) VALUES (?1, ?2, ?3)",
-            params![item.instance_id, encode(completion)?, millis(now)],
-        )?;
-        tx.commit()?;
-        Ok(true)
+        self.settle_work(item, completion, now, |tx| {
+            tx.execute(
+                "DELETE FROM work_items WHERE id = ?1 AND lease_owner = ?2",
+                params![item.id, owner],
+            )
+        })
     }
 
     fn retry_work(
@@ -471,22 +493,13 @@ impl super::Store for SqliteStore {
         notice: &Event,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let updated = tx.execute(
-            "UPDATE work_items SET visible_at = ?3, lease_owner = NULL, lease_until = NULL
-             WHERE id = ?1 AND lease_owner = ?2",
-            params![item.id, owner, millis(retry_at)],
-        )?;
-        if updated == 0 {
-            return Ok(false);
-        }
-        tx.execute(
-            "INSERT INTO inbox (instance_id, data, created_at) VALUES (?1, ?2, ?3)",
-            params![item.instance_id, encode(notice)?, millis(now)],
-        )?;
-        tx.commit()?;
-        Ok(true)
+        self.settle_work(item, notice, now, |tx| {
+            tx.execute(
+                "UPDATE work_items SET visible_at = ?3, lease_owner = NULL, lease_until = NULL
+                 WHERE id = ?1 AND lease_owner = ?2",
+                params![item.id, owner, millis(retry_at)],
+            )
+        })
     }
 
     fn progress(&self, id: &str) -> Result<Progress> {
