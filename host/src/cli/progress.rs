@@ -37,6 +37,7 @@ pub fn show(store: Arc<dyn Store>, id: &str) -> Bar {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    bar.enable_steady_tick(Duration::from_millis(100));
     let (shown, id) = (bar.clone(), id.to_string());
     let task = tokio::spawn(async move {
         loop {
