@@ -284,17 +284,7 @@ pub async fn run_instance(
     instance: &Instance,
 ) -> Result<RuntimeStatus, RunFailure> {
     let history = env.store.history(&instance.id)?;
-    let mut state = OrchestrationState::probe();
-    state.instance_id = instance.id.clone();
-    state.input = instance.input.clone();
-    state.custom_status = instance.custom_status.clone();
-    state.store = Some(env.store.clone());
-    state.wake = env.wake.clone();
-    state.work_ready = env.work_ready.clone();
-    state.wasi = sandbox::wasi_ctx(&instance.id, &state.clock, &state.stderr);
-    state.budget = Budget::new(env.limits);
-
-    state.replay = match Replay::new(&history) {
+    let replay = match Replay::new(&history) {
         Ok(replay) => replay,
         Err(error) => {
             // The instance cannot be replayed; record why without touching its history.
@@ -302,9 +292,24 @@ pub async fn run_instance(
             return fail_without_replay(env, instance, history.len() as u64, &error.to_string());
         }
     };
-    if state.replay.is_finished() {
+    if replay.is_finished() {
         return Ok(instance.status);
     }
+    let (clock, stderr) = (ReplayedClock::default(), StderrTail::default());
+    let mut state = OrchestrationState {
+        instance_id: instance.id.clone(),
+        input: instance.input.clone(),
+        replay,
+        custom_status: instance.custom_status.clone(),
+        store: Some(env.store.clone()),
+        wake: env.wake.clone(),
+        work_ready: env.work_ready.clone(),
+        wasi: sandbox::wasi_ctx(&instance.id, &clock, &stderr),
+        clock,
+        stderr,
+        budget: Budget::new(env.limits),
+        ..OrchestrationState::probe()
+    };
     if !state.take_inbox()? {
         state.replay.begin_episode(Utc::now(), []);
     }
