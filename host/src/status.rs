@@ -32,13 +32,14 @@ pub fn instance_json(instance: &Instance) -> Value {
 
 /// One history event: `{seq, timestamp, eventType, ...its fields}`.
 pub fn event_json(event: &HistoryEvent) -> Value {
-    let mut value = serde_json::to_value(&event.event).unwrap_or(Value::Null);
-    if let Value::Object(fields) = &mut value {
-        fields.insert("seq".to_string(), json!(event.seq));
-        fields.insert(
-            "timestamp".to_string(),
-            json!(event.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true)),
-        );
+    let mut fields = serde_json::Map::new();
+    fields.insert("seq".to_string(), json!(event.seq));
+    fields.insert(
+        "timestamp".to_string(),
+        json!(event.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true)),
+    );
+    if let Ok(Value::Object(event)) = serde_json::to_value(&event.event) {
+        fields.extend(event);
     }
-    value
+    Value::Object(fields)
 }

@@ -9,5 +9,6 @@ mod faults;
 mod host;
 mod nondeterminism;
 mod sandbox;
+mod snapshots;
 mod support;
 mod torture;
