@@ -59,6 +59,8 @@ pub enum Error {
     UnknownOrchestrator { name: String, known: String },
     #[error(transparent)]
     PayloadTooLarge(#[from] limits::PayloadTooLarge),
+    #[error("'{0}' is not a valid instance id: use 1 to 100 of A-Z a-z 0-9 - _ . : @")]
+    BadId(String),
     #[error("the input is not valid JSON: {0}")]
     BadInput(String),
     #[error("instance '{id}' has already ended ({})", status.as_str())]
@@ -155,6 +157,16 @@ pub struct Runtime {
     stopping: watch::Sender<bool>,
     /// Held while the runtime lives: one process per data dir.
     _lock: std::fs::File,
+}
+
+/// An instance id a client chose: it goes into URLs and file names unescaped, so it is
+/// 1 to 100 of `A-Z a-z 0-9 - _ . : @`.
+fn valid_id(id: &str) -> Result<String, Error> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.:@".contains(c);
+    if id.is_empty() || id.len() > 100 || !id.chars().all(allowed) {
+        return Err(Error::BadId(id.to_string()));
+    }
+    Ok(id.to_string())
 }
 
 /// Takes the data dir's lock file, so that a second process fails at once instead of
@@ -314,7 +326,10 @@ impl Runtime {
             .check_payload(|| "the input".to_string(), input)?;
         serde_json::from_str::<serde::de::IgnoredAny>(input)
             .map_err(|e| Error::BadInput(e.to_string()))?;
-        let id = id.map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_string);
+        let id = match id {
+            Some(id) => valid_id(id)?,
+            None => uuid::Uuid::new_v4().simple().to_string(),
+        };
         Ok(self.store.create_instance(&id, name, input, Utc::now())?)
     }
 
@@ -366,6 +381,8 @@ impl Runtime {
     }
 
     fn control(&self, id: &str, event: store::Event) -> Result<(), Error> {
+        // Held throughout, so that no task can start for this instance meanwhile.
+        let hot = lock(&self.hot);
         let instance = self
             .store
             .instance(id)?
@@ -376,8 +393,23 @@ impl Runtime {
                 status: instance.status,
             });
         }
+        if let (None, store::Event::ExecutionTerminated { reason }) = (hot.get(id), &event) {
+            // No task here runs this instance (its orchestrator is not loaded, or the host
+            // failed it), so nothing would read the message: end it directly.
+            orchestrator::end_without_replay(
+                &*self.store,
+                &instance,
+                store::RuntimeStatus::Terminated,
+                reason,
+            )?;
+            drop(hot);
+            self.ended.send_modify(|count| *count += 1);
+            return Ok(());
+        }
         self.store.post_message(id, &event, Utc::now())?;
-        self.wake(id);
+        if let Some(wake) = hot.get(id) {
+            wake.notify_one();
+        }
         Ok(())
     }
 
@@ -444,6 +476,8 @@ impl Runtime {
             hot.insert(id.clone(), wake.clone());
             wake
         };
+        // A failure of an earlier instance with this id says nothing about this run.
+        lock(&self.host_failures).remove(&id);
         let runtime = self.clone();
         tokio::spawn(async move {
             let result = runtime.run_instance(&id, wake).await;
@@ -566,8 +600,27 @@ impl Runtime {
                         Err(_) => return,
                     },
                 };
-                tokio::spawn(self.clone().run_work_item(item, permit));
+                tokio::spawn(self.clone().supervise(item, permit));
             }
+        }
+    }
+
+    /// Runs a work item; should the host itself fail (panic) while running it, the task
+    /// fails with that instead of leaving its lease held until a restart.
+    async fn supervise(self: Arc<Self>, item: WorkItem, permit: OwnedSemaphorePermit) {
+        let run = tokio::spawn(self.clone().run_work_item(item.clone(), permit));
+        if let Err(error) = run.await
+            && error.is_panic()
+        {
+            tracing::error!(instance = %item.instance_id, task = item.task_id, "the host failed running {}: {error}", item.name);
+            let message = format!("the host failed while running activity {}", item.name);
+            self.record(
+                &item,
+                Event::TaskFailed {
+                    task_id: item.task_id,
+                    message,
+                },
+            );
         }
     }
 

@@ -244,13 +244,26 @@ fn every_error_has_its_status() {
         .expect("GET")
         .status();
     assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
-    // An ended instance's id may be reused.
+    // An unknown orchestrator leaves an ended instance with that id alone; a known one
+    // replaces it.
+    assert_eq!(
+        server
+            .start_json(&client, "orchestrators/Nope/failing", "2")
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        json_body(client.get(&status).send().expect("GET"))["name"],
+        "Panic"
+    );
     assert_eq!(
         server
             .start_json(&client, "orchestrators/FanOut/failing", "2")
             .status(),
         StatusCode::ACCEPTED
     );
+    let bad_id = server.start_json(&client, "orchestrators/FanOut/has%20space", "2");
+    assert_eq!(bad_id.status(), StatusCode::BAD_REQUEST);
 
     let raise = client
         .post(server.url(&format!("{INSTANCES}/busy/raiseEvent/Approval")))

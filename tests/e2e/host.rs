@@ -234,3 +234,78 @@ async fn a_runaway_instance_fails_alone_while_others_complete() {
         "{output}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_suspended_before_it_runs_schedules_nothing_until_resumed() {
+    let scratch = Scratch::new();
+    let mut config = config(&scratch);
+    config.components = [TESTING_ORCHESTRATOR, TESTING_ACTIVITIES]
+        .map(|p| ComponentSource::File(p.into()))
+        .to_vec();
+    let runtime = Runtime::open(config).await.expect("open the runtime");
+    let instance = runtime.create("FanOut", "3", Some("held")).expect("create");
+    runtime.suspend(&instance.id, "not yet").expect("suspend");
+    runtime.start_workers().expect("start workers");
+
+    let store = runtime.store().clone();
+    let suspended = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match store.instance("held") {
+                Ok(Some(found)) if found.status == RuntimeStatus::Suspended => return found,
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    })
+    .await
+    .expect("the instance is recorded as suspended");
+    assert_eq!(suspended.status, RuntimeStatus::Suspended);
+    let scheduled = store.progress("held").expect("progress").scheduled;
+    assert_eq!(scheduled, 0, "a suspended instance runs nothing");
+
+    runtime.resume("held", "go").expect("resume");
+    let ended = tokio::time::timeout(Duration::from_secs(60), runtime.wait("held"))
+        .await
+        .expect("ends")
+        .expect("wait");
+    assert_eq!(
+        (ended.status, ended.output.as_deref()),
+        (RuntimeStatus::Completed, Some("3"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_no_loaded_component_can_run_can_still_be_terminated() {
+    let scratch = Scratch::new();
+    let mut testing = config(&scratch);
+    testing.components = [TESTING_ORCHESTRATOR, TESTING_ACTIVITIES]
+        .map(|p| ComponentSource::File(p.into()))
+        .to_vec();
+    let first = Runtime::open(testing).await.expect("open the runtime");
+    first.create("FanOut", "3", Some("orphan")).expect("create");
+    drop(first);
+
+    // A host with only the backup sample cannot run FanOut: the instance stays Pending.
+    let runtime = Runtime::open(config(&scratch))
+        .await
+        .expect("open the runtime again");
+    runtime.start_workers().expect("start workers");
+    runtime.wait_idle().await;
+    let store = runtime.store().clone();
+    assert_eq!(
+        store.instance("orphan").expect("read").map(|i| i.status),
+        Some(RuntimeStatus::Pending)
+    );
+
+    runtime
+        .terminate("orphan", "cleaning up")
+        .expect("terminate");
+    let ended = runtime.wait("orphan").await.expect("wait");
+    assert_eq!(
+        (ended.status, ended.output.as_deref()),
+        (RuntimeStatus::Terminated, Some("\"cleaning up\""))
+    );
+    assert!(matches!(
+        runtime.terminate("orphan", "again"),
+        Err(weft::runtime::Error::Ended { .. })
+    ));
+}

@@ -75,7 +75,9 @@ impl From<runtime::Error> for Error {
         match error {
             runtime::Error::Store(error) => error.into(),
             runtime::Error::UnknownOrchestrator { .. } => Self::NotFound(error.to_string()),
-            runtime::Error::BadInput(_) => Self::BadRequest(error.to_string()),
+            runtime::Error::BadInput(_) | runtime::Error::BadId(_) => {
+                Self::BadRequest(error.to_string())
+            }
             runtime::Error::PayloadTooLarge(_) => Self::PayloadTooLarge(error.to_string()),
             runtime::Error::Ended { .. } => Self::Gone(error.to_string()),
             other => Self::Internal(other.to_string()),

@@ -64,23 +64,6 @@ async fn start_instance(
 ) -> Result<Response, Error> {
     let api = state.0;
     let input = input(&request, &body)?;
-    if let Some(id) = &id {
-        if id.is_empty() || id.len() > 256 || id.chars().any(|c| c.is_control() || c == '/') {
-            return Err(Error::BadRequest(format!(
-                "'{id}' is not a valid instance id"
-            )));
-        }
-        if let Some(existing) = api.runtime.store().instance(id)? {
-            if !existing.status.is_terminal() {
-                return Err(Error::Conflict(format!(
-                    "instance '{id}' is already {}",
-                    existing.status.as_str()
-                )));
-            }
-            // As in Durable Functions, an ended instance's id may be reused.
-            api.runtime.store().purge(id)?;
-        }
-    }
     let instance = api.runtime.start(&name, &input, id.as_deref())?;
 
     let base = base_url(&request);

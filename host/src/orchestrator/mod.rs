@@ -289,7 +289,9 @@ pub async fn run_instance(
         Err(error) => {
             // The instance cannot be replayed; record why without touching its history.
             tracing::error!(instance = %instance.id, "{error}");
-            return fail_without_replay(env, instance, history.len() as u64, &error.to_string());
+            let failed = RuntimeStatus::Failed;
+            end_without_replay(&*env.store, instance, failed, &error.to_string())?;
+            return Ok(failed);
         }
     };
     if replay.is_finished() {
@@ -312,6 +314,11 @@ pub async fn run_instance(
     };
     if !state.take_inbox()? {
         state.replay.begin_episode(Utc::now(), []);
+    }
+    if state.replay.is_suspended() && state.replay.termination().is_none() {
+        // Suspended before it could run: record that, and run nothing until resumed.
+        state.checkpoint(RuntimeStatus::Suspended, None)?;
+        state.next_episode().await?;
     }
     state.sync_clock();
 
@@ -422,31 +429,35 @@ fn describe_failure(
     Ok(Ended::Failed(message))
 }
 
-/// Fails an instance whose history cannot be replayed, appending only the failure.
-fn fail_without_replay(
-    env: &InstanceEnv,
+/// Ends an instance without running its orchestrator, appending only the final event:
+/// `ExecutionTerminated` for [`RuntimeStatus::Terminated`], else `ExecutionFailed`. Used
+/// when the history cannot be replayed, or no task here can run the instance.
+pub(crate) fn end_without_replay(
+    store: &dyn Store,
     instance: &Instance,
-    len: u64,
+    status: RuntimeStatus,
     message: &str,
-) -> Result<RuntimeStatus, RunFailure> {
-    let output = json_string(message);
+) -> Result<(), store::Error> {
+    let first_seq = store.history(&instance.id)?.len() as u64;
+    let event = match status {
+        RuntimeStatus::Terminated => store::Event::ExecutionTerminated {
+            reason: message.to_string(),
+        },
+        _ => store::Event::ExecutionFailed {
+            message: message.to_string(),
+        },
+    };
     let now = Utc::now();
-    env.store.checkpoint(&store::Checkpoint {
+    store.checkpoint(&store::Checkpoint {
         instance_id: &instance.id,
-        first_seq: len,
-        events: &[(
-            now,
-            store::Event::ExecutionFailed {
-                message: message.to_string(),
-            },
-        )],
+        first_seq,
+        events: &[(now, event)],
         consumed: &[],
-        status: RuntimeStatus::Failed,
-        output: Some(&output),
+        status,
+        output: Some(&json_string(message)),
         custom_status: instance.custom_status.as_deref(),
         now,
-    })?;
-    Ok(RuntimeStatus::Failed)
+    })
 }
 
 fn describe_run_error(name: &str, error: RunError) -> String {

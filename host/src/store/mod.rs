@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An instance with this id exists already.
-    #[error("an instance with id '{0}' already exists")]
+    #[error("an instance with id '{0}' exists and has not ended")]
     InstanceExists(String),
     /// No instance has this id.
     #[error("no instance with id '{0}'")]
@@ -179,6 +179,9 @@ impl Event {
     }
 }
 
+/// The longest wait before a retry: a year.
+const MAX_RETRY_DELAY_MS: i64 = 365 * 24 * 3600 * 1000;
+
 /// How a failed activity is retried (the Durable Task Framework's shape).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -217,14 +220,15 @@ impl RetryPolicy {
         if let Some(max) = self.max_retry_interval_ms {
             delay = delay.min(max as f64);
         }
-        let retry_at =
-            now + chrono::Duration::milliseconds(delay.min(i64::MAX as f64 / 2.0) as i64);
-        match self.retry_timeout_ms {
-            Some(timeout)
-                if retry_at > first_attempt_at + chrono::Duration::milliseconds(timeout as i64) =>
-            {
-                None
-            }
+        // Guest-chosen numbers: anything past a year is a year, and nothing overflows.
+        let delay = delay.clamp(0.0, MAX_RETRY_DELAY_MS as f64) as i64;
+        let retry_at = now.checked_add_signed(chrono::Duration::milliseconds(delay))?;
+        let deadline = self.retry_timeout_ms.and_then(|timeout| {
+            let timeout = timeout.min(i64::MAX as u64) as i64;
+            first_attempt_at.checked_add_signed(chrono::Duration::try_milliseconds(timeout)?)
+        });
+        match deadline {
+            Some(deadline) if retry_at > deadline => None,
             _ => Some(retry_at),
         }
     }
@@ -295,7 +299,9 @@ pub struct InstanceFilter {
 
 /// Durable storage for Weft. Implementations must make each method atomic.
 pub trait Store: Send + Sync + 'static {
-    /// Creates an instance in `Pending` with its `ExecutionStarted` event.
+    /// Creates an instance in `Pending` with its `ExecutionStarted` event. An ended
+    /// instance with the same id is replaced (as in Durable Functions); one that has not
+    /// ended is an [`Error::InstanceExists`].
     fn create_instance(
         &self,
         id: &str,
@@ -327,7 +333,8 @@ pub trait Store: Send + Sync + 'static {
     /// Commits an episode; fails with [`Error::Conflict`] if `first_seq` is not the
     /// history's length. A terminal status also drops the instance's pending work.
     fn checkpoint(&self, checkpoint: &Checkpoint<'_>) -> Result<()>;
-    /// Leases up to `max` work items that are due and not leased by a live owner.
+    /// Leases up to `max` work items that are due and not leased: never one that `owner`
+    /// holds already, and another owner's only once its lease has expired.
     fn claim_work(
         &self,
         owner: &str,
@@ -338,8 +345,8 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets every lease: used at start-up by the only process that owns the data dir.
     fn release_leases(&self) -> Result<()>;
     /// Deletes a leased work item and posts its completion to the instance's inbox.
-    /// Returns false, and changes nothing, if `owner` no longer holds the lease (the
-    /// item was finished by someone else or its instance ended).
+    /// Returns false, and changes nothing, unless `owner` still holds this attempt's
+    /// lease (the item was finished or retried by another attempt, or its instance ended).
     fn complete_work(
         &self,
         item: &WorkItem,
@@ -359,4 +366,65 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<bool>;
     fn progress(&self, id: &str) -> Result<Progress>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RetryPolicy;
+    use chrono::{Duration, TimeZone, Utc};
+
+    fn policy(max_attempts: u32, first: u64, coefficient: f64) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts,
+            first_retry_interval_ms: first,
+            backoff_coefficient: coefficient,
+            max_retry_interval_ms: None,
+            retry_timeout_ms: None,
+            timeout_ms: None,
+        }
+    }
+
+    #[test]
+    fn retries_back_off_up_to_their_limits() {
+        let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let now = start + Duration::seconds(10);
+        let p = policy(4, 1000, 2.0);
+        assert_eq!(
+            p.next_retry(1, start, now),
+            Some(now + Duration::seconds(1))
+        );
+        assert_eq!(
+            p.next_retry(3, start, now),
+            Some(now + Duration::seconds(4))
+        );
+        assert_eq!(p.next_retry(4, start, now), None, "no attempts left");
+        let capped = RetryPolicy {
+            max_retry_interval_ms: Some(1500),
+            ..p.clone()
+        };
+        assert_eq!(
+            capped.next_retry(3, start, now),
+            Some(now + Duration::milliseconds(1500))
+        );
+        let timed = RetryPolicy {
+            retry_timeout_ms: Some(10_500),
+            ..p
+        };
+        assert_eq!(
+            timed.next_retry(1, start, now),
+            None,
+            "the retry would be due after the timeout"
+        );
+    }
+
+    #[test]
+    fn absurd_guest_policies_neither_panic_nor_overflow() {
+        let now = Utc::now();
+        let huge = RetryPolicy {
+            retry_timeout_ms: Some(u64::MAX),
+            ..policy(u32::MAX, u64::MAX, f64::MAX)
+        };
+        let due = huge.next_retry(7, now, now).expect("a retry");
+        assert!(due <= now + Duration::days(366));
+    }
 }

@@ -24,6 +24,9 @@ impl OrchestrationState {
         loop {
             if let Some(found) = ready(&mut self.replay).map_err(trap)? {
                 self.sync_clock();
+                // Every wait starts a new stretch of guest time, replayed or live, so a
+                // long replay is not judged as one runaway stretch.
+                self.budget.restart();
                 return Ok(found);
             }
             self.checkpoint(self.live_status(), None).map_err(trap)?;
@@ -31,7 +34,6 @@ impl OrchestrationState {
             if let Some(reason) = self.replay.termination() {
                 return Err(trap(Terminated(reason.to_string())));
             }
-            self.budget.restart();
         }
     }
 }

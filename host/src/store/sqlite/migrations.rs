@@ -6,7 +6,9 @@ use rusqlite::Connection;
 /// Migration `i` brings the schema from version `i` to `i + 1`. Append only: a released
 /// migration never changes.
 const MIGRATIONS: &[&str] = &[
-    // 1: instances, history, the activity work queue and the instances' inboxes.
+    // 1: instances, history, the activity work queue and the instances' inboxes. Work
+    // item and inbox ids are never reused (AUTOINCREMENT), so a late result of an ended
+    // instance's activity can never settle another item that got the same id.
     "CREATE TABLE instances (
         id            TEXT PRIMARY KEY,
         name          TEXT NOT NULL,
@@ -29,7 +31,7 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
 
     CREATE TABLE work_items (
-        id          INTEGER PRIMARY KEY,
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
         instance_id TEXT NOT NULL,
         task_id     INTEGER NOT NULL,
         name        TEXT NOT NULL,
@@ -45,7 +47,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX work_items_due ON work_items (visible_at);
 
     CREATE TABLE inbox (
-        id          INTEGER PRIMARY KEY,
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
         instance_id TEXT NOT NULL,
         data        TEXT NOT NULL,
         created_at  INTEGER NOT NULL

@@ -167,14 +167,22 @@ impl super::Store for SqliteStore {
     ) -> Result<Instance> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let inserted = tx.execute(
-            "INSERT OR IGNORE INTO instances (id, name, status, input, created_at, updated_at)
+        let existing: Option<String> = tx
+            .query_row("SELECT status FROM instances WHERE id = ?1", [id], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        if let Some(status) = existing {
+            if !RuntimeStatus::parse(&status).is_some_and(RuntimeStatus::is_terminal) {
+                return Err(Error::InstanceExists(id.to_string()));
+            }
+            delete_instance(&tx, id)?;
+        }
+        tx.execute(
+            "INSERT INTO instances (id, name, status, input, created_at, updated_at)
              VALUES (?1, ?2, 'Pending', ?3, ?4, ?4)",
             params![id, name, input, millis(now)],
         )?;
-        if inserted == 0 {
-            return Err(Error::InstanceExists(id.to_string()));
-        }
         let started = Event::ExecutionStarted {
             name: name.to_string(),
             input: input.to_string(),
@@ -423,7 +431,8 @@ impl super::Store for SqliteStore {
             "UPDATE work_items SET lease_owner = ?1, lease_until = ?2, attempt = attempt + 1,
                                    first_attempt_at = COALESCE(first_attempt_at, ?3)
              WHERE id IN (SELECT id FROM work_items
-                          WHERE visible_at <= ?3 AND (lease_until IS NULL OR lease_until < ?3)
+                          WHERE visible_at <= ?3
+                            AND (lease_owner IS NULL OR (lease_owner <> ?1 AND lease_until < ?3))
                           ORDER BY visible_at, id LIMIT ?4)
              RETURNING id, instance_id, task_id, name, input, attempt, retry, first_attempt_at",
         )?;
@@ -479,8 +488,8 @@ impl super::Store for SqliteStore {
     ) -> Result<bool> {
         self.settle_work(item, completion, now, |tx| {
             tx.execute(
-                "DELETE FROM work_items WHERE id = ?1 AND lease_owner = ?2",
-                params![item.id, owner],
+                "DELETE FROM work_items WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?3",
+                params![item.id, owner, item.attempt],
             )
         })
     }
@@ -496,8 +505,8 @@ impl super::Store for SqliteStore {
         self.settle_work(item, notice, now, |tx| {
             tx.execute(
                 "UPDATE work_items SET visible_at = ?3, lease_owner = NULL, lease_until = NULL
-                 WHERE id = ?1 AND lease_owner = ?2",
-                params![item.id, owner, millis(retry_at)],
+                 WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?4",
+                params![item.id, owner, millis(retry_at), item.attempt],
             )
         })
     }

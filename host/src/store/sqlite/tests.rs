@@ -228,3 +228,115 @@ fn released_leases_are_claimed_again_and_data_survives_reopening() {
     assert_eq!(again[0].attempt, 2, "the attempt count survives");
     assert_eq!(store.progress("i1").unwrap().scheduled, 1);
 }
+
+#[test]
+fn a_late_result_never_settles_another_item_or_attempt() {
+    let (_dir, store) = open();
+    // Claims look a second ahead, so that items scheduled a moment ago are due.
+    let now = Utc::now() + Duration::seconds(1);
+    let lease = now + Duration::minutes(5);
+    store.create_instance("a", "Orch", "null", now).unwrap();
+    schedule(&store, "a", 1, &[0]);
+    let stale = store.claim_work("me", 1, now, lease).unwrap().remove(0);
+    // Instance a ends while its activity still runs; b's new item must get a new id.
+    let ended = Event::ExecutionCompleted { result: "0".into() };
+    store
+        .checkpoint(&Checkpoint {
+            instance_id: "a",
+            first_seq: 3,
+            events: &[(now, ended)],
+            consumed: &[],
+            status: RuntimeStatus::Completed,
+            output: Some("0"),
+            custom_status: None,
+            now,
+        })
+        .unwrap();
+    store.create_instance("b", "Orch", "null", now).unwrap();
+    schedule(&store, "b", 1, &[0]);
+    let fresh = store.claim_work("me", 1, now, lease).unwrap().remove(0);
+    assert_ne!(fresh.id, stale.id, "work item ids are never reused");
+    let done = Event::TaskCompleted {
+        task_id: 0,
+        result: "1".into(),
+    };
+    assert!(!store.complete_work(&stale, "me", &done, now).unwrap());
+    assert!(store.inbox("a").unwrap().is_empty() && store.inbox("b").unwrap().is_empty());
+
+    // An attempt that was retried cannot complete after the next attempt was claimed.
+    let notice = Event::TaskRetrying {
+        task_id: 0,
+        attempt: 1,
+        message: "x".into(),
+        retry_at: now,
+    };
+    assert!(store.retry_work(&fresh, "me", now, &notice, now).unwrap());
+    let second = store.claim_work("me", 1, now, lease).unwrap().remove(0);
+    assert_eq!(second.attempt, 2);
+    assert!(
+        !store.complete_work(&fresh, "me", &done, now).unwrap(),
+        "the first attempt is fenced off"
+    );
+    assert!(store.complete_work(&second, "me", &done, now).unwrap());
+}
+
+#[test]
+fn an_owner_never_reclaims_its_own_leases_but_others_take_expired_ones() {
+    let (_dir, store) = open();
+    let now = Utc::now() + Duration::seconds(1);
+    store.create_instance("a", "Orch", "null", now).unwrap();
+    schedule(&store, "a", 1, &[0]);
+    let expired = now - Duration::minutes(1);
+    assert_eq!(store.claim_work("me", 1, now, expired).unwrap().len(), 1);
+    assert!(
+        store
+            .claim_work("me", 1, now, now + Duration::minutes(5))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .claim_work("other", 1, now, now + Duration::minutes(5))
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn creating_over_an_ended_instance_replaces_it_and_over_a_live_one_fails() {
+    let (_dir, store) = open();
+    let now = Utc::now();
+    store.create_instance("x", "Orch", "1", now).unwrap();
+    assert!(matches!(
+        store.create_instance("x", "Orch", "2", now),
+        Err(Error::InstanceExists(_))
+    ));
+    store
+        .checkpoint(&Checkpoint {
+            instance_id: "x",
+            first_seq: 1,
+            events: &[(
+                now,
+                Event::ExecutionFailed {
+                    message: "no".into(),
+                },
+            )],
+            consumed: &[],
+            status: RuntimeStatus::Failed,
+            output: None,
+            custom_status: None,
+            now,
+        })
+        .unwrap();
+    let again = store.create_instance("x", "Orch", "3", now).unwrap();
+    assert_eq!(
+        (again.status, again.input.as_str()),
+        (RuntimeStatus::Pending, "3")
+    );
+    assert_eq!(
+        store.history("x").unwrap().len(),
+        1,
+        "the old history is gone"
+    );
+}
