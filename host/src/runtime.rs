@@ -345,11 +345,6 @@ impl Runtime {
         Ok(instance)
     }
 
-    /// The orchestrator names this runtime can run.
-    pub fn orchestrator_names(&self) -> String {
-        self.orchestrators.known()
-    }
-
     /// Asks a running instance to end now, as Terminated.
     pub fn terminate(&self, id: &str, reason: &str) -> Result<(), Error> {
         self.control(

@@ -72,11 +72,6 @@ impl Confinement {
         })
     }
 
-    /// The allowed directories, canonical.
-    pub fn roots(&self) -> impl Iterator<Item = &Path> {
-        self.roots.iter().map(|root| root.path.as_path())
-    }
-
     fn absolute(&self, path: &str) -> PathBuf {
         let path = Path::new(path);
         let joined = if path.is_absolute() {

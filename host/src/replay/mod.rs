@@ -390,9 +390,4 @@ impl Replay {
             .get(task_id as usize)
             .map(|task| task.name.as_str())
     }
-
-    /// Scheduled tasks and finished ones, for progress reports.
-    pub fn task_counts(&self) -> (usize, usize) {
-        (self.scheduled.len(), self.completions.len())
-    }
 }
