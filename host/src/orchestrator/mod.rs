@@ -52,8 +52,8 @@ pub enum RunFailure {
 pub struct OrchestratorComponent {
     pre: OrchestrationPre<OrchestrationState>,
     /// Where it was loaded from, for messages.
-    pub origin: String,
-    pub names: Vec<String>,
+    origin: String,
+    names: Vec<String>,
 }
 
 impl OrchestratorComponent {
