@@ -70,11 +70,15 @@ fn main() {
         "building the guest components failed; is the target installed? run `rustup target add wasm32-wasip2`"
     );
 
-    for (package, var) in GUESTS {
+    let artifacts = GUESTS
+        .iter()
+        .map(|(package, var)| (package.replace('-', "_"), *var))
+        .chain([("wasi-hello".to_string(), "WEFT_GUEST_TESTING_COMMAND")]);
+    for (artifact, var) in artifacts {
         let file = target_dir
             .join("wasm32-wasip2")
             .join("release")
-            .join(format!("{}.wasm", package.replace('-', "_")));
+            .join(format!("{artifact}.wasm"));
         assert!(file.exists(), "{} was not built", file.display());
         println!("cargo:rustc-env={var}={}", file.display());
     }

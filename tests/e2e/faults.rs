@@ -158,6 +158,15 @@ fn files_that_are_not_components_of_a_known_world_are_refused() {
         describe(&output)
     );
 
+    let output = scratch.run(&["run", "X", "--components", WRONG_WORLD]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output)
+            .contains("wasi-hello.wasm is neither an orchestration nor an activity component"),
+        "{}",
+        describe(&output)
+    );
+
     let missing = scratch.run(&["run", "X", "--components", "missing.wasm"]);
     assert!(
         stderr(&missing).contains("cannot read component missing.wasm"),

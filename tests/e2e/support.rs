@@ -10,6 +10,8 @@ pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 pub const TESTING_ORCHESTRATOR: &str = env!("WEFT_GUEST_TESTING_ORCHESTRATOR");
 pub const TESTING_ACTIVITIES: &str = env!("WEFT_GUEST_TESTING_ACTIVITIES");
 pub const BACKUP_ACTIVITIES: &str = env!("WEFT_GUEST_BACKUP_ACTIVITIES");
+/// A plain `wasi:cli/command` component: the wrong world for Weft.
+pub const WRONG_WORLD: &str = env!("WEFT_GUEST_TESTING_COMMAND");
 
 /// A scratch directory (the binary's working directory, so the allowed root) holding the
 /// data dir `.weft`.
