@@ -13,6 +13,7 @@ use crate::registry::Registry;
 use crate::store::{self, Event, Instance, Store, WorkItem, sqlite::SqliteStore};
 use crate::{blobs, engine};
 use chrono::Utc;
+use futures::FutureExt;
 use object_store::ObjectStore;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -111,6 +112,9 @@ pub struct Config {
     pub max_activities: usize,
     /// Orchestration instances kept hot at once; more wait their turn.
     pub max_orchestrations: usize,
+    /// How long an orchestrator instance may wait idle before it is evicted (and later
+    /// replayed); `None` keeps every instance hot until it ends.
+    pub evict_after: Option<Duration>,
     /// CPU and memory limits of every guest execution.
     pub guest_limits: GuestLimits,
     /// Test-only: a pause before every activity call, to widen crash windows.
@@ -128,6 +132,7 @@ impl Config {
             allowed_dirs: Vec::new(),
             max_activities: 16,
             max_orchestrations: 256,
+            evict_after: Some(Duration::from_secs(30)),
             guest_limits: GuestLimits::default(),
             activity_delay: None,
         }
@@ -346,7 +351,7 @@ impl Runtime {
     }
 
     /// Asks a running instance to end now, as Terminated.
-    pub fn terminate(&self, id: &str, reason: &str) -> Result<(), Error> {
+    pub fn terminate(self: &Arc<Self>, id: &str, reason: &str) -> Result<(), Error> {
         self.control(
             id,
             store::Event::ExecutionTerminated {
@@ -356,7 +361,7 @@ impl Runtime {
     }
 
     /// Pauses an instance: it records completions only once resumed.
-    pub fn suspend(&self, id: &str, reason: &str) -> Result<(), Error> {
+    pub fn suspend(self: &Arc<Self>, id: &str, reason: &str) -> Result<(), Error> {
         self.control(
             id,
             store::Event::ExecutionSuspended {
@@ -366,7 +371,7 @@ impl Runtime {
     }
 
     /// Lets a suspended instance go on.
-    pub fn resume(&self, id: &str, reason: &str) -> Result<(), Error> {
+    pub fn resume(self: &Arc<Self>, id: &str, reason: &str) -> Result<(), Error> {
         self.control(
             id,
             store::Event::ExecutionResumed {
@@ -375,7 +380,7 @@ impl Runtime {
         )
     }
 
-    fn control(&self, id: &str, event: store::Event) -> Result<(), Error> {
+    fn control(self: &Arc<Self>, id: &str, event: store::Event) -> Result<(), Error> {
         // Held throughout, so that no task can start for this instance meanwhile.
         let hot = lock(&self.hot);
         let instance = self
@@ -402,9 +407,8 @@ impl Runtime {
             return Ok(());
         }
         self.store.post_message(id, &event, Utc::now())?;
-        if let Some(wake) = hot.get(id) {
-            wake.notify_one();
-        }
+        drop(hot);
+        self.wake(id);
         Ok(())
     }
 
@@ -448,17 +452,31 @@ impl Runtime {
 
     /// Waits until no instance task is running: every instance this runtime could run
     /// has ended (those whose orchestrator is not loaded stay pending).
-    pub async fn wait_idle(&self) {
+    pub async fn wait_idle(&self) -> Result<(), Error> {
         let mut ended = self.ended.subscribe();
         loop {
             ended.borrow_and_update();
-            if lock(&self.hot).is_empty() {
-                return;
+            if !self.anything_to_run()? {
+                return Ok(());
             }
             if ended.changed().await.is_err() {
-                return;
+                return Ok(());
             }
         }
+    }
+
+    /// Whether an unfinished, unsuspended instance with a loaded orchestrator remains.
+    fn anything_to_run(&self) -> Result<bool, Error> {
+        for id in self.store.unfinished_instances()? {
+            if let Some(instance) = self.store.instance(&id)?
+                && instance.status != store::RuntimeStatus::Suspended
+                && self.orchestrators.get(&instance.name).is_some()
+                && !lock(&self.host_failures).contains_key(&id)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn spawn_instance(self: &Arc<Self>, id: String) {
@@ -475,7 +493,7 @@ impl Runtime {
         lock(&self.host_failures).remove(&id);
         let runtime = self.clone();
         tokio::spawn(async move {
-            let result = runtime.run_instance(&id, wake).await;
+            let result = runtime.run_instance(&id, wake.clone()).await;
             lock(&runtime.hot).remove(&id);
             match result {
                 Err(reason) => {
@@ -490,7 +508,14 @@ impl Runtime {
                         runtime.spawn_instance(id);
                     }
                 }
-                Ok(_) => {}
+                // Evicted while idle. A message that came after it stopped listening left
+                // a permit; later ones find it gone and start it themselves.
+                Ok(Some(_)) => {
+                    if wake.notified().now_or_never().is_some() {
+                        runtime.spawn_instance(id);
+                    }
+                }
+                Ok(None) => {}
             }
             runtime.ended.send_modify(|count| *count += 1);
         });
@@ -528,6 +553,7 @@ impl Runtime {
             wake,
             work_ready: self.work_ready.clone(),
             limits: self.config.guest_limits,
+            evict_after: self.config.evict_after,
         };
         let status = orchestrator::run_instance(&env, &self.orchestrators, &instance)
             .await
@@ -722,7 +748,7 @@ impl Runtime {
     }
 
     /// Commits an activity's final outcome and wakes its instance.
-    fn record(&self, item: &WorkItem, completion: Event) {
+    fn record(self: &Arc<Self>, item: &WorkItem, completion: Event) {
         match self
             .store
             .complete_work(item, &self.owner, &completion, Utc::now())
@@ -737,9 +763,15 @@ impl Runtime {
         }
     }
 
-    fn wake(&self, instance_id: &str) {
-        if let Some(wake) = lock(&self.hot).get(instance_id) {
-            wake.notify_one();
+    /// Tells an instance that its inbox has news, starting it if it is not running here.
+    fn wake(self: &Arc<Self>, instance_id: &str) {
+        let hot = lock(&self.hot);
+        match hot.get(instance_id) {
+            Some(wake) => wake.notify_one(),
+            None => {
+                drop(hot);
+                self.spawn_instance(instance_id.to_string());
+            }
         }
     }
 }

@@ -413,7 +413,11 @@ fn lists_page_with_the_continuation_header_and_filter() {
 #[test]
 fn terminate_suspend_resume_and_purge() {
     let scratch = Scratch::new();
-    let server = Server::start(&scratch, "127.0.0.1:0", &testing_components());
+    // Instances idle for 100 ms are evicted, so terminate, suspend and resume also reach
+    // instances that are not in memory.
+    let mut args = vec!["--evict-after-ms", "100"];
+    args.extend(testing_components());
+    let server = Server::start(&scratch, "127.0.0.1:0", &args);
     let client = client();
 
     // Terminate a long sleep.

@@ -137,3 +137,39 @@ fn bad_command_lines_fail_before_anything_is_written() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("no instance with id 'no-such-id'"));
 }
+
+#[test]
+fn instances_evicted_while_idle_replay_to_the_same_result() {
+    let scratch = Scratch::new();
+    let site = scratch.path().join("site");
+    for i in 0..8 {
+        write(&site, &format!("f{i}.txt"), &bytes(i, 300 + i as usize));
+    }
+    let total: u64 = files_under(&site).iter().map(|(_, size)| size).sum();
+    let output = scratch.run(&[
+        "run",
+        "E2_BackupSiteContent",
+        "--input",
+        "\"site\"",
+        "--evict-after-ms",
+        "20",
+        "--max-activities",
+        "1",
+        "--test-activity-delay-ms",
+        "100",
+    ]);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(last_line(&output), total.to_string());
+    let log = String::from_utf8_lossy(&output.stderr);
+    let evictions = log.matches("evicted while idle").count();
+    assert!(
+        evictions >= 5,
+        "the instance was evicted between completions ({evictions} times):\n{log}"
+    );
+
+    // Replays add nothing to the history: one schedule and one completion per task.
+    let history = scratch.history(&scratch.instance_ids()[0]);
+    let count = |kind: &str| history.iter().filter(|e| e["eventType"] == kind).count();
+    assert_eq!((count("TaskScheduled"), count("TaskCompleted")), (9, 9));
+    assert!(!log.contains("NonDeterminism"));
+}

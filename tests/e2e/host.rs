@@ -289,7 +289,7 @@ async fn an_instance_no_loaded_component_can_run_can_still_be_terminated() {
         .await
         .expect("open the runtime again");
     runtime.start_workers().expect("start workers");
-    runtime.wait_idle().await;
+    runtime.wait_idle().await.expect("idle");
     let store = runtime.store().clone();
     assert_eq!(
         store.instance("orphan").expect("read").map(|i| i.status),

@@ -114,6 +114,10 @@ struct HostArgs {
     /// Largest JSON payload (input, output, custom status), in KiB.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     max_payload_kib: u64,
+    /// Evict an orchestrator instance that has waited this long (it replays when its
+    /// next message comes); 0 keeps instances hot until they end.
+    #[arg(long, default_value_t = 30_000)]
+    evict_after_ms: u64,
     /// Test only: pause this long before each activity call.
     #[arg(long, hide = true)]
     test_activity_delay_ms: Option<u64>,
@@ -141,6 +145,8 @@ impl HostArgs {
             memory: (self.guest_memory_mib as usize) << 20,
             payload: (self.max_payload_kib as usize) << 10,
         };
+        config.evict_after =
+            (self.evict_after_ms > 0).then(|| Duration::from_millis(self.evict_after_ms));
         config.activity_delay = self.test_activity_delay_ms.map(Duration::from_millis);
         config
     }
@@ -340,7 +346,7 @@ async fn resume(host: &HostArgs) -> Result<ExitCode> {
     eprintln!("resuming {} unfinished instance(s)", pending.len());
     runtime.start_workers()?;
     tokio::select! {
-        () = runtime.wait_idle() => {}
+        idle = runtime.wait_idle() => idle?,
         signal = stop_signal() => return stop(&runtime, signal?).await,
     }
     let mut code = ExitCode::SUCCESS;

@@ -122,6 +122,7 @@ pub struct OrchestrationState {
     budget: Budget,
     /// What the guest last wrote to stderr.
     stderr: StderrTail,
+    evict_after: Option<std::time::Duration>,
 }
 
 impl OrchestrationState {
@@ -141,6 +142,7 @@ impl OrchestrationState {
             work_ready: Arc::new(Notify::new()),
             wasi: sandbox::wasi_ctx("", &clock, &StderrTail::default()),
             stderr: StderrTail::default(),
+            evict_after: None,
             clock,
             table: ResourceTable::new(),
             budget: Budget::new(GuestLimits::default()),
@@ -216,17 +218,30 @@ impl OrchestrationState {
 
     /// Waits until the inbox holds something deliverable and opens an episode with it.
     /// While the instance is suspended, it records that and keeps waiting.
-    async fn next_episode(&mut self) -> Result<(), store::Error> {
+    ///
+    /// Returns false if nothing arrived within the idle time: everything is committed,
+    /// and the instance should be evicted (a later message replays it anew).
+    async fn next_episode(&mut self) -> Result<bool, store::Error> {
         loop {
             if self.take_inbox()? {
                 if self.replay.termination().is_some() || !self.replay.is_suspended() {
-                    return Ok(());
+                    return Ok(true);
                 }
                 self.checkpoint(RuntimeStatus::Suspended, None)?;
                 continue;
             }
             // A message posted after the read above stores a permit, so none is lost.
-            self.wake.notified().await;
+            match self.evict_after {
+                None => self.wake.notified().await,
+                Some(idle) => {
+                    if tokio::time::timeout(idle, self.wake.notified())
+                        .await
+                        .is_err()
+                    {
+                        return Ok(false);
+                    }
+                }
+            }
         }
     }
 
@@ -251,6 +266,12 @@ impl OrchestrationState {
 #[error("terminated: {0}")]
 pub(crate) struct Terminated(pub String);
 
+/// The instance waited longer than the idle time; unwinds the guest so that the wasm
+/// instance and its slot are freed. Its state is all in the history.
+#[derive(Debug, thiserror::Error)]
+#[error("evicted while idle")]
+pub(crate) struct Evicted;
+
 impl HasBudget for OrchestrationState {
     fn budget(&mut self) -> &mut Budget {
         &mut self.budget
@@ -274,10 +295,12 @@ pub struct InstanceEnv {
     /// Notified when an episode enqueues activity work.
     pub work_ready: Arc<Notify>,
     pub limits: GuestLimits,
+    /// Evict the instance after waiting this long; `None` keeps it hot until it ends.
+    pub evict_after: Option<std::time::Duration>,
 }
 
-/// Runs `instance` until it completes or fails, replaying its history first. Returns the
-/// status it ended in.
+/// Runs `instance`, replaying its history first, until it ends or is evicted while idle.
+/// Returns its status then: terminal if it ended.
 pub async fn run_instance(
     env: &InstanceEnv,
     registry: &Registry<OrchestratorComponent>,
@@ -310,6 +333,7 @@ pub async fn run_instance(
         clock,
         stderr,
         budget: Budget::new(env.limits),
+        evict_after: env.evict_after,
         ..OrchestrationState::probe()
     };
     if !state.take_inbox()? {
@@ -318,7 +342,9 @@ pub async fn run_instance(
     if state.replay.is_suspended() && state.replay.termination().is_none() {
         // Suspended before it could run: record that, and run nothing until resumed.
         state.checkpoint(RuntimeStatus::Suspended, None)?;
-        state.next_episode().await?;
+        if !state.next_episode().await? {
+            return Ok(RuntimeStatus::Suspended);
+        }
     }
     state.sync_clock();
 
@@ -350,6 +376,10 @@ pub async fn run_instance(
                     Err(message) => Ended::Failed(message),
                 },
                 Ok(Err(error)) => Ended::Failed(describe_run_error(&instance.name, error)),
+                Err(trap) if trap.downcast_ref::<Evicted>().is_some() => {
+                    tracing::info!(instance = %instance.id, "evicted while idle; the next message replays it");
+                    return Ok(state.live_status());
+                }
                 Err(trap) => describe_failure(&trap, &env.limits, &state.stderr)?,
             }
         }

@@ -1,7 +1,7 @@
 //! `weft:orchestration/context`: everything an orchestrator may ask of the host. Each
 //! answer comes from, or is recorded in, the replay state, never from the outside world.
 
-use super::super::{OrchestrationState, Terminated};
+use super::super::{Evicted, OrchestrationState, Terminated};
 use crate::bindings::orchestration::weft::orchestration::context::{Host, Task};
 use crate::bindings::orchestration::weft::orchestration::types::{
     LogLevel, RetryPolicy, TaskError,
@@ -30,7 +30,9 @@ impl OrchestrationState {
                 return Ok(found);
             }
             self.checkpoint(self.live_status(), None).map_err(trap)?;
-            self.next_episode().await.map_err(trap)?;
+            if !self.next_episode().await.map_err(trap)? {
+                return Err(trap(Evicted));
+            }
             if let Some(reason) = self.replay.termination() {
                 return Err(trap(Terminated(reason.to_string())));
             }
