@@ -2,6 +2,7 @@
 //! resume, events and purge, with Durable Functions' status codes.
 
 use super::{Error, INSTANCES, Shared, base_url};
+use crate::runtime::{self, Runtime};
 use crate::status;
 use crate::store::{InstanceFilter, RuntimeStatus};
 use axum::Json;
@@ -11,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// The paging header of the list and purge routes.
 const CONTINUATION: &str = "x-ms-continuation-token";
@@ -166,8 +168,20 @@ pub struct ReasonQuery {
     reason: Option<String>,
 }
 
-fn accepted() -> Response {
-    StatusCode::ACCEPTED.into_response()
+/// A control request: 202 once the message is posted.
+fn control(
+    state: Shared,
+    id: &str,
+    reason: Option<String>,
+    default_reason: &str,
+    post: fn(&Arc<Runtime>, &str, &str) -> Result<(), runtime::Error>,
+) -> Result<Response, Error> {
+    post(
+        &state.0.runtime,
+        id,
+        reason.as_deref().unwrap_or(default_reason),
+    )?;
+    Ok(StatusCode::ACCEPTED.into_response())
 }
 
 pub async fn terminate(
@@ -175,11 +189,13 @@ pub async fn terminate(
     Path(id): Path<String>,
     Query(query): Query<ReasonQuery>,
 ) -> Result<Response, Error> {
-    state.0.runtime.terminate(
+    control(
+        state,
         &id,
-        query.reason.as_deref().unwrap_or("terminated by a client"),
-    )?;
-    Ok(accepted())
+        query.reason,
+        "terminated by a client",
+        Runtime::terminate,
+    )
 }
 
 pub async fn suspend(
@@ -187,11 +203,13 @@ pub async fn suspend(
     Path(id): Path<String>,
     Query(query): Query<ReasonQuery>,
 ) -> Result<Response, Error> {
-    state.0.runtime.suspend(
+    control(
+        state,
         &id,
-        query.reason.as_deref().unwrap_or("suspended by a client"),
-    )?;
-    Ok(accepted())
+        query.reason,
+        "suspended by a client",
+        Runtime::suspend,
+    )
 }
 
 pub async fn resume(
@@ -199,11 +217,13 @@ pub async fn resume(
     Path(id): Path<String>,
     Query(query): Query<ReasonQuery>,
 ) -> Result<Response, Error> {
-    state.0.runtime.resume(
+    control(
+        state,
         &id,
-        query.reason.as_deref().unwrap_or("resumed by a client"),
-    )?;
-    Ok(accepted())
+        query.reason,
+        "resumed by a client",
+        Runtime::resume,
+    )
 }
 
 pub async fn raise_event(_state: Shared, Path((_id, event)): Path<(String, String)>) -> Error {
