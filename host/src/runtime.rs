@@ -393,9 +393,11 @@ impl Runtime {
                 status: instance.status,
             });
         }
-        if let (None, store::Event::ExecutionTerminated { reason }) = (hot.get(id), &event) {
-            // No task here runs this instance (its orchestrator is not loaded, or the host
-            // failed it), so nothing would read the message: end it directly.
+        // Nothing would read a terminate message if no task here runs the instance (it was
+        // evicted, or the host failed it), or none can (its orchestrator is not loaded; a task for it
+        // exits without reading): end it directly. Such a task writes nothing.
+        let runnable = hot.contains_key(id) && self.orchestrators.get(&instance.name).is_some();
+        if let (false, store::Event::ExecutionTerminated { reason }) = (runnable, &event) {
             orchestrator::end_without_replay(
                 &*self.store,
                 &instance,

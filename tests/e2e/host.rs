@@ -103,6 +103,14 @@ impl ObjectStore for FlakyStore {
     }
 }
 
+/// Awaits `future`, failing the test if it takes more than two minutes (a safety net,
+/// not a timing assertion).
+async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(120), future)
+        .await
+        .expect("finished within the safety limit")
+}
+
 fn config(scratch: &Scratch) -> Config {
     let mut config = Config::new(scratch.data_dir());
     config.cache_dir = Some(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("weft-cache"));
@@ -289,7 +297,7 @@ async fn an_instance_no_loaded_component_can_run_can_still_be_terminated() {
         .await
         .expect("open the runtime again");
     runtime.start_workers().expect("start workers");
-    runtime.wait_idle().await.expect("idle");
+    within(runtime.wait_idle()).await.expect("idle");
     let store = runtime.store().clone();
     assert_eq!(
         store.instance("orphan").expect("read").map(|i| i.status),
@@ -299,7 +307,7 @@ async fn an_instance_no_loaded_component_can_run_can_still_be_terminated() {
     runtime
         .terminate("orphan", "cleaning up")
         .expect("terminate");
-    let ended = runtime.wait("orphan").await.expect("wait");
+    let ended = within(runtime.wait("orphan")).await.expect("wait");
     assert_eq!(
         (ended.status, ended.output.as_deref()),
         (RuntimeStatus::Terminated, Some("\"cleaning up\""))
