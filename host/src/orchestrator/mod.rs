@@ -5,7 +5,8 @@
 //! finished, the `context` import commits the episode (new events, the work items they
 //! cause, and the inbox messages consumed) in one transaction, then sleeps until
 //! completions arrive in the instance's inbox and opens the next episode with all of them
-//! at once. So a fan-in of N results costs O(N) work and no replays.
+//! at once. So a fan-in of N results costs O(N) work and no replays while the instance
+//! stays hot; an instance evicted after waiting idle is replayed on its next message.
 
 mod imports;
 mod sandbox;

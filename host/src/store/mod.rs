@@ -356,7 +356,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool>;
     /// Puts a leased work item back for another attempt at `retry_at` and posts `notice`
     /// (a `TaskRetrying` event) to the instance's inbox. Returns false, changing nothing,
-    /// if `owner` no longer holds the lease.
+    /// unless `owner` still holds this attempt's lease.
     fn retry_work(
         &self,
         item: &WorkItem,
