@@ -2,9 +2,8 @@
 //! resume, events and purge, with Durable Functions' status codes.
 
 use super::{Error, INSTANCES, Shared, base_url};
-use crate::runtime::{self, Runtime};
 use crate::status;
-use crate::store::{InstanceFilter, RuntimeStatus};
+use crate::store::{Event, InstanceFilter, RuntimeStatus};
 use axum::Json;
 use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header as headers};
@@ -12,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::sync::Arc;
 
 /// The paging header of the list and purge routes.
 const CONTINUATION: &str = "x-ms-continuation-token";
@@ -39,7 +37,8 @@ pub async fn status(
     let api = state.0;
     let store = api.runtime.store();
     let instance = store
-        .instance(&id)?
+        .instance(&id)
+        .await?
         .ok_or_else(|| Error::NotFound(format!("no instance with id '{id}'")))?;
     let mut body = status::instance_json(&instance);
     if query.show_input == Some(false)
@@ -49,7 +48,8 @@ pub async fn status(
     }
     if query.show_history {
         let events: Vec<Value> = store
-            .history(&id)?
+            .history(&id)
+            .await?
             .iter()
             .map(|event| {
                 let mut value = status::event_json(event);
@@ -147,12 +147,12 @@ pub async fn list(
     if page == 0 {
         return Err(Error::BadRequest("top must be at least 1".to_string()));
     }
-    let mut instances =
-        state
-            .0
-            .runtime
-            .store()
-            .list_instances(&filter, skip, page.saturating_add(1))?;
+    let mut instances = state
+        .0
+        .runtime
+        .store()
+        .list_instances(&filter, skip, page.saturating_add(1))
+        .await?;
     let more = instances.len() > page;
     instances.truncate(page);
     let body: Vec<Value> = instances.iter().map(status::instance_json).collect();
@@ -169,18 +169,15 @@ pub struct ReasonQuery {
 }
 
 /// A control request: 202 once the message is posted.
-fn control(
+async fn control(
     state: Shared,
     id: &str,
     reason: Option<String>,
     default_reason: &str,
-    post: fn(&Arc<Runtime>, &str, &str) -> Result<(), runtime::Error>,
+    event: fn(String) -> Event,
 ) -> Result<Response, Error> {
-    post(
-        &state.0.runtime,
-        id,
-        reason.as_deref().unwrap_or(default_reason),
-    )?;
+    let reason = reason.unwrap_or_else(|| default_reason.to_string());
+    state.0.runtime.control(id, event(reason)).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
@@ -189,13 +186,8 @@ pub async fn terminate(
     Path(id): Path<String>,
     Query(query): Query<ReasonQuery>,
 ) -> Result<Response, Error> {
-    control(
-        state,
-        &id,
-        query.reason,
-        "terminated by a client",
-        Runtime::terminate,
-    )
+    let event = |reason| Event::ExecutionTerminated { reason };
+    control(state, &id, query.reason, "terminated by a client", event).await
 }
 
 pub async fn suspend(
@@ -203,13 +195,8 @@ pub async fn suspend(
     Path(id): Path<String>,
     Query(query): Query<ReasonQuery>,
 ) -> Result<Response, Error> {
-    control(
-        state,
-        &id,
-        query.reason,
-        "suspended by a client",
-        Runtime::suspend,
-    )
+    let event = |reason| Event::ExecutionSuspended { reason };
+    control(state, &id, query.reason, "suspended by a client", event).await
 }
 
 pub async fn resume(
@@ -217,13 +204,8 @@ pub async fn resume(
     Path(id): Path<String>,
     Query(query): Query<ReasonQuery>,
 ) -> Result<Response, Error> {
-    control(
-        state,
-        &id,
-        query.reason,
-        "resumed by a client",
-        Runtime::resume,
-    )
+    let event = |reason| Event::ExecutionResumed { reason };
+    control(state, &id, query.reason, "resumed by a client", event).await
 }
 
 pub async fn raise_event(_state: Shared, Path((_id, event)): Path<(String, String)>) -> Error {
@@ -237,7 +219,7 @@ pub async fn rewind(_state: Shared, Path(_id): Path<String>) -> Error {
 }
 
 pub async fn purge(state: Shared, Path(id): Path<String>) -> Result<Response, Error> {
-    if state.0.runtime.store().purge(&id)? {
+    if state.0.runtime.store().purge(&id).await? {
         Ok(Json(json!({ "instancesDeleted": 1 })).into_response())
     } else {
         Err(Error::NotFound(format!("no instance with id '{id}'")))
@@ -245,7 +227,7 @@ pub async fn purge(state: Shared, Path(id): Path<String>) -> Result<Response, Er
 }
 
 pub async fn purge_many(state: Shared, Query(query): Query<ListQuery>) -> Result<Response, Error> {
-    let deleted = state.0.runtime.store().purge_many(&query.filter()?)?;
+    let deleted = state.0.runtime.store().purge_many(&query.filter()?).await?;
     if deleted == 0 {
         return Err(Error::NotFound(
             "no ended instance matches the filter".to_string(),

@@ -64,7 +64,7 @@ async fn start_instance(
 ) -> Result<Response, Error> {
     let api = state.0;
     let input = input(&request, &body)?;
-    let instance = api.runtime.start(&name, &input, id.as_deref())?;
+    let instance = api.runtime.start(&name, &input, id.as_deref()).await?;
 
     let base = base_url(&request);
     let code = &api.key;

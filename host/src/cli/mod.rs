@@ -187,27 +187,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
         )),
         Command::Resume { host } => block_on(resume(&host)),
         Command::Serve { addr, key, host } => block_on(serve(addr, key, &host)),
-        Command::Status { id, data } => {
-            let instance = find(&open_store(&data)?, &id)?;
+        Command::Status { id, data } => block_on(async move {
+            let instance = find(&open_store(&data)?, &id).await?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&status::instance_json(&instance))?
             );
             Ok(ExitCode::SUCCESS)
-        }
-        Command::History { id, data } => {
+        }),
+        Command::History { id, data } => block_on(async move {
             let store = open_store(&data)?;
-            find(&store, &id)?;
+            find(&store, &id).await?;
+            let history = store.history(&id).await?;
             let mut out = std::io::stdout().lock();
-            for event in store.history(&id)? {
+            for event in history {
                 writeln!(out, "{}", status::event_json(&event))?;
             }
             Ok(ExitCode::SUCCESS)
-        }
-        Command::List { json, data } => {
-            list(&open_store(&data)?, json)?;
+        }),
+        Command::List { json, data } => block_on(async move {
+            list(&open_store(&data)?, json).await?;
             Ok(ExitCode::SUCCESS)
-        }
+        }),
     }
 }
 
@@ -240,9 +241,10 @@ fn display(path: &Path) -> String {
     path.display().to_string()
 }
 
-fn find(store: &dyn Store, id: &str) -> Result<Instance> {
+async fn find(store: &dyn Store, id: &str) -> Result<Instance> {
     store
-        .instance(id)?
+        .instance(id)
+        .await?
         .with_context(|| format!("no instance with id '{id}'"))
 }
 
@@ -253,9 +255,9 @@ async fn run_orchestration(
     host: &HostArgs,
 ) -> Result<ExitCode> {
     let runtime = Runtime::open(host.config()).await?;
-    let instance = runtime.create(name, input, id)?;
+    let instance = runtime.create(name, input, id).await?;
     eprintln!("instance {} of {name} started", instance.id);
-    runtime.start_workers()?;
+    runtime.start_workers().await?;
     let bar = progress::show(runtime.store().clone(), &instance.id);
     let ended = tokio::select! {
         ended = runtime.wait(&instance.id) => ended,
@@ -279,7 +281,7 @@ async fn serve(
         Some(_) => bail!("the API key must not be empty"),
         None => api::key::load_or_create(runtime.data_dir())?,
     };
-    runtime.start_workers()?;
+    runtime.start_workers().await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -342,16 +344,16 @@ fn finish(instance: &Instance) -> Result<ExitCode> {
 
 async fn resume(host: &HostArgs) -> Result<ExitCode> {
     let runtime = Runtime::open(host.config()).await?;
-    let pending = runtime.store().unfinished_instances()?;
+    let pending = runtime.store().unfinished_instances().await?;
     eprintln!("resuming {} unfinished instance(s)", pending.len());
-    runtime.start_workers()?;
+    runtime.start_workers().await?;
     tokio::select! {
         idle = runtime.wait_idle() => idle?,
         signal = stop_signal() => return stop(&runtime, signal?).await,
     }
     let mut code = ExitCode::SUCCESS;
     for id in pending {
-        let instance = find(&**runtime.store(), &id)?;
+        let instance = find(&**runtime.store(), &id).await?;
         eprintln!(
             "instance {id} ({}): {}",
             instance.name,
@@ -364,9 +366,11 @@ async fn resume(host: &HostArgs) -> Result<ExitCode> {
     Ok(code)
 }
 
-fn list(store: &dyn Store, json: bool) -> Result<()> {
+async fn list(store: &dyn Store, json: bool) -> Result<()> {
+    let instances = store
+        .list_instances(&Default::default(), 0, usize::MAX)
+        .await?;
     let mut out = std::io::stdout().lock();
-    let instances = store.list_instances(&Default::default(), 0, usize::MAX)?;
     if json {
         for instance in &instances {
             writeln!(out, "{}", status::instance_json(instance))?;

@@ -112,6 +112,10 @@ pub struct OrchestrationState {
     replay: Replay,
     /// Inbox messages consumed by the episode in progress.
     consumed: Vec<i64>,
+    /// The id of the last inbox message read: each read asks only for newer ones.
+    inbox_cursor: i64,
+    /// Completions read while the instance was suspended, delivered once it resumes.
+    held: Vec<store::InboxMessage>,
     custom_status: Option<String>,
     guids: u64,
     store: Option<Arc<dyn Store>>,
@@ -136,6 +140,8 @@ impl OrchestrationState {
             replay: Replay::new(&[])
                 .unwrap_or_else(|_| unreachable!("an empty history is well-formed")),
             consumed: Vec::new(),
+            inbox_cursor: 0,
+            held: Vec::new(),
             custom_status: None,
             guids: 0,
             store: None,
@@ -158,7 +164,7 @@ impl OrchestrationState {
     }
 
     /// Commits the episode in progress with `status`.
-    fn checkpoint(
+    async fn checkpoint(
         &mut self,
         status: RuntimeStatus,
         output: Option<&str>,
@@ -168,21 +174,22 @@ impl OrchestrationState {
         if events.is_empty() && self.consumed.is_empty() && !status.is_terminal() {
             return Ok(());
         }
-        store.checkpoint(&store::Checkpoint {
-            instance_id: &self.instance_id,
-            first_seq,
-            events: &events,
-            consumed: &self.consumed,
-            status,
-            output,
-            custom_status: self.custom_status.as_deref(),
-            now: Utc::now(),
-        })?;
-        self.consumed.clear();
-        if events
+        let schedules = events
             .iter()
-            .any(|(_, event)| matches!(event, store::Event::TaskScheduled { .. }))
-        {
+            .any(|(_, event)| matches!(event, store::Event::TaskScheduled { .. }));
+        store
+            .checkpoint(store::Checkpoint {
+                instance_id: self.instance_id.clone(),
+                first_seq,
+                events,
+                consumed: std::mem::take(&mut self.consumed),
+                status,
+                output: output.map(str::to_string),
+                custom_status: self.custom_status.clone(),
+                now: Utc::now(),
+            })
+            .await?;
+        if schedules {
             self.work_ready.notify_one();
         }
         Ok(())
@@ -190,12 +197,21 @@ impl OrchestrationState {
 
     /// Opens an episode with what the inbox holds that may be delivered now: control
     /// messages always, completions only while the instance is not suspended (the rest
-    /// wait in the inbox). Returns false if there was nothing to take.
-    fn take_inbox(&mut self) -> Result<bool, store::Error> {
-        let messages = self.store_handle()?.inbox(&self.instance_id)?;
+    /// are held until it resumes). Returns false if there was nothing to take.
+    ///
+    /// Only messages newer than the last one read are fetched, so a suspended instance
+    /// that keeps receiving completions never reads one twice.
+    async fn take_inbox(&mut self) -> Result<bool, store::Error> {
+        let new = self
+            .store_handle()?
+            .inbox(&self.instance_id, self.inbox_cursor)
+            .await?;
+        if let Some(last) = new.last() {
+            self.inbox_cursor = last.id;
+        }
         let mut suspended = self.replay.is_suspended();
         let mut taken = Vec::new();
-        for message in messages {
+        for message in std::mem::take(&mut self.held).into_iter().chain(new) {
             match &message.event {
                 store::Event::ExecutionSuspended { .. } => suspended = true,
                 store::Event::ExecutionResumed { .. } => suspended = false,
@@ -203,7 +219,10 @@ impl OrchestrationState {
                     taken.push(message);
                     break;
                 }
-                _ if suspended => continue,
+                _ if suspended => {
+                    self.held.push(message);
+                    continue;
+                }
                 _ => {}
             }
             taken.push(message);
@@ -224,11 +243,11 @@ impl OrchestrationState {
     /// and the instance should be evicted (a later message replays it anew).
     async fn next_episode(&mut self) -> Result<bool, store::Error> {
         loop {
-            if self.take_inbox()? {
+            if self.take_inbox().await? {
                 if self.replay.termination().is_some() || !self.replay.is_suspended() {
                     return Ok(true);
                 }
-                self.checkpoint(RuntimeStatus::Suspended, None)?;
+                self.checkpoint(RuntimeStatus::Suspended, None).await?;
                 continue;
             }
             // A message posted after the read above stores a permit, so none is lost.
@@ -307,14 +326,14 @@ pub async fn run_instance(
     registry: &Registry<OrchestratorComponent>,
     instance: &Instance,
 ) -> Result<RuntimeStatus, RunFailure> {
-    let history = env.store.history(&instance.id)?;
+    let history = env.store.history(&instance.id).await?;
     let replay = match Replay::new(&history) {
         Ok(replay) => replay,
         Err(error) => {
             // The instance cannot be replayed; record why without touching its history.
             tracing::error!(instance = %instance.id, "{error}");
             let failed = RuntimeStatus::Failed;
-            end_without_replay(&*env.store, instance, failed, &error.to_string())?;
+            end_without_replay(&*env.store, instance, failed, &error.to_string()).await?;
             return Ok(failed);
         }
     };
@@ -337,12 +356,12 @@ pub async fn run_instance(
         evict_after: env.evict_after,
         ..OrchestrationState::probe()
     };
-    if !state.take_inbox()? {
+    if !state.take_inbox().await? {
         state.replay.begin_episode(Utc::now(), []);
     }
     if state.replay.is_suspended() && state.replay.termination().is_none() {
         // Suspended before it could run: record that, and run nothing until resumed.
-        state.checkpoint(RuntimeStatus::Suspended, None)?;
+        state.checkpoint(RuntimeStatus::Suspended, None).await?;
         if !state.next_episode().await? {
             return Ok(RuntimeStatus::Suspended);
         }
@@ -404,7 +423,7 @@ pub async fn run_instance(
             (RuntimeStatus::Terminated, json_string(&reason))
         }
     };
-    state.checkpoint(status, Some(&output))?;
+    state.checkpoint(status, Some(&output)).await?;
     Ok(status)
 }
 
@@ -463,13 +482,13 @@ fn describe_failure(
 /// Ends an instance without running its orchestrator, appending only the final event:
 /// `ExecutionTerminated` for [`RuntimeStatus::Terminated`], else `ExecutionFailed`. Used
 /// when the history cannot be replayed, or no task here can run the instance.
-pub(crate) fn end_without_replay(
+pub(crate) async fn end_without_replay(
     store: &dyn Store,
     instance: &Instance,
     status: RuntimeStatus,
     message: &str,
 ) -> Result<(), store::Error> {
-    let first_seq = store.history(&instance.id)?.len() as u64;
+    let first_seq = store.history(&instance.id).await?.len() as u64;
     let event = match status {
         RuntimeStatus::Terminated => store::Event::ExecutionTerminated {
             reason: message.to_string(),
@@ -479,16 +498,18 @@ pub(crate) fn end_without_replay(
         },
     };
     let now = Utc::now();
-    store.checkpoint(&store::Checkpoint {
-        instance_id: &instance.id,
-        first_seq,
-        events: &[(now, event)],
-        consumed: &[],
-        status,
-        output: Some(&json_string(message)),
-        custom_status: instance.custom_status.as_deref(),
-        now,
-    })
+    store
+        .checkpoint(store::Checkpoint {
+            instance_id: instance.id.clone(),
+            first_seq,
+            events: vec![(now, event)],
+            consumed: Vec::new(),
+            status,
+            output: Some(json_string(message)),
+            custom_status: instance.custom_status.clone(),
+            now,
+        })
+        .await
 }
 
 fn describe_run_error(name: &str, error: RunError) -> String {

@@ -93,6 +93,19 @@ pub struct Replay {
     suspended: bool,
     /// A client asked to terminate the instance, with this reason.
     termination: Option<String>,
+    /// Tasks whose completion was recorded since a wait last looked: a wait that is
+    /// already under way checks only these, so each episode costs what it delivers.
+    fresh: Vec<u32>,
+}
+
+/// A `when-all` or `when-any` under way: the tasks it still waits for. It is built once
+/// per wait (O(tasks)) and then only told of fresh completions (O(delivered)).
+#[derive(Debug, Default)]
+pub struct Wait {
+    /// `None` until the first look.
+    missing: Option<std::collections::HashSet<u32>>,
+    /// Whether one of the tasks has finished.
+    any_done: bool,
 }
 
 impl Replay {
@@ -111,6 +124,7 @@ impl Replay {
             finished: false,
             suspended: false,
             termination: None,
+            fresh: Vec::new(),
         };
         for (index, event) in history.iter().enumerate() {
             if event.seq != index as u64 {
@@ -179,6 +193,7 @@ impl Replay {
             outcome,
         };
         self.completions.insert(task_id, completion);
+        self.fresh.push(task_id);
         true
     }
 
@@ -284,9 +299,16 @@ impl Replay {
     }
 
     /// The outcomes of all `tasks` in order, if every one has finished; `None` means the
-    /// code must wait for another episode.
-    pub fn when_all(&mut self, tasks: &[u32]) -> Result<Option<Vec<Outcome>>, Error> {
-        self.check_known(tasks)?;
+    /// code must wait for another episode. Call it again with the same `wait` after each
+    /// episode: only the completions delivered since are looked at.
+    pub fn when_all(
+        &mut self,
+        tasks: &[u32],
+        wait: &mut Wait,
+    ) -> Result<Option<Vec<Outcome>>, Error> {
+        if !self.narrow(tasks, wait)?.is_empty() {
+            return Ok(None);
+        }
         let mut outcomes = Vec::with_capacity(tasks.len());
         let mut last_episode = self.current_episode;
         for task in tasks {
@@ -300,9 +322,13 @@ impl Replay {
         Ok(Some(outcomes))
     }
 
-    /// The index in `tasks` of the one that finished first (in history order), if any has.
-    pub fn when_any(&mut self, tasks: &[u32]) -> Result<Option<u32>, Error> {
-        self.check_known(tasks)?;
+    /// The index in `tasks` of the one that finished first (in history order), if any
+    /// has. Like [`Replay::when_all`], it looks only at fresh completions on later calls.
+    pub fn when_any(&mut self, tasks: &[u32], wait: &mut Wait) -> Result<Option<u32>, Error> {
+        self.narrow(tasks, wait)?;
+        if !wait.any_done {
+            return Ok(None);
+        }
         let first = tasks
             .iter()
             .enumerate()
@@ -316,6 +342,33 @@ impl Replay {
             self.current_episode = self.current_episode.max(episode);
             index as u32
         }))
+    }
+
+    /// Brings `wait` up to date and returns the tasks it still misses.
+    fn narrow<'w>(
+        &mut self,
+        tasks: &[u32],
+        wait: &'w mut Wait,
+    ) -> Result<&'w std::collections::HashSet<u32>, Error> {
+        let fresh = std::mem::take(&mut self.fresh);
+        match &mut wait.missing {
+            Some(missing) => {
+                for task in fresh {
+                    wait.any_done |= missing.remove(&task);
+                }
+            }
+            None => {
+                self.check_known(tasks)?;
+                let missing: std::collections::HashSet<u32> = tasks
+                    .iter()
+                    .copied()
+                    .filter(|task| !self.completions.contains_key(task))
+                    .collect();
+                wait.any_done = tasks.iter().any(|task| !missing.contains(task));
+                wait.missing = Some(missing);
+            }
+        }
+        Ok(wait.missing.get_or_insert_default())
     }
 
     /// The code returned. Fails if the history recorded tasks the code no longer schedules.

@@ -49,7 +49,7 @@ fn history(events: &[(u32, Event)]) -> Vec<HistoryEvent> {
 /// Returns `None` where the program would block.
 fn fan_out(replay: &mut Replay) -> Result<Option<u64>, Error> {
     let list = replay.call_activity("List", "\"/r\"", None)?;
-    let Some(outcomes) = replay.when_all(&[list])? else {
+    let Some(outcomes) = replay.when_all(&[list], &mut Wait::default())? else {
         return Ok(None);
     };
     let Outcome::Completed(files) = &outcomes[0] else {
@@ -60,7 +60,7 @@ fn fan_out(replay: &mut Replay) -> Result<Option<u64>, Error> {
         .iter()
         .map(|file| replay.call_activity("Copy", &format!("\"{file}\""), None))
         .collect::<Result<Vec<_>, _>>()?;
-    let Some(outcomes) = replay.when_all(&tasks)? else {
+    let Some(outcomes) = replay.when_all(&tasks, &mut Wait::default())? else {
         return Ok(None);
     };
     Ok(Some(
@@ -194,7 +194,10 @@ fn returning_before_a_recorded_command_is_nondeterminism() {
 fn waiting_on_a_task_never_scheduled_is_an_error() {
     let mut replay = Replay::new(&history(&[(0, started())])).unwrap();
     replay.begin_episode(at(1), []);
-    assert_eq!(replay.when_all(&[3]), Err(Error::UnknownTask(3)));
+    assert_eq!(
+        replay.when_all(&[3], &mut Wait::default()),
+        Err(Error::UnknownTask(3))
+    );
 }
 
 #[test]
@@ -214,7 +217,7 @@ fn when_any_picks_the_first_completion_in_history_order() {
         replay.call_activity("A", "1", None).unwrap(),
         replay.call_activity("B", "2", None).unwrap(),
     ];
-    assert_eq!(replay.when_any(&tasks), Ok(Some(1)));
+    assert_eq!(replay.when_any(&tasks, &mut Wait::default()), Ok(Some(1)));
     assert_eq!(replay.now(), Some(at(2)));
 }
 
@@ -232,7 +235,7 @@ fn an_episode_in_which_nothing_happened_is_not_recorded() {
     // The next real episode gets the next sequence number; the blocked code resumes.
     replay.begin_episode(at(6), [completed(0, "[]")]);
     assert_eq!(
-        replay.when_all(&[0]),
+        replay.when_all(&[0], &mut Wait::default()),
         Ok(Some(vec![Outcome::Completed("[]".into())]))
     );
     assert_eq!(replay.now(), Some(at(6)));

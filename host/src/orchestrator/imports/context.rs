@@ -6,7 +6,7 @@ use crate::bindings::orchestration::weft::orchestration::context::{Host, Task};
 use crate::bindings::orchestration::weft::orchestration::types::{
     LogLevel, RetryPolicy, TaskError,
 };
-use crate::replay::Outcome;
+use crate::replay::{Outcome, Wait};
 use crate::store;
 
 /// Wraps a host-side failure so that it traps the guest and the worker can recognise it.
@@ -29,7 +29,9 @@ impl OrchestrationState {
                 self.budget.restart();
                 return Ok(found);
             }
-            self.checkpoint(self.live_status(), None).map_err(trap)?;
+            self.checkpoint(self.live_status(), None)
+                .await
+                .map_err(trap)?;
             if !self.next_episode().await.map_err(trap)? {
                 return Err(trap(Evicted));
             }
@@ -85,7 +87,10 @@ impl Host for OrchestrationState {
         &mut self,
         tasks: Vec<Task>,
     ) -> wasmtime::Result<Vec<Result<String, TaskError>>> {
-        let outcomes = self.wait_for(|replay| replay.when_all(&tasks)).await?;
+        let mut wait = Wait::default();
+        let outcomes = self
+            .wait_for(|replay| replay.when_all(&tasks, &mut wait))
+            .await?;
         Ok(outcomes
             .into_iter()
             .zip(&tasks)
@@ -103,7 +108,9 @@ impl Host for OrchestrationState {
         if tasks.is_empty() {
             return Err(wasmtime::Error::msg("when-any needs at least one task"));
         }
-        self.wait_for(|replay| replay.when_any(&tasks)).await
+        let mut wait = Wait::default();
+        self.wait_for(|replay| replay.when_any(&tasks, &mut wait))
+            .await
     }
 
     fn current_time(&mut self) -> wasmtime::Result<u64> {

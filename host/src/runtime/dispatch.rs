@@ -1,0 +1,210 @@
+//! The activity dispatcher: claims due work items in batches, runs each in a fresh
+//! activity instance with bounded concurrency, and settles it: its result, its final
+//! failure, or a retry at the time its policy says.
+
+use super::{Runtime, SETTLE_RETRIES};
+use crate::store::{Event, Settlement, WorkItem};
+use chrono::Utc;
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
+
+/// How long a claimed work item stays leased. Only another process sharing the store
+/// would take it over after that; this one keeps running it.
+const LEASE: Duration = Duration::from_secs(300);
+/// How often the dispatcher looks for due work when nothing woke it.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+impl Runtime {
+    /// Claims as many due items as there are free activity slots, in one transaction,
+    /// and starts them; sleeps when there is nothing to do.
+    pub(super) async fn dispatch_activities(self: Arc<Self>) {
+        let slots = self.activity_slots.clone();
+        let mut stopping = self.stopping.subscribe();
+        loop {
+            let first = tokio::select! {
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+                _ = stopping.wait_for(|stop| *stop) => return,
+            };
+            if *stopping.borrow() {
+                return;
+            }
+            let now = Utc::now();
+            let lease_until = now + LEASE;
+            let max = 1 + slots.available_permits();
+            let items = match self
+                .store
+                .claim_work(&self.owner, max, now, lease_until)
+                .await
+            {
+                Ok(items) => items,
+                Err(error) => {
+                    tracing::error!("cannot claim work: {error}");
+                    drop(first);
+                    tokio::time::sleep(IDLE_POLL).await;
+                    continue;
+                }
+            };
+            if items.is_empty() {
+                drop(first);
+                tokio::select! {
+                    () = self.work_ready.notified() => {}
+                    () = tokio::time::sleep(IDLE_POLL) => {}
+                }
+                continue;
+            }
+            let mut permit = Some(first);
+            for item in items {
+                let permit = match permit.take() {
+                    Some(permit) => permit,
+                    // Only this loop takes permits, so the ones counted above are free.
+                    None => match slots.clone().acquire_owned().await {
+                        Ok(permit) => permit,
+                        Err(_) => return,
+                    },
+                };
+                tokio::spawn(self.clone().supervise(item, permit));
+            }
+        }
+    }
+
+    /// Runs a work item; should the host itself fail (panic) while running it, the task
+    /// fails with that instead of leaving its lease held until a restart.
+    async fn supervise(self: Arc<Self>, item: WorkItem, _permit: OwnedSemaphorePermit) {
+        let settlement = match AssertUnwindSafe(self.run_work_item(&item))
+            .catch_unwind()
+            .await
+        {
+            Ok(settlement) => settlement,
+            Err(_) => {
+                tracing::error!(instance = %item.instance_id, task = item.task_id, "the host failed running {}", item.name);
+                Settlement::Complete {
+                    completion: Event::TaskFailed {
+                        task_id: item.task_id,
+                        message: format!("the host failed while running activity {}", item.name),
+                    },
+                }
+            }
+        };
+        self.settle(&item, settlement).await;
+    }
+
+    /// Runs one attempt of a work item and says how to settle it.
+    async fn run_work_item(&self, item: &WorkItem) -> Settlement {
+        if let Some(delay) = self.config.activity_delay {
+            tokio::time::sleep(delay).await;
+        }
+        tracing::info!(
+            instance = %item.instance_id,
+            task = item.task_id,
+            attempt = item.attempt,
+            "activity started: {}({})",
+            item.name,
+            item.input
+        );
+        let failed = |message| Settlement::Complete {
+            completion: Event::TaskFailed {
+                task_id: item.task_id,
+                message,
+            },
+        };
+        let Some(component) = self.activities.get(&item.name) else {
+            // Retrying cannot help: no loaded component provides this name.
+            return failed(format!(
+                "unknown activity '{}'; known activities: {}",
+                item.name,
+                self.activities.known()
+            ));
+        };
+        let run = component.run(
+            &self.engine,
+            self.io.clone(),
+            self.config.guest_limits,
+            &item.instance_id,
+            item.task_id,
+            &item.name,
+            &item.input,
+        );
+        let timeout = item.retry.as_ref().and_then(|policy| policy.timeout_ms);
+        let outcome = match timeout {
+            Some(ms) => tokio::time::timeout(Duration::from_millis(ms), run)
+                .await
+                .unwrap_or_else(|_| Err(format!("activity {} timed out after {ms} ms", item.name))),
+            None => run.await,
+        };
+        let message = match outcome {
+            Ok(result) => {
+                return Settlement::Complete {
+                    completion: Event::TaskCompleted {
+                        task_id: item.task_id,
+                        result,
+                    },
+                };
+            }
+            Err(message) => message,
+        };
+        let now = Utc::now();
+        let retry_at = item
+            .retry
+            .as_ref()
+            .and_then(|policy| policy.next_retry(item.attempt, item.first_attempt_at, now));
+        let Some(retry_at) = retry_at else {
+            return failed(match item.attempt {
+                1 => message,
+                attempts => format!("{message} (after {attempts} attempts)"),
+            });
+        };
+        tracing::info!(
+            instance = %item.instance_id,
+            task = item.task_id,
+            attempt = item.attempt,
+            "activity failed, retrying at {retry_at}: {message}"
+        );
+        Settlement::Retry {
+            retry_at,
+            notice: Event::TaskRetrying {
+                task_id: item.task_id,
+                attempt: item.attempt,
+                message,
+                retry_at,
+            },
+        }
+    }
+
+    /// Commits how a work item ended and wakes its instance. A storage failure is retried
+    /// with back-off for a while, so that a passing fault (a full disk, a lock held by
+    /// another program) does not leave the item leased to this process until a restart.
+    async fn settle(self: &Arc<Self>, item: &WorkItem, settlement: Settlement) {
+        let retry = matches!(settlement, Settlement::Retry { .. });
+        let mut pause = Duration::from_millis(50);
+        for attempt in 1..=SETTLE_RETRIES {
+            match self
+                .store
+                .settle_work(item, &self.owner, settlement.clone(), Utc::now())
+                .await
+            {
+                Ok(true) => {
+                    self.wake(&item.instance_id);
+                    if retry {
+                        self.work_ready.notify_one();
+                    }
+                    return;
+                }
+                Ok(false) => {
+                    tracing::debug!(instance = %item.instance_id, task = item.task_id, "settlement dropped: the lease was lost");
+                    return;
+                }
+                Err(error) => {
+                    tracing::error!(instance = %item.instance_id, task = item.task_id, attempt, "cannot record the outcome of {}: {error}", item.name);
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
