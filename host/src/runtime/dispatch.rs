@@ -3,79 +3,88 @@
 //! failure, or a retry at the time its policy says.
 
 use super::{Runtime, SETTLE_RETRIES};
-use crate::store::{Event, Settlement, WorkItem};
+use crate::store::{self, Event, Settlement, WorkItem};
 use chrono::Utc;
 use futures::FutureExt;
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::JoinHandle;
 
 /// How long a claimed work item stays leased. Only another process sharing the store
 /// would take it over after that; this one keeps running it.
 const LEASE: Duration = Duration::from_secs(300);
 /// How often the dispatcher looks for due work when nothing woke it.
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// How many claimed items the dispatcher keeps ready at most (or the number of activity
+/// slots, if that is more); it claims more when fewer than half remain.
+const CLAIM_AHEAD: usize = 256;
 
 impl Runtime {
-    /// Claims as many due items as there are free activity slots, in one transaction,
-    /// and starts them; sleeps when there is nothing to do.
+    /// Keeps a queue of claimed items a little ahead of the free activity slots, so that
+    /// a slot that frees up never waits for a claim to commit, and starts an item in
+    /// every free slot. Claims are batches, one transaction each; the dispatcher sleeps
+    /// when there is nothing due.
     pub(super) async fn dispatch_activities(self: Arc<Self>) {
         let slots = self.activity_slots.clone();
+        let ahead = CLAIM_AHEAD.max(self.config.max_activities);
         let mut stopping = self.stopping.subscribe();
+        let mut queue: VecDeque<WorkItem> = VecDeque::new();
+        // Claims run one at a time beside the loop, so that the loop keeps starting
+        // queued items while a claim commits.
+        let mut claiming: Option<JoinHandle<Result<Vec<WorkItem>, store::Error>>> = None;
+        let mut idle = false;
         loop {
-            let first = tokio::select! {
-                permit = slots.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => return,
-                },
-                _ = stopping.wait_for(|stop| *stop) => return,
-            };
             if *stopping.borrow() {
                 return;
             }
-            let now = Utc::now();
-            let lease_until = now + LEASE;
-            let max = 1 + slots.available_permits();
-            let items = match self
-                .store
-                .claim_work(&self.owner, max, now, lease_until)
-                .await
-            {
-                Ok(items) => items,
-                Err(error) => {
-                    tracing::error!("cannot claim work: {error}");
-                    drop(first);
-                    tokio::time::sleep(IDLE_POLL).await;
-                    continue;
-                }
-            };
-            if items.is_empty() {
-                drop(first);
-                tokio::select! {
-                    () = self.work_ready.notified() => {}
-                    () = tokio::time::sleep(IDLE_POLL) => {}
-                }
-                continue;
+            if claiming.is_none() && queue.len() < ahead / 2 && !idle {
+                let (runtime, max) = (self.clone(), ahead - queue.len());
+                claiming = Some(tokio::spawn(async move {
+                    let now = Utc::now();
+                    runtime
+                        .store
+                        .claim_work(&runtime.owner, max, now, now + LEASE)
+                        .await
+                }));
             }
-            let mut permit = Some(first);
-            for item in items {
-                let permit = match permit.take() {
-                    Some(permit) => permit,
-                    // Only this loop takes permits, so the ones counted above are free.
-                    None => match slots.clone().acquire_owned().await {
-                        Ok(permit) => permit,
-                        Err(_) => return,
-                    },
-                };
-                tokio::spawn(self.clone().supervise(item, permit));
+            tokio::select! {
+                biased;
+                _ = stopping.wait_for(|stop| *stop) => return,
+                claimed = async { claiming.as_mut().expect("checked").await }, if claiming.is_some() => {
+                    claiming = None;
+                    match claimed {
+                        Ok(Ok(items)) => {
+                            idle = items.is_empty();
+                            queue.extend(items);
+                        }
+                        Ok(Err(error)) => {
+                            tracing::error!("cannot claim work: {error}");
+                            idle = true;
+                        }
+                        Err(error) => {
+                            tracing::error!("the claim failed: {error}");
+                            idle = true;
+                        }
+                    }
+                }
+                permit = slots.clone().acquire_owned(), if !queue.is_empty() => {
+                    let Ok(permit) = permit else { return };
+                    if let Some(item) = queue.pop_front() {
+                        tokio::spawn(self.clone().supervise(item, permit));
+                    }
+                }
+                () = self.work_ready.notified(), if idle => idle = false,
+                () = tokio::time::sleep(IDLE_POLL), if idle => idle = false,
             }
         }
     }
 
     /// Runs a work item; should the host itself fail (panic) while running it, the task
     /// fails with that instead of leaving its lease held until a restart.
-    async fn supervise(self: Arc<Self>, item: WorkItem, _permit: OwnedSemaphorePermit) {
+    async fn supervise(self: Arc<Self>, item: WorkItem, permit: OwnedSemaphorePermit) {
         let settlement = match AssertUnwindSafe(self.run_work_item(&item))
             .catch_unwind()
             .await
@@ -91,7 +100,12 @@ impl Runtime {
                 }
             }
         };
+        // The slot bounds running guests; recording the outcome needs none, but a
+        // graceful stop waits for it.
+        self.settling.send_modify(|count| *count += 1);
+        drop(permit);
         self.settle(&item, settlement).await;
+        self.settling.send_modify(|count| *count -= 1);
     }
 
     /// Runs one attempt of a work item and says how to settle it.

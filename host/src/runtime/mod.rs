@@ -160,6 +160,8 @@ pub struct Runtime {
     /// Identifies this process's leases.
     owner: String,
     activity_slots: Arc<Semaphore>,
+    /// Activity outcomes being recorded (their slots are already free).
+    settling: watch::Sender<usize>,
     /// Set when the runtime stops taking work.
     stopping: watch::Sender<bool>,
     /// Held while the runtime lives: one process per data dir.
@@ -271,6 +273,7 @@ impl Runtime {
             ended: watch::Sender::new(0),
             owner: uuid::Uuid::new_v4().simple().to_string(),
             activity_slots: Arc::new(Semaphore::new(config_max_activities)),
+            settling: watch::Sender::new(0),
             stopping: watch::Sender::new(false),
             _lock: lock,
         }))
@@ -398,10 +401,12 @@ impl Runtime {
     pub async fn shutdown(&self, grace: Duration) {
         self.stopping.send_replace(true);
         let all = self.config.max_activities.max(1) as u32;
-        if tokio::time::timeout(grace, self.activity_slots.acquire_many(all))
-            .await
-            .is_err()
-        {
+        let mut settling = self.settling.subscribe();
+        let drained = async {
+            let _all = self.activity_slots.acquire_many(all).await;
+            let _ = settling.wait_for(|count| *count == 0).await;
+        };
+        if tokio::time::timeout(grace, drained).await.is_err() {
             tracing::warn!(
                 "activities still running after {grace:?} are abandoned; they run again on the next start"
             );
