@@ -24,7 +24,9 @@ impl Default for GuestLimits {
         Self {
             cpu: Duration::from_secs(30),
             memory: 512 << 20,
-            payload: 1 << 20,
+            // A file list of 100,000 paths of about 100 bytes fits; payloads over 64 KiB
+            // are stored once, compressed, out of line.
+            payload: 16 << 20,
         }
     }
 }

@@ -6,6 +6,7 @@ mod backup;
 mod confinement;
 mod crash;
 mod faults;
+mod group_commit;
 mod host;
 mod nondeterminism;
 mod sandbox;

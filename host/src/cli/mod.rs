@@ -112,7 +112,7 @@ struct HostArgs {
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=4096))]
     guest_memory_mib: u64,
     /// Largest JSON payload (input, output, custom status), in KiB.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(1..=262_144))]
     max_payload_kib: u64,
     /// Evict an orchestrator instance that has waited this long (it replays when its
     /// next message comes); 0 keeps instances hot until they end.

@@ -203,6 +203,7 @@ impl Runtime {
                 .await
             {
                 Ok(true) => {
+                    tracing::debug!(instance = %item.instance_id, task = item.task_id, "outcome recorded");
                     self.wake(&item.instance_id);
                     if retry {
                         self.work_ready.notify_one();
