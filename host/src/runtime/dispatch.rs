@@ -3,6 +3,7 @@
 //! failure, or a retry at the time its policy says.
 
 use super::{Runtime, SETTLE_RETRIES};
+use crate::orchestrator::Delivery;
 use crate::store::{self, Event, Settlement, WorkItem};
 use chrono::Utc;
 use futures::FutureExt;
@@ -11,6 +12,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// How long a claimed work item stays leased. Only another process sharing the store
@@ -27,7 +29,10 @@ impl Runtime {
     /// a slot that frees up never waits for a claim to commit, and starts an item in
     /// every free slot. Claims are batches, one transaction each; the dispatcher sleeps
     /// when there is nothing due.
-    pub(super) async fn dispatch_activities(self: Arc<Self>) {
+    pub(super) async fn dispatch_activities(
+        self: Arc<Self>,
+        mut eager: mpsc::UnboundedReceiver<WorkItem>,
+    ) {
         let slots = self.activity_slots.clone();
         let ahead = CLAIM_AHEAD.max(self.config.max_activities);
         let mut stopping = self.stopping.subscribe();
@@ -70,6 +75,7 @@ impl Runtime {
                         }
                     }
                 }
+                Some(item) = eager.recv() => queue.push_back(item),
                 permit = slots.clone().acquire_owned(), if !queue.is_empty() => {
                     let Ok(permit) = permit else { return };
                     if let Some(item) = queue.pop_front() {
@@ -194,6 +200,23 @@ impl Runtime {
     /// with back-off for a while, so that a passing fault (a full disk, a lock held by
     /// another program) does not leave the item leased to this process until a restart.
     async fn settle(self: &Arc<Self>, item: &WorkItem, settlement: Settlement) {
+        // A final outcome goes to a hot instance in memory: the episode that consumes it
+        // records it, with no transaction of its own.
+        let settlement = match settlement {
+            Settlement::Complete { completion } => {
+                let delivery = Delivery {
+                    item: item.clone(),
+                    completion,
+                };
+                match self.deliver(delivery) {
+                    None => return,
+                    Some(refused) => Settlement::Complete {
+                        completion: refused.completion,
+                    },
+                }
+            }
+            retry => retry,
+        };
         let retry = matches!(settlement, Settlement::Retry { .. });
         let mut pause = Duration::from_millis(50);
         for attempt in 1..=SETTLE_RETRIES {

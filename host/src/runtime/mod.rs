@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 /// The sample components built from `guest-backup/`, embedded in the binary.
 pub const SAMPLE_COMPONENTS: &[(&str, &[u8])] = &[
@@ -149,8 +149,12 @@ pub struct Runtime {
     activities: Registry<ActivityComponent>,
     io: Arc<activity::Io>,
     config: Config,
-    /// Wake-up handles of the instances that have a task.
-    hot: Mutex<HashMap<String, Arc<Notify>>>,
+    /// The instances that have a task here.
+    hot: Mutex<HashMap<String, instances::Hot>>,
+    /// Where instances hand eagerly leased work items to the dispatcher.
+    eager: orchestrator::Eager,
+    /// The dispatcher's end of `eager`, taken when the workers start.
+    eager_items: Mutex<Option<mpsc::UnboundedReceiver<store::WorkItem>>>,
     /// Instances that stopped because the host failed, with why.
     host_failures: Mutex<HashMap<String, String>>,
     work_ready: Arc<Notify>,
@@ -259,6 +263,8 @@ impl Runtime {
             activities,
         } = components::load(&engine, &config.components, &cache, &io).await?;
         let config_max_activities = config.max_activities.max(1);
+        let owner = uuid::Uuid::new_v4().simple().to_string();
+        let (eager_items, eager_receiver) = mpsc::unbounded_channel();
         Ok(Arc::new(Self {
             engine,
             store,
@@ -271,7 +277,12 @@ impl Runtime {
             host_failures: Mutex::new(HashMap::new()),
             work_ready: Arc::new(Notify::new()),
             ended: watch::Sender::new(0),
-            owner: uuid::Uuid::new_v4().simple().to_string(),
+            eager: orchestrator::Eager {
+                owner: owner.clone(),
+                items: eager_items,
+            },
+            eager_items: Mutex::new(Some(eager_receiver)),
+            owner,
             activity_slots: Arc::new(Semaphore::new(config_max_activities)),
             settling: watch::Sender::new(0),
             stopping: watch::Sender::new(false),
@@ -332,7 +343,9 @@ impl Runtime {
     pub async fn start_workers(self: &Arc<Self>) -> Result<(), Error> {
         // This process is the data dir's only user, so no lease can be live.
         self.store.release_leases().await?;
-        tokio::spawn(self.clone().dispatch_activities());
+        if let Some(eager) = lock(&self.eager_items).take() {
+            tokio::spawn(self.clone().dispatch_activities(eager));
+        }
         for id in self.store.unfinished_instances().await? {
             self.spawn_instance(id);
         }
