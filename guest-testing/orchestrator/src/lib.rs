@@ -19,6 +19,7 @@ const NAMES: &[&str] = &[
     "CustomStatus",
     "InfiniteLoop",
     "MemoryBomb",
+    "SpinOnFinishedTasks",
 ];
 
 impl Guest for Testing {
@@ -44,6 +45,14 @@ impl Guest for Testing {
                 loop {
                     hoard.push(vec![1u8; 16 << 20]);
                     std::hint::black_box(&hoard);
+                }
+            }
+            // Waits once for real, then forever on the task that already finished: waits
+            // that are already satisfied must not reset the CPU budget.
+            "SpinOnFinishedTasks" => {
+                let task = context::call_activity("Echo", "1", None);
+                loop {
+                    std::hint::black_box(context::when_all(&[task]));
                 }
             }
             "CustomStatus" => {
