@@ -3,6 +3,7 @@
 
 mod api;
 mod backup;
+mod cancel;
 mod confinement;
 mod crash;
 mod faults;

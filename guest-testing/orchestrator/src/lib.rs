@@ -120,8 +120,9 @@ fn fan_out() -> Result<String, RunError> {
     Ok(sum.to_string())
 }
 
-/// Calls the activity named in the input `{"name": ..., "input": ..., "retry": {...}}`
-/// and returns its result, or its error as `{"error": message}`.
+/// Calls the activity named in the input `{"name": ..., "input": ..., "retry": {...},
+/// "count": N}` (N copies at once) and returns the first result, or its error as
+/// `{"error": message}`.
 fn call_activity() -> Result<String, RunError> {
     let input: serde_json::Value =
         serde_json::from_str(&context::input()).map_err(|e| RunError::BadInput(e.to_string()))?;
@@ -135,8 +136,12 @@ fn call_activity() -> Result<String, RunError> {
         retry_timeout_ms: retry["retryTimeoutMs"].as_u64(),
         timeout_ms: retry["timeoutMs"].as_u64(),
     });
-    let task = context::call_activity(name, &input["input"].to_string(), retry);
-    match context::when_all(&[task]).pop() {
+    // `count` copies of the call at once (default one); the first result is returned.
+    let count = input["count"].as_u64().unwrap_or(1).max(1);
+    let tasks: Vec<_> = (0..count)
+        .map(|_| context::call_activity(name, &input["input"].to_string(), retry))
+        .collect();
+    match context::when_all(&tasks).into_iter().next() {
         Some(Ok(output)) => Ok(output),
         Some(Err(error)) => Ok(serde_json::json!({ "error": error.message }).to_string()),
         None => Err(RunError::Failed("no result".to_string())),

@@ -68,6 +68,7 @@ impl Runtime {
                 reason,
             )
             .await?;
+            self.cancel_activities(id);
             self.ended.send_modify(|count| *count += 1);
             return Ok(());
         }
@@ -118,6 +119,7 @@ impl Runtime {
                 // The instance ended, but its id was reused by a new instance while this
                 // task still held it: run the new one.
                 Ok(Some(status)) if status.is_terminal() => {
+                    runtime.cancel_activities(&id);
                     if matches!(runtime.store.instance(&id).await, Ok(Some(now)) if !now.status.is_terminal())
                     {
                         runtime.spawn_instance(id);

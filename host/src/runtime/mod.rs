@@ -119,6 +119,8 @@ pub struct Config {
     pub evict_after: Option<Duration>,
     /// CPU and memory limits of every guest execution.
     pub guest_limits: GuestLimits,
+    /// The longest an activity attempt may take when its retry policy sets no timeout.
+    pub activity_timeout: Duration,
     /// Test-only: a pause before every activity call, to widen crash windows.
     pub activity_delay: Option<Duration>,
 }
@@ -136,6 +138,7 @@ impl Config {
             max_orchestrations: 256,
             evict_after: Some(Duration::from_secs(30)),
             guest_limits: GuestLimits::default(),
+            activity_timeout: Duration::from_secs(3600),
             activity_delay: None,
         }
     }
@@ -166,6 +169,12 @@ pub struct Runtime {
     activity_slots: Arc<Semaphore>,
     /// Activity outcomes being recorded (their slots are already free).
     settling: watch::Sender<usize>,
+    /// The activity tasks of each instance, by work item id: ending an instance cancels
+    /// them.
+    running: Mutex<HashMap<String, HashMap<i64, Arc<Notify>>>>,
+    /// Instances that ended lately, with when: an item of theirs that waited in the
+    /// dispatcher's queue is checked before it starts.
+    recently_ended: Mutex<HashMap<String, std::time::Instant>>,
     /// Set when the runtime stops taking work.
     stopping: watch::Sender<bool>,
     /// Held while the runtime lives: one process per data dir.
@@ -285,6 +294,8 @@ impl Runtime {
             owner,
             activity_slots: Arc::new(Semaphore::new(config_max_activities)),
             settling: watch::Sender::new(0),
+            running: Mutex::new(HashMap::new()),
+            recently_ended: Mutex::new(HashMap::new()),
             stopping: watch::Sender::new(false),
             _lock: lock,
         }))

@@ -409,6 +409,9 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<bool>;
     async fn progress(&self, id: &str) -> Result<Progress>;
+    /// Whether work item `id` is still queued or leased (it is gone once settled, or once
+    /// its instance ended).
+    async fn work_item_exists(&self, id: i64) -> Result<bool>;
 }
 
 #[cfg(test)]

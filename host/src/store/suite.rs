@@ -588,6 +588,8 @@ pub async fn eager_leases_skip_the_claim_and_settled_items_leave_with_their_epis
         .checkpoint(checkpoint(5, vec![(now, done)], vec![leased[0].id], None))
         .await
         .unwrap();
+    assert!(!store.work_item_exists(leased[0].id).await.unwrap());
+    assert!(store.work_item_exists(leased[1].id).await.unwrap());
     store.release_instance_leases("e").await.unwrap();
     let again = store
         .claim_work("me", 10, later, later + Duration::minutes(5))

@@ -577,6 +577,18 @@ impl super::Store for SqliteStore {
             .await
     }
 
+    async fn work_item_exists(&self, id: i64) -> Result<bool> {
+        self.readers
+            .read(move |conn| {
+                Ok(conn
+                    .prepare_cached("SELECT 1 FROM work_items WHERE id = ?1")?
+                    .query_row([id], |_| Ok(()))
+                    .optional()?
+                    .is_some())
+            })
+            .await
+    }
+
     async fn progress(&self, id: &str) -> Result<Progress> {
         let id = id.to_string();
         self.readers
