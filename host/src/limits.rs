@@ -40,6 +40,30 @@ impl Default for GuestLimits {
     }
 }
 
+/// The longest error message a guest can have recorded; longer ones are cut.
+pub const MAX_MESSAGE: usize = 4 << 10;
+/// The longest activity name an orchestrator may call.
+pub const MAX_NAME: usize = 256;
+/// The most activities an orchestrator may schedule between two waits, and the most bytes
+/// of names and inputs they may carry: what the host holds for it until the next commit.
+pub const MAX_EPISODE_COMMANDS: usize = 250_000;
+pub const MAX_EPISODE_BYTES: usize = 128 << 20;
+
+/// Cuts a guest's message to [`MAX_MESSAGE`] bytes (at a character boundary), saying so.
+pub fn truncate_message(mut message: String) -> String {
+    if message.len() <= MAX_MESSAGE {
+        return message;
+    }
+    let total = message.len();
+    let mut end = MAX_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message.truncate(end);
+    message.push_str(&format!("... [message cut: {total} bytes in all]"));
+    message
+}
+
 /// A guest went over a limit.
 #[derive(Debug, thiserror::Error)]
 pub enum Exceeded {
@@ -240,4 +264,19 @@ pub fn exceeded(error: &wasmtime::Error, memory: usize) -> Option<String> {
                 .contains("forcing trap when growing memory")
         })
         .then(|| Exceeded::Memory(memory).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_MESSAGE, truncate_message};
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary_with_a_marker() {
+        assert_eq!(truncate_message("short".to_string()), "short");
+        let long = "é".repeat(MAX_MESSAGE);
+        let cut = truncate_message(long.clone());
+        assert!(cut.len() < MAX_MESSAGE + 64);
+        assert!(cut.ends_with(&format!("[message cut: {} bytes in all]", long.len())));
+        assert!(cut.starts_with("éé"));
+    }
 }

@@ -87,6 +87,22 @@ fn runaway_and_memory_hungry_guests_fail_with_clear_messages() {
         r#"{"error":"activity PollFileSize exceeded its CPU time (300ms without waiting)"}"#
     );
 
+    // A storm of huge calls without a wait fails the orchestrator, not the host.
+    let output = run_testing(&scratch, &["run", "CallStorm"]);
+    assert!(
+        stderr(&output)
+            .contains("the orchestrator scheduled more than 250000 activities or 128 MiB"),
+        "{}",
+        describe(&output)
+    );
+    // A huge error message is cut before it is stored.
+    let fail = format!(r#"{{"name":"Fail","input":"{}"}}"#, "y".repeat(100_000));
+    let output = run_testing(&scratch, &["run", "CallActivity", "--input", &fail]);
+    let error: serde_json::Value = serde_json::from_str(&last_line(&output)).expect("JSON");
+    let message = error["error"].as_str().expect("an error message");
+    assert!(message.len() < 5000, "{} bytes", message.len());
+    assert!(message.ends_with("bytes in all]"), "{message}");
+
     let allocate = r#"{"name":"Allocate","input":100}"#;
     let output = run_testing(
         &scratch,

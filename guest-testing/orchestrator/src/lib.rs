@@ -20,6 +20,7 @@ const NAMES: &[&str] = &[
     "InfiniteLoop",
     "MemoryBomb",
     "SpinOnFinishedTasks",
+    "CallStorm",
 ];
 
 impl Guest for Testing {
@@ -53,6 +54,14 @@ impl Guest for Testing {
                 let task = context::call_activity("Echo", "1", None);
                 loop {
                     std::hint::black_box(context::when_all(&[task]));
+                }
+            }
+            // Schedules activities with 1 MiB inputs forever, never waiting: the host must
+            // not hold an unbounded amount for it.
+            "CallStorm" => {
+                let big = serde_json::to_string(&"x".repeat(1 << 20)).unwrap_or_default();
+                loop {
+                    context::call_activity("Echo", &big, None);
                 }
             }
             "CustomStatus" => {

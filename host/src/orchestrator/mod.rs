@@ -647,7 +647,9 @@ fn describe_run_error(name: &str, error: RunError) -> String {
                 known.join(", ")
             )
         }
-        RunError::BadInput(message) => format!("bad input: {message}"),
-        RunError::Failed(message) => message,
+        RunError::BadInput(message) => {
+            format!("bad input: {}", limits::truncate_message(message))
+        }
+        RunError::Failed(message) => limits::truncate_message(message),
     }
 }

@@ -93,6 +93,8 @@ pub struct Replay {
     suspended: bool,
     /// A client asked to terminate the instance, with this reason.
     termination: Option<String>,
+    /// Bytes of names and inputs scheduled since the last checkpoint.
+    pending_bytes: usize,
     /// Tasks whose completion was recorded since a wait last looked: a wait that is
     /// already under way checks only these, so each episode costs what it delivers.
     fresh: Vec<u32>,
@@ -125,6 +127,7 @@ impl Replay {
             suspended: false,
             termination: None,
             fresh: Vec::new(),
+            pending_bytes: 0,
         };
         for (index, event) in history.iter().enumerate() {
             if event.seq != index as u64 {
@@ -273,6 +276,7 @@ impl Replay {
                     input: input.to_string(),
                     seq: None,
                 });
+                self.pending_bytes += name.len() + input.len();
                 self.pending.push((
                     now,
                     Event::TaskScheduled {
@@ -432,9 +436,16 @@ impl Replay {
         }
         let first_seq = self.committed_len;
         let events = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
         self.committed_len += events.len() as u64;
         self.committed_episodes = self.episodes.len();
         (first_seq, events)
+    }
+
+    /// How many events and how many bytes of names and inputs wait for the next
+    /// checkpoint.
+    pub fn pending_size(&self) -> (usize, usize) {
+        (self.pending.len(), self.pending_bytes)
     }
 
     /// The activity name of a scheduled task.

@@ -7,7 +7,7 @@ use crate::bindings::orchestration::weft::orchestration::types::{
     LogLevel, RetryPolicy, TaskError,
 };
 use crate::replay::{Outcome, Wait};
-use crate::store;
+use crate::{limits, store};
 
 /// Wraps a host-side failure so that it traps the guest and the worker can recognise it.
 fn trap<E: std::error::Error + Send + Sync + 'static>(error: E) -> wasmtime::Error {
@@ -71,8 +71,15 @@ impl Host for OrchestrationState {
         input: String,
         retry: Option<RetryPolicy>,
     ) -> wasmtime::Result<Task> {
-        let limits = *self.budget.limits();
-        limits
+        if name.len() > limits::MAX_NAME {
+            return Err(wasmtime::Error::msg(format!(
+                "call-activity: the activity name is {} bytes, over the limit of {} bytes",
+                name.len(),
+                limits::MAX_NAME
+            )));
+        }
+        let guest_limits = *self.budget.limits();
+        guest_limits
             .check_payload(|| format!("the input of call-activity {name}"), &input)
             .map_err(trap)?;
         if serde_json::from_str::<serde::de::IgnoredAny>(&input).is_err() {
@@ -92,9 +99,20 @@ impl Host for OrchestrationState {
             retry_timeout_ms: policy.retry_timeout_ms,
             timeout_ms: policy.timeout_ms,
         });
-        self.replay
+        let task = self
+            .replay
             .call_activity(&name, &input, retry)
-            .map_err(trap)
+            .map_err(trap)?;
+        // What the host holds for the guest until the next commit is bounded.
+        let (commands, bytes) = self.replay.pending_size();
+        if commands > limits::MAX_EPISODE_COMMANDS || bytes > limits::MAX_EPISODE_BYTES {
+            return Err(wasmtime::Error::msg(format!(
+                "the orchestrator scheduled more than {} activities or {} MiB of names and inputs without waiting",
+                limits::MAX_EPISODE_COMMANDS,
+                limits::MAX_EPISODE_BYTES >> 20
+            )));
+        }
+        Ok(task)
     }
 
     async fn when_all(
@@ -144,8 +162,8 @@ impl Host for OrchestrationState {
     }
 
     fn set_custom_status(&mut self, status: String) -> wasmtime::Result<()> {
-        let limits = *self.budget.limits();
-        limits
+        let guest_limits = *self.budget.limits();
+        guest_limits
             .check_payload(|| "the custom status".to_string(), &status)
             .map_err(trap)?;
         if serde_json::from_str::<serde::de::IgnoredAny>(&status).is_err() {
