@@ -348,8 +348,12 @@ fn every_route_requires_the_key() {
     let again = Server::start(&scratch, "127.0.0.1:0", &[]);
     assert_eq!(again.key, key);
     again.kill();
-    let chosen = Server::start(&scratch, "127.0.0.1:0", &["--key", "my-own-key"]);
-    assert_eq!(chosen.key, "my-own-key");
+    let chosen = Server::start(
+        &scratch,
+        "127.0.0.1:0",
+        &["--key", "my-own-key-of-16-chars"],
+    );
+    assert_eq!(chosen.key, "my-own-key-of-16-chars");
 }
 
 #[test]

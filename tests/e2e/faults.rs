@@ -356,13 +356,15 @@ fn one_process_per_data_dir_and_a_graceful_stop_that_resumes() {
         .status()
         .expect("send SIGTERM");
     let stopped = wait_output(first, Duration::from_secs(60));
-    assert!(
-        stopped.status.success(),
-        "a graceful stop exits 0: {}",
+    assert_eq!(
+        stopped.status.code(),
+        Some(130),
+        "a stopped run says its work is not done: {}",
         describe(&stopped)
     );
     assert!(
-        stderr(&stopped).contains("SIGTERM: stopping"),
+        stderr(&stopped).contains("SIGTERM: stopping")
+            && stderr(&stopped).contains("instance sleepy did not finish; `weft resume`"),
         "{}",
         describe(&stopped)
     );
@@ -456,5 +458,35 @@ fn a_retry_waits_for_its_stored_due_time_across_a_restart() {
     assert_eq!(
         scratch.status("backoff")["output"],
         serde_json::json!({ "error": "failed on purpose with 1 (after 2 attempts)" })
+    );
+}
+
+#[test]
+fn the_cli_exits_quietly_on_a_closed_pipe_and_refuses_short_keys() {
+    let scratch = Scratch::new();
+    let output = run_testing(
+        &scratch,
+        &["run", "FanOut", "--input", "2000", "--instance-id", "big"],
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+    // The history is far larger than a pipe's buffer, so weft writes after `head` left.
+    let piped = std::process::Command::new("bash")
+        .current_dir(scratch.path())
+        .env("WEFT_DATA_DIR", scratch.data_dir())
+        .args([
+            "-c",
+            &format!("set -o pipefail; '{WEFT}' history big | head -1 >/dev/null"),
+        ])
+        .output()
+        .expect("run a pipeline");
+    assert!(piped.status.success(), "{}", describe(&piped));
+    assert_eq!(stderr(&piped), "", "nothing is reported");
+
+    let short = scratch.run(&["serve", "--addr", "127.0.0.1:0", "--key", "short"]);
+    assert!(!short.status.success());
+    assert!(
+        stderr(&short).contains("the API key must be at least 16 characters long"),
+        "{}",
+        describe(&short)
     );
 }

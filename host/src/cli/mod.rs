@@ -170,11 +170,29 @@ pub fn main() -> ExitCode {
         .init();
     match run(cli) {
         Ok(code) => code,
+        // The reader went away (`weft list --json | head -1`): nothing is wrong.
+        Err(error) if broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Writes `text` and a newline to stdout, reporting a closed pipe as an error to stop on.
+fn print_line(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    out.flush()?;
+    Ok(())
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -194,10 +212,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve { addr, key, host } => block_on(serve(addr, key, &host)),
         Command::Status { id, data } => block_on(async move {
             let instance = find(&open_store(&data)?, &id).await?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&status::instance_json(&instance))?
-            );
+            print_line(&serde_json::to_string_pretty(&status::instance_json(
+                &instance,
+            ))?)?;
             Ok(ExitCode::SUCCESS)
         }),
         Command::History { id, data } => block_on(async move {
@@ -268,7 +285,12 @@ async fn run_orchestration(
         ended = runtime.wait(&instance.id) => ended,
         signal = stop_signal() => {
             drop(bar);
-            return stop(&runtime, signal?).await;
+            stop(&runtime, signal?).await;
+            eprintln!(
+                "instance {} did not finish; `weft resume` (with the same --data-dir) finishes it",
+                instance.id
+            );
+            return Ok(ExitCode::from(INTERRUPTED));
         }
     };
     drop(bar);
@@ -282,8 +304,8 @@ async fn serve(
 ) -> Result<ExitCode> {
     let runtime = Runtime::open(host.config()).await?;
     let key = match key {
-        Some(key) if !key.trim().is_empty() => key.trim().to_string(),
-        Some(_) => bail!("the API key must not be empty"),
+        Some(key) if key.trim().len() >= MIN_KEY_LEN => key.trim().to_string(),
+        Some(_) => bail!("the API key must be at least {MIN_KEY_LEN} characters long"),
         None => api::key::load_or_create(runtime.data_dir())?,
     };
     runtime.start_workers().await?;
@@ -304,10 +326,16 @@ async fn serve(
     // On a signal the server future is dropped: no new requests, then the workers stop.
     tokio::select! {
         served = axum::serve(listener, router).into_future() => served.context("the HTTP server failed")?,
-        signal = stop_signal() => return stop(&runtime, signal?).await,
+        signal = stop_signal() => {
+            stop(&runtime, signal?).await;
+            return Ok(ExitCode::SUCCESS);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// The shortest API key `--key` accepts: a short key can be guessed.
+const MIN_KEY_LEN: usize = 16;
 
 /// Waits for SIGTERM or SIGINT (Ctrl-C) and says which.
 async fn stop_signal() -> Result<&'static str> {
@@ -320,14 +348,16 @@ async fn stop_signal() -> Result<&'static str> {
     })
 }
 
-/// A graceful stop: take no new work, let running activities record their results for a
-/// moment, and exit 0. Unfinished instances resume on the next start.
-async fn stop(runtime: &Runtime, signal: &str) -> Result<ExitCode> {
+/// The exit code of a `run` or `resume` that a signal stopped before its work was done.
+const INTERRUPTED: u8 = 130;
+
+/// A graceful stop: take no new work and let running activities record their results for
+/// a moment. Unfinished instances resume on the next start.
+async fn stop(runtime: &Runtime, signal: &str) {
     eprintln!(
         "{signal}: stopping; unfinished instances resume on the next `weft run` or `weft resume`"
     );
     runtime.shutdown(Duration::from_secs(3)).await;
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints the outcome of an ended instance: output on stdout, failure on stderr.
@@ -335,7 +365,7 @@ fn finish(instance: &Instance) -> Result<ExitCode> {
     let output = instance.output.as_deref().unwrap_or("null");
     match instance.status {
         RuntimeStatus::Completed => {
-            println!("{output}");
+            print_line(output)?;
             Ok(ExitCode::SUCCESS)
         }
         status => {
@@ -354,7 +384,10 @@ async fn resume(host: &HostArgs) -> Result<ExitCode> {
     runtime.start_workers().await?;
     tokio::select! {
         idle = runtime.wait_idle() => idle?,
-        signal = stop_signal() => return stop(&runtime, signal?).await,
+        signal = stop_signal() => {
+            stop(&runtime, signal?).await;
+            return Ok(ExitCode::from(INTERRUPTED));
+        }
     }
     let mut code = ExitCode::SUCCESS;
     for id in pending {
