@@ -89,14 +89,20 @@ pub fn load_component(
         return Component::new(engine, bytes).map_err(|e| not_a_component(format!("{e:#}")));
     };
     let cached = cache_path(engine, bytes, cache_dir);
-    if let Ok(compiled) = std::fs::read(&cached) {
-        // SAFETY: the cache directory belongs to the operator's data dir and holds only
-        // what `Component::serialize` wrote for this engine configuration; wasmtime
-        // additionally checks the header and the engine's compatibility.
-        match unsafe { Component::deserialize(engine, &compiled) } {
-            Ok(component) => return Ok(component),
-            Err(error) => {
-                tracing::warn!(path = %cached.display(), "ignoring unusable cached component: {error:#}")
+    if let Ok(stored) = std::fs::read(&cached) {
+        match verified(&stored) {
+            // SAFETY: the bytes are exactly what `Component::serialize` wrote for this
+            // engine configuration (their SHA-256 matches the one stored with them, so a
+            // damaged or truncated file is never run); wasmtime also checks the header
+            // and the engine's compatibility.
+            Some(compiled) => match unsafe { Component::deserialize(engine, compiled) } {
+                Ok(component) => return Ok(component),
+                Err(error) => {
+                    tracing::warn!(path = %cached.display(), "ignoring unusable cached component: {error:#}")
+                }
+            },
+            None => {
+                tracing::warn!(path = %cached.display(), "the cached component is damaged (checksum mismatch); compiling it again")
             }
         }
     }
@@ -136,10 +142,19 @@ fn cache_path(engine: &Engine, bytes: &[u8], cache_dir: &Path) -> PathBuf {
     cache_dir.join(format!("{hex}-{:016x}.cwasm", engine_hash.finish()))
 }
 
+/// The compiled bytes of a cache file, if the SHA-256 that ends it matches them.
+fn verified(stored: &[u8]) -> Option<&[u8]> {
+    let split = stored.len().checked_sub(32)?;
+    let (compiled, checksum) = stored.split_at(split);
+    (Sha256::digest(compiled).as_slice() == checksum).then_some(compiled)
+}
+
 fn store_compiled(component: &Component, path: &Path) -> std::io::Result<()> {
-    let compiled = component
+    let mut compiled = component
         .serialize()
         .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+    let checksum = Sha256::digest(&compiled);
+    compiled.extend_from_slice(&checksum);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }

@@ -490,3 +490,35 @@ fn the_cli_exits_quietly_on_a_closed_pipe_and_refuses_short_keys() {
         describe(&short)
     );
 }
+
+#[test]
+fn a_damaged_cached_component_is_compiled_again_never_run() {
+    let scratch = Scratch::new();
+    let cache = scratch.path().join("cache");
+    let cache_arg = cache.to_string_lossy().to_string();
+    let args = ["run", "FanOut", "--input", "3", "--cache-dir", &cache_arg];
+    let first = run_testing(&scratch, &args);
+    assert_eq!(last_line(&first), "3", "{}", describe(&first));
+    let mut damaged = 0;
+    for entry in std::fs::read_dir(&cache).expect("the cache exists") {
+        let path = entry.expect("a cache entry").path();
+        let mut bytes = std::fs::read(&path).expect("read a cached component");
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(&path, bytes).expect("damage it");
+        damaged += 1;
+    }
+    assert!(damaged >= 2, "both components were cached");
+    let second = run_testing(&scratch, &args);
+    assert_eq!(last_line(&second), "3", "{}", describe(&second));
+    assert!(
+        stderr(&second).contains("checksum mismatch"),
+        "{}",
+        describe(&second)
+    );
+    let third = run_testing(&scratch, &args);
+    assert!(
+        !stderr(&third).contains("checksum mismatch"),
+        "the cache was repaired"
+    );
+}
