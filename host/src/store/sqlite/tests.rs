@@ -33,7 +33,8 @@ suite_tests!(
     creating_over_an_ended_instance_replaces_it_and_over_a_live_one_fails,
     concurrent_changes_commit_together_yet_fail_alone,
     large_payloads_round_trip_out_of_line,
-    messages_reach_only_live_instances_and_read_after_a_cursor
+    messages_reach_only_live_instances_and_read_after_a_cursor,
+    a_rewind_reschedules_the_given_tasks_of_a_failed_instance_only
 );
 
 #[tokio::test]
