@@ -248,6 +248,8 @@ pub struct Server {
     pub base: String,
     pub key: String,
     pub addr: String,
+    /// The rpc listener's base URL (`http://127.0.0.1:PORT/durabletask/`), with `--rpc-addr`.
+    pub rpc: Option<String>,
 }
 
 impl Server {
@@ -281,12 +283,20 @@ impl Server {
             .strip_prefix("key: ")
             .unwrap_or_else(|| panic!("key line: {key_line:?}"))
             .to_string();
+        let rpc = extra.contains(&"--rpc-addr").then(|| {
+            let rpc_line = next();
+            rpc_line
+                .strip_prefix("rpc listening on ")
+                .unwrap_or_else(|| panic!("rpc line: {rpc_line:?}"))
+                .to_string()
+        });
         let addr = base.trim_start_matches("http://").to_string();
         Self {
             child,
             base,
             key,
             addr,
+            rpc,
         }
     }
 
