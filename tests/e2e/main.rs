@@ -8,6 +8,7 @@ mod crash;
 mod faults;
 mod host;
 mod nondeterminism;
+mod rewind;
 mod sandbox;
 mod snapshots;
 mod support;

@@ -255,11 +255,22 @@ pub struct Server {
 impl Server {
     /// Starts `weft serve --addr ADDR EXTRA...` and waits for its ready lines.
     pub fn start(scratch: &Scratch, addr: &str, extra: &[&str]) -> Self {
+        Self::start_with(scratch, addr, extra, |_| {})
+    }
+
+    /// [`Server::start`], with a last word on the command (its user, its environment).
+    pub fn start_with(
+        scratch: &Scratch,
+        addr: &str,
+        extra: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Self {
         use std::io::BufRead;
         let mut args = vec!["serve", "--addr", addr];
         args.extend(extra);
-        let mut child = scratch
-            .weft(&args)
+        let mut command = scratch.weft(&args);
+        adjust(&mut command);
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(
                 std::fs::OpenOptions::new()
