@@ -3,6 +3,7 @@
 
 mod api;
 mod backup;
+mod clients;
 mod confinement;
 mod crash;
 mod faults;
