@@ -386,6 +386,46 @@ fn every_route_requires_the_key() {
         client.post(&start).send().expect("POST").status(),
         StatusCode::UNAUTHORIZED
     );
+    // Every route of the public listener, known or not, the extension's and the rpc
+    // listener's paths included.
+    let hook = "runtime/webhooks/durabletask";
+    for (method, path) in [
+        (
+            "POST",
+            format!("{hook}/orchestrators/E2_BackupSiteContent/x"),
+        ),
+        ("POST", "api/orchestrators/E2_BackupSiteContent".to_string()),
+        ("GET", format!("{hook}/instances/")),
+        ("GET", format!("{hook}/instances/x")),
+        ("DELETE", format!("{hook}/instances/x")),
+        (
+            "DELETE",
+            format!("{hook}/instances?createdTimeFrom=2020-01-01"),
+        ),
+        ("POST", format!("{hook}/instances/x/terminate")),
+        ("POST", format!("{hook}/instances/x/suspend")),
+        ("POST", format!("{hook}/instances/x/resume")),
+        ("POST", format!("{hook}/instances/x/rewind")),
+        ("POST", format!("{hook}/instances/x/restart")),
+        ("POST", format!("{hook}/instances/x/raiseEvent/E")),
+        ("GET", "durabletask/instances/".to_string()),
+        ("GET", "no/such/route".to_string()),
+    ] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let response = client
+            .request(method.clone(), format!("{}/{path}", server.base))
+            .send()
+            .expect("request");
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "{method} {path}"
+        );
+        assert!(
+            json_body(response)["Message"].is_string(),
+            "a JSON error body"
+        );
+    }
 
     // The generated key is kept, owner-only, and reused by the next start.
     use std::os::unix::fs::PermissionsExt;
@@ -792,7 +832,6 @@ fn the_extension_routes_answer_with_its_codes_headers_and_bodies() {
     );
     assert_eq!(post("instances/nobody/restart"), StatusCode::BAD_REQUEST);
     assert_eq!(post("instances/nap/terminate/"), StatusCode::ACCEPTED);
-    assert_eq!(post("instances/nap/resume"), StatusCode::GONE);
     assert_eq!(post("instances/nap/frobnicate"), StatusCode::NOT_FOUND);
     let get_op = client
         .get(server.url(&format!("{INSTANCES}/nap/terminate")))
@@ -810,6 +849,7 @@ fn the_extension_routes_answer_with_its_codes_headers_and_bodies() {
     );
     let terminated = server.poll_until_ended(&client, &server.url(&format!("{INSTANCES}/nap")));
     assert_eq!(terminated[0].0, StatusCode::OK);
+    assert_eq!(post("instances/nap/resume"), StatusCode::GONE);
     let terminated = client
         .get(server.url(&format!(
             "{INSTANCES}/nap?returnInternalServerErrorOnFailure=true"

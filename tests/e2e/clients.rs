@@ -139,6 +139,11 @@ fn node_client(binding: &Value, server: &Server, prefix: &str) -> Value {
         "the npm durable-functions client is not installed: run `npm ci --prefix {}` (Node.js 20, as .ci/run does)",
         dir.display()
     );
+    let node = Command::new("node").arg("--version").output();
+    assert!(
+        node.as_ref().is_ok_and(|output| output.status.success()),
+        "Node.js is not installed: `apt-get install nodejs npm` (Node.js 20 recommended), as .ci/run does"
+    );
     let mut command = Command::new("node");
     command
         .arg(dir.join("node/client.js"))
