@@ -166,3 +166,113 @@ pub fn history_events(history: &[HistoryEvent], show_input: bool, show_output: b
     }
     Value::Array(events)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::history_events;
+    use crate::store::{Event, HistoryEvent};
+    use chrono::{TimeZone, Utc};
+    use serde_json::{Value, json};
+
+    fn history(events: Vec<Event>) -> Vec<HistoryEvent> {
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(seq, event)| HistoryEvent {
+                seq: seq as u64,
+                timestamp: Utc
+                    .with_ymd_and_hms(2026, 1, 1, 0, 0, seq as u32)
+                    .single()
+                    .unwrap_or_default(),
+                event,
+            })
+            .collect()
+    }
+
+    fn scheduled(task_id: u32, input: &str) -> Event {
+        Event::TaskScheduled {
+            task_id,
+            name: "Copy".into(),
+            input: input.into(),
+            retry: None,
+        }
+    }
+
+    fn events() -> Vec<HistoryEvent> {
+        history(vec![
+            Event::ExecutionStarted {
+                name: "Backup".into(),
+                input: "\"/r\"".into(),
+            },
+            Event::OrchestratorStarted,
+            scheduled(0, "\"a\""),
+            scheduled(1, "\"b\""),
+            scheduled(2, "\"c\""),
+            Event::OrchestratorStarted,
+            Event::TaskCompleted {
+                task_id: 0,
+                result: "10".into(),
+            },
+            Event::TaskFailed {
+                task_id: 1,
+                message: "denied".into(),
+            },
+            Event::ExecutionFailed {
+                message: "copying b failed".into(),
+            },
+            Event::ExecutionRewound {
+                reason: "fixed".into(),
+            },
+        ])
+    }
+
+    #[test]
+    fn history_events_take_the_extensions_shape() {
+        let shown = history_events(&events(), true, true);
+        let types: Vec<&str> = shown
+            .as_array()
+            .map(|events| {
+                events
+                    .iter()
+                    .map(|e| e["EventType"].as_str().unwrap_or_default())
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Episode markers are left out; a finished task's schedule is merged into its
+        // completion; tasks pending after the rewind (b, failed) and before (c) stay.
+        assert_eq!(
+            types,
+            [
+                "ExecutionStarted",
+                "TaskScheduled",
+                "TaskScheduled",
+                "TaskCompleted",
+                "TaskFailed",
+                "ExecutionCompleted",
+                "ExecutionRewound"
+            ]
+        );
+        assert_eq!(shown[0]["FunctionName"], "Backup");
+        assert_eq!(shown[0]["Input"], "\"/r\"");
+        assert_eq!(shown[1]["Name"], "Copy");
+        assert_eq!(shown[1]["Input"], "\"b\"");
+        assert_eq!(shown[3]["FunctionName"], "Copy");
+        assert_eq!(shown[3]["Input"], "\"a\"");
+        assert_eq!(shown[3]["Result"], json!(10));
+        assert_eq!(shown[3]["ScheduledTime"], "2026-01-01T00:00:02Z");
+        assert_eq!(shown[3]["Timestamp"], "2026-01-01T00:00:06Z");
+        assert_eq!(shown[4]["Reason"], "denied");
+        assert_eq!(shown[5]["OrchestrationStatus"], "Failed");
+        assert_eq!(shown[6]["Reason"], "fixed");
+    }
+
+    #[test]
+    fn inputs_and_results_are_shown_only_when_asked_for() {
+        let shown = history_events(&events(), false, false);
+        for event in shown.as_array().cloned().unwrap_or_default() {
+            assert!(event.get("Input").is_none(), "{event}");
+            assert!(event.get("Result").is_none(), "{event}");
+        }
+        assert_eq!(history_events(&[], true, true), Value::Array(vec![]));
+    }
+}
