@@ -53,6 +53,13 @@ const WEBHOOK: [&str; 3] = ["runtime", "webhooks", "durabletask"];
 /// The task hub name in the URLs the API hands out; any `taskHub` a client sends is
 /// accepted and ignored (one data dir is one task hub).
 const TASK_HUB: &str = "weft";
+/// What is percent-encoded in the ids and the key that URLs carry: all but the
+/// unreserved characters of RFC 3986.
+const URL_SAFE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 /// The longest a client may take to send a request body.
 const BODY_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -101,10 +108,7 @@ impl Call {
                 format!("{}/{}", self.api.public_url, WEBHOOK.join("/")),
                 format!(
                     "taskHub={TASK_HUB}&connection=Storage&code={}",
-                    percent_encoding::utf8_percent_encode(
-                        &self.api.key,
-                        percent_encoding::NON_ALPHANUMERIC
-                    )
+                    percent_encoding::utf8_percent_encode(&self.api.key, URL_SAFE)
                 ),
             ),
         }

@@ -90,7 +90,7 @@ pub async fn started(call: &Call, instance: &Instance) -> Result<Response, Error
 /// shape: the check-status body, which also carries `rewindPostUri`.
 pub fn management_payload(call: &Call, id: &str) -> Value {
     let (base, query) = call.links();
-    let id_part = percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC);
+    let id_part = percent_encoding::utf8_percent_encode(id, super::URL_SAFE);
     let instance = format!("{base}/instances/{id_part}");
     json!({
         "id": id,
