@@ -58,6 +58,35 @@ fn runaway_and_memory_hungry_guests_fail_with_clear_messages() {
         r#"{"error":"activity Spin exceeded its CPU time (200ms without waiting)"}"#
     );
 
+    // Neither waits that are already satisfied nor host calls reset the budget.
+    let output = run_testing(
+        &scratch,
+        &["run", "SpinOnFinishedTasks", "--guest-cpu-ms", "300"],
+    );
+    assert!(
+        stderr(&output)
+            .contains("Failed: orchestrator exceeded its CPU time (300ms without waiting)"),
+        "{}",
+        describe(&output)
+    );
+    write(scratch.path(), "polled.txt", b"x");
+    let poll = r#"{"name":"PollFileSize","input":"polled.txt"}"#;
+    let output = run_testing(
+        &scratch,
+        &[
+            "run",
+            "CallActivity",
+            "--input",
+            poll,
+            "--guest-cpu-ms",
+            "300",
+        ],
+    );
+    assert_eq!(
+        last_line(&output),
+        r#"{"error":"activity PollFileSize exceeded its CPU time (300ms without waiting)"}"#
+    );
+
     let allocate = r#"{"name":"Allocate","input":100}"#;
     let output = run_testing(
         &scratch,
@@ -111,7 +140,7 @@ fn unknown_names_and_wrong_input_types_are_clear_errors() {
     let output = run_testing(&scratch, &["run", "CallActivity", "--input", unknown]);
     assert_eq!(
         last_line(&output),
-        r#"{"error":"unknown activity 'NoSuchActivity'; known activities: Allocate, Echo, Fail, Repeat, Sleep, Spin"}"#
+        r#"{"error":"unknown activity 'NoSuchActivity'; known activities: Allocate, Echo, Fail, PollFileSize, Repeat, Sleep, Spin"}"#
     );
     let output = scratch.run(&["run", "E2_BackupSiteContent", "--input", "42"]);
     assert!(

@@ -3,10 +3,12 @@
 
 mod api;
 mod backup;
+mod cancel;
 mod clients;
 mod confinement;
 mod crash;
 mod faults;
+mod group_commit;
 mod host;
 mod nondeterminism;
 mod rewind;

@@ -131,8 +131,12 @@ struct HostArgs {
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=4096))]
     guest_memory_mib: u64,
     /// Largest JSON payload (input, output, custom status), in KiB.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(1..=262_144))]
     max_payload_kib: u64,
+    /// The longest an activity attempt may run when its retry policy sets no timeout, in
+    /// seconds; over it, the attempt fails (and may be retried).
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    activity_timeout_secs: u64,
     /// Evict an orchestrator instance that has waited this long (it replays when its
     /// next message comes); 0 keeps instances hot until they end.
     #[arg(long, default_value_t = 30_000)]
@@ -164,6 +168,7 @@ impl HostArgs {
             memory: (self.guest_memory_mib as usize) << 20,
             payload: (self.max_payload_kib as usize) << 10,
         };
+        config.activity_timeout = Duration::from_secs(self.activity_timeout_secs);
         config.evict_after =
             (self.evict_after_ms > 0).then(|| Duration::from_millis(self.evict_after_ms));
         config.activity_delay = self.test_activity_delay_ms.map(Duration::from_millis);

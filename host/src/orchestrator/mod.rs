@@ -23,7 +23,7 @@ use crate::store::{self, Instance, RuntimeStatus, Store};
 use chrono::Utc;
 use sandbox::ReplayedClock;
 use std::sync::Arc;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use wasmtime::Engine;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -48,6 +48,28 @@ pub enum RunFailure {
     #[error("wasm engine failure: {0}")]
     Engine(String),
 }
+
+/// An activity's outcome handed to a hot instance in memory. The episode that consumes
+/// it records it and deletes its work item in one transaction, so a result is never
+/// recorded twice; if the host dies first, the activity runs again.
+#[derive(Debug)]
+pub struct Delivery {
+    pub item: store::WorkItem,
+    pub completion: store::Event,
+}
+
+/// Hands the work items that an episode leases as it enqueues them straight to this
+/// process's activity dispatcher, so that they start without a claim round trip.
+#[derive(Clone)]
+pub struct Eager {
+    pub owner: String,
+    pub items: mpsc::UnboundedSender<store::WorkItem>,
+}
+
+/// The most work items one episode leases eagerly; the rest wait to be claimed.
+const EAGER_MAX: usize = 256;
+/// How long eagerly leased work items stay leased (as for claimed ones).
+const EAGER_LEASE: chrono::Duration = chrono::Duration::minutes(5);
 
 /// A loaded orchestration component, ready to instantiate.
 pub struct OrchestratorComponent {
@@ -116,6 +138,14 @@ pub struct OrchestrationState {
     inbox_cursor: i64,
     /// Completions read while the instance was suspended, delivered once it resumes.
     held: Vec<store::InboxMessage>,
+    /// Outcomes handed over in memory by this process's dispatcher.
+    deliveries: Option<mpsc::UnboundedReceiver<Delivery>>,
+    /// Deliveries received while waiting, not yet taken into an episode.
+    arrived: Vec<Delivery>,
+    /// Work items (and their task ids) whose delivered outcomes the episode in progress
+    /// records.
+    settled: Vec<(i64, u32)>,
+    eager: Option<Eager>,
     custom_status: Option<String>,
     guids: u64,
     store: Option<Arc<dyn Store>>,
@@ -142,6 +172,10 @@ impl OrchestrationState {
             consumed: Vec::new(),
             inbox_cursor: 0,
             held: Vec::new(),
+            deliveries: None,
+            arrived: Vec::new(),
+            settled: Vec::new(),
+            eager: None,
             custom_status: None,
             guids: 0,
             store: None,
@@ -171,25 +205,48 @@ impl OrchestrationState {
     ) -> Result<(), store::Error> {
         let store = self.store_handle()?;
         let (first_seq, events) = self.replay.take_pending();
-        if events.is_empty() && self.consumed.is_empty() && !status.is_terminal() {
+        if events.is_empty()
+            && self.consumed.is_empty()
+            && self.settled.is_empty()
+            && !status.is_terminal()
+        {
             return Ok(());
         }
-        let schedules = events
+        let scheduled = events
             .iter()
-            .any(|(_, event)| matches!(event, store::Event::TaskScheduled { .. }));
-        store
+            .filter(|(_, event)| matches!(event, store::Event::TaskScheduled { .. }))
+            .count();
+        let now = Utc::now();
+        let lease = self.eager.as_ref().map(|eager| store::Lease {
+            owner: eager.owner.clone(),
+            until: now + EAGER_LEASE,
+            max: EAGER_MAX,
+        });
+        let leased = store
             .checkpoint(store::Checkpoint {
                 instance_id: self.instance_id.clone(),
                 first_seq,
                 events,
                 consumed: std::mem::take(&mut self.consumed),
+                settled: self.settled.iter().map(|(item, _)| *item).collect(),
+                lease,
                 status,
                 output: output.map(str::to_string),
                 custom_status: self.custom_status.clone(),
-                now: Utc::now(),
+                now,
             })
             .await?;
-        if schedules {
+        for (_, task) in std::mem::take(&mut self.settled) {
+            tracing::debug!(instance = %self.instance_id, task, "outcome recorded");
+        }
+        let handed = leased.len();
+        if let Some(eager) = &self.eager {
+            for item in leased {
+                // A dispatcher that is gone leaves the item leased until the next start.
+                let _ = eager.items.send(item);
+            }
+        }
+        if scheduled > handed {
             self.work_ready.notify_one();
         }
         Ok(())
@@ -227,13 +284,51 @@ impl OrchestrationState {
             }
             taken.push(message);
         }
-        if taken.is_empty() {
+        // Outcomes handed over in memory come after the inbox's messages. While the
+        // instance is suspended they are recorded in the inbox instead, durably, to be
+        // read with the held ones once it resumes.
+        let terminated = taken
+            .last()
+            .is_some_and(|m| matches!(m.event, store::Event::ExecutionTerminated { .. }));
+        let mut delivered = Vec::new();
+        if !terminated {
+            if let Some(deliveries) = &mut self.deliveries {
+                while let Ok(delivery) = deliveries.try_recv() {
+                    self.arrived.push(delivery);
+                }
+            }
+            for delivery in std::mem::take(&mut self.arrived) {
+                if suspended {
+                    self.record_delivery(delivery).await?;
+                } else {
+                    self.settled.push((delivery.item.id, delivery.item.task_id));
+                    delivered.push(delivery.completion);
+                }
+            }
+        }
+        if taken.is_empty() && delivered.is_empty() {
             return Ok(false);
         }
         self.consumed.extend(taken.iter().map(|m| m.id));
-        self.replay
-            .begin_episode(Utc::now(), taken.into_iter().map(|m| m.event));
+        let events = taken.into_iter().map(|m| m.event).chain(delivered);
+        self.replay.begin_episode(Utc::now(), events);
         Ok(true)
+    }
+
+    /// Records a delivered outcome the way the dispatcher would have: in the inbox.
+    async fn record_delivery(&mut self, delivery: Delivery) -> Result<(), store::Error> {
+        let owner = self
+            .eager
+            .as_ref()
+            .map(|eager| eager.owner.clone())
+            .unwrap_or_default();
+        let settlement = store::Settlement::Complete {
+            completion: delivery.completion,
+        };
+        self.store_handle()?
+            .settle_work(&delivery.item, &owner, settlement, Utc::now())
+            .await?;
+        Ok(())
     }
 
     /// Waits until the inbox holds something deliverable and opens an episode with it.
@@ -251,17 +346,40 @@ impl OrchestrationState {
                 continue;
             }
             // A message posted after the read above stores a permit, so none is lost.
-            match self.evict_after {
-                None => self.wake.notified().await,
-                Some(idle) => {
-                    if tokio::time::timeout(idle, self.wake.notified())
-                        .await
-                        .is_err()
-                    {
-                        return Ok(false);
+            let wake = self.wake.clone();
+            let news = async {
+                match &mut self.deliveries {
+                    Some(deliveries) => tokio::select! {
+                        () = wake.notified() => None,
+                        delivery = deliveries.recv() => delivery,
+                    },
+                    None => {
+                        wake.notified().await;
+                        None
                     }
                 }
-            }
+            };
+            let arrived = match self.evict_after {
+                None => news.await,
+                Some(idle) => match tokio::time::timeout(idle, news).await {
+                    Ok(arrived) => arrived,
+                    Err(_) => {
+                        // Idle: refuse further deliveries (they go to the inbox), and keep
+                        // running if one slipped in meanwhile.
+                        if let Some(deliveries) = &mut self.deliveries {
+                            deliveries.close();
+                            while let Ok(delivery) = deliveries.try_recv() {
+                                self.arrived.push(delivery);
+                            }
+                        }
+                        if self.arrived.is_empty() {
+                            return Ok(false);
+                        }
+                        None
+                    }
+                },
+            };
+            self.arrived.extend(arrived);
         }
     }
 
@@ -317,12 +435,16 @@ pub struct InstanceEnv {
     pub limits: GuestLimits,
     /// Evict the instance after waiting this long; `None` keeps it hot until it ends.
     pub evict_after: Option<std::time::Duration>,
+    /// Where this process's dispatcher hands outcomes to the instance.
+    pub deliveries: mpsc::UnboundedReceiver<Delivery>,
+    /// Where the instance hands eagerly leased work items to the dispatcher.
+    pub eager: Option<Eager>,
 }
 
 /// Runs `instance`, replaying its history first, until it ends or is evicted while idle.
 /// Returns its status then: terminal if it ended.
 pub async fn run_instance(
-    env: &InstanceEnv,
+    env: InstanceEnv,
     registry: &Registry<OrchestratorComponent>,
     instance: &Instance,
 ) -> Result<RuntimeStatus, RunFailure> {
@@ -354,6 +476,8 @@ pub async fn run_instance(
         stderr,
         budget: Budget::new(env.limits),
         evict_after: env.evict_after,
+        deliveries: Some(env.deliveries),
+        eager: env.eager.clone(),
         ..OrchestrationState::probe()
     };
     if !state.take_inbox().await? {
@@ -504,12 +628,15 @@ pub(crate) async fn end_without_replay(
             first_seq,
             events: vec![(now, event)],
             consumed: Vec::new(),
+            settled: Vec::new(),
+            lease: None,
             status,
             output: Some(json_string(message)),
             custom_status: instance.custom_status.clone(),
             now,
         })
         .await
+        .map(drop)
 }
 
 fn describe_run_error(name: &str, error: RunError) -> String {

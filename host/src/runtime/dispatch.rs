@@ -2,7 +2,8 @@
 //! activity instance with bounded concurrency, and settles it: its result, its final
 //! failure, or a retry at the time its policy says.
 
-use super::{Runtime, SETTLE_RETRIES};
+use super::{Runtime, SETTLE_RETRIES, lock};
+use crate::orchestrator::Delivery;
 use crate::store::{self, Event, Settlement, WorkItem};
 use chrono::Utc;
 use futures::FutureExt;
@@ -11,6 +12,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 /// How long a claimed work item stays leased. Only another process sharing the store
@@ -18,6 +20,8 @@ use tokio::task::JoinHandle;
 const LEASE: Duration = Duration::from_secs(300);
 /// How often the dispatcher looks for due work when nothing woke it.
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// How long an ended instance's queued items are checked before they start.
+const ENDED_MEMORY: Duration = Duration::from_secs(600);
 /// How many claimed items the dispatcher keeps ready at most (or the number of activity
 /// slots, if that is more); it claims more when fewer than half remain.
 const CLAIM_AHEAD: usize = 256;
@@ -27,7 +31,10 @@ impl Runtime {
     /// a slot that frees up never waits for a claim to commit, and starts an item in
     /// every free slot. Claims are batches, one transaction each; the dispatcher sleeps
     /// when there is nothing due.
-    pub(super) async fn dispatch_activities(self: Arc<Self>) {
+    pub(super) async fn dispatch_activities(
+        self: Arc<Self>,
+        mut eager: mpsc::UnboundedReceiver<WorkItem>,
+    ) {
         let slots = self.activity_slots.clone();
         let ahead = CLAIM_AHEAD.max(self.config.max_activities);
         let mut stopping = self.stopping.subscribe();
@@ -70,10 +77,12 @@ impl Runtime {
                         }
                     }
                 }
+                Some(item) = eager.recv() => queue.push_back(item),
                 permit = slots.clone().acquire_owned(), if !queue.is_empty() => {
                     let Ok(permit) = permit else { return };
                     if let Some(item) = queue.pop_front() {
-                        tokio::spawn(self.clone().supervise(item, permit));
+                        let cancel = self.register(&item);
+                        tokio::spawn(self.clone().supervise(item, permit, cancel));
                     }
                 }
                 () = self.work_ready.notified(), if idle => idle = false,
@@ -84,11 +93,31 @@ impl Runtime {
 
     /// Runs a work item; should the host itself fail (panic) while running it, the task
     /// fails with that instead of leaving its lease held until a restart.
-    async fn supervise(self: Arc<Self>, item: WorkItem, permit: OwnedSemaphorePermit) {
-        let settlement = match AssertUnwindSafe(self.run_work_item(&item))
-            .catch_unwind()
-            .await
+    async fn supervise(
+        self: Arc<Self>,
+        item: WorkItem,
+        permit: OwnedSemaphorePermit,
+        cancel: Arc<Notify>,
+    ) {
+        let _registered = Registered {
+            runtime: &self,
+            item: &item,
+        };
+        if self.ended_lately(&item.instance_id)
+            && !matches!(self.store.work_item_exists(item.id).await, Ok(true))
         {
+            return;
+        }
+        let run = AssertUnwindSafe(self.run_work_item(&item)).catch_unwind();
+        let outcome = tokio::select! {
+            biased;
+            () = cancel.notified() => {
+                tracing::info!(instance = %item.instance_id, task = item.task_id, "activity {} cancelled: its instance ended", item.name);
+                return;
+            }
+            outcome = run => outcome,
+        };
+        let settlement = match outcome {
             Ok(settlement) => settlement,
             Err(_) => {
                 tracing::error!(instance = %item.instance_id, task = item.task_id, "the host failed running {}", item.name);
@@ -106,6 +135,38 @@ impl Runtime {
         drop(permit);
         self.settle(&item, settlement).await;
         self.settling.send_modify(|count| *count -= 1);
+    }
+
+    /// Registers a work item as running, with the handle that cancels it.
+    fn register(&self, item: &WorkItem) -> Arc<Notify> {
+        let cancel = Arc::new(Notify::new());
+        lock(&self.running)
+            .entry(item.instance_id.clone())
+            .or_default()
+            .insert(item.id, cancel.clone());
+        cancel
+    }
+
+    /// Cancels the running activities of an instance that has ended (its work items are
+    /// gone with it), and remembers it for a while so that its queued items do not start.
+    pub(super) fn cancel_activities(&self, instance_id: &str) {
+        let now = std::time::Instant::now();
+        {
+            let mut ended = lock(&self.recently_ended);
+            ended.retain(|_, at| now.duration_since(*at) < ENDED_MEMORY);
+            ended.insert(instance_id.to_string(), now);
+        }
+        if let Some(running) = lock(&self.running).get(instance_id) {
+            for cancel in running.values() {
+                cancel.notify_one();
+            }
+        }
+    }
+
+    fn ended_lately(&self, instance_id: &str) -> bool {
+        lock(&self.recently_ended)
+            .get(instance_id)
+            .is_some_and(|at| at.elapsed() < ENDED_MEMORY)
     }
 
     /// Runs one attempt of a work item and says how to settle it.
@@ -144,13 +205,22 @@ impl Runtime {
             &item.name,
             &item.input,
         );
-        let timeout = item.retry.as_ref().and_then(|policy| policy.timeout_ms);
-        let outcome = match timeout {
-            Some(ms) => tokio::time::timeout(Duration::from_millis(ms), run)
-                .await
-                .unwrap_or_else(|_| Err(format!("activity {} timed out after {ms} ms", item.name))),
-            None => run.await,
-        };
+        // Every attempt has a deadline: its policy's, or the host's default. It holds even
+        // while the guest sits in a host call.
+        let timeout = item
+            .retry
+            .as_ref()
+            .and_then(|policy| policy.timeout_ms)
+            .map_or(self.config.activity_timeout, Duration::from_millis);
+        let outcome = tokio::time::timeout(timeout, run)
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "activity {} timed out after {} ms",
+                    item.name,
+                    timeout.as_millis()
+                ))
+            });
         let message = match outcome {
             Ok(result) => {
                 return Settlement::Complete {
@@ -194,6 +264,23 @@ impl Runtime {
     /// with back-off for a while, so that a passing fault (a full disk, a lock held by
     /// another program) does not leave the item leased to this process until a restart.
     async fn settle(self: &Arc<Self>, item: &WorkItem, settlement: Settlement) {
+        // A final outcome goes to a hot instance in memory: the episode that consumes it
+        // records it, with no transaction of its own.
+        let settlement = match settlement {
+            Settlement::Complete { completion } => {
+                let delivery = Delivery {
+                    item: item.clone(),
+                    completion,
+                };
+                match self.deliver(delivery) {
+                    None => return,
+                    Some(refused) => Settlement::Complete {
+                        completion: refused.completion,
+                    },
+                }
+            }
+            retry => retry,
+        };
         let retry = matches!(settlement, Settlement::Retry { .. });
         let mut pause = Duration::from_millis(50);
         for attempt in 1..=SETTLE_RETRIES {
@@ -203,6 +290,7 @@ impl Runtime {
                 .await
             {
                 Ok(true) => {
+                    tracing::debug!(instance = %item.instance_id, task = item.task_id, "outcome recorded");
                     self.wake(&item.instance_id);
                     if retry {
                         self.work_ready.notify_one();
@@ -218,6 +306,24 @@ impl Runtime {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(5));
                 }
+            }
+        }
+    }
+}
+
+/// Unregisters a running work item however its task ends (cancelled, panicked, done).
+struct Registered<'a> {
+    runtime: &'a Runtime,
+    item: &'a WorkItem,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        let mut running = lock(&self.runtime.running);
+        if let Some(items) = running.get_mut(&self.item.instance_id) {
+            items.remove(&self.item.id);
+            if items.is_empty() {
+                running.remove(&self.item.instance_id);
             }
         }
     }

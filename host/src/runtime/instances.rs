@@ -3,12 +3,18 @@
 //! instance through its inbox.
 
 use super::{Error, Runtime, lock};
-use crate::orchestrator::{self, InstanceEnv};
+use crate::orchestrator::{self, Delivery, InstanceEnv};
 use crate::store::{self, Event, RuntimeStatus};
 use chrono::Utc;
 use futures::FutureExt;
 use std::sync::Arc;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
+
+/// What the runtime keeps of an instance that has a task here.
+pub(super) struct Hot {
+    wake: Arc<Notify>,
+    deliveries: mpsc::UnboundedSender<Delivery>,
+}
 
 impl Runtime {
     /// Asks a running instance to end now, as Terminated.
@@ -62,6 +68,7 @@ impl Runtime {
                 reason,
             )
             .await?;
+            self.cancel_activities(id);
             self.ended.send_modify(|count| *count += 1);
             return Ok(());
         }
@@ -75,21 +82,35 @@ impl Runtime {
     }
 
     pub(super) fn spawn_instance(self: &Arc<Self>, id: String) {
-        let wake = {
+        let (wake, deliveries) = {
             let mut hot = lock(&self.hot);
             if hot.contains_key(&id) {
                 return;
             }
             let wake = Arc::new(Notify::new());
-            hot.insert(id.clone(), wake.clone());
-            wake
+            let (sender, deliveries) = mpsc::unbounded_channel();
+            hot.insert(
+                id.clone(),
+                Hot {
+                    wake: wake.clone(),
+                    deliveries: sender,
+                },
+            );
+            (wake, deliveries)
         };
         // A failure of an earlier instance with this id says nothing about this run.
         lock(&self.host_failures).remove(&id);
         let runtime = self.clone();
         tokio::spawn(async move {
-            let result = runtime.run_instance(&id, wake.clone()).await;
+            let result = runtime.run_instance(&id, wake.clone(), deliveries).await;
             lock(&runtime.hot).remove(&id);
+            // Outcomes handed to a task that did not end its instance may be lost with
+            // it (an instance that evicts itself first drains them): run them again.
+            if !matches!(result, Ok(Some(status)) if status.is_terminal() || status == RuntimeStatus::Running || status == RuntimeStatus::Suspended)
+                && let Err(error) = runtime.store.release_instance_leases(&id).await
+            {
+                tracing::error!(instance = %id, "cannot release its leases: {error}");
+            }
             match result {
                 Err(reason) => {
                     tracing::error!(instance = %id, "{reason}");
@@ -98,6 +119,7 @@ impl Runtime {
                 // The instance ended, but its id was reused by a new instance while this
                 // task still held it: run the new one.
                 Ok(Some(status)) if status.is_terminal() => {
+                    runtime.cancel_activities(&id);
                     if matches!(runtime.store.instance(&id).await, Ok(Some(now)) if !now.status.is_terminal())
                     {
                         runtime.spawn_instance(id);
@@ -121,6 +143,7 @@ impl Runtime {
         &self,
         id: &str,
         wake: Arc<Notify>,
+        deliveries: mpsc::UnboundedReceiver<Delivery>,
     ) -> Result<Option<RuntimeStatus>, String> {
         let _slot = self
             .orchestration_slots
@@ -149,8 +172,10 @@ impl Runtime {
             work_ready: self.work_ready.clone(),
             limits: self.config.guest_limits,
             evict_after: self.config.evict_after,
+            deliveries,
+            eager: Some(self.eager.clone()),
         };
-        let status = orchestrator::run_instance(&env, &self.orchestrators, &instance)
+        let status = orchestrator::run_instance(env, &self.orchestrators, &instance)
             .await
             .map_err(|e| e.to_string())?;
         tracing::debug!(instance = %id, "instance ended {}", status.as_str());
@@ -161,11 +186,23 @@ impl Runtime {
     pub(super) fn wake(self: &Arc<Self>, instance_id: &str) {
         let hot = lock(&self.hot);
         match hot.get(instance_id) {
-            Some(wake) => wake.notify_one(),
+            Some(hot) => hot.wake.notify_one(),
             None => {
                 drop(hot);
                 self.spawn_instance(instance_id.to_string());
             }
+        }
+    }
+}
+
+impl Runtime {
+    /// Hands an activity's outcome to its instance in memory, if a task here runs it and
+    /// takes deliveries; gives the delivery back otherwise.
+    pub(super) fn deliver(&self, delivery: Delivery) -> Option<Delivery> {
+        let hot = lock(&self.hot);
+        match hot.get(&delivery.item.instance_id) {
+            Some(hot) => hot.deliveries.send(delivery).err().map(|refused| refused.0),
+            None => Some(delivery),
         }
     }
 }

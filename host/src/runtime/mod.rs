@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 /// The sample components built from `guest-backup/`, embedded in the binary.
 pub const SAMPLE_COMPONENTS: &[(&str, &[u8])] = &[
@@ -120,6 +120,8 @@ pub struct Config {
     pub evict_after: Option<Duration>,
     /// CPU and memory limits of every guest execution.
     pub guest_limits: GuestLimits,
+    /// The longest an activity attempt may take when its retry policy sets no timeout.
+    pub activity_timeout: Duration,
     /// Test-only: a pause before every activity call, to widen crash windows.
     pub activity_delay: Option<Duration>,
 }
@@ -137,6 +139,7 @@ impl Config {
             max_orchestrations: 256,
             evict_after: Some(Duration::from_secs(30)),
             guest_limits: GuestLimits::default(),
+            activity_timeout: Duration::from_secs(3600),
             activity_delay: None,
         }
     }
@@ -150,8 +153,12 @@ pub struct Runtime {
     activities: Registry<ActivityComponent>,
     io: Arc<activity::Io>,
     config: Config,
-    /// Wake-up handles of the instances that have a task.
-    hot: Mutex<HashMap<String, Arc<Notify>>>,
+    /// The instances that have a task here.
+    hot: Mutex<HashMap<String, instances::Hot>>,
+    /// Where instances hand eagerly leased work items to the dispatcher.
+    eager: orchestrator::Eager,
+    /// The dispatcher's end of `eager`, taken when the workers start.
+    eager_items: Mutex<Option<mpsc::UnboundedReceiver<store::WorkItem>>>,
     /// Instances that stopped because the host failed, with why.
     host_failures: Mutex<HashMap<String, String>>,
     work_ready: Arc<Notify>,
@@ -163,6 +170,12 @@ pub struct Runtime {
     activity_slots: Arc<Semaphore>,
     /// Activity outcomes being recorded (their slots are already free).
     settling: watch::Sender<usize>,
+    /// The activity tasks of each instance, by work item id: ending an instance cancels
+    /// them.
+    running: Mutex<HashMap<String, HashMap<i64, Arc<Notify>>>>,
+    /// Instances that ended lately, with when: an item of theirs that waited in the
+    /// dispatcher's queue is checked before it starts.
+    recently_ended: Mutex<HashMap<String, std::time::Instant>>,
     /// Set when the runtime stops taking work.
     stopping: watch::Sender<bool>,
     /// Held while the runtime lives: one process per data dir.
@@ -260,6 +273,8 @@ impl Runtime {
             activities,
         } = components::load(&engine, &config.components, &cache, &io).await?;
         let config_max_activities = config.max_activities.max(1);
+        let owner = uuid::Uuid::new_v4().simple().to_string();
+        let (eager_items, eager_receiver) = mpsc::unbounded_channel();
         Ok(Arc::new(Self {
             engine,
             store,
@@ -272,9 +287,16 @@ impl Runtime {
             host_failures: Mutex::new(HashMap::new()),
             work_ready: Arc::new(Notify::new()),
             ended: watch::Sender::new(0),
-            owner: uuid::Uuid::new_v4().simple().to_string(),
+            eager: orchestrator::Eager {
+                owner: owner.clone(),
+                items: eager_items,
+            },
+            eager_items: Mutex::new(Some(eager_receiver)),
+            owner,
             activity_slots: Arc::new(Semaphore::new(config_max_activities)),
             settling: watch::Sender::new(0),
+            running: Mutex::new(HashMap::new()),
+            recently_ended: Mutex::new(HashMap::new()),
             stopping: watch::Sender::new(false),
             _lock: lock,
         }))
@@ -333,7 +355,9 @@ impl Runtime {
     pub async fn start_workers(self: &Arc<Self>) -> Result<(), Error> {
         // This process is the data dir's only user, so no lease can be live.
         self.store.release_leases().await?;
-        tokio::spawn(self.clone().dispatch_activities());
+        if let Some(eager) = lock(&self.eager_items).take() {
+            tokio::spawn(self.clone().dispatch_activities(eager));
+        }
         for id in self.store.unfinished_instances().await? {
             self.spawn_instance(id);
         }

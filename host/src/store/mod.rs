@@ -298,10 +298,24 @@ pub struct Checkpoint {
     pub events: Vec<(DateTime<Utc>, Event)>,
     /// Inbox messages this episode consumed; they are deleted.
     pub consumed: Vec<i64>,
+    /// Work items whose outcomes reached the instance in memory and are recorded in
+    /// `events`; they are deleted.
+    pub settled: Vec<i64>,
+    /// Lease the first of the work items this episode enqueues to this owner at once
+    /// (eager dispatch), so that they need no separate claim.
+    pub lease: Option<Lease>,
     pub status: RuntimeStatus,
     pub output: Option<String>,
     pub custom_status: Option<String>,
     pub now: DateTime<Utc>,
+}
+
+/// Work items leased as they are enqueued: to `owner`, until `until`, at most `max`.
+#[derive(Clone, Debug)]
+pub struct Lease {
+    pub owner: String,
+    pub until: DateTime<Utc>,
+    pub max: usize,
 }
 
 /// How many activities an instance has scheduled and how many have finished.
@@ -377,7 +391,8 @@ pub trait Store: Send + Sync + 'static {
     async fn inbox(&self, id: &str, after: i64) -> Result<Vec<InboxMessage>>;
     /// Commits an episode; fails with [`Error::Conflict`] if `first_seq` is not the
     /// history's length. A terminal status also drops the instance's pending work.
-    async fn checkpoint(&self, checkpoint: Checkpoint) -> Result<()>;
+    /// Returns the work items it leased (see [`Checkpoint::lease`]).
+    async fn checkpoint(&self, checkpoint: Checkpoint) -> Result<Vec<WorkItem>>;
     /// Leases up to `max` work items that are due and not leased: never one that `owner`
     /// holds already, and another owner's only once its lease has expired.
     async fn claim_work(
@@ -389,6 +404,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<WorkItem>>;
     /// Forgets every lease: used at start-up by the only process that owns the data dir.
     async fn release_leases(&self) -> Result<()>;
+    /// Forgets the leases of one instance's work items, so that they are claimed and run
+    /// again: used when results handed to the instance in memory may have been lost.
+    async fn release_instance_leases(&self, id: &str) -> Result<()>;
     /// Settles a leased work item and posts the message that says so to its instance's
     /// inbox. Returns false, and changes nothing, unless `owner` still holds this
     /// attempt's lease (the item was finished or retried by another attempt, or its
@@ -415,6 +433,9 @@ pub trait Store: Send + Sync + 'static {
         reschedule: Vec<Event>,
         now: DateTime<Utc>,
     ) -> Result<()>;
+    /// Whether work item `id` is still queued or leased (it is gone once settled, or once
+    /// its instance ended).
+    async fn work_item_exists(&self, id: i64) -> Result<bool>;
 }
 
 #[cfg(test)]

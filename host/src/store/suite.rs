@@ -30,6 +30,8 @@ pub async fn schedule(store: &dyn Store, id: &str, first_seq: u64, tasks: &[u32]
             first_seq,
             events,
             consumed: vec![],
+            settled: vec![],
+            lease: None,
             status: RuntimeStatus::Running,
             output: None,
             custom_status: None,
@@ -94,6 +96,8 @@ pub async fn a_checkpoint_appends_events_and_enqueues_their_work_atomically(stor
                 },
             )],
             consumed: vec![],
+            settled: vec![],
+            lease: None,
             status: RuntimeStatus::Running,
             output: None,
             custom_status: None,
@@ -185,6 +189,8 @@ pub async fn completing_work_moves_the_result_to_the_inbox_once(store: &dyn Stor
                 (now, Event::ExecutionCompleted { result: "7".into() }),
             ],
             consumed: vec![inbox[0].id],
+            settled: vec![],
+            lease: None,
             status: RuntimeStatus::Completed,
             output: Some("7".into()),
             custom_status: Some("\"done\"".into()),
@@ -234,6 +240,8 @@ pub async fn a_late_result_never_settles_another_item_or_attempt(store: &dyn Sto
             first_seq: 3,
             events: vec![(now, ended)],
             consumed: vec![],
+            settled: vec![],
+            lease: None,
             status: RuntimeStatus::Completed,
             output: Some("0".into()),
             custom_status: None,
@@ -360,6 +368,8 @@ pub async fn creating_over_an_ended_instance_replaces_it_and_over_a_live_one_fai
                 },
             )],
             consumed: vec![],
+            settled: vec![],
+            lease: None,
             status: RuntimeStatus::Failed,
             output: None,
             custom_status: None,
@@ -444,6 +454,8 @@ pub async fn large_payloads_round_trip_out_of_line(store: &dyn Store) {
             first_seq: 3,
             events: vec![(now, done.clone())],
             consumed: vec![inbox[0].id],
+            settled: vec![],
+            lease: None,
             status: RuntimeStatus::Running,
             output: None,
             custom_status: None,
@@ -482,6 +494,8 @@ pub async fn messages_reach_only_live_instances_and_read_after_a_cursor(store: &
             first_seq: 1,
             events: vec![(now, Event::ExecutionCompleted { result: "1".into() })],
             consumed: vec![],
+            settled: vec![],
+            lease: None,
             status: RuntimeStatus::Completed,
             output: Some("1".into()),
             custom_status: None,
@@ -539,6 +553,8 @@ pub async fn a_rewind_reschedules_the_given_tasks_of_a_failed_instance_only(stor
             )],
             consumed: vec![],
             status: RuntimeStatus::Failed,
+            settled: vec![],
+            lease: None,
             output: Some("\"boom\"".into()),
             custom_status: None,
             now,
@@ -580,4 +596,97 @@ pub async fn a_rewind_reschedules_the_given_tasks_of_a_failed_instance_only(stor
         .map(|item| (item.task_id, item.attempt))
         .collect();
     assert_eq!(claimed, vec![(1, 1)], "only the rescheduled task, afresh");
+}
+
+pub async fn eager_leases_skip_the_claim_and_settled_items_leave_with_their_episode(
+    store: &dyn Store,
+) {
+    let now = Utc::now();
+    store
+        .create_instance("e", "Orch", "null", now)
+        .await
+        .unwrap();
+    let scheduled = |task_id: u32| {
+        (
+            now,
+            Event::TaskScheduled {
+                task_id,
+                name: "A".into(),
+                input: task_id.to_string(),
+                retry: None,
+            },
+        )
+    };
+    let checkpoint = |first_seq, events, settled, lease| Checkpoint {
+        instance_id: "e".into(),
+        first_seq,
+        events,
+        consumed: vec![],
+        settled,
+        lease,
+        status: RuntimeStatus::Running,
+        output: None,
+        custom_status: None,
+        now,
+    };
+    let lease = crate::store::Lease {
+        owner: "me".into(),
+        until: now + Duration::minutes(5),
+        max: 2,
+    };
+    let leased = store
+        .checkpoint(checkpoint(
+            1,
+            vec![
+                (now, Event::OrchestratorStarted),
+                scheduled(0),
+                scheduled(1),
+                scheduled(2),
+            ],
+            vec![],
+            Some(lease),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        leased.iter().map(|w| w.task_id).collect::<Vec<_>>(),
+        vec![0, 1]
+    );
+    assert!(
+        leased
+            .iter()
+            .all(|w| w.attempt == 1 && w.input == w.task_id.to_string())
+    );
+    let later = now + Duration::seconds(1);
+    let claimed = store
+        .claim_work("other", 10, later, later + Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.iter().map(|w| w.task_id).collect::<Vec<_>>(),
+        vec![2],
+        "leased items are not claimed again"
+    );
+    // Task 0's result reached the instance in memory: the episode that records it also
+    // removes its work item.
+    let done = Event::TaskCompleted {
+        task_id: 0,
+        result: "0".into(),
+    };
+    store
+        .checkpoint(checkpoint(5, vec![(now, done)], vec![leased[0].id], None))
+        .await
+        .unwrap();
+    assert!(!store.work_item_exists(leased[0].id).await.unwrap());
+    assert!(store.work_item_exists(leased[1].id).await.unwrap());
+    store.release_instance_leases("e").await.unwrap();
+    let again = store
+        .claim_work("me", 10, later, later + Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.iter().map(|w| w.task_id).collect::<Vec<_>>(),
+        vec![1, 2],
+        "released items are claimed again; the settled one is gone"
+    );
 }

@@ -21,14 +21,28 @@ impl OrchestrationState {
         &mut self,
         mut ready: impl FnMut(&mut crate::replay::Replay) -> Result<Option<T>, crate::replay::Error>,
     ) -> wasmtime::Result<T> {
+        self.budget.enter_host();
+        let result = self.wait_for_now(&mut ready).await;
+        self.budget.leave_host();
+        result
+    }
+
+    async fn wait_for_now<T>(
+        &mut self,
+        ready: &mut impl FnMut(&mut crate::replay::Replay) -> Result<Option<T>, crate::replay::Error>,
+    ) -> wasmtime::Result<T> {
         loop {
             if let Some(found) = ready(&mut self.replay).map_err(trap)? {
                 self.sync_clock();
-                // Every wait starts a new stretch of guest time, replayed or live, so a
-                // long replay is not judged as one runaway stretch.
-                self.budget.restart();
+                // A wait that the history satisfies (a replayed one) is a real wait too:
+                // the guest waited for it once. A wait on tasks that finished earlier in
+                // this run is not, so looping on them does not reset the budget.
+                if self.replay.is_replaying() {
+                    self.budget.waited();
+                }
                 return Ok(found);
             }
+            self.budget.waited();
             self.checkpoint(self.live_status(), None)
                 .await
                 .map_err(trap)?;

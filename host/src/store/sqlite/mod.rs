@@ -179,7 +179,7 @@ fn create_instance(
     })
 }
 
-fn checkpoint(conn: &Connection, cp: &Checkpoint) -> Result<()> {
+fn checkpoint(conn: &Connection, cp: &Checkpoint) -> Result<Vec<WorkItem>> {
     let id = cp.instance_id.as_str();
     let found: i64 = conn
         .prepare_cached("SELECT COALESCE(MAX(seq) + 1, 0) FROM history WHERE instance_id = ?1")?
@@ -198,6 +198,12 @@ fn checkpoint(conn: &Connection, cp: &Checkpoint) -> Result<()> {
         "INSERT INTO work_items (instance_id, task_id, name, input, visible_at, retry)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
+    let mut enqueue_leased = conn.prepare_cached(
+        "INSERT INTO work_items (instance_id, task_id, name, input, visible_at, retry,
+                                 lease_owner, lease_until, attempt, first_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?5) RETURNING id",
+    )?;
+    let mut leased = Vec::new();
     for (offset, (timestamp, event)) in cp.events.iter().enumerate() {
         let seq = cp.first_seq + offset as u64;
         append.execute(params![
@@ -215,22 +221,57 @@ fn checkpoint(conn: &Connection, cp: &Checkpoint) -> Result<()> {
         } = event
             && !cp.status.is_terminal()
         {
-            let retry =
+            let encoded_retry =
                 match retry {
                     Some(policy) => Some(serde_json::to_string(policy).map_err(|e| {
                         Error::Corrupt(format!("cannot encode a retry policy: {e}"))
                     })?),
                     None => None,
                 };
-            enqueue.execute(params![
-                id,
-                task_id,
-                name,
-                payload::put(conn, id, input)?,
-                millis(*timestamp),
-                retry
-            ])?;
+            let stored_input = payload::put(conn, id, input)?;
+            match &cp.lease {
+                Some(lease) if leased.len() < lease.max => {
+                    let item_id: i64 = enqueue_leased.query_row(
+                        params![
+                            id,
+                            task_id,
+                            name,
+                            stored_input,
+                            millis(*timestamp),
+                            encoded_retry,
+                            lease.owner,
+                            millis(lease.until)
+                        ],
+                        |row| row.get(0),
+                    )?;
+                    leased.push(WorkItem {
+                        id: item_id,
+                        instance_id: id.to_string(),
+                        task_id: *task_id,
+                        name: name.clone(),
+                        input: input.clone(),
+                        attempt: 1,
+                        retry: retry.clone(),
+                        first_attempt_at: time(millis(*timestamp))?,
+                    });
+                }
+                _ => {
+                    enqueue.execute(params![
+                        id,
+                        task_id,
+                        name,
+                        stored_input,
+                        millis(*timestamp),
+                        encoded_retry
+                    ])?;
+                }
+            }
         }
+    }
+    let mut settle =
+        conn.prepare_cached("DELETE FROM work_items WHERE id = ?1 AND instance_id = ?2")?;
+    for item in &cp.settled {
+        settle.execute(params![item, id])?;
     }
     let mut ack = conn.prepare_cached("DELETE FROM inbox WHERE id = ?1 AND instance_id = ?2")?;
     for message in &cp.consumed {
@@ -250,7 +291,7 @@ fn checkpoint(conn: &Connection, cp: &Checkpoint) -> Result<()> {
         conn.execute("DELETE FROM work_items WHERE instance_id = ?1", [id])?;
         conn.execute("DELETE FROM inbox WHERE instance_id = ?1", [id])?;
     }
-    Ok(())
+    Ok(leased)
 }
 
 /// Rewinds a Failed instance (see [`super::Store::rewind`]).
@@ -562,7 +603,7 @@ impl super::Store for SqliteStore {
             .await
     }
 
-    async fn checkpoint(&self, cp: Checkpoint) -> Result<()> {
+    async fn checkpoint(&self, cp: Checkpoint) -> Result<Vec<WorkItem>> {
         self.writer.write(move |conn| checkpoint(conn, &cp)).await
     }
 
@@ -585,6 +626,20 @@ impl super::Store for SqliteStore {
                 conn.execute(
                     "UPDATE work_items SET lease_owner = NULL, lease_until = NULL",
                     [],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn release_instance_leases(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.writer
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE work_items SET lease_owner = NULL, lease_until = NULL
+                     WHERE instance_id = ?1",
+                    [id],
                 )?;
                 Ok(())
             })
@@ -615,6 +670,18 @@ impl super::Store for SqliteStore {
         let id = id.to_string();
         self.writer
             .write(move |conn| rewind(conn, &id, first_seq, &event, &reschedule, now))
+            .await
+    }
+
+    async fn work_item_exists(&self, id: i64) -> Result<bool> {
+        self.readers
+            .read(move |conn| {
+                Ok(conn
+                    .prepare_cached("SELECT 1 FROM work_items WHERE id = ?1")?
+                    .query_row([id], |_| Ok(()))
+                    .optional()?
+                    .is_some())
+            })
             .await
     }
 
