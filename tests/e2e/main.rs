@@ -4,12 +4,14 @@
 mod api;
 mod backup;
 mod cancel;
+mod clients;
 mod confinement;
 mod crash;
 mod faults;
 mod group_commit;
 mod host;
 mod nondeterminism;
+mod rewind;
 mod sandbox;
 mod snapshots;
 mod support;

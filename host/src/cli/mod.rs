@@ -49,6 +49,25 @@ enum Command {
         /// The API key; default: the one kept in <data-dir>/api-key, generated on first start.
         #[arg(long, env = "WEFT_API_KEY", hide_env_values = true)]
         key: Option<String>,
+        /// Where clients reach this server (e.g. https://weft.example.com behind a proxy);
+        /// every URL the API hands out starts with it. Default: http://ADDR as bound.
+        #[arg(long)]
+        public_url: Option<String>,
+        /// Also serve the API without a key on this loopback address, under
+        /// /durabletask/, as the Functions host's local rpcBaseUrl (the official
+        /// clients' rpc endpoint). Only loopback addresses are accepted.
+        #[arg(long)]
+        rpc_addr: Option<std::net::SocketAddr>,
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Rewind a Failed instance: run it again from its failures (failed activities run
+    /// again, completed ones are not re-run) and wait for it, as `run` does.
+    Rewind {
+        id: String,
+        /// Why, recorded in the history.
+        #[arg(long, default_value = "rewound from the command line")]
+        reason: String,
         #[command(flatten)]
         host: HostArgs,
     },
@@ -209,7 +228,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             &host,
         )),
         Command::Resume { host } => block_on(resume(&host)),
-        Command::Serve { addr, key, host } => block_on(serve(addr, key, &host)),
+        Command::Serve {
+            addr,
+            key,
+            public_url,
+            rpc_addr,
+            host,
+        } => block_on(serve(
+            Listeners {
+                addr,
+                public_url,
+                rpc_addr,
+            },
+            key,
+            &host,
+        )),
+        Command::Rewind { id, reason, host } => block_on(rewind(&id, &reason, &host)),
         Command::Status { id, data } => block_on(async move {
             let instance = find(&open_store(&data)?, &id).await?;
             print_line(&serde_json::to_string_pretty(&status::instance_json(
@@ -280,15 +314,20 @@ async fn run_orchestration(
     let instance = runtime.create(name, input, id).await?;
     eprintln!("instance {} of {name} started", instance.id);
     runtime.start_workers().await?;
-    let bar = progress::show(runtime.store().clone(), &instance.id);
+    follow(&runtime, &instance.id).await
+}
+
+/// Waits for instance `id` to end with a progress bar, and prints how it ended; a signal
+/// stops the host and says how to finish the instance.
+async fn follow(runtime: &Runtime, id: &str) -> Result<ExitCode> {
+    let bar = progress::show(runtime.store().clone(), id);
     let ended = tokio::select! {
-        ended = runtime.wait(&instance.id) => ended,
+        ended = runtime.wait(id) => ended,
         signal = stop_signal() => {
             drop(bar);
-            stop(&runtime, signal?).await;
+            stop(runtime, signal?).await;
             eprintln!(
-                "instance {} did not finish; `weft resume` (with the same --data-dir) finishes it",
-                instance.id
+                "instance {id} did not finish; `weft resume` (with the same --data-dir) finishes it"
             );
             return Ok(ExitCode::from(INTERRUPTED));
         }
@@ -297,11 +336,33 @@ async fn run_orchestration(
     finish(&ended?)
 }
 
-async fn serve(
+/// Where `weft serve` listens and how clients reach it.
+struct Listeners {
     addr: std::net::SocketAddr,
-    key: Option<String>,
-    host: &HostArgs,
-) -> Result<ExitCode> {
+    public_url: Option<String>,
+    rpc_addr: Option<std::net::SocketAddr>,
+}
+
+async fn serve(listeners: Listeners, key: Option<String>, host: &HostArgs) -> Result<ExitCode> {
+    let Listeners {
+        addr,
+        public_url,
+        rpc_addr,
+    } = listeners;
+    if let Some(rpc) = rpc_addr
+        && !rpc.ip().is_loopback()
+    {
+        bail!(
+            "--rpc-addr {rpc} is not a loopback address: the rpc listener takes no key, so it only listens on 127.0.0.1 or ::1"
+        );
+    }
+    let public_url = match public_url {
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+            Some(url.trim_end_matches('/').to_string())
+        }
+        Some(url) => bail!("--public-url {url} must start with http:// or https://"),
+        None => None,
+    };
     let runtime = Runtime::open(host.config()).await?;
     let key = match key {
         Some(key) if key.trim().len() >= MIN_KEY_LEN => key.trim().to_string(),
@@ -313,19 +374,55 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
+    let rpc_listener = match rpc_addr {
+        Some(rpc) => Some(
+            tokio::net::TcpListener::bind(rpc)
+                .await
+                .with_context(|| format!("cannot listen on {rpc}"))?,
+        ),
+        None => None,
+    };
+    let rpc_url = match &rpc_listener {
+        Some(listener) => Some(format!("http://{}", listener.local_addr()?)),
+        None => None,
+    };
+    // An unspecified listening address (0.0.0.0) is no address to hand out; loopback
+    // is the one that surely reaches this host. --public-url says better.
+    let public_url = public_url.unwrap_or_else(|| {
+        let mut reachable = bound;
+        if reachable.ip().is_unspecified() {
+            reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{reachable}")
+    });
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "weft listening on http://{bound}")?;
         writeln!(out, "key: {key}")?;
+        if let Some(rpc_url) = &rpc_url {
+            writeln!(out, "rpc listening on {rpc_url}/durabletask/")?;
+        }
         out.flush()?;
     }
-    let router = api::router(std::sync::Arc::new(api::Api {
+    let api = std::sync::Arc::new(api::Api {
         runtime: runtime.clone(),
         key,
-    }));
-    // On a signal the server future is dropped: no new requests, then the workers stop.
+        public_url,
+        rpc_url,
+    });
+    let rpc = async {
+        match rpc_listener {
+            Some(listener) => axum::serve(listener, api::rpc_router(api.clone()))
+                .into_future()
+                .await
+                .context("the rpc HTTP server failed"),
+            None => std::future::pending().await,
+        }
+    };
+    // On a signal the server futures are dropped: no new requests, then the workers stop.
     tokio::select! {
-        served = axum::serve(listener, router).into_future() => served.context("the HTTP server failed")?,
+        served = axum::serve(listener, api::router(api.clone())).into_future() => served.context("the HTTP server failed")?,
+        served = rpc => served?,
         signal = stop_signal() => {
             stop(&runtime, signal?).await;
             return Ok(ExitCode::SUCCESS);
@@ -375,6 +472,14 @@ fn finish(instance: &Instance) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+async fn rewind(id: &str, reason: &str, host: &HostArgs) -> Result<ExitCode> {
+    let runtime = Runtime::open(host.config()).await?;
+    runtime.rewind(id, reason).await?;
+    eprintln!("instance {id} rewound");
+    runtime.start_workers().await?;
+    follow(&runtime, id).await
 }
 
 async fn resume(host: &HostArgs) -> Result<ExitCode> {

@@ -56,6 +56,7 @@ struct Scheduled {
     input: String,
     /// The history sequence number of its `TaskScheduled`, if recorded.
     seq: Option<u64>,
+    retry: Option<RetryPolicy>,
 }
 
 impl fmt::Display for Scheduled {
@@ -98,6 +99,8 @@ pub struct Replay {
     /// Tasks whose completion was recorded since a wait last looked: a wait that is
     /// already under way checks only these, so each episode costs what it delivers.
     fresh: Vec<u32>,
+    /// Completions recorded so far, forgotten ones included: the next one's `order`.
+    completions_seen: usize,
 }
 
 /// A `when-all` or `when-any` under way: the tasks it still waits for. It is built once
@@ -128,6 +131,7 @@ impl Replay {
             termination: None,
             fresh: Vec::new(),
             pending_bytes: 0,
+            completions_seen: 0,
         };
         for (index, event) in history.iter().enumerate() {
             if event.seq != index as u64 {
@@ -151,7 +155,7 @@ impl Replay {
                 task_id,
                 name,
                 input,
-                ..
+                retry,
             } => {
                 if *task_id as usize != self.scheduled.len() {
                     return Err(Error::BadHistory(format!(
@@ -162,6 +166,7 @@ impl Replay {
                     name: name.clone(),
                     input: input.clone(),
                     seq: Some(seq),
+                    retry: retry.clone(),
                 });
             }
             Event::TaskCompleted { .. } | Event::TaskFailed { .. } => {
@@ -173,6 +178,7 @@ impl Replay {
             Event::ExecutionSuspended { .. } => self.suspended = true,
             Event::ExecutionResumed { .. } => self.suspended = false,
             Event::ExecutionTerminated { .. } => self.finished = true,
+            Event::ExecutionRewound { .. } => self.rewind(),
             Event::ExecutionStarted { .. } | Event::TaskRetrying { .. } => {}
         }
         Ok(())
@@ -192,12 +198,49 @@ impl Replay {
         }
         let completion = Completion {
             episode: self.episodes.len().saturating_sub(1),
-            order: self.completions.len(),
+            order: self.completions_seen,
             outcome,
         };
+        self.completions_seen += 1;
         self.completions.insert(task_id, completion);
         self.fresh.push(task_id);
         true
+    }
+
+    /// A rewind: failures recorded so far no longer count (their tasks are pending again,
+    /// to be delivered anew) and the execution is no longer finished.
+    fn rewind(&mut self) {
+        self.completions
+            .retain(|_, completion| matches!(completion.outcome, Outcome::Completed(_)));
+        let completions = &self.completions;
+        self.fresh.retain(|task| completions.contains_key(task));
+        self.finished = false;
+    }
+
+    /// What a rewind of a failed instance with this history must schedule again: the
+    /// `TaskScheduled` event of every recorded task that failed or never finished.
+    pub fn rewind_plan(history: &[HistoryEvent]) -> Result<Vec<Event>, Error> {
+        let replay = Self::new(history)?;
+        Ok(replay
+            .scheduled
+            .iter()
+            .enumerate()
+            .filter(|(task_id, _)| {
+                !matches!(
+                    replay.completions.get(&(*task_id as u32)),
+                    Some(Completion {
+                        outcome: Outcome::Completed(_),
+                        ..
+                    })
+                )
+            })
+            .map(|(task_id, task)| Event::TaskScheduled {
+                task_id: task_id as u32,
+                name: task.name.clone(),
+                input: task.input.clone(),
+                retry: task.retry.clone(),
+            })
+            .collect())
     }
 
     /// True once the history holds `ExecutionCompleted` or `ExecutionFailed`.
@@ -259,6 +302,7 @@ impl Replay {
                         name: name.to_string(),
                         input: input.to_string(),
                         seq: None,
+                        retry: None,
                     };
                     return Err(NonDeterminism {
                         task_id,
@@ -275,6 +319,7 @@ impl Replay {
                     name: name.to_string(),
                     input: input.to_string(),
                     seq: None,
+                    retry: retry.clone(),
                 });
                 self.pending_bytes += name.len() + input.len();
                 self.pending.push((

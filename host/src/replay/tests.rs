@@ -267,3 +267,112 @@ fn malformed_histories_are_rejected() {
         Err(Error::BadHistory(_))
     ));
 }
+
+fn failed(task_id: u32, message: &str) -> Event {
+    Event::TaskFailed {
+        task_id,
+        message: message.into(),
+    }
+}
+
+/// A backup whose second copy failed, so the execution failed; then rewound.
+fn failed_backup() -> Vec<(u32, Event)> {
+    vec![
+        (0, started()),
+        (1, Event::OrchestratorStarted),
+        (1, scheduled(0, "List", "\"/r\"")),
+        (2, Event::OrchestratorStarted),
+        (2, completed(0, r#"["a","b","c"]"#)),
+        (2, scheduled(1, "Copy", "\"a\"")),
+        (2, scheduled(2, "Copy", "\"b\"")),
+        (2, scheduled(3, "Copy", "\"c\"")),
+        (3, Event::OrchestratorStarted),
+        (3, completed(1, "10")),
+        (3, failed(2, "permission denied")),
+        (3, completed(3, "30")),
+        (
+            3,
+            Event::ExecutionFailed {
+                message: "copying 'b' failed".into(),
+            },
+        ),
+    ]
+}
+
+#[test]
+fn a_rewind_plan_reschedules_failed_and_unfinished_tasks_only() {
+    let plan = Replay::rewind_plan(&history(&failed_backup())).unwrap();
+    assert_eq!(plan, vec![scheduled(2, "Copy", "\"b\"")]);
+
+    // A task that never finished (the orchestrator failed while it ran) runs again too.
+    let mut events = failed_backup();
+    events.remove(11);
+    let plan = Replay::rewind_plan(&history(&events)).unwrap();
+    assert_eq!(
+        plan,
+        vec![scheduled(2, "Copy", "\"b\""), scheduled(3, "Copy", "\"c\"")]
+    );
+}
+
+#[test]
+fn after_a_rewind_earlier_failures_no_longer_count_and_the_run_goes_on() {
+    let mut events = failed_backup();
+    assert!(Replay::new(&history(&events)).unwrap().is_finished());
+    events.push((
+        4,
+        Event::ExecutionRewound {
+            reason: "fixed".into(),
+        },
+    ));
+    let mut replay = Replay::new(&history(&events)).unwrap();
+    assert!(
+        !replay.is_finished(),
+        "ExecutionFailed is not the end any more"
+    );
+
+    // The code replays: the failed copy is pending again, and nothing is scheduled anew.
+    replay.begin_episode(at(5), []);
+    assert_eq!(fan_out(&mut replay).unwrap(), None);
+    let (_, pending) = replay.take_pending();
+    assert!(
+        !pending
+            .iter()
+            .any(|(_, event)| matches!(event, Event::TaskScheduled { .. })),
+        "{pending:?}"
+    );
+
+    // The copy's new completion is delivered and the backup completes with every result.
+    events.extend([(6, Event::OrchestratorStarted), (6, completed(2, "20"))]);
+    let mut replay = Replay::new(&history(&events)).unwrap();
+    replay.begin_episode(at(7), []);
+    assert_eq!(fan_out(&mut replay).unwrap(), Some(60));
+}
+
+#[test]
+fn a_second_failure_after_a_rewind_counts_and_a_stale_duplicate_does_not() {
+    let mut events = failed_backup();
+    events.push((
+        4,
+        Event::ExecutionRewound {
+            reason: "fixed".into(),
+        },
+    ));
+    let mut replay = Replay::new(&history(&events)).unwrap();
+    replay.begin_episode(at(5), [failed(2, "still denied"), completed(2, "20")]);
+    let (_, pending) = replay.take_pending();
+    assert_eq!(
+        pending
+            .iter()
+            .filter(|(_, e)| e.kind() == "TaskFailed")
+            .count(),
+        1,
+        "the new failure is recorded once; the duplicate completion is dropped"
+    );
+    assert_eq!(
+        pending
+            .iter()
+            .filter(|(_, e)| e.kind() == "TaskCompleted")
+            .count(),
+        0
+    );
+}

@@ -10,6 +10,7 @@
 mod components;
 mod dispatch;
 mod instances;
+mod rewind;
 
 use crate::activity::{self, ActivityComponent, confine::Confinement};
 use crate::limits::{self, GuestLimits};

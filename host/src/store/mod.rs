@@ -25,6 +25,9 @@ pub enum Error {
     /// The operation needs an instance that has ended.
     #[error("instance '{0}' has not ended; terminate it first")]
     NotEnded(String),
+    /// The operation needs a Failed instance (a rewind).
+    #[error("instance '{id}' is {}, not Failed", status.as_str())]
+    NotFailed { id: String, status: RuntimeStatus },
     /// The operation needs an instance that has not ended.
     #[error("instance '{id}' has already ended ({})", status.as_str())]
     Ended { id: String, status: RuntimeStatus },
@@ -170,6 +173,12 @@ pub enum Event {
     ExecutionTerminated {
         reason: String,
     },
+    /// A client rewound a Failed instance: the failures recorded before this event no
+    /// longer count, the failed (and unfinished) tasks are scheduled again, and the
+    /// `ExecutionFailed` before it is not the end.
+    ExecutionRewound {
+        reason: String,
+    },
 }
 
 impl Event {
@@ -187,6 +196,7 @@ impl Event {
             Self::ExecutionSuspended { .. } => "ExecutionSuspended",
             Self::ExecutionResumed { .. } => "ExecutionResumed",
             Self::ExecutionTerminated { .. } => "ExecutionTerminated",
+            Self::ExecutionRewound { .. } => "ExecutionRewound",
         }
     }
 }
@@ -409,6 +419,20 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<bool>;
     async fn progress(&self, id: &str) -> Result<Progress>;
+    /// Rewinds a Failed instance in one transaction: appends `event` (an
+    /// `ExecutionRewound`) at `first_seq`, enqueues the work of `reschedule` (the
+    /// `TaskScheduled` events, from its history, of the tasks to run again) and sets the
+    /// instance Pending without an output. [`Error::UnknownInstance`] if there is none,
+    /// [`Error::NotFailed`] if it is not Failed, [`Error::Conflict`] if `first_seq` is
+    /// not the history's length.
+    async fn rewind(
+        &self,
+        id: &str,
+        first_seq: u64,
+        event: Event,
+        reschedule: Vec<Event>,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
     /// Whether work item `id` is still queued or leased (it is gone once settled, or once
     /// its instance ended).
     async fn work_item_exists(&self, id: i64) -> Result<bool>;

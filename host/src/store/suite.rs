@@ -509,6 +509,95 @@ pub async fn messages_reach_only_live_instances_and_read_after_a_cursor(store: &
     ));
 }
 
+pub async fn a_rewind_reschedules_the_given_tasks_of_a_failed_instance_only(store: &dyn Store) {
+    store
+        .create_instance("i1", "Orch", "null", Utc::now())
+        .await
+        .unwrap();
+    schedule(store, "i1", 1, &[0, 1]).await;
+    let rewound = Event::ExecutionRewound {
+        reason: "fixed".into(),
+    };
+    let task = |task_id: u32| Event::TaskScheduled {
+        task_id,
+        name: "A".into(),
+        input: task_id.to_string(),
+        retry: None,
+    };
+    // A running instance is not rewound.
+    assert!(matches!(
+        store
+            .rewind("i1", 4, rewound.clone(), vec![task(1)], Utc::now())
+            .await,
+        Err(Error::NotFailed {
+            status: RuntimeStatus::Running,
+            ..
+        })
+    ));
+    assert!(matches!(
+        store
+            .rewind("nope", 0, rewound.clone(), vec![], Utc::now())
+            .await,
+        Err(Error::UnknownInstance(_))
+    ));
+    let now = Utc::now();
+    store
+        .checkpoint(Checkpoint {
+            instance_id: "i1".into(),
+            first_seq: 4,
+            events: vec![(
+                now,
+                Event::ExecutionFailed {
+                    message: "boom".into(),
+                },
+            )],
+            consumed: vec![],
+            status: RuntimeStatus::Failed,
+            settled: vec![],
+            lease: None,
+            output: Some("\"boom\"".into()),
+            custom_status: None,
+            now,
+        })
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_work("w", 10, now, now + Duration::minutes(1))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a failed instance has no work"
+    );
+    assert!(matches!(
+        store
+            .rewind("i1", 4, rewound.clone(), vec![task(1)], Utc::now())
+            .await,
+        Err(Error::Conflict { .. })
+    ));
+    store
+        .rewind("i1", 5, rewound.clone(), vec![task(1)], Utc::now())
+        .await
+        .unwrap();
+    let instance = store.instance("i1").await.unwrap().unwrap();
+    assert_eq!(
+        (instance.status, instance.output),
+        (RuntimeStatus::Pending, None)
+    );
+    assert_eq!(store.history("i1").await.unwrap()[5].event, rewound);
+    assert_eq!(store.unfinished_instances().await.unwrap(), vec!["i1"]);
+    let later = Utc::now() + Duration::seconds(1);
+    let claimed = store
+        .claim_work("w", 10, later, later + Duration::minutes(1))
+        .await
+        .unwrap();
+    let claimed: Vec<_> = claimed
+        .iter()
+        .map(|item| (item.task_id, item.attempt))
+        .collect();
+    assert_eq!(claimed, vec![(1, 1)], "only the rescheduled task, afresh");
+}
+
 pub async fn eager_leases_skip_the_claim_and_settled_items_leave_with_their_episode(
     store: &dyn Store,
 ) {

@@ -294,6 +294,88 @@ fn checkpoint(conn: &Connection, cp: &Checkpoint) -> Result<Vec<WorkItem>> {
     Ok(leased)
 }
 
+/// Rewinds a Failed instance (see [`super::Store::rewind`]).
+fn rewind(
+    conn: &Connection,
+    id: &str,
+    first_seq: u64,
+    event: &Event,
+    reschedule: &[Event],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    match status_of(conn, id)? {
+        None => return Err(Error::UnknownInstance(id.to_string())),
+        Some(RuntimeStatus::Failed) => {}
+        Some(status) => {
+            return Err(Error::NotFailed {
+                id: id.to_string(),
+                status,
+            });
+        }
+    }
+    let found: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(seq) + 1, 0) FROM history WHERE instance_id = ?1")?
+        .query_row([id], |row| row.get(0))?;
+    if found as u64 != first_seq {
+        return Err(Error::Conflict {
+            instance: id.to_string(),
+            expected: first_seq,
+            found: found as u64,
+        });
+    }
+    conn.prepare_cached(
+        "INSERT INTO history (instance_id, seq, timestamp, event_type, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        id,
+        first_seq as i64,
+        millis(now),
+        event.kind(),
+        encode(conn, id, event)?
+    ])?;
+    // A Failed instance has no work left (its last checkpoint dropped it); whatever is
+    // there is stale and is replaced.
+    conn.execute("DELETE FROM work_items WHERE instance_id = ?1", [id])?;
+    let mut enqueue = conn.prepare_cached(
+        "INSERT INTO work_items (instance_id, task_id, name, input, visible_at, retry)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for task in reschedule {
+        let Event::TaskScheduled {
+            task_id,
+            name,
+            input,
+            retry,
+        } = task
+        else {
+            return Err(Error::Corrupt(format!(
+                "a rewind reschedules only TaskScheduled events, not {}",
+                task.kind()
+            )));
+        };
+        let retry = retry
+            .as_ref()
+            .map(|policy| {
+                serde_json::to_string(policy)
+                    .map_err(|e| Error::Corrupt(format!("cannot encode a retry policy: {e}")))
+            })
+            .transpose()?;
+        enqueue.execute(params![
+            id,
+            task_id,
+            name,
+            payload::put(conn, id, input)?,
+            millis(now),
+            retry
+        ])?;
+    }
+    conn.prepare_cached(
+        "UPDATE instances SET status = 'Pending', output = NULL, updated_at = ?2 WHERE id = ?1",
+    )?
+    .execute(params![id, millis(now)])?;
+    Ok(())
+}
+
 fn claim_work(
     conn: &Connection,
     owner: &str,
@@ -574,6 +656,20 @@ impl super::Store for SqliteStore {
         let (item, owner) = (item.clone(), owner.to_string());
         self.writer
             .write(move |conn| settle_work(conn, &item, &owner, &settlement, now))
+            .await
+    }
+
+    async fn rewind(
+        &self,
+        id: &str,
+        first_seq: u64,
+        event: Event,
+        reschedule: Vec<Event>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let id = id.to_string();
+        self.writer
+            .write(move |conn| rewind(conn, &id, first_seq, &event, &reschedule, now))
             .await
     }
 

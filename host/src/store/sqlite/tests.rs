@@ -34,6 +34,7 @@ suite_tests!(
     concurrent_changes_commit_together_yet_fail_alone,
     large_payloads_round_trip_out_of_line,
     messages_reach_only_live_instances_and_read_after_a_cursor,
+    a_rewind_reschedules_the_given_tasks_of_a_failed_instance_only,
     eager_leases_skip_the_claim_and_settled_items_leave_with_their_episode,
 );
 
