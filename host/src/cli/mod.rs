@@ -118,7 +118,7 @@ struct HostArgs {
     /// Blob store URL: file:///absolute/dir or memory://; default: file://<data-dir>/blobs.
     #[arg(long)]
     blobs: Option<String>,
-    /// A directory activities may read, besides the current directory. Repeatable.
+    /// A directory activities may read (repeatable); default: the current directory.
     #[arg(long = "allow-dir", value_name = "DIR")]
     allow_dirs: Vec<PathBuf>,
     /// Activities run at once.
@@ -159,9 +159,8 @@ impl HostArgs {
         }
         config.blobs = self.blobs.clone();
         config.cache_dir = self.cache_dir.clone();
-        config.allowed_dirs = std::iter::once(PathBuf::from("."))
-            .chain(self.allow_dirs.iter().cloned())
-            .collect();
+        // The current directory only when no directory is given.
+        config.allowed_dirs = self.allow_dirs.clone();
         config.max_activities = self.max_activities as usize;
         config.guest_limits = GuestLimits {
             cpu: Duration::from_millis(self.guest_cpu_ms),

@@ -255,8 +255,20 @@ impl Runtime {
         if allowed.is_empty() {
             allowed.push(PathBuf::from("."));
         }
+        // Weft's own files stay closed to activities even inside an allowed directory:
+        // the database and API key (the data dir), compiled code, and a local blob store
+        // (so that a backup never copies its own output into itself).
+        let mut private = vec![data_dir.clone()];
+        private.extend(config.cache_dir.clone());
+        private.extend(
+            config
+                .blobs
+                .as_deref()
+                .and_then(|url| url.strip_prefix("file://"))
+                .map(PathBuf::from),
+        );
         let io = Arc::new(activity::Io {
-            confinement: Confinement::new(&allowed)?,
+            confinement: Confinement::new(&allowed, &private)?,
             blobs,
         });
 
