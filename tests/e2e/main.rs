@@ -1,6 +1,7 @@
 //! End-to-end tests against the real `weft` binary, real SQLite files, real directory
 //! trees and real blob directories.
 
+mod abuse;
 mod api;
 mod backup;
 mod cancel;

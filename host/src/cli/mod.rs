@@ -178,6 +178,8 @@ impl HostArgs {
 /// Runs the command line; the exit code is 0 on success.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Many files and connections at once are normal for a backup host.
+    api::server::raise_descriptor_limit();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
@@ -409,18 +411,20 @@ async fn serve(listeners: Listeners, key: Option<String>, host: &HostArgs) -> Re
         public_url,
         rpc_url,
     });
+    let connections = api::server::raise_descriptor_limit();
     let rpc = async {
         match rpc_listener {
-            Some(listener) => axum::serve(listener, api::rpc_router(api.clone()))
-                .into_future()
-                .await
-                .context("the rpc HTTP server failed"),
+            Some(listener) => {
+                api::server::serve(listener, api::rpc_router(api.clone()), connections)
+                    .await
+                    .context("the rpc HTTP server failed")
+            }
             None => std::future::pending().await,
         }
     };
     // On a signal the server futures are dropped: no new requests, then the workers stop.
     tokio::select! {
-        served = axum::serve(listener, api::router(api.clone())).into_future() => served.context("the HTTP server failed")?,
+        served = api::server::serve(listener, api::router(api.clone()), connections) => served.context("the HTTP server failed")?,
         served = rpc => served?,
         signal = stop_signal() => {
             stop(&runtime, signal?).await;
