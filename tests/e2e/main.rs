@@ -15,5 +15,6 @@ mod nondeterminism;
 mod rewind;
 mod sandbox;
 mod snapshots;
+mod storage_faults;
 mod support;
 mod torture;

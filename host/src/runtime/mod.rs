@@ -161,6 +161,8 @@ pub struct Runtime {
     eager_items: Mutex<Option<mpsc::UnboundedReceiver<store::WorkItem>>>,
     /// Instances that stopped because the host failed, with why.
     host_failures: Mutex<HashMap<String, String>>,
+    /// How many times in a row each instance's task failed for the host's reasons.
+    host_retries: Mutex<HashMap<String, u32>>,
     work_ready: Arc<Notify>,
     /// Bumped whenever an instance task ends.
     ended: watch::Sender<u64>,
@@ -297,6 +299,7 @@ impl Runtime {
             config: Config { data_dir, ..config },
             hot: Mutex::new(HashMap::new()),
             host_failures: Mutex::new(HashMap::new()),
+            host_retries: Mutex::new(HashMap::new()),
             work_ready: Arc::new(Notify::new()),
             ended: watch::Sender::new(0),
             eager: orchestrator::Eager {
