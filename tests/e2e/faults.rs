@@ -175,7 +175,7 @@ fn unknown_names_and_wrong_input_types_are_clear_errors() {
     let output = run_testing(&scratch, &["run", "CallActivity", "--input", unknown]);
     assert_eq!(
         last_line(&output),
-        r#"{"error":"unknown activity 'NoSuchActivity'; known activities: Allocate, Echo, Fail, PollFileSize, Repeat, Sleep, Spin"}"#
+        r#"{"error":"unknown activity 'NoSuchActivity'; known activities: Allocate, Echo, Fail, PollFileSize, Repeat, Sleep, SleepThenFail, Spin"}"#
     );
     let output = scratch.run(&["run", "E2_BackupSiteContent", "--input", "42"]);
     assert!(

@@ -8,6 +8,7 @@ mod cancel;
 mod clients;
 mod confinement;
 mod crash;
+mod crash_attempts;
 mod faults;
 mod group_commit;
 mod host;

@@ -12,6 +12,7 @@ impl Guest for Testing {
         [
             "Echo",
             "Sleep",
+            "SleepThenFail",
             "Fail",
             "Spin",
             "PollFileSize",
@@ -31,6 +32,14 @@ impl Guest for Testing {
                     serde_json::from_str(&input).map_err(|e| RunError::BadInput(e.to_string()))?;
                 std::thread::sleep(std::time::Duration::from_millis(millis));
                 Ok(input)
+            }
+            "SleepThenFail" => {
+                let millis: u64 =
+                    serde_json::from_str(&input).map_err(|e| RunError::BadInput(e.to_string()))?;
+                std::thread::sleep(std::time::Duration::from_millis(millis));
+                Err(RunError::Failed(format!(
+                    "failed on purpose after {millis} ms"
+                )))
             }
             "Spin" => {
                 let mut counter = 0u64;

@@ -20,6 +20,9 @@ use tokio::task::JoinHandle;
 const LEASE: Duration = Duration::from_secs(300);
 /// How often the dispatcher looks for due work when nothing woke it.
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// How many host deaths while an activity ran (after the first, which is not recorded)
+/// fail it.
+const MAX_HOST_CRASHES: u32 = 3;
 /// How long an ended instance's queued items are checked before they start.
 const ENDED_MEMORY: Duration = Duration::from_secs(600);
 /// How many claimed items the dispatcher keeps ready at most (or the number of activity
@@ -107,6 +110,33 @@ impl Runtime {
             && !matches!(self.store.work_item_exists(item.id).await, Ok(true))
         {
             return;
+        }
+        // An item that was leased when a host died is recorded as running before it runs
+        // again; one that was running when hosts died too often is failed instead.
+        if item.recovered {
+            if item.crashes >= MAX_HOST_CRASHES {
+                let message = format!(
+                    "activity {} was running when the host died {} times; it is failed so that it stops taking the host down",
+                    item.name, item.crashes
+                );
+                tracing::error!(instance = %item.instance_id, task = item.task_id, "{message}");
+                drop(permit);
+                let failed = Settlement::Complete {
+                    completion: Event::TaskFailed {
+                        task_id: item.task_id,
+                        message,
+                    },
+                };
+                return self.settle(&item, failed).await;
+            }
+            match self.store.mark_running(&item, &self.owner).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(error) => {
+                    tracing::error!(instance = %item.instance_id, task = item.task_id, "cannot record that {} runs: {error}", item.name);
+                    return;
+                }
+            }
         }
         let run = AssertUnwindSafe(self.run_work_item(&item)).catch_unwind();
         let outcome = tokio::select! {
@@ -265,9 +295,11 @@ impl Runtime {
     /// another program) does not leave the item leased to this process until a restart.
     async fn settle(self: &Arc<Self>, item: &WorkItem, settlement: Settlement) {
         // A final outcome goes to a hot instance in memory: the episode that consumes it
-        // records it, with no transaction of its own.
+        // records it, with no transaction of its own. Not for a recovered item: it is
+        // recorded as running, and only a durable settlement tells a later start that it
+        // finished rather than took the host down.
         let settlement = match settlement {
-            Settlement::Complete { completion } => {
+            Settlement::Complete { completion } if !item.recovered => {
                 let delivery = Delivery {
                     item: item.clone(),
                     completion,

@@ -281,8 +281,14 @@ pub struct WorkItem {
     pub task_id: u32,
     pub name: String,
     pub input: String,
-    /// How many times the item has been leased, this lease included.
+    /// This lease's attempt number: the attempts that ended (failed), plus one. A lease
+    /// that a host crash cut short does not count.
     pub attempt: u32,
+    /// The item was leased when a host died: it must be recorded as running before it
+    /// runs again, so that an activity that takes the host down every time is caught.
+    pub recovered: bool,
+    /// How many hosts died while the item ran.
+    pub crashes: u32,
     pub retry: Option<RetryPolicy>,
     /// When the first attempt was leased.
     pub first_attempt_at: DateTime<Utc>,
@@ -403,7 +409,12 @@ pub trait Store: Send + Sync + 'static {
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<WorkItem>>;
     /// Forgets every lease: used at start-up by the only process that owns the data dir.
+    /// The leases that a crash cut short do not count as attempts; items that were leased
+    /// are marked recovered, and those recorded as running count one more crash.
     async fn release_leases(&self) -> Result<()>;
+    /// Records that a leased item is about to run (see [`WorkItem::recovered`]). False if
+    /// `owner` no longer holds this attempt's lease.
+    async fn mark_running(&self, item: &WorkItem, owner: &str) -> Result<bool>;
     /// Forgets the leases of one instance's work items, so that they are claimed and run
     /// again: used when results handed to the instance in memory may have been lost.
     async fn release_instance_leases(&self, id: &str) -> Result<()>;

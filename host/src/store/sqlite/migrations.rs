@@ -60,6 +60,12 @@ const MIGRATIONS: &[&str] = &[
         data        BLOB NOT NULL,
         PRIMARY KEY (instance_id, key)
     ) WITHOUT ROWID;",
+    // 3: what a host crash did to a work item. `recovered`: it was leased when a host
+    // died; `running`: it is running again since (recorded before it starts); `crashes`:
+    // how many hosts died while it ran.
+    "ALTER TABLE work_items ADD COLUMN recovered INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE work_items ADD COLUMN running INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE work_items ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build writes.

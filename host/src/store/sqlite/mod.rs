@@ -253,6 +253,8 @@ fn checkpoint(conn: &Connection, cp: &Checkpoint) -> Result<Vec<WorkItem>> {
                         attempt: 1,
                         retry: retry.clone(),
                         first_attempt_at: time(millis(*timestamp))?,
+                        recovered: false,
+                        crashes: 0,
                     });
                 }
                 _ => {
@@ -390,7 +392,8 @@ fn claim_work(
                       WHERE visible_at <= ?3
                         AND (lease_owner IS NULL OR (lease_owner <> ?1 AND lease_until < ?3))
                       ORDER BY visible_at, id LIMIT ?4)
-         RETURNING id, instance_id, task_id, name, input, attempt, retry, first_attempt_at",
+         RETURNING id, instance_id, task_id, name, input, attempt, retry, first_attempt_at,
+                   recovered, crashes",
     )?;
     let mut rows = stmt.query(params![owner, millis(lease_until), millis(now), max as i64])?;
     let mut items = Vec::new();
@@ -410,6 +413,8 @@ fn claim_work(
                 None => None,
             },
             first_attempt_at: time(row.get(7)?)?,
+            recovered: row.get(8)?,
+            crashes: row.get(9)?,
             instance_id,
         });
     }
@@ -436,7 +441,8 @@ fn settle_work(
         ),
         Settlement::Retry { retry_at, notice } => (
             conn.prepare_cached(
-                "UPDATE work_items SET visible_at = ?3, lease_owner = NULL, lease_until = NULL
+                "UPDATE work_items SET visible_at = ?3, lease_owner = NULL, lease_until = NULL,
+                                       running = 0
                  WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?4",
             )?
             .execute(params![item.id, owner, millis(*retry_at), item.attempt])?,
@@ -624,10 +630,28 @@ impl super::Store for SqliteStore {
         self.writer
             .write(|conn| {
                 conn.execute(
-                    "UPDATE work_items SET lease_owner = NULL, lease_until = NULL",
+                    "UPDATE work_items SET lease_owner = NULL, lease_until = NULL,
+                            attempt = MAX(attempt - 1, 0), recovered = 1,
+                            crashes = crashes + running, running = 0
+                     WHERE lease_owner IS NOT NULL",
                     [],
                 )?;
                 Ok(())
+            })
+            .await
+    }
+
+    async fn mark_running(&self, item: &WorkItem, owner: &str) -> Result<bool> {
+        let (id, attempt, owner) = (item.id, item.attempt, owner.to_string());
+        self.writer
+            .write(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "UPDATE work_items SET running = 1
+                         WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?3",
+                    )?
+                    .execute(params![id, owner, attempt])?
+                    == 1)
             })
             .await
     }

@@ -68,6 +68,18 @@ async fn released_leases_are_claimed_again_and_data_survives_reopening() {
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
-    assert_eq!(again[0].attempt, 2, "the attempt count survives");
+    assert_eq!(
+        again[0].attempt, 1,
+        "a lease that a crash cut short is no attempt"
+    );
+    assert!(again[0].recovered);
+    assert_eq!(again[0].crashes, 0, "it was not recorded as running");
+    assert!(store.mark_running(&again[0], "alive").await.unwrap());
+    store.release_leases().await.unwrap();
+    let third = store
+        .claim_work("alive", 1, now, now + Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!((third[0].attempt, third[0].crashes), (1, 1));
     assert_eq!(store.progress("i1").await.unwrap().scheduled, 1);
 }
