@@ -3,6 +3,7 @@
 
 mod api;
 mod backup;
+mod bench;
 mod confinement;
 mod crash;
 mod faults;

@@ -77,6 +77,8 @@ enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Measure throughput and scale; the last stdout line is a JSON object of figures.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -208,6 +210,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             list(&open_store(&data)?, json)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(args) => crate::bench::run(args),
     }
 }
 
