@@ -21,7 +21,7 @@ const NAMES: &[&str] = &[
     "InfiniteLoop",
     "MemoryBomb",
     "Sequential",
-    "FanOutThenSleep",
+    "FanOutThenRetry",
 ];
 
 impl Guest for Testing {
@@ -35,7 +35,7 @@ impl Guest for Testing {
             "SandboxProbe" => Ok(sandbox_probe()),
             "FanOut" => fan_out(),
             "Sequential" => sequential(),
-            "FanOutThenSleep" => fan_out_then_sleep(),
+            "FanOutThenRetry" => fan_out_then_retry(),
             "CallActivity" => call_activity(),
             "Panic" => panic!("the Panic orchestrator panics on purpose"),
             "InfiniteLoop" => {
@@ -129,15 +129,22 @@ fn sequential() -> Result<String, RunError> {
     Ok(sum.to_string())
 }
 
-/// Fans out `n` calls of `Echo` like `FanOut`, then sets its custom status to
-/// `"sleeping"` and calls `Sleep` with `sleepMs`: input `{"n": N, "sleepMs": MS}`. With a
-/// long sleep, it leaves an instance with a long history that still waits: what a
-/// restart must replay.
-fn fan_out_then_sleep() -> Result<String, RunError> {
+/// Fans out `n` calls of `Echo` like `FanOut`, then calls `Fail` with one retry
+/// `retryMs` later: input `{"n": N, "retryMs": MS}`. Returns the sum of the echoes once
+/// the retry has failed too. While the retry is due, it is an instance with a long
+/// history that still waits: what a restart must replay.
+fn fan_out_then_retry() -> Result<String, RunError> {
     let input: serde_json::Value =
         serde_json::from_str(&context::input()).map_err(|e| RunError::BadInput(e.to_string()))?;
     let count = input["n"].as_u64().unwrap_or(0);
-    let sleep_ms = input["sleepMs"].as_u64().unwrap_or(0);
+    let retry = RetryPolicy {
+        max_attempts: 2,
+        first_retry_interval_ms: input["retryMs"].as_u64().unwrap_or(0),
+        backoff_coefficient: 1.0,
+        max_retry_interval_ms: None,
+        retry_timeout_ms: None,
+        timeout_ms: None,
+    };
     let tasks: Vec<_> = (0..count)
         .map(|i| context::call_activity("Echo", &i.to_string(), None))
         .collect();
@@ -145,13 +152,11 @@ fn fan_out_then_sleep() -> Result<String, RunError> {
     for result in context::when_all(&tasks) {
         sum += echoed(Some(result))?;
     }
-    context::set_custom_status("\"sleeping\"");
-    let sleep = context::call_activity("Sleep", &sleep_ms.to_string(), None);
-    context::when_all(&[sleep])
-        .pop()
-        .ok_or_else(|| RunError::Failed("no result".to_string()))?
-        .map_err(|e| RunError::Failed(e.message))?;
-    Ok(sum.to_string())
+    let failing = context::call_activity("Fail", "\"on purpose\"", Some(retry));
+    match context::when_all(&[failing]).pop() {
+        Some(Err(_)) => Ok(sum.to_string()),
+        _ => Err(RunError::Failed("Fail did not fail".to_string())),
+    }
 }
 
 /// The number an `Echo` of a number returned.

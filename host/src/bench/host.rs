@@ -6,13 +6,12 @@
 use crate::runtime::{ComponentSource, Config, Runtime};
 use crate::store::RuntimeStatus;
 use anyhow::{Context, Result, bail};
-use chrono::{DateTime, Utc};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The testing guests (`guest-testing/`), embedded like the sample: `FanOut`,
-/// `Sequential`, `FanOutThenSleep` and the `Echo` and `Sleep` activities.
+/// `Sequential`, `FanOutThenRetry` and the `Echo` and `Fail` activities.
 const TESTING_COMPONENTS: &[(&str, &[u8])] = &[
     (
         "<embedded testing-orchestrator>",
@@ -77,27 +76,10 @@ impl BenchHost {
         Ok(output)
     }
 
-    /// The instance's custom status (JSON), if it set one.
-    pub async fn custom_status(&self, id: &str) -> Result<Option<String>> {
-        Ok(self.instance(id).await?.custom_status)
-    }
-
-    /// When the instance was last checkpointed.
-    pub async fn updated(&self, id: &str) -> Result<DateTime<Utc>> {
-        Ok(self.instance(id).await?.updated)
-    }
-
     /// The kinds of the instance's history events, in order (`TaskScheduled`, ...).
     pub async fn history_kinds(&self, id: &str) -> Result<Vec<&'static str>> {
         let history = self.runtime.store().history(id)?;
         Ok(history.iter().map(|event| event.event.kind()).collect())
-    }
-
-    async fn instance(&self, id: &str) -> Result<crate::store::Instance> {
-        self.runtime
-            .store()
-            .instance(id)?
-            .with_context(|| format!("no instance {id}"))
     }
 
     /// Stops taking work, waiting at most `grace` for running activities.
