@@ -160,9 +160,7 @@ fn fan_out_then_retry() -> Result<String, RunError> {
 }
 
 /// The number an `Echo` of a number returned.
-fn echoed(
-    result: Option<Result<String, TaskError>>,
-) -> Result<u64, RunError> {
+fn echoed(result: Option<Result<String, TaskError>>) -> Result<u64, RunError> {
     let output = result
         .ok_or_else(|| RunError::Failed("no result".to_string()))?
         .map_err(|e| RunError::Failed(e.message))?;

@@ -76,9 +76,10 @@ pub fn run(options: &Options, work: &Workdir) -> Result<Value> {
             secs(times[0].last()),
             secs(times[1].last()),
             secs(times[2].last()),
-            times[3]
-                .last()
-                .map_or(String::new(), |t| format!(", rclone {:.2} s", t.as_secs_f64()))
+            times[3].last().map_or(String::new(), |t| format!(
+                ", rclone {:.2} s",
+                t.as_secs_f64()
+            ))
         );
     }
     finish(copier);
@@ -256,7 +257,11 @@ async fn raw_copy(tree: &Tree, work: &Workdir) -> Result<Duration> {
 }
 
 async fn copy_one(store: Arc<dyn ObjectStore>, file: PathBuf) -> Result<u64> {
-    let relative = file.strip_prefix("/").unwrap_or(&file).display().to_string();
+    let relative = file
+        .strip_prefix("/")
+        .unwrap_or(&file)
+        .display()
+        .to_string();
     let name = object_store::path::Path::parse(format!("backups/{relative}"))?;
     let mut source = tokio::fs::File::open(&file)
         .await

@@ -12,7 +12,10 @@ pub fn run(n: u64, work: &Workdir) -> Result<Value> {
     let result = runtime.block_on(async {
         let host = BenchHost::open(&work.host_options()).await?;
         host.start_workers().await?;
-        eprintln!("fanout: {n} Echo activities, {} at once", work.max_activities);
+        eprintln!(
+            "fanout: {n} Echo activities, {} at once",
+            work.max_activities
+        );
         let started = Instant::now();
         let id = host.start("FanOut", &n.to_string()).await?;
         let output = host.wait_completed(&id).await?;

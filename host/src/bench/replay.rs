@@ -77,12 +77,7 @@ async fn build(n: u64, work: &Workdir) -> Result<(String, Vec<&'static str>)> {
 }
 
 /// Opens the data dir again and times the recovery of `id` to its completion.
-async fn recover(
-    n: u64,
-    id: &str,
-    before: &[&'static str],
-    work: &Workdir,
-) -> Result<Duration> {
+async fn recover(n: u64, id: &str, before: &[&'static str], work: &Workdir) -> Result<Duration> {
     // The first runtime's data-dir lock is released once its last task is dropped.
     let mut attempts = 0;
     let host = loop {
