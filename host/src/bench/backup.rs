@@ -4,7 +4,7 @@
 //! and `rclone copy`. Each tool copies to a fresh local directory; the page cache holds
 //! the tree throughout; runs alternate between the tools, and the median run counts.
 
-use super::child::{self, Finished};
+use super::child::{self, Finished, cpu_time_self};
 use super::tree::{self, Shape, Tree};
 use super::{Workdir, async_runtime, finish, median, millis, remove_dir, round};
 use anyhow::{Context, Result, ensure};
@@ -60,59 +60,60 @@ pub fn run(options: &Options, work: &Workdir) -> Result<Value> {
     warm_up_weft(work)?;
 
     let copier = async_runtime()?;
-    let mut times: [Vec<Duration>; 4] = Default::default();
+    let mut samples: [Vec<Sample>; 4] = Default::default();
     let mut weft_rss_kib = 0;
     for run in 1..=options.runs {
         let weft = weft_backup(&tree, work)?;
         weft_rss_kib = weft_rss_kib.max(weft.peak_rss_kib);
-        times[0].push(weft.elapsed);
-        times[1].push(copier.block_on(raw_copy(&tree, work))?);
-        times[2].push(cp(&tree, work)?);
+        samples[0].push(Sample {
+            wall: weft.elapsed,
+            cpu: weft.cpu,
+        });
+        samples[1].push(copier.block_on(raw_copy(&tree, work))?);
+        samples[2].push(cp(&tree, work)?);
         if rclone {
-            times[3].push(rclone_copy(&tree, work)?);
+            samples[3].push(rclone_copy(&tree, work)?);
         }
-        eprintln!(
-            "backup: run {run}: weft {:.2} s, object_store {:.2} s, cp {:.2} s{}",
-            secs(times[0].last()),
-            secs(times[1].last()),
-            secs(times[2].last()),
-            times[3].last().map_or(String::new(), |t| format!(
-                ", rclone {:.2} s",
-                t.as_secs_f64()
-            ))
-        );
+        let line: Vec<String> = TOOLS
+            .iter()
+            .zip(&samples)
+            .filter_map(|(tool, samples)| {
+                let last = samples.last()?;
+                Some(format!("{tool} {:.2} s", last.wall.as_secs_f64()))
+            })
+            .collect();
+        eprintln!("backup: run {run}: {}", line.join(", "));
     }
     finish(copier);
 
-    let [weft, raw, cp, rclone] = times.map(|samples| {
-        if samples.is_empty() {
-            None
-        } else {
-            Some(median(samples))
-        }
+    // Medians of wall and CPU time, each on its own; `None` for a tool not run.
+    let [weft, raw, cp, rclone] = samples.map(|samples| {
+        (!samples.is_empty()).then(|| Sample {
+            wall: median(samples.iter().map(|s| s.wall).collect()),
+            cpu: median(samples.iter().map(|s| s.cpu).collect()),
+        })
     });
     let (weft, raw, cp) = (
         weft.unwrap_or_default(),
         raw.unwrap_or_default(),
         cp.unwrap_or_default(),
     );
-    let ratio = |peer: Duration| round(weft.as_secs_f64() / peer.as_secs_f64().max(1e-9));
+    let ratio = |peer: &Sample| round(weft.wall.as_secs_f64() / peer.wall.as_secs_f64().max(1e-9));
     let mib = tree.bytes as f64 / (1 << 20) as f64;
     eprintln!("backup: medians of {} run(s):", options.runs);
-    for (tool, time) in [
-        ("weft (E2_BackupSiteContent)", Some(weft)),
-        ("raw object_store copy", Some(raw)),
-        ("cp -r", Some(cp)),
-        ("rclone copy", rclone),
-    ] {
-        match time {
-            Some(time) => eprintln!(
-                "  {tool:<28} {:>8.3} s  {:>9.1} files/s  {:>7.1} MiB/s",
-                time.as_secs_f64(),
-                tree.files as f64 / time.as_secs_f64(),
-                mib / time.as_secs_f64()
+    for (tool, sample) in TOOLS
+        .iter()
+        .zip([Some(&weft), Some(&raw), Some(&cp), rclone.as_ref()])
+    {
+        match sample {
+            Some(Sample { wall, cpu }) => eprintln!(
+                "  {tool:<26} {:>8.3} s  {:>9.1} files/s  {:>7.1} MiB/s  {:>8.3} s of CPU",
+                wall.as_secs_f64(),
+                tree.files as f64 / wall.as_secs_f64(),
+                mib / wall.as_secs_f64(),
+                cpu.as_secs_f64()
             ),
-            None => eprintln!("  {tool:<28} not installed"),
+            None => eprintln!("  {tool:<26} not installed"),
         }
     }
     Ok(json!({
@@ -121,19 +122,33 @@ pub fn run(options: &Options, work: &Workdir) -> Result<Value> {
         "bytes": tree.bytes,
         "runs": options.runs,
         "max_activities": work.max_activities,
-        "weft_ms": millis(weft),
-        "raw_object_store_ms": millis(raw),
-        "cp_ms": millis(cp),
-        "rclone_ms": rclone.map(millis),
-        "overhead_ratio": ratio(raw),
-        "vs_rclone": rclone.map(ratio),
-        "vs_cp": ratio(cp),
+        "weft_ms": millis(weft.wall),
+        "raw_object_store_ms": millis(raw.wall),
+        "cp_ms": millis(cp.wall),
+        "rclone_ms": rclone.as_ref().map(|s| millis(s.wall)),
+        "overhead_ratio": ratio(&raw),
+        "vs_rclone": rclone.as_ref().map(ratio),
+        "vs_cp": ratio(&cp),
+        "weft_cpu_ms": millis(weft.cpu),
+        "raw_object_store_cpu_ms": millis(raw.cpu),
+        "cp_cpu_ms": millis(cp.cpu),
+        "rclone_cpu_ms": rclone.as_ref().map(|s| millis(s.cpu)),
         "weft_peak_rss_mib": round(weft_rss_kib as f64 / 1024.0),
     }))
 }
 
-fn secs(time: Option<&Duration>) -> f64 {
-    time.map_or(0.0, Duration::as_secs_f64)
+const TOOLS: [&str; 4] = [
+    "weft (E2_BackupSiteContent)",
+    "raw object_store copy",
+    "cp -r",
+    "rclone copy",
+];
+
+/// One timed run of a tool: wall time and the CPU time it spent.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    wall: Duration,
+    cpu: Duration,
 }
 
 /// `weft run E2_BackupSiteContent` of `site` into the blob directory `blobs`, with its
@@ -222,10 +237,10 @@ fn weft_backup(tree: &Tree, work: &Workdir) -> Result<Finished> {
 /// The sample's copies without Weft: list the tree, then stream each file into a blob
 /// of the same name through object_store's `BufWriter` (as the `blob` import does), as
 /// many at once as Weft runs activities.
-async fn raw_copy(tree: &Tree, work: &Workdir) -> Result<Duration> {
+async fn raw_copy(tree: &Tree, work: &Workdir) -> Result<Sample> {
     let out = work.path("out-object-store");
     clean(&[&out])?;
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_time_self());
     std::fs::create_dir_all(&out)?;
     let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(&out)?);
     let root = tree.root.clone();
@@ -246,14 +261,17 @@ async fn raw_copy(tree: &Tree, work: &Workdir) -> Result<Duration> {
         .buffer_unordered(work.max_activities)
         .try_fold(0, |total, bytes| async move { Ok(total + bytes) })
         .await?;
-    let elapsed = started.elapsed();
+    let sample = Sample {
+        wall: started.elapsed(),
+        cpu: cpu_time_self().saturating_sub(cpu),
+    };
     ensure!(
         copied == tree.bytes,
         "the raw copy copied {copied} bytes, expected {}",
         tree.bytes
     );
     verify("the raw copy", tree, &sample_blobs(&out, &tree.root))?;
-    Ok(elapsed)
+    Ok(sample)
 }
 
 async fn copy_one(store: Arc<dyn ObjectStore>, file: PathBuf) -> Result<u64> {
@@ -272,14 +290,17 @@ async fn copy_one(store: Arc<dyn ObjectStore>, file: PathBuf) -> Result<u64> {
     Ok(copied)
 }
 
-fn cp(tree: &Tree, work: &Workdir) -> Result<Duration> {
+fn cp(tree: &Tree, work: &Workdir) -> Result<Sample> {
     let out = work.path("out-cp");
     clean(&[&out])?;
     let mut command = Command::new("cp");
     command.arg("-r").arg(&tree.root).arg(&out);
     let finished = child::run(command)?.check("cp -r")?;
     verify("cp -r", tree, &out)?;
-    Ok(finished.elapsed)
+    Ok(Sample {
+        wall: finished.elapsed,
+        cpu: finished.cpu,
+    })
 }
 
 fn rclone_available() -> bool {
@@ -289,7 +310,7 @@ fn rclone_available() -> bool {
 }
 
 /// `rclone copy` with as many transfers (and checkers) as Weft runs activities.
-fn rclone_copy(tree: &Tree, work: &Workdir) -> Result<Duration> {
+fn rclone_copy(tree: &Tree, work: &Workdir) -> Result<Sample> {
     let out = work.path("out-rclone");
     clean(&[&out])?;
     let mut command = Command::new("rclone");
@@ -302,5 +323,8 @@ fn rclone_copy(tree: &Tree, work: &Workdir) -> Result<Duration> {
         .arg("-q");
     let finished = child::run(command)?.check("rclone copy")?;
     verify("rclone copy", tree, &out)?;
-    Ok(finished.elapsed)
+    Ok(Sample {
+        wall: finished.elapsed,
+        cpu: finished.cpu,
+    })
 }

@@ -1,6 +1,6 @@
 //! Runs a peer or the `weft` binary itself as a child process and measures it: wall time
-//! from spawn to exit, and the child's own peak resident set (`ru_maxrss` from `wait4`,
-//! which counts that one process, not the bench that spawned it).
+//! from spawn to exit, CPU time, and the child's own peak resident set (`ru_maxrss` from
+//! `wait4`, which counts that one process, not the bench that spawned it).
 
 use anyhow::{Context, Result, bail};
 use std::io::Read;
@@ -16,6 +16,8 @@ pub struct Finished {
     pub stderr: String,
     /// Peak resident set size in KiB.
     pub peak_rss_kib: u64,
+    /// CPU time the child spent, user and system.
+    pub cpu: Duration,
 }
 
 impl Finished {
@@ -67,6 +69,7 @@ pub fn run(mut command: Command) -> Result<Finished> {
         stdout: text(stdout),
         stderr: text(stderr),
         peak_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+        cpu: cpu_time(&usage),
     })
 }
 
@@ -101,4 +104,24 @@ fn wait4(pid: u32) -> std::io::Result<(libc::c_int, libc::rusage)> {
             return Err(error);
         }
     }
+}
+
+/// The CPU time (user and system, all threads) this process has spent so far. Unlike
+/// wall time, it hardly changes when other processes compete for the cores.
+pub fn cpu_time_self() -> Duration {
+    // SAFETY: as in `wait4`, all-zero bytes are a valid `rusage`.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: the pointer is to a live, writable `rusage`; RUSAGE_SELF is always valid.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    cpu_time(&usage)
+}
+
+fn cpu_time(usage: &libc::rusage) -> Duration {
+    let time = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
 }

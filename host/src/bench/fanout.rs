@@ -1,6 +1,7 @@
 //! `weft bench fanout`: one instance fans out N no-op activities (`Echo`) and fans them
 //! back in. Measures activities per second from the instance's start to its end.
 
+use super::child::cpu_time_self;
 use super::host::BenchHost;
 use super::{Workdir, async_runtime, finish, millis, per_sec};
 use anyhow::{Result, ensure};
@@ -16,10 +17,10 @@ pub fn run(n: u64, work: &Workdir) -> Result<Value> {
             "fanout: {n} Echo activities, {} at once",
             work.max_activities
         );
-        let started = Instant::now();
+        let (started, cpu) = (Instant::now(), cpu_time_self());
         let id = host.start("FanOut", &n.to_string()).await?;
         let output = host.wait_completed(&id).await?;
-        let elapsed = started.elapsed();
+        let (elapsed, cpu) = (started.elapsed(), cpu_time_self().saturating_sub(cpu));
         // FanOut returns the sum of 0..n: proof that every activity ran and was delivered.
         let expected = n * n.saturating_sub(1) / 2;
         ensure!(
@@ -27,20 +28,22 @@ pub fn run(n: u64, work: &Workdir) -> Result<Value> {
             "FanOut returned {output}, expected {expected}"
         );
         host.shutdown(std::time::Duration::from_secs(1)).await;
-        Ok::<_, anyhow::Error>(elapsed)
+        Ok::<_, anyhow::Error>((elapsed, cpu))
     });
     finish(runtime);
-    let elapsed = result?;
+    let (elapsed, cpu) = result?;
     let rate = per_sec(n, elapsed);
     eprintln!(
         "fanout: {n} activities in {:.3} s: {rate} activities/s",
         elapsed.as_secs_f64()
     );
+    eprintln!("{}: {:.3} s of CPU time", "fanout", cpu.as_secs_f64());
     Ok(json!({
         "scenario": "fanout",
         "n": n,
         "max_activities": work.max_activities,
         "wall_ms": millis(elapsed),
+        "cpu_ms": millis(cpu),
         "activities_per_sec": rate,
     }))
 }

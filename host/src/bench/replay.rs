@@ -11,6 +11,7 @@
 //! parallel with the replay and takes a millisecond) and the final commit. A replay
 //! always precedes any progress after a restart, so this is what recovery costs.
 
+use super::child::cpu_time_self;
 use super::host::BenchHost;
 use super::{Workdir, async_runtime, finish, millis};
 use anyhow::{Context, Result, ensure};
@@ -34,17 +35,19 @@ pub fn run(n: u64, work: &Workdir) -> Result<Value> {
     let runtime = async_runtime()?;
     let recovered = runtime.block_on(recover(n, &id, &before, work));
     finish(runtime);
-    let elapsed = recovered?;
+    let (elapsed, cpu) = recovered?;
     eprintln!(
-        "replay: {} history events replayed and the instance completed in {:.1} ms",
+        "replay: {} history events replayed and the instance completed in {:.1} ms ({:.1} ms of CPU time)",
         before.len(),
-        elapsed.as_secs_f64() * 1000.0
+        elapsed.as_secs_f64() * 1000.0,
+        cpu.as_secs_f64() * 1000.0
     );
     Ok(json!({
         "scenario": "replay",
         "n": n,
         "history_events": before.len(),
         "replay_ms": millis(elapsed),
+        "cpu_ms": millis(cpu),
     }))
 }
 
@@ -77,7 +80,12 @@ async fn build(n: u64, work: &Workdir) -> Result<(String, Vec<&'static str>)> {
 }
 
 /// Opens the data dir again and times the recovery of `id` to its completion.
-async fn recover(n: u64, id: &str, before: &[&'static str], work: &Workdir) -> Result<Duration> {
+async fn recover(
+    n: u64,
+    id: &str,
+    before: &[&'static str],
+    work: &Workdir,
+) -> Result<(Duration, Duration)> {
     // The first runtime's data-dir lock is released once its last task is dropped.
     let mut attempts = 0;
     let host = loop {
@@ -91,12 +99,12 @@ async fn recover(n: u64, id: &str, before: &[&'static str], work: &Workdir) -> R
             Err(error) => return Err(error).context("cannot reopen the data dir"),
         }
     };
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_time_self());
     host.start_workers().await?;
     let output = tokio::time::timeout(PATIENCE, host.wait_completed(id))
         .await
         .context("the instance was not recovered")??;
-    let elapsed = started.elapsed();
+    let (elapsed, cpu) = (started.elapsed(), cpu_time_self().saturating_sub(cpu));
     let expected = n * n.saturating_sub(1) / 2;
     ensure!(
         output == expected.to_string(),
@@ -112,7 +120,7 @@ async fn recover(n: u64, id: &str, before: &[&'static str], work: &Workdir) -> R
         &after[before.len().min(after.len())..]
     );
     host.shutdown(Duration::ZERO).await;
-    Ok(elapsed)
+    Ok((elapsed, cpu))
 }
 
 fn count(kinds: &[&str], kind: &str) -> usize {

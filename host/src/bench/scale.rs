@@ -20,6 +20,7 @@ pub struct Options {
 struct Measured {
     files_per_sec: f64,
     wall_ms: f64,
+    cpu_ms: f64,
     peak_rss_mib: f64,
 }
 
@@ -44,6 +45,7 @@ pub fn run(options: &Options, work: &Workdir) -> Result<Value> {
         "scenario": "scale",
         "files": options.files,
         "wall_ms": main.wall_ms,
+        "cpu_ms": main.cpu_ms,
         "files_per_sec": main.files_per_sec,
         "peak_rss_mib": main.peak_rss_mib,
         "baseline_files": baseline.as_ref().map(|_| options.baseline_files),
@@ -85,11 +87,13 @@ fn backup(label: &str, files: u64, options: &Options, work: &Workdir) -> Result<
     let measured = Measured {
         files_per_sec: per_sec(files, finished.elapsed),
         wall_ms: super::millis(finished.elapsed),
+        cpu_ms: super::millis(finished.cpu),
         peak_rss_mib: round(finished.peak_rss_kib as f64 / 1024.0),
     };
     eprintln!(
-        "scale: {label}: {files} files in {:.2} s: {} files/s, peak RSS {} MiB",
+        "scale: {label}: {files} files in {:.2} s ({:.2} s of CPU time): {} files/s, peak RSS {} MiB",
         finished.elapsed.as_secs_f64(),
+        finished.cpu.as_secs_f64(),
         measured.files_per_sec,
         measured.peak_rss_mib
     );

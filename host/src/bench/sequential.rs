@@ -2,6 +2,7 @@
 //! the next is scheduled, so every step is a full round trip: an episode committed, the
 //! work item claimed, run and its result committed, the instance woken.
 
+use super::child::cpu_time_self;
 use super::host::BenchHost;
 use super::{Workdir, async_runtime, finish, millis, per_sec};
 use anyhow::{Result, ensure};
@@ -14,20 +15,20 @@ pub fn run(n: u64, work: &Workdir) -> Result<Value> {
         let host = BenchHost::open(&work.host_options()).await?;
         host.start_workers().await?;
         eprintln!("sequential: {n} Echo activities, one after another");
-        let started = Instant::now();
+        let (started, cpu) = (Instant::now(), cpu_time_self());
         let id = host.start("Sequential", &n.to_string()).await?;
         let output = host.wait_completed(&id).await?;
-        let elapsed = started.elapsed();
+        let (elapsed, cpu) = (started.elapsed(), cpu_time_self().saturating_sub(cpu));
         let expected = n * n.saturating_sub(1) / 2;
         ensure!(
             output == expected.to_string(),
             "Sequential returned {output}, expected {expected}"
         );
         host.shutdown(std::time::Duration::from_secs(1)).await;
-        Ok::<_, anyhow::Error>(elapsed)
+        Ok::<_, anyhow::Error>((elapsed, cpu))
     });
     finish(runtime);
-    let elapsed = result?;
+    let (elapsed, cpu) = result?;
     let rate = per_sec(n, elapsed);
     eprintln!(
         "sequential: {n} steps in {:.3} s: {rate} steps/s, {:.3} ms per step",
@@ -38,6 +39,7 @@ pub fn run(n: u64, work: &Workdir) -> Result<Value> {
         "scenario": "sequential",
         "n": n,
         "wall_ms": millis(elapsed),
+        "cpu_ms": millis(cpu),
         "steps_per_sec": rate,
     }))
 }
