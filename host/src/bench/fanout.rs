@@ -37,7 +37,7 @@ pub fn run(n: u64, work: &Workdir) -> Result<Value> {
         "fanout: {n} activities in {:.3} s: {rate} activities/s",
         elapsed.as_secs_f64()
     );
-    eprintln!("{}: {:.3} s of CPU time", "fanout", cpu.as_secs_f64());
+    eprintln!("fanout: {:.3} s of CPU time", cpu.as_secs_f64());
     Ok(json!({
         "scenario": "fanout",
         "n": n,

@@ -35,6 +35,7 @@ pub fn run(n: u64, work: &Workdir) -> Result<Value> {
         elapsed.as_secs_f64(),
         elapsed.as_secs_f64() * 1000.0 / n.max(1) as f64
     );
+    eprintln!("sequential: {:.3} s of CPU time", cpu.as_secs_f64());
     Ok(json!({
         "scenario": "sequential",
         "n": n,
