@@ -2,7 +2,7 @@
 //! history holds N completed activities.
 //!
 //! A first runtime runs `FanOutThenRetry`: N `Echo` activities fanned out and in, then a
-//! `Fail` activity whose one retry is due a moment later. Once the history records the
+//! `Fail` activity whose one retry is due a second later. Once the history records the
 //! retry notice, the runtime is stopped and dropped, as a process exit would be, and the
 //! retry falls due. A second runtime opens the same data dir; `replay_ms` is the time from
 //! its `start_workers` until the instance has completed: reading the history, rebuilding
@@ -18,8 +18,9 @@ use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-/// When the retry falls due after the first attempt failed.
-const RETRY_MS: u64 = 300;
+/// When the retry falls due after the first attempt failed: long enough for the first
+/// runtime to be stopped before it could run the retry itself.
+const RETRY_MS: u64 = 1_000;
 /// A safety net for each wait, not a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(300);
 
@@ -99,6 +100,12 @@ async fn recover(
             Err(error) => return Err(error).context("cannot reopen the data dir"),
         }
     };
+    // Had the first runtime run the retry before it stopped, there would be less to
+    // recover than claimed.
+    ensure!(
+        host.history_kinds(id).await? == before,
+        "the instance moved on before the restart; run the scenario again"
+    );
     let (started, cpu) = (Instant::now(), cpu_time_self());
     host.start_workers().await?;
     let output = tokio::time::timeout(PATIENCE, host.wait_completed(id))
