@@ -1,14 +1,19 @@
 //! End-to-end tests against the real `weft` binary, real SQLite files, real directory
 //! trees and real blob directories.
 
+mod abuse;
 mod api;
 mod backup;
 mod bench;
+mod cancel;
+mod clients;
 mod confinement;
 mod crash;
 mod faults;
+mod group_commit;
 mod host;
 mod nondeterminism;
+mod rewind;
 mod sandbox;
 mod snapshots;
 mod support;

@@ -56,13 +56,13 @@ impl BenchHost {
 
     /// Starts the activity dispatcher and resumes every unfinished instance.
     pub async fn start_workers(&self) -> Result<()> {
-        self.runtime.start_workers()?;
+        self.runtime.start_workers().await?;
         Ok(())
     }
 
     /// Starts an instance of `name` with `input` (JSON) and returns its id.
     pub async fn start(&self, name: &str, input: &str) -> Result<String> {
-        Ok(self.runtime.start(name, input, None)?.id)
+        Ok(self.runtime.start(name, input, None).await?.id)
     }
 
     /// Waits for the instance to end and returns its output; an instance that did not
@@ -78,7 +78,7 @@ impl BenchHost {
 
     /// The kinds of the instance's history events, in order (`TaskScheduled`, ...).
     pub async fn history_kinds(&self, id: &str) -> Result<Vec<&'static str>> {
-        let history = self.runtime.store().history(id)?;
+        let history = self.runtime.store().history(id).await?;
         Ok(history.iter().map(|event| event.event.kind()).collect())
     }
 

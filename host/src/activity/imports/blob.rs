@@ -97,20 +97,23 @@ impl Host for ActivityState {
         path: String,
         name: String,
     ) -> wasmtime::Result<Result<u64, IoError>> {
+        self.budget.enter_host();
         let result = self.copy_file_now(path, name).await;
-        self.budget.restart();
+        self.budget.leave_host();
         result
     }
 
     async fn put(&mut self, name: String, data: Vec<u8>) -> wasmtime::Result<Result<(), IoError>> {
+        self.budget.enter_host();
         let result = self.put_now(name, data).await;
-        self.budget.restart();
+        self.budget.leave_host();
         result
     }
 
     async fn get(&mut self, name: String) -> wasmtime::Result<Result<Vec<u8>, IoError>> {
+        self.budget.enter_host();
         let result = self.get_now(name).await;
-        self.budget.restart();
+        self.budget.leave_host();
         result
     }
 }
