@@ -7,6 +7,7 @@
 
 pub mod activity;
 pub mod api;
+mod bench;
 mod bindings;
 pub mod blobs;
 pub mod cli;

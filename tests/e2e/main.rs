@@ -4,6 +4,7 @@
 mod abuse;
 mod api;
 mod backup;
+mod bench;
 mod cancel;
 mod clients;
 mod confinement;

@@ -1,12 +1,13 @@
 //! Orchestrators that exercise the host's edges in tests: determinism, the sandbox,
-//! failures and custom status. None of them is meant for production use.
+//! failures and custom status, and the `weft bench` workloads. None of them is meant for
+//! production use.
 
 wit_bindgen::generate!({ world: "orchestration", path: "../../wit" });
 
 use exports::weft::orchestration::orchestrator::{Guest, RunError};
 use std::hash::{BuildHasher, Hasher};
 use weft::orchestration::context;
-use weft::orchestration::types::RetryPolicy;
+use weft::orchestration::types::{RetryPolicy, TaskError};
 
 struct Testing;
 
@@ -21,6 +22,8 @@ const NAMES: &[&str] = &[
     "MemoryBomb",
     "SpinOnFinishedTasks",
     "CallStorm",
+    "Sequential",
+    "FanOutThenRetry",
 ];
 
 impl Guest for Testing {
@@ -33,6 +36,8 @@ impl Guest for Testing {
             "Nondeterministic" => nondeterministic(),
             "SandboxProbe" => Ok(sandbox_probe()),
             "FanOut" => fan_out(),
+            "Sequential" => sequential(),
+            "FanOutThenRetry" => fan_out_then_retry(),
             "CallActivity" => call_activity(),
             "Panic" => panic!("the Panic orchestrator panics on purpose"),
             "InfiniteLoop" => {
@@ -127,6 +132,59 @@ fn fan_out() -> Result<String, RunError> {
             .map_err(|e| RunError::Failed(e.to_string()))?;
     }
     Ok(sum.to_string())
+}
+
+/// Calls `Echo` once per number in `0..input`, one after another (each awaited before
+/// the next is scheduled), and returns their sum: one episode per step.
+fn sequential() -> Result<String, RunError> {
+    let count: u64 =
+        serde_json::from_str(&context::input()).map_err(|e| RunError::BadInput(e.to_string()))?;
+    let mut sum = 0u64;
+    for i in 0..count {
+        let task = context::call_activity("Echo", &i.to_string(), None);
+        sum += echoed(context::when_all(&[task]).pop())?;
+    }
+    Ok(sum.to_string())
+}
+
+/// Fans out `n` calls of `Echo` like `FanOut`, then calls `Fail` with one retry
+/// `retryMs` later: input `{"n": N, "retryMs": MS}`. Returns the sum of the echoes once
+/// the retry has failed too. While the retry is due, it is an instance with a long
+/// history that still waits: what a restart must replay.
+fn fan_out_then_retry() -> Result<String, RunError> {
+    let input: serde_json::Value =
+        serde_json::from_str(&context::input()).map_err(|e| RunError::BadInput(e.to_string()))?;
+    let count = input["n"].as_u64().unwrap_or(0);
+    let retry = RetryPolicy {
+        max_attempts: 2,
+        first_retry_interval_ms: input["retryMs"].as_u64().unwrap_or(0),
+        backoff_coefficient: 1.0,
+        max_retry_interval_ms: None,
+        retry_timeout_ms: None,
+        timeout_ms: None,
+    };
+    let tasks: Vec<_> = (0..count)
+        .map(|i| context::call_activity("Echo", &i.to_string(), None))
+        .collect();
+    let mut sum = 0u64;
+    for result in context::when_all(&tasks) {
+        sum += echoed(Some(result))?;
+    }
+    let failing = context::call_activity("Fail", "\"on purpose\"", Some(retry));
+    match context::when_all(&[failing]).pop() {
+        Some(Err(_)) => Ok(sum.to_string()),
+        _ => Err(RunError::Failed("Fail did not fail".to_string())),
+    }
+}
+
+/// The number an `Echo` of a number returned.
+fn echoed(result: Option<Result<String, TaskError>>) -> Result<u64, RunError> {
+    let output = result
+        .ok_or_else(|| RunError::Failed("no result".to_string()))?
+        .map_err(|e| RunError::Failed(e.message))?;
+    output
+        .parse::<u64>()
+        .map_err(|e| RunError::Failed(e.to_string()))
 }
 
 /// Calls the activity named in the input `{"name": ..., "input": ..., "retry": {...},

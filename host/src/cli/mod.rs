@@ -96,6 +96,8 @@ enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Measure throughput and scale; the last stdout line is a JSON object of figures.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -266,6 +268,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             list(&open_store(&data)?, json).await?;
             Ok(ExitCode::SUCCESS)
         }),
+        Command::Bench(args) => crate::bench::run(args),
     }
 }
 

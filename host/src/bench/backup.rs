@@ -1,0 +1,330 @@
+//! `weft bench backup`: the backup sample (`E2_BackupSiteContent`, run by the real
+//! `weft run` binary) against its peers on the same generated tree: a raw object_store
+//! copy at the same concurrency (what the sample's activities do, minus Weft), `cp -r`,
+//! and `rclone copy`. Each tool copies to a fresh local directory; the page cache holds
+//! the tree throughout; runs alternate between the tools, and the median run counts.
+
+use super::child::{self, Finished, cpu_time_self};
+use super::tree::{self, Shape, Tree};
+use super::{Workdir, async_runtime, finish, median, millis, remove_dir, round};
+use anyhow::{Context, Result, ensure};
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStore;
+use object_store::buffered::BufWriter;
+use object_store::local::LocalFileSystem;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+
+pub struct Options {
+    pub files: u64,
+    pub big_files: u64,
+    pub big_mib: u64,
+    pub runs: u32,
+}
+
+pub fn run(options: &Options, work: &Workdir) -> Result<Value> {
+    let site = work.path("site");
+    remove_dir(&site)?;
+    eprintln!(
+        "backup: generating {} files of 1-64 KiB and {} of {} MiB",
+        options.files, options.big_files, options.big_mib
+    );
+    let tree = tree::generate(
+        &site,
+        &Shape {
+            files: options.files,
+            sizes: 1024..=64 * 1024,
+            per_dir: 100,
+            big_files: options.big_files,
+            big_bytes: options.big_mib << 20,
+        },
+    )?;
+    eprintln!(
+        "backup: {} files, {:.1} MiB in {}",
+        tree.files,
+        tree.bytes as f64 / (1 << 20) as f64,
+        site.display()
+    );
+
+    let rclone = rclone_available();
+    if !rclone {
+        eprintln!(
+            "backup: rclone is not installed, so it is left out (install it with `apt-get install -y rclone`)"
+        );
+    }
+    // Compiles the sample into the cache, so that no timed run pays for it.
+    warm_up_weft(work)?;
+
+    let copier = async_runtime()?;
+    let mut samples: [Vec<Sample>; 4] = Default::default();
+    let mut weft_rss_kib = 0;
+    for run in 1..=options.runs {
+        let weft = weft_backup(&tree, work)?;
+        weft_rss_kib = weft_rss_kib.max(weft.peak_rss_kib);
+        samples[0].push(Sample {
+            wall: weft.elapsed,
+            cpu: weft.cpu,
+        });
+        samples[1].push(copier.block_on(raw_copy(&tree, work))?);
+        samples[2].push(cp(&tree, work)?);
+        if rclone {
+            samples[3].push(rclone_copy(&tree, work)?);
+        }
+        let line: Vec<String> = TOOLS
+            .iter()
+            .zip(&samples)
+            .filter_map(|(tool, samples)| {
+                let last = samples.last()?;
+                Some(format!("{tool} {:.2} s", last.wall.as_secs_f64()))
+            })
+            .collect();
+        eprintln!("backup: run {run}: {}", line.join(", "));
+    }
+    finish(copier);
+
+    // Medians of wall and CPU time, each on its own; `None` for a tool not run.
+    let [weft, raw, cp, rclone] = samples.map(|samples| {
+        (!samples.is_empty()).then(|| Sample {
+            wall: median(samples.iter().map(|s| s.wall).collect()),
+            cpu: median(samples.iter().map(|s| s.cpu).collect()),
+        })
+    });
+    let (weft, raw, cp) = (
+        weft.unwrap_or_default(),
+        raw.unwrap_or_default(),
+        cp.unwrap_or_default(),
+    );
+    let ratio = |peer: &Sample| round(weft.wall.as_secs_f64() / peer.wall.as_secs_f64().max(1e-9));
+    let mib = tree.bytes as f64 / (1 << 20) as f64;
+    eprintln!("backup: medians of {} run(s):", options.runs);
+    for (tool, sample) in TOOLS
+        .iter()
+        .zip([Some(&weft), Some(&raw), Some(&cp), rclone.as_ref()])
+    {
+        match sample {
+            Some(Sample { wall, cpu }) => eprintln!(
+                "  {tool:<26} {:>8.3} s  {:>9.1} files/s  {:>7.1} MiB/s  {:>8.3} s of CPU",
+                wall.as_secs_f64(),
+                tree.files as f64 / wall.as_secs_f64(),
+                mib / wall.as_secs_f64(),
+                cpu.as_secs_f64()
+            ),
+            None => eprintln!("  {tool:<26} not installed"),
+        }
+    }
+    Ok(json!({
+        "scenario": "backup",
+        "files": tree.files,
+        "bytes": tree.bytes,
+        "runs": options.runs,
+        "max_activities": work.max_activities,
+        "weft_ms": millis(weft.wall),
+        "raw_object_store_ms": millis(raw.wall),
+        "cp_ms": millis(cp.wall),
+        "rclone_ms": rclone.as_ref().map(|s| millis(s.wall)),
+        "overhead_ratio": ratio(&raw),
+        "vs_rclone": rclone.as_ref().map(ratio),
+        "vs_cp": ratio(&cp),
+        "weft_cpu_ms": millis(weft.cpu),
+        "raw_object_store_cpu_ms": millis(raw.cpu),
+        "cp_cpu_ms": millis(cp.cpu),
+        "rclone_cpu_ms": rclone.as_ref().map(|s| millis(s.cpu)),
+        "weft_peak_rss_mib": round(weft_rss_kib as f64 / 1024.0),
+    }))
+}
+
+const TOOLS: [&str; 4] = [
+    "weft (E2_BackupSiteContent)",
+    "raw object_store copy",
+    "cp -r",
+    "rclone copy",
+];
+
+/// One timed run of a tool: wall time and the CPU time it spent.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    wall: Duration,
+    cpu: Duration,
+}
+
+/// `weft run E2_BackupSiteContent` of `site` into the blob directory `blobs`, with its
+/// own data dir. Weft's default log level, whatever the caller's.
+pub fn weft_command(site: &Path, data_dir: &Path, blobs: &Path, work: &Workdir) -> Command {
+    let mut command = Command::new(current_exe());
+    command
+        .current_dir(&work.root)
+        .env_remove("WEFT_LOG")
+        .arg("run")
+        .arg("E2_BackupSiteContent")
+        .arg("--input")
+        .arg(Value::String(site.display().to_string()).to_string())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--cache-dir")
+        .arg(&work.cache_dir)
+        .arg("--blobs")
+        .arg(format!("file://{}", blobs.display()))
+        .arg("--allow-dir")
+        .arg(site)
+        .arg("--max-activities")
+        .arg(work.max_activities.to_string());
+    command
+}
+
+/// This very binary: the bench measures the `weft` it belongs to.
+fn current_exe() -> PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("weft"))
+}
+
+fn warm_up_weft(work: &Workdir) -> Result<()> {
+    let empty = work.path("warm-up-site");
+    std::fs::create_dir_all(&empty)?;
+    let (data, blobs) = (work.path("warm-up-data"), work.path("warm-up-blobs"));
+    child::run(weft_command(&empty, &data, &blobs, work))?.check("weft (warm-up)")?;
+    for dir in [empty, data, blobs] {
+        remove_dir(&dir)?;
+    }
+    Ok(())
+}
+
+/// Removes what an earlier run left and flushes it to disk, so that a run neither
+/// competes with the previous run's write-back nor finds its files.
+fn clean(dirs: &[&Path]) -> Result<()> {
+    for dir in dirs {
+        remove_dir(dir)?;
+    }
+    child::run(Command::new("sync"))?.check("sync")?;
+    Ok(())
+}
+
+/// Checks that `copy` holds exactly the tree's files and bytes.
+fn verify(tool: &str, tree: &Tree, copy: &Path) -> Result<()> {
+    let (files, bytes) = tree::measure(copy)?;
+    ensure!(
+        (files, bytes) == (tree.files, tree.bytes),
+        "{tool} copied {files} files and {bytes} bytes; the tree has {} and {}",
+        tree.files,
+        tree.bytes
+    );
+    Ok(())
+}
+
+/// Where the sample puts the blobs of `site` under a blob directory.
+fn sample_blobs(blobs: &Path, site: &Path) -> PathBuf {
+    blobs
+        .join("backups")
+        .join(site.strip_prefix("/").unwrap_or(site))
+}
+
+fn weft_backup(tree: &Tree, work: &Workdir) -> Result<Finished> {
+    let (data, blobs) = (work.path("weft-data"), work.path("out-weft"));
+    clean(&[&data, &blobs])?;
+    let finished = child::run(weft_command(&tree.root, &data, &blobs, work))?.check("weft run")?;
+    ensure!(
+        finished.last_line() == tree.bytes.to_string(),
+        "weft reported {} bytes copied, expected {}",
+        finished.last_line(),
+        tree.bytes
+    );
+    verify("weft", tree, &sample_blobs(&blobs, &tree.root))?;
+    Ok(finished)
+}
+
+/// The sample's copies without Weft: list the tree, then stream each file into a blob
+/// of the same name through object_store's `BufWriter` (as the `blob` import does), as
+/// many at once as Weft runs activities.
+async fn raw_copy(tree: &Tree, work: &Workdir) -> Result<Sample> {
+    let out = work.path("out-object-store");
+    clean(&[&out])?;
+    let (started, cpu) = (Instant::now(), cpu_time_self());
+    std::fs::create_dir_all(&out)?;
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(&out)?);
+    let root = tree.root.clone();
+    let files = tokio::task::spawn_blocking(move || {
+        walkdir::WalkDir::new(root)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_map(|entry| match entry {
+                Ok(entry) if entry.file_type().is_file() => Some(Ok(entry.into_path())),
+                Ok(_) => None,
+                Err(error) => Some(Err(error)),
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await??;
+    let copied: u64 = futures::stream::iter(files)
+        .map(|file| copy_one(store.clone(), file))
+        .buffer_unordered(work.max_activities)
+        .try_fold(0, |total, bytes| async move { Ok(total + bytes) })
+        .await?;
+    let sample = Sample {
+        wall: started.elapsed(),
+        cpu: cpu_time_self().saturating_sub(cpu),
+    };
+    ensure!(
+        copied == tree.bytes,
+        "the raw copy copied {copied} bytes, expected {}",
+        tree.bytes
+    );
+    verify("the raw copy", tree, &sample_blobs(&out, &tree.root))?;
+    Ok(sample)
+}
+
+async fn copy_one(store: Arc<dyn ObjectStore>, file: PathBuf) -> Result<u64> {
+    let relative = file
+        .strip_prefix("/")
+        .unwrap_or(&file)
+        .display()
+        .to_string();
+    let name = object_store::path::Path::parse(format!("backups/{relative}"))?;
+    let mut source = tokio::fs::File::open(&file)
+        .await
+        .with_context(|| format!("cannot open {}", file.display()))?;
+    let mut writer = BufWriter::new(store, name);
+    let copied = tokio::io::copy(&mut source, &mut writer).await?;
+    writer.shutdown().await?;
+    Ok(copied)
+}
+
+fn cp(tree: &Tree, work: &Workdir) -> Result<Sample> {
+    let out = work.path("out-cp");
+    clean(&[&out])?;
+    let mut command = Command::new("cp");
+    command.arg("-r").arg(&tree.root).arg(&out);
+    let finished = child::run(command)?.check("cp -r")?;
+    verify("cp -r", tree, &out)?;
+    Ok(Sample {
+        wall: finished.elapsed,
+        cpu: finished.cpu,
+    })
+}
+
+fn rclone_available() -> bool {
+    let mut command = Command::new("rclone");
+    command.arg("version");
+    child::run(command).is_ok_and(|finished| finished.success())
+}
+
+/// `rclone copy` with as many transfers (and checkers) as Weft runs activities.
+fn rclone_copy(tree: &Tree, work: &Workdir) -> Result<Sample> {
+    let out = work.path("out-rclone");
+    clean(&[&out])?;
+    let mut command = Command::new("rclone");
+    let concurrency = work.max_activities.to_string();
+    command
+        .arg("copy")
+        .arg(&tree.root)
+        .arg(&out)
+        .args(["--transfers", &concurrency, "--checkers", &concurrency])
+        .arg("-q");
+    let finished = child::run(command)?.check("rclone copy")?;
+    verify("rclone copy", tree, &out)?;
+    Ok(Sample {
+        wall: finished.elapsed,
+        cpu: finished.cpu,
+    })
+}
