@@ -151,6 +151,8 @@ pub struct OrchestrationState {
     store: Option<Arc<dyn Store>>,
     wake: Arc<Notify>,
     work_ready: Arc<Notify>,
+    /// Notified when an episode stores a timer, so that the timer service looks again.
+    timers_changed: Arc<Notify>,
     clock: ReplayedClock,
     wasi: WasiCtx,
     table: ResourceTable,
@@ -181,6 +183,7 @@ impl OrchestrationState {
             store: None,
             wake: Arc::new(Notify::new()),
             work_ready: Arc::new(Notify::new()),
+            timers_changed: Arc::new(Notify::new()),
             wasi: sandbox::wasi_ctx("", &clock, &StderrTail::default()),
             stderr: StderrTail::default(),
             evict_after: None,
@@ -216,6 +219,9 @@ impl OrchestrationState {
             .iter()
             .filter(|(_, event)| matches!(event, store::Event::TaskScheduled { .. }))
             .count();
+        let timers = events
+            .iter()
+            .any(|(_, event)| matches!(event, store::Event::TimerCreated { .. }));
         let now = Utc::now();
         let lease = self.eager.as_ref().map(|eager| store::Lease {
             owner: eager.owner.clone(),
@@ -248,6 +254,9 @@ impl OrchestrationState {
         }
         if scheduled > handed {
             self.work_ready.notify_one();
+        }
+        if timers && !status.is_terminal() {
+            self.timers_changed.notify_one();
         }
         Ok(())
     }
@@ -432,6 +441,8 @@ pub struct InstanceEnv {
     pub wake: Arc<Notify>,
     /// Notified when an episode enqueues activity work.
     pub work_ready: Arc<Notify>,
+    /// Notified when an episode stores a durable timer.
+    pub timers_changed: Arc<Notify>,
     pub limits: GuestLimits,
     /// Evict the instance after waiting this long; `None` keeps it hot until it ends.
     pub evict_after: Option<std::time::Duration>,
@@ -471,6 +482,7 @@ pub async fn run_instance(
         store: Some(env.store.clone()),
         wake: env.wake.clone(),
         work_ready: env.work_ready.clone(),
+        timers_changed: env.timers_changed.clone(),
         wasi: sandbox::wasi_ctx(&instance.id, &clock, &stderr),
         clock,
         stderr,

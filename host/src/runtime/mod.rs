@@ -10,7 +10,9 @@
 mod components;
 mod dispatch;
 mod instances;
+pub use instances::event_to_raise;
 mod rewind;
+mod timers;
 
 use crate::activity::{self, ActivityComponent, confine::Confinement};
 use crate::limits::{self, GuestLimits};
@@ -67,6 +69,8 @@ pub enum Error {
     BadId(String),
     #[error("the input is not valid JSON: {0}")]
     BadInput(String),
+    #[error("'{0}' is not a valid event name: use 1 to 256 bytes")]
+    BadEventName(String),
     #[error("instance '{id}' has already ended ({})", status.as_str())]
     Ended {
         id: String,
@@ -162,6 +166,8 @@ pub struct Runtime {
     /// Instances that stopped because the host failed, with why.
     host_failures: Mutex<HashMap<String, String>>,
     work_ready: Arc<Notify>,
+    /// Notified when an episode stores a durable timer.
+    timers_changed: Arc<Notify>,
     /// Bumped whenever an instance task ends.
     ended: watch::Sender<u64>,
     orchestration_slots: Arc<Semaphore>,
@@ -286,6 +292,7 @@ impl Runtime {
             hot: Mutex::new(HashMap::new()),
             host_failures: Mutex::new(HashMap::new()),
             work_ready: Arc::new(Notify::new()),
+            timers_changed: Arc::new(Notify::new()),
             ended: watch::Sender::new(0),
             eager: orchestrator::Eager {
                 owner: owner.clone(),
@@ -357,6 +364,9 @@ impl Runtime {
         self.store.release_leases().await?;
         if let Some(eager) = lock(&self.eager_items).take() {
             tokio::spawn(self.clone().dispatch_activities(eager));
+            tokio::spawn(self.clone().run_timers());
+            let cursor = self.inbox_end().await?;
+            tokio::spawn(self.clone().watch_inbox(cursor));
         }
         for id in self.store.unfinished_instances().await? {
             self.spawn_instance(id);
