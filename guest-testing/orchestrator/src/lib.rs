@@ -21,6 +21,7 @@ const NAMES: &[&str] = &[
     "MemoryBomb",
     "SpinOnFinishedTasks",
     "CallStorm",
+    "WasiSleep",
 ];
 
 impl Guest for Testing {
@@ -35,6 +36,11 @@ impl Guest for Testing {
             "FanOut" => fan_out(),
             "CallActivity" => call_activity(),
             "Panic" => panic!("the Panic orchestrator panics on purpose"),
+            // A real-time sleep inside an orchestrator: the host must trap it.
+            "WasiSleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Ok("\"slept\"".to_string())
+            }
             "InfiniteLoop" => {
                 let mut counter = 0u64;
                 loop {

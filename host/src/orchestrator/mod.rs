@@ -88,6 +88,7 @@ impl OrchestratorComponent {
         };
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wrong_world)?;
+        sandbox::forbid_sleep(&mut linker).map_err(wrong_world)?;
         Orchestration::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(wrong_world)?;
         let pre = linker.instantiate_pre(component).map_err(wrong_world)?;

@@ -103,16 +103,21 @@ async function main() {
   const none = await client.getStatusBy({ createdTimeTo: new Date("2001-01-01T00:00:00Z") });
   assert.deepEqual(none, []);
 
-  // Suspend, resume, and events: 501 on a running instance, a 404 error for an
-  // unknown one, and no error for an ended one (410).
+  // Suspend, resume, and events: accepted (202) by a running instance, which records
+  // it in its history (it keeps it until it waits for it); a 404 error for an unknown
+  // one, and no error for an ended one (410).
   await client.suspend(sleeper, "hold on");
   await until(client, sleeper, (s) => s.runtimeStatus === "Suspended");
   await client.resume(sleeper, "go on");
   await until(client, sleeper, (s) => s.runtimeStatus === "Running");
-  await assert.rejects(client.raiseEvent(sleeper, "Approval", { ok: true }), (error) => {
-    assert.match(String(error.message), /501|not supported/);
-    return true;
-  });
+  await client.raiseEvent(sleeper, "Approval", { ok: true });
+  const options = { showHistory: true, showHistoryOutput: true, showInput: true };
+  status = await until(client, sleeper, (s) =>
+    (s.historyEvents || []).some((e) => e.EventType === "EventRaised" && e.Name === "Approval"),
+    options,
+  );
+  const raised = status.historyEvents.find((e) => e.EventType === "EventRaised");
+  assert.deepEqual(JSON.parse(raised.Input), { ok: true });
   await assert.rejects(client.raiseEvent(`${prefix}-nobody`, "Approval", true), /No instance with ID/);
 
   // Terminate; again is no error (410).
