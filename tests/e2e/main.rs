@@ -11,6 +11,7 @@ mod faults;
 mod group_commit;
 mod host;
 mod nondeterminism;
+mod patterns;
 mod rewind;
 mod sandbox;
 mod snapshots;
