@@ -362,7 +362,8 @@ impl Runtime {
     pub async fn start_workers(self: &Arc<Self>) -> Result<(), Error> {
         // This process is the data dir's only user, so no lease can be live.
         self.store.release_leases().await?;
-        if let Some(eager) = lock(&self.eager_items).take() {
+        let eager = lock(&self.eager_items).take();
+        if let Some(eager) = eager {
             tokio::spawn(self.clone().dispatch_activities(eager));
             tokio::spawn(self.clone().run_timers());
             let cursor = self.inbox_end().await?;
