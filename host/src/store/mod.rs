@@ -448,7 +448,8 @@ pub trait Store: Send + Sync + 'static {
     async fn progress(&self, id: &str) -> Result<Progress>;
     /// Rewinds a Failed instance in one transaction: appends `event` (an
     /// `ExecutionRewound`) at `first_seq`, enqueues the work of `reschedule` (the
-    /// `TaskScheduled` events, from its history, of the tasks to run again) and sets the
+    /// `TaskScheduled` events, from its history, of the tasks to run again, and the
+    /// `TimerCreated` events of the timers to set again) and sets the
     /// instance Pending without an output. [`Error::UnknownInstance`] if there is none,
     /// [`Error::NotFailed`] if it is not Failed, [`Error::Conflict`] if `first_seq` is
     /// not the history's length.
