@@ -66,6 +66,10 @@ pub struct Eager {
     pub items: mpsc::UnboundedSender<store::WorkItem>,
 }
 
+/// The most inbox messages one episode takes: what the host holds at once for an
+/// instance stays bounded however many messages clients post (the rest are taken by the
+/// next episodes, which open without sleeping while the inbox has more).
+const INBOX_BATCH: usize = 10_000;
 /// The most work items one episode leases eagerly; the rest wait to be claimed.
 const EAGER_MAX: usize = 256;
 /// How long eagerly leased work items stay leased (as for claimed ones).
@@ -267,32 +271,42 @@ impl OrchestrationState {
     /// are held until it resumes). Returns false if there was nothing to take.
     ///
     /// Only messages newer than the last one read are fetched, so a suspended instance
-    /// that keeps receiving completions never reads one twice.
+    /// that keeps receiving completions never reads one twice; they are read
+    /// [`INBOX_BATCH`] at a time.
     async fn take_inbox(&mut self) -> Result<bool, store::Error> {
-        let new = self
-            .store_handle()?
-            .inbox(&self.instance_id, self.inbox_cursor)
-            .await?;
-        if let Some(last) = new.last() {
-            self.inbox_cursor = last.id;
-        }
         let mut suspended = self.replay.is_suspended();
         let mut taken = Vec::new();
-        for message in std::mem::take(&mut self.held).into_iter().chain(new) {
-            match &message.event {
-                store::Event::ExecutionSuspended { .. } => suspended = true,
-                store::Event::ExecutionResumed { .. } => suspended = false,
-                store::Event::ExecutionTerminated { .. } => {
-                    taken.push(message);
-                    break;
-                }
-                _ if suspended => {
-                    self.held.push(message);
-                    continue;
-                }
-                _ => {}
+        let mut earlier = std::mem::take(&mut self.held);
+        // One batch at a time. A batch that a suspended instance only holds is followed
+        // by the next, so that a resume or terminate behind it is not left unread.
+        'read: loop {
+            let new = self
+                .store_handle()?
+                .inbox(&self.instance_id, self.inbox_cursor, INBOX_BATCH)
+                .await?;
+            let full = new.len() == INBOX_BATCH;
+            if let Some(last) = new.last() {
+                self.inbox_cursor = last.id;
             }
-            taken.push(message);
+            for message in earlier.drain(..).chain(new) {
+                match &message.event {
+                    store::Event::ExecutionSuspended { .. } => suspended = true,
+                    store::Event::ExecutionResumed { .. } => suspended = false,
+                    store::Event::ExecutionTerminated { .. } => {
+                        taken.push(message);
+                        break 'read;
+                    }
+                    _ if suspended => {
+                        self.held.push(message);
+                        continue;
+                    }
+                    _ => {}
+                }
+                taken.push(message);
+            }
+            if !full || !taken.is_empty() {
+                break;
+            }
         }
         // Outcomes handed over in memory come after the inbox's messages. While the
         // instance is suspended they are recorded in the inbox instead, durably, to be

@@ -414,8 +414,9 @@ pub trait Store: Send + Sync + 'static {
     /// Ids of the instances that are not in a terminal state, oldest first.
     async fn unfinished_instances(&self) -> Result<Vec<String>>;
     async fn history(&self, id: &str) -> Result<Vec<HistoryEvent>>;
-    /// The messages waiting for an instance with an id above `after`, oldest first.
-    async fn inbox(&self, id: &str, after: i64) -> Result<Vec<InboxMessage>>;
+    /// The first `max` messages waiting for an instance with an id above `after`, oldest
+    /// first.
+    async fn inbox(&self, id: &str, after: i64, max: usize) -> Result<Vec<InboxMessage>>;
     /// Commits an episode; fails with [`Error::Conflict`] if `first_seq` is not the
     /// history's length. A terminal status also drops the instance's pending work.
     /// Returns the work items it leased (see [`Checkpoint::lease`]).

@@ -172,7 +172,7 @@ pub async fn completing_work_moves_the_result_to_the_inbox_once(store: &dyn Stor
             .unwrap(),
         "a second completion is dropped"
     );
-    let inbox = store.inbox("i1", 0).await.unwrap();
+    let inbox = store.inbox("i1", 0, usize::MAX).await.unwrap();
     assert_eq!(
         inbox.iter().map(|m| m.event.clone()).collect::<Vec<_>>(),
         vec![done.clone()]
@@ -198,7 +198,7 @@ pub async fn completing_work_moves_the_result_to_the_inbox_once(store: &dyn Stor
         })
         .await
         .unwrap();
-    assert!(store.inbox("i1", 0).await.unwrap().is_empty());
+    assert!(store.inbox("i1", 0, usize::MAX).await.unwrap().is_empty());
     assert!(
         store
             .claim_work("me", 10, now, now + Duration::minutes(5))
@@ -271,8 +271,8 @@ pub async fn a_late_result_never_settles_another_item_or_attempt(store: &dyn Sto
             .unwrap()
     );
     assert!(
-        store.inbox("a", 0).await.unwrap().is_empty()
-            && store.inbox("b", 0).await.unwrap().is_empty()
+        store.inbox("a", 0, usize::MAX).await.unwrap().is_empty()
+            && store.inbox("b", 0, usize::MAX).await.unwrap().is_empty()
     );
 
     // An attempt that was retried cannot complete after the next attempt was claimed.
@@ -446,7 +446,7 @@ pub async fn large_payloads_round_trip_out_of_line(store: &dyn Store) {
             .await
             .unwrap()
     );
-    let inbox = store.inbox("big", 0).await.unwrap();
+    let inbox = store.inbox("big", 0, usize::MAX).await.unwrap();
     assert_eq!(inbox[0].event, done);
     store
         .checkpoint(Checkpoint {
@@ -467,7 +467,7 @@ pub async fn large_payloads_round_trip_out_of_line(store: &dyn Store) {
     let history = store.history("big").await.unwrap();
     assert_eq!(history[3].event, done);
     assert!(matches!(&history[0].event, Event::ExecutionStarted { input, .. } if *input == big));
-    assert!(store.inbox("big", 0).await.unwrap().is_empty());
+    assert!(store.inbox("big", 0, usize::MAX).await.unwrap().is_empty());
 }
 
 pub async fn messages_reach_only_live_instances_and_read_after_a_cursor(store: &dyn Store) {
@@ -483,9 +483,9 @@ pub async fn messages_reach_only_live_instances_and_read_after_a_cursor(store: &
         .unwrap();
     store.post_message("m", &suspend, now).await.unwrap();
     store.post_message("m", &suspend, now).await.unwrap();
-    let all = store.inbox("m", 0).await.unwrap();
+    let all = store.inbox("m", 0, usize::MAX).await.unwrap();
     assert_eq!(all.len(), 2);
-    let after = store.inbox("m", all[0].id).await.unwrap();
+    let after = store.inbox("m", all[0].id, usize::MAX).await.unwrap();
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].id, all[1].id);
     store
@@ -757,7 +757,7 @@ pub async fn timers_fire_once_when_due_and_never_before(store: &dyn Store) {
         "a timer fires once"
     );
     let inbox: Vec<Event> = store
-        .inbox("i1", 0)
+        .inbox("i1", 0, usize::MAX)
         .await
         .unwrap()
         .into_iter()
@@ -845,5 +845,13 @@ pub async fn the_inbox_is_read_across_instances_after_a_cursor(store: &dyn Store
     assert_eq!(instances, vec!["i2", "i1"]);
     assert_eq!(store.inbox_since(0, 1).await.unwrap().len(), 1);
     assert!(store.inbox_since(rows[1].0, 10).await.unwrap().is_empty());
-    assert_eq!(store.inbox("i1", 0).await.unwrap()[0].event, raised);
+    assert_eq!(
+        store.inbox("i1", 0, usize::MAX).await.unwrap()[0].event,
+        raised
+    );
+    // The first `max` messages only, so that one read is bounded.
+    store.post_message("i1", &raised, now).await.unwrap();
+    let first = store.inbox("i1", 0, 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(store.inbox("i1", first[0].id, 1).await.unwrap().len(), 1);
 }

@@ -628,14 +628,16 @@ impl super::Store for SqliteStore {
             .await
     }
 
-    async fn inbox(&self, id: &str, after: i64) -> Result<Vec<InboxMessage>> {
+    async fn inbox(&self, id: &str, after: i64, max: usize) -> Result<Vec<InboxMessage>> {
         let id = id.to_string();
         self.readers
             .read(move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT id, data FROM inbox WHERE instance_id = ?1 AND id > ?2 ORDER BY id",
+                    "SELECT id, data FROM inbox WHERE instance_id = ?1 AND id > ?2 ORDER BY id
+                     LIMIT ?3",
                 )?;
-                let mut rows = stmt.query(params![&id, after])?;
+                let mut rows =
+                    stmt.query(params![&id, after, max.min(i64::MAX as usize) as i64])?;
                 let mut messages = Vec::new();
                 while let Some(row) = rows.next()? {
                     messages.push(InboxMessage {
