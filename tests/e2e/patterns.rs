@@ -11,8 +11,8 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
 
-const SAMPLES_ORCHESTRATOR: &str = env!("WEFT_GUEST_SAMPLES_ORCHESTRATOR");
-const SAMPLES_ACTIVITIES: &str = env!("WEFT_GUEST_SAMPLES_ACTIVITIES");
+pub(crate) const SAMPLES_ORCHESTRATOR: &str = env!("WEFT_GUEST_SAMPLES_ORCHESTRATOR");
+pub(crate) const SAMPLES_ACTIVITIES: &str = env!("WEFT_GUEST_SAMPLES_ACTIVITIES");
 const WEBHOOKS: &str = "runtime/webhooks/durabletask";
 /// How long any awaited state may take before a test gives up (a safety net, not a
 /// timing assertion).
@@ -50,7 +50,7 @@ fn events(scratch: &Scratch, id: &str, kind: &str) -> Vec<Value> {
 
 /// Waits until the history of `id` holds `count` events of `kind` (the instance may not
 /// exist yet when it starts looking).
-fn wait_for_events(scratch: &Scratch, id: &str, kind: &str, count: usize) -> Vec<Value> {
+pub(crate) fn wait_for_events(scratch: &Scratch, id: &str, kind: &str, count: usize) -> Vec<Value> {
     poll(PATIENCE, || {
         std::thread::sleep(Duration::from_millis(100));
         let output = scratch.run(&["history", id]);
@@ -428,4 +428,31 @@ fn cli_controls_reach_a_running_host_and_purge_removes_every_row() {
         assert_eq!(rows, 0, "rows left in {table}");
     }
     drop(server);
+}
+
+#[test]
+fn an_instance_waiting_on_a_timer_is_evicted_and_replayed_when_it_fires() {
+    let scratch = Scratch::new();
+    let output = run(
+        &scratch,
+        &[
+            "run",
+            "DurableTimer",
+            "--instance-id",
+            "idle",
+            "--input",
+            r#"{"delayMs": 2000}"#,
+            "--evict-after-ms",
+            "100",
+        ],
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("evicted while idle"), "{stderr}");
+    let result: Value = serde_json::from_str(&last_line(&output)).expect("JSON output");
+    assert!(
+        result["firedAt"].as_i64() >= result["fireAt"].as_i64(),
+        "{result}"
+    );
+    assert_eq!(events(&scratch, "idle", "TimerFired").len(), 1);
 }
