@@ -33,6 +33,25 @@ fn runaway_and_memory_hungry_guests_fail_with_clear_messages() {
         describe(&output)
     );
 
+    // A guest that cannot even start fails its instance (once, not on every start).
+    let output = run_testing(
+        &scratch,
+        &["run", "FanOut", "--input", "3", "--guest-memory-mib", "1"],
+    );
+    assert!(
+        stderr(&output).contains(
+            "Failed: the orchestrator cannot start: it exceeded its memory limit of 1 MiB"
+        ),
+        "{}",
+        describe(&output)
+    );
+    let resumed = run_testing(&scratch, &["resume"]);
+    assert!(
+        stderr(&resumed).contains("resuming 0 unfinished instance(s)"),
+        "{}",
+        describe(&resumed)
+    );
+
     let output = run_testing(&scratch, &["run", "MemoryBomb", "--guest-memory-mib", "32"]);
     assert!(!output.status.success());
     assert!(

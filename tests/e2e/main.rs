@@ -1,6 +1,7 @@
 //! End-to-end tests against the real `weft` binary, real SQLite files, real directory
 //! trees and real blob directories.
 
+mod abuse;
 mod api;
 mod backup;
 mod cancel;
@@ -15,5 +16,6 @@ mod patterns;
 mod rewind;
 mod sandbox;
 mod snapshots;
+mod storage_faults;
 mod support;
 mod torture;

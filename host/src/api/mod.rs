@@ -17,6 +17,7 @@ mod instances;
 pub mod key;
 mod orchestrators;
 mod query;
+pub mod server;
 
 use crate::runtime::Runtime;
 use axum::Router;

@@ -163,7 +163,7 @@ struct HostArgs {
     /// Blob store URL: file:///absolute/dir or memory://; default: file://<data-dir>/blobs.
     #[arg(long)]
     blobs: Option<String>,
-    /// A directory activities may read, besides the current directory. Repeatable.
+    /// A directory activities may read (repeatable); default: the current directory.
     #[arg(long = "allow-dir", value_name = "DIR")]
     allow_dirs: Vec<PathBuf>,
     /// Activities run at once.
@@ -204,9 +204,8 @@ impl HostArgs {
         }
         config.blobs = self.blobs.clone();
         config.cache_dir = self.cache_dir.clone();
-        config.allowed_dirs = std::iter::once(PathBuf::from("."))
-            .chain(self.allow_dirs.iter().cloned())
-            .collect();
+        // The current directory only when no directory is given.
+        config.allowed_dirs = self.allow_dirs.clone();
         config.max_activities = self.max_activities as usize;
         config.guest_limits = GuestLimits {
             cpu: Duration::from_millis(self.guest_cpu_ms),
@@ -224,6 +223,8 @@ impl HostArgs {
 /// Runs the command line; the exit code is 0 on success.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Many files and connections at once are normal for a backup host.
+    api::server::raise_descriptor_limit();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
@@ -506,18 +507,20 @@ async fn serve(listeners: Listeners, key: Option<String>, host: &HostArgs) -> Re
         public_url,
         rpc_url,
     });
+    let connections = api::server::raise_descriptor_limit();
     let rpc = async {
         match rpc_listener {
-            Some(listener) => axum::serve(listener, api::rpc_router(api.clone()))
-                .into_future()
-                .await
-                .context("the rpc HTTP server failed"),
+            Some(listener) => {
+                api::server::serve(listener, api::rpc_router(api.clone()), connections)
+                    .await
+                    .context("the rpc HTTP server failed")
+            }
             None => std::future::pending().await,
         }
     };
     // On a signal the server futures are dropped: no new requests, then the workers stop.
     tokio::select! {
-        served = axum::serve(listener, api::router(api.clone())).into_future() => served.context("the HTTP server failed")?,
+        served = api::server::serve(listener, api::router(api.clone()), connections) => served.context("the HTTP server failed")?,
         served = rpc => served?,
         signal = stop_signal() => {
             stop(&runtime, signal?).await;

@@ -529,17 +529,26 @@ pub async fn run_instance(
         (None, Some(component)) => {
             let mut wasm = wasmtime::Store::new(&env.engine, state);
             limits::apply(&mut wasm);
-            let bindings = component
-                .pre
-                .instantiate_async(&mut wasm)
-                .await
-                .map_err(|e| {
-                    RunFailure::Engine(format!("cannot instantiate the orchestrator: {e:#}"))
-                })?;
-            let result = bindings
-                .weft_orchestration_orchestrator()
-                .call_run(&mut wasm, &instance.name)
-                .await;
+            // A guest that cannot even start (initial memory over the limit, a trapping
+            // start function) fails its instance: that is the guest's doing, and
+            // retrying on every start would not change it.
+            let result = match component.pre.instantiate_async(&mut wasm).await {
+                Ok(bindings) => {
+                    bindings
+                        .weft_orchestration_orchestrator()
+                        .call_run(&mut wasm, &instance.name)
+                        .await
+                }
+                Err(error) => Ok(Err(RunError::Failed(
+                    match limits::exceeded(&error, env.limits.memory) {
+                        Some(exceeded) => format!("the orchestrator cannot start: it {exceeded}"),
+                        None => format!(
+                            "the orchestrator cannot start: {}",
+                            engine::describe_trap(&error)
+                        ),
+                    },
+                ))),
+            };
             state = wasm.into_data();
             match result {
                 Ok(Ok(output)) => match check_output(&env.limits, &output) {

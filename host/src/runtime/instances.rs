@@ -8,7 +8,12 @@ use crate::store::{self, Event, RuntimeStatus};
 use chrono::Utc;
 use futures::FutureExt;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
+
+/// How many times in a row an instance whose task failed for the host's reasons is run
+/// again in process (after 0.5, 1, 2, 4 and 8 s) before it is reported as failed to run.
+const HOST_RETRIES: u32 = 5;
 
 /// What the runtime keeps of an instance that has a task here.
 pub(super) struct Hot {
@@ -123,10 +128,33 @@ impl Runtime {
             {
                 tracing::error!(instance = %id, "cannot release its leases: {error}");
             }
+            if result.is_ok() {
+                lock(&runtime.host_retries).remove(&id);
+            }
             match result {
+                // A passing fault (a full disk, a lock held by another program): run the
+                // instance again after a pause, a bounded number of times, before telling
+                // whoever waits for it.
                 Err(reason) => {
-                    tracing::error!(instance = %id, "{reason}");
-                    lock(&runtime.host_failures).insert(id.clone(), reason);
+                    let retries = {
+                        let mut retries = lock(&runtime.host_retries);
+                        let count = retries.entry(id.clone()).or_insert(0);
+                        *count += 1;
+                        *count
+                    };
+                    if retries <= HOST_RETRIES {
+                        let pause = Duration::from_millis(250 << retries);
+                        tracing::warn!(instance = %id, "{reason}; running it again in {pause:?}");
+                        let again = runtime.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(pause).await;
+                            again.spawn_instance(id);
+                        });
+                    } else {
+                        tracing::error!(instance = %id, "{reason}");
+                        lock(&runtime.host_retries).remove(&id);
+                        lock(&runtime.host_failures).insert(id.clone(), reason);
+                    }
                 }
                 // The instance ended, but its id was reused by a new instance while this
                 // task still held it: run the new one.

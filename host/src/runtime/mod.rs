@@ -165,6 +165,8 @@ pub struct Runtime {
     eager_items: Mutex<Option<mpsc::UnboundedReceiver<store::WorkItem>>>,
     /// Instances that stopped because the host failed, with why.
     host_failures: Mutex<HashMap<String, String>>,
+    /// How many times in a row each instance's task failed for the host's reasons.
+    host_retries: Mutex<HashMap<String, u32>>,
     work_ready: Arc<Notify>,
     /// Notified when an episode stores a durable timer.
     timers_changed: Arc<Notify>,
@@ -261,8 +263,20 @@ impl Runtime {
         if allowed.is_empty() {
             allowed.push(PathBuf::from("."));
         }
+        // Weft's own files stay closed to activities even inside an allowed directory:
+        // the database and API key (the data dir), compiled code, and a local blob store
+        // (so that a backup never copies its own output into itself).
+        let mut private = vec![data_dir.clone()];
+        private.extend(config.cache_dir.clone());
+        private.extend(
+            config
+                .blobs
+                .as_deref()
+                .and_then(|url| url.strip_prefix("file://"))
+                .map(PathBuf::from),
+        );
         let io = Arc::new(activity::Io {
-            confinement: Confinement::new(&allowed)?,
+            confinement: Confinement::new(&allowed, &private)?,
             blobs,
         });
 
@@ -291,6 +305,7 @@ impl Runtime {
             config: Config { data_dir, ..config },
             hot: Mutex::new(HashMap::new()),
             host_failures: Mutex::new(HashMap::new()),
+            host_retries: Mutex::new(HashMap::new()),
             work_ready: Arc::new(Notify::new()),
             timers_changed: Arc::new(Notify::new()),
             ended: watch::Sender::new(0),
