@@ -1,4 +1,4 @@
-//! Builds the guest components (the backup sample and the test guests) for
+//! Builds the guest components (the backup sample, the other samples and the test guests) for
 //! `wasm32-wasip2` and exposes their paths to the host as `WEFT_GUEST_*` variables.
 //!
 //! The guests are built in release mode into their own target directory
@@ -15,6 +15,8 @@ const GUESTS: &[(&str, &str)] = &[
     ("backup-activities", "WEFT_GUEST_BACKUP_ACTIVITIES"),
     ("testing-orchestrator", "WEFT_GUEST_TESTING_ORCHESTRATOR"),
     ("testing-activities", "WEFT_GUEST_TESTING_ACTIVITIES"),
+    ("samples-orchestrator", "WEFT_GUEST_SAMPLES_ORCHESTRATOR"),
+    ("samples-activities", "WEFT_GUEST_SAMPLES_ACTIVITIES"),
 ];
 
 fn main() {
@@ -24,7 +26,7 @@ fn main() {
         .parent()
         .expect("host/ lives in the workspace root")
         .to_path_buf();
-    for dir in ["wit", "guest-backup", "guest-testing"] {
+    for dir in ["wit", "guest-backup", "guest-testing", "guest-samples"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
     println!(

@@ -48,6 +48,12 @@ pub const MAX_NAME: usize = 256;
 /// of names and inputs they may carry: what the host holds for it until the next commit.
 pub const MAX_EPISODE_COMMANDS: usize = 250_000;
 pub const MAX_EPISODE_BYTES: usize = 128 << 20;
+/// The latest time a durable timer may be set for (the year 9999): later ones are a
+/// guest's mistake, and stay far from the edges of the time types.
+pub static MAX_TIMER: std::sync::LazyLock<chrono::DateTime<chrono::Utc>> =
+    std::sync::LazyLock::new(|| {
+        chrono::DateTime::from_timestamp_millis(253_402_300_799_999).unwrap_or_default()
+    });
 
 /// Cuts a guest's message to [`MAX_MESSAGE`] bytes (at a character boundary), saying so.
 pub fn truncate_message(mut message: String) -> String {

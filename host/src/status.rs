@@ -155,6 +155,16 @@ pub fn history_events(history: &[HistoryEvent], show_input: bool, show_output: b
                 );
             }
             Event::ExecutionTerminated { reason } => input(&mut fields, reason),
+            // The extension's shapes: timers carry `FireAt`, raised events `Name` and
+            // `Input`. Waits for an event are Weft's own record and are not shown.
+            Event::TimerCreated { fire_at, .. } | Event::TimerFired { fire_at, .. } => {
+                fields.insert("FireAt".into(), time(*fire_at));
+            }
+            Event::EventWaitStarted { .. } => continue,
+            Event::EventRaised { name, input: text } => {
+                fields.insert("Name".into(), json!(name));
+                input(&mut fields, text);
+            }
             Event::ExecutionSuspended { reason }
             | Event::ExecutionResumed { reason }
             | Event::ExecutionRewound { reason } => {

@@ -289,8 +289,8 @@ fn every_error_has_its_status() {
     let bad_id = server.start_json(&client, "orchestrators/FanOut/has%20space", "2");
     assert_eq!(bad_id.status(), StatusCode::BAD_REQUEST);
 
-    // Events: not JSON is a 400; a running instance answers 501 until Weft has
-    // external events; an unknown one 404 and an ended one 410, as the extension does.
+    // Events: not JSON is a 400; a running instance takes it (202) and records it in
+    // its history; an unknown one 404 and an ended one 410, as the extension does.
     let raise = |id: &str, content_type: &str| {
         client
             .post(server.url(&format!("{INSTANCES}/{id}/raiseEvent/Approval")))
@@ -303,13 +303,21 @@ fn every_error_has_its_status() {
         raise("busy", "text/plain").status(),
         StatusCode::BAD_REQUEST
     );
-    let not_yet = raise("busy", "application/json");
-    assert_eq!(not_yet.status(), StatusCode::NOT_IMPLEMENTED);
-    assert!(
-        json_body(not_yet)["Message"]
-            .as_str()
-            .is_some_and(|m| m.contains("external events are not supported yet"))
+    assert_eq!(
+        raise("busy", "application/json").status(),
+        StatusCode::ACCEPTED
     );
+    let busy_history = server.url(&format!("{INSTANCES}/busy?showHistory=true"));
+    let raised = poll(Duration::from_secs(120), || {
+        let body = json_body(client.get(&busy_history).send().expect("GET"));
+        body["historyEvents"]
+            .as_array()?
+            .iter()
+            .find(|event| event["EventType"] == "EventRaised")
+            .cloned()
+    });
+    assert_eq!(raised["Name"], "Approval");
+    assert_eq!(raised["Input"], "true");
     assert_eq!(
         raise("nobody", "application/json").status(),
         StatusCode::NOT_FOUND

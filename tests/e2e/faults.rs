@@ -110,7 +110,7 @@ fn runaway_and_memory_hungry_guests_fail_with_clear_messages() {
     let output = run_testing(&scratch, &["run", "CallStorm"]);
     assert!(
         stderr(&output)
-            .contains("the orchestrator scheduled more than 250000 activities or 128 MiB"),
+            .contains("the orchestrator scheduled more than 250000 activities, timers or event waits, or 128 MiB"),
         "{}",
         describe(&output)
     );

@@ -14,6 +14,7 @@ mod faults;
 mod group_commit;
 mod host;
 mod nondeterminism;
+mod patterns;
 mod rewind;
 mod sandbox;
 mod snapshots;

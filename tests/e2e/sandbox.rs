@@ -55,3 +55,25 @@ fn an_orchestrator_sees_replayed_time_seeded_randomness_and_no_files() {
     assert_ne!(other["randomHash"], seen["randomHash"]);
     assert_ne!(other["guid"], seen["guid"]);
 }
+
+#[test]
+fn an_orchestrator_that_sleeps_traps_with_a_pointer_to_durable_timers() {
+    let scratch = Scratch::new();
+    let output = scratch.run(&[
+        "run",
+        "WasiSleep",
+        "--instance-id",
+        "sleeper",
+        "--components",
+        TESTING_ORCHESTRATOR,
+        TESTING_ACTIVITIES,
+    ]);
+    assert!(!output.status.success(), "{}", describe(&output));
+    let status = scratch.status("sleeper");
+    assert_eq!(status["runtimeStatus"], "Failed", "{status}");
+    let message = status["output"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("use context.create-timer for durable waits"),
+        "{message}"
+    );
+}

@@ -47,3 +47,95 @@ fn a_one_file_backup_records_this_history_and_status() {
         scrub(&scratch, &id, &String::from_utf8_lossy(&status.stdout))
     );
 }
+
+/// Replaces 13-digit numbers (milliseconds since the epoch in outputs) as well.
+fn scrub_millis(text: &str) -> String {
+    let mut out = String::new();
+    let mut digits = String::new();
+    for c in text.chars().chain(std::iter::once('\0')) {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        if digits.len() == 13 {
+            out.push_str("<millis>");
+        } else {
+            out.push_str(&digits);
+        }
+        digits.clear();
+        if c != '\0' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_timer_and_an_external_event_record_these_histories() {
+    use crate::patterns::{SAMPLES_ACTIVITIES, SAMPLES_ORCHESTRATOR, wait_for_events};
+    let scratch = Scratch::new();
+    let samples = ["--components", SAMPLES_ORCHESTRATOR, SAMPLES_ACTIVITIES];
+
+    let mut args = vec![
+        "run",
+        "DurableTimer",
+        "--instance-id",
+        "timer",
+        "--input",
+        r#"{"delayMs": 10}"#,
+    ];
+    args.extend(samples);
+    scratch.run_ok(&args);
+    let history = scratch.run(&["history", "timer"]);
+    insta::assert_snapshot!(
+        "timer_history",
+        scrub_millis(&scrub(
+            &scratch,
+            "timer",
+            &String::from_utf8_lossy(&history.stdout)
+        ))
+    );
+
+    let mut args = vec![
+        "run",
+        "WaitForEvent",
+        "--instance-id",
+        "waiter",
+        "--input",
+        r#"{"name": "Go", "count": 1}"#,
+    ];
+    args.extend(samples);
+    let child = scratch
+        .weft(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn weft run");
+    // Should an assertion fail before it ends, the run (waiting for its event) must not
+    // outlive the test.
+    let _guard = KillOnDrop(child.id());
+    wait_for_events(&scratch, "waiter", "EventWaitStarted", 1);
+    scratch.run_ok(&["raise-event", "waiter", "Go", "--data", r#"{"x": 1}"#]);
+    let output = wait_output(child, std::time::Duration::from_secs(120));
+    assert_eq!(last_line(&output), r#"[{"x":1}]"#, "{}", describe(&output));
+    let history = scratch.run(&["history", "waiter"]);
+    insta::assert_snapshot!(
+        "event_history",
+        scrub(
+            &scratch,
+            "waiter",
+            &String::from_utf8_lossy(&history.stdout)
+        )
+    );
+}
+
+/// SIGKILLs a process when dropped (harmless once it has exited and been reaped).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            kill(self.0);
+        }
+    }
+}

@@ -24,6 +24,7 @@ const NAMES: &[&str] = &[
     "CallStorm",
     "Sequential",
     "FanOutThenRetry",
+    "WasiSleep",
 ];
 
 impl Guest for Testing {
@@ -40,6 +41,11 @@ impl Guest for Testing {
             "FanOutThenRetry" => fan_out_then_retry(),
             "CallActivity" => call_activity(),
             "Panic" => panic!("the Panic orchestrator panics on purpose"),
+            // A real-time sleep inside an orchestrator: the host must trap it.
+            "WasiSleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Ok("\"slept\"".to_string())
+            }
             "InfiniteLoop" => {
                 let mut counter = 0u64;
                 loop {

@@ -99,6 +99,7 @@ impl From<runtime::Error> for Error {
             // 400 whose `ExceptionMessage` the Python client shows.
             runtime::Error::UnknownOrchestrator { .. }
             | runtime::Error::BadInput(_)
+            | runtime::Error::BadEventName(_)
             | runtime::Error::BadId(_) => Self::BadRequest(error.to_string()),
             runtime::Error::PayloadTooLarge(_) => Self::PayloadTooLarge(error.to_string()),
             runtime::Error::Ended { .. } => Self::Gone(error.to_string()),

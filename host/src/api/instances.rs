@@ -217,9 +217,9 @@ pub async fn restart(call: Call, id: &str) -> Result<Response, Error> {
     orchestrators::started(&call, &started).await
 }
 
-/// `POST instances/{id}/raiseEvent/{name}`: 404 unknown, 410 ended (as the extension
-/// answers), 400 for a body that is not JSON; for a running instance 501, because Weft
-/// has no external events yet.
+/// `POST instances/{id}/raiseEvent/{name}`: 202 once the event is in the instance's
+/// inbox (it is kept until the orchestrator waits for it); 404 unknown, 410 ended (as the
+/// extension answers), 400 for a body that is not JSON.
 pub async fn raise_event(mut call: Call, id: &str, event: &str) -> Result<Response, Error> {
     let instance = call
         .api
@@ -246,10 +246,9 @@ pub async fn raise_event(mut call: Call, id: &str, event: &str) -> Result<Respon
         ));
     }
     let body = call.body().await?;
-    orchestrators::input(&body, call.listener)?;
-    Err(Error::NotImplemented(format!(
-        "cannot raise '{event}' on '{id}': external events are not supported yet"
-    )))
+    let data = orchestrators::input(&body, call.listener)?;
+    call.api.runtime.raise_event(id, event, &data).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
 }
 
 /// `DELETE instances/{id}`: 200 `{"instancesDeleted": 1}`; 404 unknown; 412 for an

@@ -7,7 +7,7 @@ use crate::api;
 use crate::limits::GuestLimits;
 use crate::runtime::{ComponentSource, Config, Runtime};
 use crate::status;
-use crate::store::{Instance, RuntimeStatus, Store, sqlite::SqliteStore};
+use crate::store::{Event, Instance, RuntimeStatus, Store, sqlite::SqliteStore};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -84,6 +84,51 @@ enum Command {
     },
     /// Print an instance's history, one JSON event per line.
     History {
+        id: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Raise the external event NAME on an instance. Works whether or not a host runs on
+    /// the data dir: the event waits in the instance's inbox, and a running host
+    /// delivers it within a second (otherwise the next `weft serve` or `weft resume`).
+    RaiseEvent {
+        id: String,
+        name: String,
+        /// The event's data, as JSON.
+        #[arg(long, default_value = "null")]
+        data: String,
+        #[command(flatten)]
+        data_dir: DataArgs,
+    },
+    /// Terminate an instance that has not ended (delivered as `raise-event` is).
+    Terminate {
+        id: String,
+        /// Why, recorded in the history and shown as the output.
+        #[arg(long, default_value = "terminated from the command line")]
+        reason: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Suspend an instance: it records no completions until resumed (delivered as
+    /// `raise-event` is).
+    Suspend {
+        id: String,
+        #[arg(long, default_value = "suspended from the command line")]
+        reason: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Resume a suspended instance (`weft resume` is another thing: it finishes every
+    /// unfinished instance).
+    ResumeInstance {
+        id: String,
+        #[arg(long, default_value = "resumed from the command line")]
+        reason: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Delete an ended instance: every row of it (history, payloads, inbox, timers).
+    Purge {
         id: String,
         #[command(flatten)]
         data: DataArgs,
@@ -264,6 +309,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }),
+        Command::RaiseEvent {
+            id,
+            name,
+            data,
+            data_dir,
+        } => block_on(async move {
+            let event = crate::runtime::event_to_raise(&GuestLimits::default(), &name, &data)?;
+            post(&data_dir, &id, event).await
+        }),
+        Command::Terminate { id, reason, data } => {
+            block_on(post(&data, &id, Event::ExecutionTerminated { reason }))
+        }
+        Command::Suspend { id, reason, data } => {
+            block_on(post(&data, &id, Event::ExecutionSuspended { reason }))
+        }
+        Command::ResumeInstance { id, reason, data } => {
+            block_on(post(&data, &id, Event::ExecutionResumed { reason }))
+        }
+        Command::Purge { id, data } => block_on(async move {
+            if !open_store(&data)?.purge(&id).await? {
+                bail!("no instance with id '{id}'");
+            }
+            eprintln!("instance {id} purged");
+            Ok(ExitCode::SUCCESS)
+        }),
         Command::List { json, data } => block_on(async move {
             list(&open_store(&data)?, json).await?;
             Ok(ExitCode::SUCCESS)
@@ -299,6 +369,32 @@ fn open_store(data: &DataArgs) -> Result<SqliteStore> {
 
 fn display(path: &Path) -> String {
     path.display().to_string()
+}
+
+/// Posts `event` to an instance's inbox in the data dir's database, and says who will
+/// deliver it: the host that runs on the data dir (it watches the inbox), or the next one.
+async fn post(data: &DataArgs, id: &str, event: Event) -> Result<ExitCode> {
+    let store = open_store(data)?;
+    let kind = event.kind();
+    store.post_message(id, &event, chrono::Utc::now()).await?;
+    if host_running(&data.data_dir) {
+        eprintln!("{kind} posted to instance {id}; the running host delivers it");
+    } else {
+        eprintln!(
+            "{kind} posted to instance {id}; no host runs on {}: the next `weft serve` or `weft resume` delivers it",
+            display(&data.data_dir)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether a host holds the data dir's lock.
+fn host_running(data_dir: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(data_dir.join("weft.lock")) else {
+        return false;
+    };
+    // The lock is released when `file` is dropped.
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
 }
 
 async fn find(store: &dyn Store, id: &str) -> Result<Instance> {

@@ -66,6 +66,10 @@ pub struct Eager {
     pub items: mpsc::UnboundedSender<store::WorkItem>,
 }
 
+/// The most inbox messages one episode takes: what the host holds at once for an
+/// instance stays bounded however many messages clients post (the rest are taken by the
+/// next episodes, which open without sleeping while the inbox has more).
+const INBOX_BATCH: usize = 10_000;
 /// The most work items one episode leases eagerly; the rest wait to be claimed.
 const EAGER_MAX: usize = 256;
 /// How long eagerly leased work items stay leased (as for claimed ones).
@@ -88,6 +92,7 @@ impl OrchestratorComponent {
         };
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wrong_world)?;
+        sandbox::forbid_sleep(&mut linker).map_err(wrong_world)?;
         Orchestration::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(wrong_world)?;
         let pre = linker.instantiate_pre(component).map_err(wrong_world)?;
@@ -151,6 +156,8 @@ pub struct OrchestrationState {
     store: Option<Arc<dyn Store>>,
     wake: Arc<Notify>,
     work_ready: Arc<Notify>,
+    /// Notified when an episode stores a timer, so that the timer service looks again.
+    timers_changed: Arc<Notify>,
     clock: ReplayedClock,
     wasi: WasiCtx,
     table: ResourceTable,
@@ -181,6 +188,7 @@ impl OrchestrationState {
             store: None,
             wake: Arc::new(Notify::new()),
             work_ready: Arc::new(Notify::new()),
+            timers_changed: Arc::new(Notify::new()),
             wasi: sandbox::wasi_ctx("", &clock, &StderrTail::default()),
             stderr: StderrTail::default(),
             evict_after: None,
@@ -216,6 +224,9 @@ impl OrchestrationState {
             .iter()
             .filter(|(_, event)| matches!(event, store::Event::TaskScheduled { .. }))
             .count();
+        let timers = events
+            .iter()
+            .any(|(_, event)| matches!(event, store::Event::TimerCreated { .. }));
         let now = Utc::now();
         let lease = self.eager.as_ref().map(|eager| store::Lease {
             owner: eager.owner.clone(),
@@ -249,6 +260,9 @@ impl OrchestrationState {
         if scheduled > handed {
             self.work_ready.notify_one();
         }
+        if timers && !status.is_terminal() {
+            self.timers_changed.notify_one();
+        }
         Ok(())
     }
 
@@ -257,32 +271,42 @@ impl OrchestrationState {
     /// are held until it resumes). Returns false if there was nothing to take.
     ///
     /// Only messages newer than the last one read are fetched, so a suspended instance
-    /// that keeps receiving completions never reads one twice.
+    /// that keeps receiving completions never reads one twice; they are read
+    /// [`INBOX_BATCH`] at a time.
     async fn take_inbox(&mut self) -> Result<bool, store::Error> {
-        let new = self
-            .store_handle()?
-            .inbox(&self.instance_id, self.inbox_cursor)
-            .await?;
-        if let Some(last) = new.last() {
-            self.inbox_cursor = last.id;
-        }
         let mut suspended = self.replay.is_suspended();
         let mut taken = Vec::new();
-        for message in std::mem::take(&mut self.held).into_iter().chain(new) {
-            match &message.event {
-                store::Event::ExecutionSuspended { .. } => suspended = true,
-                store::Event::ExecutionResumed { .. } => suspended = false,
-                store::Event::ExecutionTerminated { .. } => {
-                    taken.push(message);
-                    break;
-                }
-                _ if suspended => {
-                    self.held.push(message);
-                    continue;
-                }
-                _ => {}
+        let mut earlier = std::mem::take(&mut self.held);
+        // One batch at a time. A batch that a suspended instance only holds is followed
+        // by the next, so that a resume or terminate behind it is not left unread.
+        'read: loop {
+            let new = self
+                .store_handle()?
+                .inbox(&self.instance_id, self.inbox_cursor, INBOX_BATCH)
+                .await?;
+            let full = new.len() == INBOX_BATCH;
+            if let Some(last) = new.last() {
+                self.inbox_cursor = last.id;
             }
-            taken.push(message);
+            for message in earlier.drain(..).chain(new) {
+                match &message.event {
+                    store::Event::ExecutionSuspended { .. } => suspended = true,
+                    store::Event::ExecutionResumed { .. } => suspended = false,
+                    store::Event::ExecutionTerminated { .. } => {
+                        taken.push(message);
+                        break 'read;
+                    }
+                    _ if suspended => {
+                        self.held.push(message);
+                        continue;
+                    }
+                    _ => {}
+                }
+                taken.push(message);
+            }
+            if !full || !taken.is_empty() {
+                break;
+            }
         }
         // Outcomes handed over in memory come after the inbox's messages. While the
         // instance is suspended they are recorded in the inbox instead, durably, to be
@@ -432,6 +456,8 @@ pub struct InstanceEnv {
     pub wake: Arc<Notify>,
     /// Notified when an episode enqueues activity work.
     pub work_ready: Arc<Notify>,
+    /// Notified when an episode stores a durable timer.
+    pub timers_changed: Arc<Notify>,
     pub limits: GuestLimits,
     /// Evict the instance after waiting this long; `None` keeps it hot until it ends.
     pub evict_after: Option<std::time::Duration>,
@@ -471,6 +497,7 @@ pub async fn run_instance(
         store: Some(env.store.clone()),
         wake: env.wake.clone(),
         work_ready: env.work_ready.clone(),
+        timers_changed: env.timers_changed.clone(),
         wasi: sandbox::wasi_ctx(&instance.id, &clock, &stderr),
         clock,
         stderr,

@@ -1,6 +1,7 @@
 //! The orchestrator's deterministic WASI: clocks that read the replayed orchestration
 //! time, randomness seeded from the instance id, and nothing else (no files, no
-//! environment, no arguments, no network, no stdin).
+//! environment, no arguments, no network, no stdin). Sleeping traps: a real-time sleep
+//! inside a replayed orchestrator would be neither durable nor deterministic.
 
 use crate::guest_output::StderrTail;
 use sha2::{Digest, Sha256};
@@ -72,4 +73,30 @@ pub fn wasi_ctx(instance_id: &str, clock: &ReplayedClock, stderr: &StderrTail) -
         .allow_udp(false)
         .allow_ip_name_lookup(false);
     builder.build()
+}
+
+/// What a guest that sleeps is told.
+pub const SLEEP_TRAP: &str = "an orchestrator cannot sleep (WASI monotonic-clock subscribe-duration/subscribe-instant, std::thread::sleep): use context.create-timer for durable waits";
+
+/// Replaces the monotonic clock's `subscribe-duration` and `subscribe-instant` (what
+/// `std::thread::sleep` and every WASI timeout use) with functions that trap with
+/// [`SLEEP_TRAP`]. A guest importing an older 0.2 version of the interface is linked to
+/// these by semver, as to the rest of WASI.
+pub fn forbid_sleep<T: 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::p2::DynPollable;
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance("wasi:clocks/monotonic-clock@0.2.12")?;
+    for name in ["subscribe-duration", "subscribe-instant"] {
+        clock.func_wrap(
+            name,
+            |_store, (_,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> {
+                Err(wasmtime::Error::msg(SLEEP_TRAP))
+            },
+        )?;
+    }
+    linker.allow_shadowing(false);
+    Ok(())
 }

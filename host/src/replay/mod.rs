@@ -14,7 +14,7 @@ mod tests;
 
 use crate::store::{Event, HistoryEvent, RetryPolicy};
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 
 /// The orchestrator did something other than what its history records: a code change
@@ -50,18 +50,78 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// What a task is: the command that created it.
+#[derive(Clone, Debug, PartialEq)]
+enum Command {
+    Activity {
+        name: String,
+        input: String,
+        retry: Option<RetryPolicy>,
+    },
+    Timer {
+        fire_at: DateTime<Utc>,
+    },
+    Event {
+        name: String,
+    },
+}
+
+impl Command {
+    /// Whether the code issued the same command as the history records (a retry policy
+    /// may change between versions without changing what the task is).
+    fn same_as(&self, other: &Command) -> bool {
+        match (self, other) {
+            (
+                Command::Activity { name, input, .. },
+                Command::Activity {
+                    name: other_name,
+                    input: other_input,
+                    ..
+                },
+            ) => name == other_name && input == other_input,
+            (a, b) => a == b,
+        }
+    }
+
+    /// The event that records this command as task `task_id`.
+    fn event(&self, task_id: u32) -> Event {
+        match self.clone() {
+            Command::Activity { name, input, retry } => Event::TaskScheduled {
+                task_id,
+                name,
+                input,
+                retry,
+            },
+            Command::Timer { fire_at } => Event::TimerCreated { task_id, fire_at },
+            Command::Event { name } => Event::EventWaitStarted { task_id, name },
+        }
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Activity { name, input, .. } => write!(f, "call-activity {name}({input})"),
+            Command::Timer { fire_at } => write!(
+                f,
+                "create-timer(fire-at {})",
+                fire_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            ),
+            Command::Event { name } => write!(f, "wait-for-external-event({name})"),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Scheduled {
-    name: String,
-    input: String,
-    /// The history sequence number of its `TaskScheduled`, if recorded.
+    command: Command,
+    /// The history sequence number of the event that records it, if recorded.
     seq: Option<u64>,
-    retry: Option<RetryPolicy>,
 }
 
 impl fmt::Display for Scheduled {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "call-activity {}({})", self.name, self.input)
+        self.command.fmt(f)
     }
 }
 
@@ -99,6 +159,10 @@ pub struct Replay {
     /// Tasks whose completion was recorded since a wait last looked: a wait that is
     /// already under way checks only these, so each episode costs what it delivers.
     fresh: Vec<u32>,
+    /// Raised events that no wait has taken yet, by name, oldest first.
+    buffered: HashMap<String, VecDeque<String>>,
+    /// Event waits that no raised event has reached yet, by name, oldest first.
+    waiting: HashMap<String, VecDeque<u32>>,
     /// Completions recorded so far, forgotten ones included: the next one's `order`.
     completions_seen: usize,
 }
@@ -130,6 +194,8 @@ impl Replay {
             suspended: false,
             termination: None,
             fresh: Vec::new(),
+            buffered: HashMap::new(),
+            waiting: HashMap::new(),
             pending_bytes: 0,
             completions_seen: 0,
         };
@@ -156,22 +222,25 @@ impl Replay {
                 name,
                 input,
                 retry,
-            } => {
-                if *task_id as usize != self.scheduled.len() {
-                    return Err(Error::BadHistory(format!(
-                        "task {task_id} scheduled out of order at sequence {seq}"
-                    )));
-                }
-                self.scheduled.push(Scheduled {
+            } => self.record_command(
+                seq,
+                *task_id,
+                Command::Activity {
                     name: name.clone(),
                     input: input.clone(),
-                    seq: Some(seq),
                     retry: retry.clone(),
-                });
+                },
+            )?,
+            Event::TimerCreated { task_id, fire_at } => {
+                self.record_command(seq, *task_id, Command::Timer { fire_at: *fire_at })?
             }
-            Event::TaskCompleted { .. } | Event::TaskFailed { .. } => {
+            Event::EventWaitStarted { task_id, name } => {
+                self.record_command(seq, *task_id, Command::Event { name: name.clone() })?
+            }
+            Event::TaskCompleted { .. } | Event::TaskFailed { .. } | Event::TimerFired { .. } => {
                 self.record_completion(event);
             }
+            Event::EventRaised { name, input } => self.raise(name, input),
             Event::ExecutionCompleted { .. } | Event::ExecutionFailed { .. } => {
                 self.finished = true
             }
@@ -184,16 +253,78 @@ impl Replay {
         Ok(())
     }
 
-    /// Records a completion unless its task is unknown or already complete; says whether it did.
+    /// Records a command read from the history as task `task_id`.
+    fn record_command(&mut self, seq: u64, task_id: u32, command: Command) -> Result<(), Error> {
+        if task_id as usize != self.scheduled.len() {
+            return Err(Error::BadHistory(format!(
+                "task {task_id} scheduled out of order at sequence {seq}"
+            )));
+        }
+        let name = match &command {
+            Command::Event { name } => Some(name.clone()),
+            _ => None,
+        };
+        self.scheduled.push(Scheduled {
+            command,
+            seq: Some(seq),
+        });
+        if let Some(name) = name {
+            self.begin_event_wait(task_id, name);
+        }
+        Ok(())
+    }
+
+    /// A new wait for event `name` takes the oldest buffered one, or waits in line.
+    fn begin_event_wait(&mut self, task_id: u32, name: String) {
+        let taken = self.buffered.get_mut(&name).and_then(VecDeque::pop_front);
+        match taken {
+            Some(input) => {
+                self.complete_task(task_id, Outcome::Completed(input));
+            }
+            None => self.waiting.entry(name).or_default().push_back(task_id),
+        }
+    }
+
+    /// A raised event completes the oldest wait for its name, or is buffered.
+    fn raise(&mut self, name: &str, input: &str) {
+        let waiter = self.waiting.get_mut(name).and_then(VecDeque::pop_front);
+        match waiter {
+            Some(task_id) => {
+                self.complete_task(task_id, Outcome::Completed(input.to_string()));
+            }
+            None => self
+                .buffered
+                .entry(name.to_string())
+                .or_default()
+                .push_back(input.to_string()),
+        }
+    }
+
+    /// Records a completion unless its task is unknown, of another kind, or already
+    /// complete; says whether it did.
     fn record_completion(&mut self, event: &Event) -> bool {
         let (task_id, outcome) = match event {
             Event::TaskCompleted { task_id, result } => {
                 (*task_id, Outcome::Completed(result.clone()))
             }
             Event::TaskFailed { task_id, message } => (*task_id, Outcome::Failed(message.clone())),
+            Event::TimerFired { task_id, .. } => (*task_id, Outcome::Completed("null".to_string())),
             _ => return false,
         };
-        if task_id as usize >= self.scheduled.len() || self.completions.contains_key(&task_id) {
+        let kind_matches = match (self.scheduled.get(task_id as usize), event) {
+            (None, _) => false,
+            (Some(task), Event::TimerFired { .. }) => matches!(task.command, Command::Timer { .. }),
+            (Some(task), _) => matches!(task.command, Command::Activity { .. }),
+        };
+        if !kind_matches {
+            return false;
+        }
+        self.complete_task(task_id, outcome)
+    }
+
+    /// Records that a task finished, unless it had already.
+    fn complete_task(&mut self, task_id: u32, outcome: Outcome) -> bool {
+        if self.completions.contains_key(&task_id) {
             return false;
         }
         let completion = Completion {
@@ -218,7 +349,8 @@ impl Replay {
     }
 
     /// What a rewind of a failed instance with this history must schedule again: the
-    /// `TaskScheduled` event of every recorded task that failed or never finished.
+    /// `TaskScheduled` or `TimerCreated` event of every recorded activity or timer that
+    /// failed or never finished.
     pub fn rewind_plan(history: &[HistoryEvent]) -> Result<Vec<Event>, Error> {
         let replay = Self::new(history)?;
         Ok(replay
@@ -234,12 +366,10 @@ impl Replay {
                     })
                 )
             })
-            .map(|(task_id, task)| Event::TaskScheduled {
-                task_id: task_id as u32,
-                name: task.name.clone(),
-                input: task.input.clone(),
-                retry: task.retry.clone(),
-            })
+            // Activities run again and timers are set again; an event wait needs nothing
+            // stored (its events arrive through the inbox).
+            .filter(|(_, task)| !matches!(task.command, Command::Event { .. }))
+            .map(|(task_id, task)| task.command.event(task_id as u32))
             .collect())
     }
 
@@ -248,8 +378,9 @@ impl Replay {
         self.finished
     }
 
-    /// Opens a new episode at `now` that delivers `messages` (task completions, and
-    /// notices of retries, which are recorded but change nothing). Duplicates and
+    /// Opens a new episode at `now` that delivers `messages` (task completions, fired
+    /// timers, raised events, and notices of retries, which are recorded but change
+    /// nothing). Duplicates and
     /// messages about unknown or finished tasks are dropped.
     pub fn begin_episode(&mut self, now: DateTime<Utc>, messages: impl IntoIterator<Item = Event>) {
         self.episodes.push(now);
@@ -266,6 +397,11 @@ impl Replay {
                 Event::ExecutionTerminated { reason } => {
                     self.termination.get_or_insert_with(|| reason.clone());
                     false
+                }
+                // Always recorded: taken by a wait now, or buffered for a later one.
+                Event::EventRaised { name, input } => {
+                    self.raise(name, input);
+                    true
                 }
                 _ => self.record_completion(&event),
             };
@@ -293,44 +429,63 @@ impl Replay {
         input: &str,
         retry: Option<RetryPolicy>,
     ) -> Result<u32, Error> {
+        self.command(Command::Activity {
+            name: name.to_string(),
+            input: input.to_string(),
+            retry,
+        })
+    }
+
+    /// The code creates a durable timer due at `fire_at`.
+    pub fn create_timer(&mut self, fire_at: DateTime<Utc>) -> Result<u32, Error> {
+        self.command(Command::Timer { fire_at })
+    }
+
+    /// The code waits for the external event `name`: the oldest raised one that no
+    /// earlier wait took completes it, now or when it is raised.
+    pub fn wait_for_event(&mut self, name: &str) -> Result<u32, Error> {
+        self.command(Command::Event {
+            name: name.to_string(),
+        })
+    }
+
+    /// Issues a command: checked against the history if recorded there, else new work.
+    fn command(&mut self, command: Command) -> Result<u32, Error> {
         let task_id = self.next_task;
         self.next_task += 1;
         match self.scheduled.get(task_id as usize) {
             Some(recorded) => {
-                if recorded.name != name || recorded.input != input {
-                    let now = Scheduled {
-                        name: name.to_string(),
-                        input: input.to_string(),
-                        seq: None,
-                        retry: None,
+                if !recorded.command.same_as(&command) {
+                    let verb = match command {
+                        Command::Activity { .. } => "called",
+                        Command::Timer { .. } => "created",
+                        Command::Event { .. } => "began",
                     };
                     return Err(NonDeterminism {
                         task_id,
                         seq: recorded.seq.unwrap_or(self.committed_len),
                         recorded: recorded.to_string(),
-                        now: format!("called {now}"),
+                        now: format!("{verb} {command}"),
                     }
                     .into());
                 }
             }
             None => {
                 let now = self.episode_start();
-                self.scheduled.push(Scheduled {
-                    name: name.to_string(),
-                    input: input.to_string(),
-                    seq: None,
-                    retry: retry.clone(),
-                });
-                self.pending_bytes += name.len() + input.len();
-                self.pending.push((
-                    now,
-                    Event::TaskScheduled {
-                        task_id,
-                        name: name.to_string(),
-                        input: input.to_string(),
-                        retry,
-                    },
-                ));
+                self.pending_bytes += match &command {
+                    Command::Activity { name, input, .. } => name.len() + input.len(),
+                    Command::Timer { .. } => 16,
+                    Command::Event { name } => name.len(),
+                };
+                self.pending.push((now, command.event(task_id)));
+                let wait = match &command {
+                    Command::Event { name } => Some(name.clone()),
+                    _ => None,
+                };
+                self.scheduled.push(Scheduled { command, seq: None });
+                if let Some(name) = wait {
+                    self.begin_event_wait(task_id, name);
+                }
             }
         }
         Ok(task_id)
@@ -493,10 +648,14 @@ impl Replay {
         (self.pending.len(), self.pending_bytes)
     }
 
-    /// The activity name of a scheduled task.
+    /// The activity name of a scheduled task (the event's name for an event wait,
+    /// "timer" for a timer).
     pub fn task_name(&self, task_id: u32) -> Option<&str> {
         self.scheduled
             .get(task_id as usize)
-            .map(|task| task.name.as_str())
+            .map(|task| match &task.command {
+                Command::Activity { name, .. } | Command::Event { name } => name.as_str(),
+                Command::Timer { .. } => "timer",
+            })
     }
 }

@@ -376,3 +376,262 @@ fn a_second_failure_after_a_rewind_counts_and_a_stale_duplicate_does_not() {
         0
     );
 }
+
+fn timer_created(task_id: u32, second: u32) -> Event {
+    Event::TimerCreated {
+        task_id,
+        fire_at: at(second),
+    }
+}
+
+fn timer_fired(task_id: u32, second: u32) -> Event {
+    Event::TimerFired {
+        task_id,
+        fire_at: at(second),
+    }
+}
+
+fn wait_started(task_id: u32, name: &str) -> Event {
+    Event::EventWaitStarted {
+        task_id,
+        name: name.into(),
+    }
+}
+
+fn raised(name: &str, input: &str) -> Event {
+    Event::EventRaised {
+        name: name.into(),
+        input: input.into(),
+    }
+}
+
+fn events_of(pending: Vec<(DateTime<Utc>, Event)>) -> Vec<Event> {
+    pending.into_iter().map(|(_, e)| e).collect()
+}
+
+#[test]
+fn a_timer_is_recorded_then_completes_when_it_fires() {
+    let mut replay = Replay::new(&history(&[(0, started())])).unwrap();
+    replay.begin_episode(at(1), []);
+    let timer = replay.create_timer(at(30)).unwrap();
+    let mut wait = Wait::default();
+    assert_eq!(replay.when_all(&[timer], &mut wait), Ok(None));
+    assert_eq!(
+        events_of(replay.take_pending().1),
+        vec![Event::OrchestratorStarted, timer_created(0, 30)]
+    );
+    // A fired notice for an activity id or an unknown task changes nothing.
+    replay.begin_episode(at(31), [timer_fired(7, 30), timer_fired(0, 30)]);
+    assert_eq!(
+        replay.when_all(&[timer], &mut wait),
+        Ok(Some(vec![Outcome::Completed("null".into())]))
+    );
+    assert_eq!(replay.now(), Some(at(31)));
+    assert_eq!(
+        events_of(replay.take_pending().1),
+        vec![Event::OrchestratorStarted, timer_fired(0, 30)]
+    );
+}
+
+#[test]
+fn a_recorded_timer_replays_and_moves_now_to_when_it_fired() {
+    let recorded = history(&[
+        (0, started()),
+        (1, Event::OrchestratorStarted),
+        (1, timer_created(0, 30)),
+        (31, Event::OrchestratorStarted),
+        (31, timer_fired(0, 30)),
+    ]);
+    let mut replay = Replay::new(&recorded).unwrap();
+    let timer = replay.create_timer(at(30)).unwrap();
+    assert_eq!(
+        replay.when_all(&[timer], &mut Wait::default()),
+        Ok(Some(vec![Outcome::Completed("null".into())]))
+    );
+    assert_eq!(replay.now(), Some(at(31)));
+}
+
+#[test]
+fn a_timer_at_another_time_or_in_place_of_an_activity_is_nondeterminism() {
+    let recorded = history(&[
+        (0, started()),
+        (1, Event::OrchestratorStarted),
+        (1, timer_created(0, 30)),
+        (1, scheduled(1, "List", "\"/r\"")),
+    ]);
+    let mut replay = Replay::new(&recorded).unwrap();
+    let error = replay.create_timer(at(40)).unwrap_err().to_string();
+    assert!(
+        error.contains("the history records create-timer(fire-at 2026-01-01T00:00:30.000Z)")
+            && error.contains("now created create-timer(fire-at 2026-01-01T00:00:40.000Z)"),
+        "{error}"
+    );
+    let mut replay = Replay::new(&recorded).unwrap();
+    let error = replay
+        .call_activity("List", "\"/r\"", None)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("records create-timer"), "{error}");
+    let mut replay = Replay::new(&recorded).unwrap();
+    replay.create_timer(at(30)).unwrap();
+    let error = replay.create_timer(at(30)).unwrap_err().to_string();
+    assert!(
+        error.contains("records call-activity List(\"/r\")")
+            && error.contains("now created create-timer"),
+        "{error}"
+    );
+}
+
+#[test]
+fn when_any_over_an_activity_and_a_timer_returns_the_first_to_finish() {
+    let mut replay = Replay::new(&history(&[(0, started())])).unwrap();
+    replay.begin_episode(at(1), []);
+    let work = replay.call_activity("Slow", "1", None).unwrap();
+    let timer = replay.create_timer(at(10)).unwrap();
+    let mut wait = Wait::default();
+    assert_eq!(replay.when_any(&[work, timer], &mut wait), Ok(None));
+    replay.take_pending();
+    replay.begin_episode(at(11), [timer_fired(timer, 10), completed(work, "1")]);
+    assert_eq!(replay.when_any(&[work, timer], &mut wait), Ok(Some(1)));
+}
+
+#[test]
+fn a_raised_event_completes_the_wait_for_its_name() {
+    let mut replay = Replay::new(&history(&[(0, started())])).unwrap();
+    replay.begin_episode(at(1), []);
+    let approval = replay.wait_for_event("Approval").unwrap();
+    let mut wait = Wait::default();
+    assert_eq!(replay.when_all(&[approval], &mut wait), Ok(None));
+    assert_eq!(
+        events_of(replay.take_pending().1),
+        vec![Event::OrchestratorStarted, wait_started(0, "Approval")]
+    );
+    replay.begin_episode(at(5), [raised("Other", "1"), raised("Approval", "true")]);
+    assert_eq!(
+        replay.when_all(&[approval], &mut wait),
+        Ok(Some(vec![Outcome::Completed("true".into())]))
+    );
+    assert_eq!(
+        events_of(replay.take_pending().1),
+        vec![
+            Event::OrchestratorStarted,
+            raised("Other", "1"),
+            raised("Approval", "true")
+        ],
+        "every raised event is recorded, taken or not"
+    );
+}
+
+#[test]
+fn events_raised_before_the_wait_are_buffered_and_taken_in_the_order_raised() {
+    let mut replay = Replay::new(&history(&[(0, started())])).unwrap();
+    replay.begin_episode(at(1), [raised("Code", "1"), raised("Code", "2")]);
+    let first = replay.wait_for_event("Code").unwrap();
+    let second = replay.wait_for_event("Code").unwrap();
+    let third = replay.wait_for_event("Code").unwrap();
+    let mut wait = Wait::default();
+    assert_eq!(replay.when_any(&[third], &mut Wait::default()), Ok(None));
+    assert_eq!(
+        replay.when_all(&[first, second], &mut wait),
+        Ok(Some(vec![
+            Outcome::Completed("1".into()),
+            Outcome::Completed("2".into())
+        ]))
+    );
+    let recorded = replay.take_pending().1;
+    replay.begin_episode(at(2), [raised("Code", "3")]);
+    assert_eq!(
+        replay.when_all(&[third], &mut Wait::default()),
+        Ok(Some(vec![Outcome::Completed("3".into())]))
+    );
+    replay.take_pending();
+
+    // The same history, replayed, matches the same events to the same waits.
+    let mut full = vec![(0, started())];
+    full.extend(recorded.into_iter().map(|(_, e)| (1, e)));
+    full.push((2, Event::OrchestratorStarted));
+    full.push((2, raised("Code", "3")));
+    let mut replay = Replay::new(&history(&full)).unwrap();
+    let waits: Vec<u32> = (0..3)
+        .map(|_| replay.wait_for_event("Code").unwrap())
+        .collect();
+    assert_eq!(
+        replay.when_all(&waits, &mut Wait::default()),
+        Ok(Some(vec![
+            Outcome::Completed("1".into()),
+            Outcome::Completed("2".into()),
+            Outcome::Completed("3".into())
+        ]))
+    );
+    assert_eq!(replay.now(), Some(at(2)));
+}
+
+#[test]
+fn waiting_for_another_event_than_recorded_is_nondeterminism() {
+    let recorded = history(&[
+        (0, started()),
+        (1, Event::OrchestratorStarted),
+        (1, wait_started(0, "Approval")),
+    ]);
+    let mut replay = Replay::new(&recorded).unwrap();
+    let error = replay.wait_for_event("Rejection").unwrap_err().to_string();
+    assert!(
+        error.contains("records wait-for-external-event(Approval)")
+            && error.contains("now began wait-for-external-event(Rejection)"),
+        "{error}"
+    );
+    let mut replay = Replay::new(&recorded).unwrap();
+    let error = replay.create_timer(at(9)).unwrap_err().to_string();
+    assert!(
+        error.contains("records wait-for-external-event(Approval)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn when_any_of_an_event_and_a_timer_in_either_order() {
+    // The E4 shape: a response or a timeout, whichever comes first.
+    for (delivered, winner) in [(raised("Answer", "42"), 0), (timer_fired(1, 9), 1)] {
+        let mut replay = Replay::new(&history(&[(0, started())])).unwrap();
+        replay.begin_episode(at(1), []);
+        let answer = replay.wait_for_event("Answer").unwrap();
+        let timeout = replay.create_timer(at(9)).unwrap();
+        let mut wait = Wait::default();
+        assert_eq!(replay.when_any(&[answer, timeout], &mut wait), Ok(None));
+        replay.take_pending();
+        replay.begin_episode(at(10), [delivered]);
+        assert_eq!(
+            replay.when_any(&[answer, timeout], &mut wait),
+            Ok(Some(winner))
+        );
+    }
+}
+
+#[test]
+fn a_rewind_sets_unfired_timers_again_but_not_event_waits() {
+    let recorded = history(&[
+        (0, started()),
+        (1, Event::OrchestratorStarted),
+        (1, timer_created(0, 30)),
+        (1, wait_started(1, "Go")),
+        (1, scheduled(2, "Fail", "1")),
+        (2, Event::OrchestratorStarted),
+        (
+            2,
+            Event::TaskFailed {
+                task_id: 2,
+                message: "boom".into(),
+            },
+        ),
+        (
+            2,
+            Event::ExecutionFailed {
+                message: "boom".into(),
+            },
+        ),
+    ]);
+    assert_eq!(
+        Replay::rewind_plan(&recorded).unwrap(),
+        vec![timer_created(0, 30), scheduled(2, "Fail", "1")]
+    );
+}

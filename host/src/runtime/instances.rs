@@ -46,6 +46,18 @@ impl Runtime {
         self.control(id, event).await
     }
 
+    /// Raises the external event `name` with `data` (JSON) on instance `id`: it reaches
+    /// the instance through its inbox, and waits there until a wait takes it.
+    pub async fn raise_event(
+        self: &Arc<Self>,
+        id: &str,
+        name: &str,
+        data: &str,
+    ) -> Result<(), Error> {
+        let event = event_to_raise(&self.config.guest_limits, name, data)?;
+        self.control(id, event).await
+    }
+
     /// Posts a control message (`ExecutionTerminated`, `ExecutionSuspended` or
     /// `ExecutionResumed`) and wakes the instance, starting a task for it if none runs
     /// (an evicted or host-failed instance is replayed to read it).
@@ -198,6 +210,7 @@ impl Runtime {
             store: self.store.clone(),
             wake,
             work_ready: self.work_ready.clone(),
+            timers_changed: self.timers_changed.clone(),
             limits: self.config.guest_limits,
             evict_after: self.config.evict_after,
             deliveries,
@@ -233,4 +246,24 @@ impl Runtime {
             None => Some(delivery),
         }
     }
+}
+
+/// The `EventRaised` message for event `name` with `data`, checked as a guest's payloads
+/// are: a name of at most [`crate::limits::MAX_NAME`] bytes, JSON data within the payload
+/// limit.
+pub fn event_to_raise(
+    limits: &crate::limits::GuestLimits,
+    name: &str,
+    data: &str,
+) -> Result<Event, Error> {
+    if name.is_empty() || name.len() > crate::limits::MAX_NAME {
+        return Err(Error::BadEventName(name.chars().take(64).collect()));
+    }
+    limits.check_payload(|| format!("the data of event {name}"), data)?;
+    serde_json::from_str::<serde::de::IgnoredAny>(data)
+        .map_err(|e| Error::BadInput(e.to_string()))?;
+    Ok(Event::EventRaised {
+        name: name.to_string(),
+        input: data.to_string(),
+    })
 }

@@ -10,7 +10,9 @@
 mod components;
 mod dispatch;
 mod instances;
+pub use instances::event_to_raise;
 mod rewind;
+mod timers;
 
 use crate::activity::{self, ActivityComponent, confine::Confinement};
 use crate::limits::{self, GuestLimits};
@@ -67,6 +69,8 @@ pub enum Error {
     BadId(String),
     #[error("the input is not valid JSON: {0}")]
     BadInput(String),
+    #[error("'{0}' is not a valid event name: use 1 to 256 bytes")]
+    BadEventName(String),
     #[error("instance '{id}' has already ended ({})", status.as_str())]
     Ended {
         id: String,
@@ -164,6 +168,8 @@ pub struct Runtime {
     /// How many times in a row each instance's task failed for the host's reasons.
     host_retries: Mutex<HashMap<String, u32>>,
     work_ready: Arc<Notify>,
+    /// Notified when an episode stores a durable timer.
+    timers_changed: Arc<Notify>,
     /// Bumped whenever an instance task ends.
     ended: watch::Sender<u64>,
     orchestration_slots: Arc<Semaphore>,
@@ -301,6 +307,7 @@ impl Runtime {
             host_failures: Mutex::new(HashMap::new()),
             host_retries: Mutex::new(HashMap::new()),
             work_ready: Arc::new(Notify::new()),
+            timers_changed: Arc::new(Notify::new()),
             ended: watch::Sender::new(0),
             eager: orchestrator::Eager {
                 owner: owner.clone(),
@@ -370,8 +377,12 @@ impl Runtime {
     pub async fn start_workers(self: &Arc<Self>) -> Result<(), Error> {
         // This process is the data dir's only user, so no lease can be live.
         self.store.release_leases().await?;
-        if let Some(eager) = lock(&self.eager_items).take() {
+        let eager = lock(&self.eager_items).take();
+        if let Some(eager) = eager {
             tokio::spawn(self.clone().dispatch_activities(eager));
+            tokio::spawn(self.clone().run_timers());
+            let cursor = self.inbox_end().await?;
+            tokio::spawn(self.clone().watch_inbox(cursor));
         }
         for id in self.store.unfinished_instances().await? {
             self.spawn_instance(id);

@@ -156,6 +156,28 @@ pub enum Event {
         task_id: u32,
         message: String,
     },
+    /// The orchestrator created a durable timer, task `task_id`, due at `fire_at`.
+    TimerCreated {
+        task_id: u32,
+        fire_at: DateTime<Utc>,
+    },
+    /// A durable timer came due (posted by the timer service, never before `fire_at`).
+    TimerFired {
+        task_id: u32,
+        fire_at: DateTime<Utc>,
+    },
+    /// The orchestrator began waiting for the external event `name`, as task `task_id`.
+    /// Waits take raised events of their name in the order both happened.
+    EventWaitStarted {
+        task_id: u32,
+        name: String,
+    },
+    /// A client raised the external event `name` with `input` (JSON). Recorded when
+    /// delivered; kept (buffered) until a wait for its name takes it.
+    EventRaised {
+        name: String,
+        input: String,
+    },
     ExecutionCompleted {
         result: String,
     },
@@ -191,6 +213,10 @@ impl Event {
             Self::TaskRetrying { .. } => "TaskRetrying",
             Self::TaskCompleted { .. } => "TaskCompleted",
             Self::TaskFailed { .. } => "TaskFailed",
+            Self::TimerCreated { .. } => "TimerCreated",
+            Self::TimerFired { .. } => "TimerFired",
+            Self::EventWaitStarted { .. } => "EventWaitStarted",
+            Self::EventRaised { .. } => "EventRaised",
             Self::ExecutionCompleted { .. } => "ExecutionCompleted",
             Self::ExecutionFailed { .. } => "ExecutionFailed",
             Self::ExecutionSuspended { .. } => "ExecutionSuspended",
@@ -382,7 +408,8 @@ pub trait Store: Send + Sync + 'static {
         skip: usize,
         limit: usize,
     ) -> Result<Vec<Instance>>;
-    /// Posts a control message (suspend, resume, terminate) to an instance's inbox.
+    /// Posts a control message (suspend, resume, terminate) or a raised event to an
+    /// instance's inbox.
     /// [`Error::UnknownInstance`] if there is none, [`Error::Ended`] if it has ended.
     async fn post_message(&self, id: &str, event: &Event, now: DateTime<Utc>) -> Result<()>;
     /// Deletes an ended instance and its history. False if there is no such instance;
@@ -393,8 +420,9 @@ pub trait Store: Send + Sync + 'static {
     /// Ids of the instances that are not in a terminal state, oldest first.
     async fn unfinished_instances(&self) -> Result<Vec<String>>;
     async fn history(&self, id: &str) -> Result<Vec<HistoryEvent>>;
-    /// The messages waiting for an instance with an id above `after`, oldest first.
-    async fn inbox(&self, id: &str, after: i64) -> Result<Vec<InboxMessage>>;
+    /// The first `max` messages waiting for an instance with an id above `after`, oldest
+    /// first.
+    async fn inbox(&self, id: &str, after: i64, max: usize) -> Result<Vec<InboxMessage>>;
     /// Commits an episode; fails with [`Error::Conflict`] if `first_seq` is not the
     /// history's length. A terminal status also drops the instance's pending work.
     /// Returns the work items it leased (see [`Checkpoint::lease`]).
@@ -432,7 +460,8 @@ pub trait Store: Send + Sync + 'static {
     async fn progress(&self, id: &str) -> Result<Progress>;
     /// Rewinds a Failed instance in one transaction: appends `event` (an
     /// `ExecutionRewound`) at `first_seq`, enqueues the work of `reschedule` (the
-    /// `TaskScheduled` events, from its history, of the tasks to run again) and sets the
+    /// `TaskScheduled` events, from its history, of the tasks to run again, and the
+    /// `TimerCreated` events of the timers to set again) and sets the
     /// instance Pending without an output. [`Error::UnknownInstance`] if there is none,
     /// [`Error::NotFailed`] if it is not Failed, [`Error::Conflict`] if `first_seq` is
     /// not the history's length.
@@ -444,9 +473,25 @@ pub trait Store: Send + Sync + 'static {
         reschedule: Vec<Event>,
         now: DateTime<Utc>,
     ) -> Result<()>;
+    /// Fires up to `max` durable timers due at `now` (their `fire_at` is not after it), in
+    /// one transaction: each timer is deleted and a `TimerFired` posted to its instance's
+    /// inbox. Returns the instance of each fired timer. A timer is stored by the
+    /// checkpoint that records its `TimerCreated`, and dropped when its instance ends.
+    async fn fire_due_timers(&self, now: DateTime<Utc>, max: usize) -> Result<Vec<String>>;
+    /// When the earliest stored timer is due, if there is one.
+    async fn next_timer(&self) -> Result<Option<DateTime<Utc>>>;
+    /// Up to `max` inbox messages with an id above `after`, oldest first, as (id, instance
+    /// id): how a host notices messages that another process posted.
+    async fn inbox_since(&self, after: i64, max: usize) -> Result<Vec<(i64, String)>>;
     /// Whether work item `id` is still queued or leased (it is gone once settled, or once
     /// its instance ended).
     async fn work_item_exists(&self, id: i64) -> Result<bool>;
+}
+
+/// `time` as a store keeps it: to the millisecond.
+#[cfg(test)]
+pub(crate) fn stored_time(time: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(time.timestamp_millis()).unwrap_or(time)
 }
 
 #[cfg(test)]

@@ -172,7 +172,7 @@ pub async fn completing_work_moves_the_result_to_the_inbox_once(store: &dyn Stor
             .unwrap(),
         "a second completion is dropped"
     );
-    let inbox = store.inbox("i1", 0).await.unwrap();
+    let inbox = store.inbox("i1", 0, usize::MAX).await.unwrap();
     assert_eq!(
         inbox.iter().map(|m| m.event.clone()).collect::<Vec<_>>(),
         vec![done.clone()]
@@ -198,7 +198,7 @@ pub async fn completing_work_moves_the_result_to_the_inbox_once(store: &dyn Stor
         })
         .await
         .unwrap();
-    assert!(store.inbox("i1", 0).await.unwrap().is_empty());
+    assert!(store.inbox("i1", 0, usize::MAX).await.unwrap().is_empty());
     assert!(
         store
             .claim_work("me", 10, now, now + Duration::minutes(5))
@@ -271,8 +271,8 @@ pub async fn a_late_result_never_settles_another_item_or_attempt(store: &dyn Sto
             .unwrap()
     );
     assert!(
-        store.inbox("a", 0).await.unwrap().is_empty()
-            && store.inbox("b", 0).await.unwrap().is_empty()
+        store.inbox("a", 0, usize::MAX).await.unwrap().is_empty()
+            && store.inbox("b", 0, usize::MAX).await.unwrap().is_empty()
     );
 
     // An attempt that was retried cannot complete after the next attempt was claimed.
@@ -446,7 +446,7 @@ pub async fn large_payloads_round_trip_out_of_line(store: &dyn Store) {
             .await
             .unwrap()
     );
-    let inbox = store.inbox("big", 0).await.unwrap();
+    let inbox = store.inbox("big", 0, usize::MAX).await.unwrap();
     assert_eq!(inbox[0].event, done);
     store
         .checkpoint(Checkpoint {
@@ -467,7 +467,7 @@ pub async fn large_payloads_round_trip_out_of_line(store: &dyn Store) {
     let history = store.history("big").await.unwrap();
     assert_eq!(history[3].event, done);
     assert!(matches!(&history[0].event, Event::ExecutionStarted { input, .. } if *input == big));
-    assert!(store.inbox("big", 0).await.unwrap().is_empty());
+    assert!(store.inbox("big", 0, usize::MAX).await.unwrap().is_empty());
 }
 
 pub async fn messages_reach_only_live_instances_and_read_after_a_cursor(store: &dyn Store) {
@@ -483,9 +483,9 @@ pub async fn messages_reach_only_live_instances_and_read_after_a_cursor(store: &
         .unwrap();
     store.post_message("m", &suspend, now).await.unwrap();
     store.post_message("m", &suspend, now).await.unwrap();
-    let all = store.inbox("m", 0).await.unwrap();
+    let all = store.inbox("m", 0, usize::MAX).await.unwrap();
     assert_eq!(all.len(), 2);
-    let after = store.inbox("m", all[0].id).await.unwrap();
+    let after = store.inbox("m", all[0].id, usize::MAX).await.unwrap();
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].id, all[1].id);
     store
@@ -689,4 +689,169 @@ pub async fn eager_leases_skip_the_claim_and_settled_items_leave_with_their_epis
         vec![1, 2],
         "released items are claimed again; the settled one is gone"
     );
+}
+
+/// Commits one episode of `events` on instance `id` with `status`.
+async fn commit(store: &dyn Store, id: &str, events: Vec<Event>, status: RuntimeStatus) {
+    let first_seq = store.history(id).await.unwrap().len() as u64;
+    let now = Utc::now();
+    store
+        .checkpoint(Checkpoint {
+            instance_id: id.to_string(),
+            first_seq,
+            events: events.into_iter().map(|event| (now, event)).collect(),
+            consumed: vec![],
+            settled: vec![],
+            lease: None,
+            status,
+            output: None,
+            custom_status: None,
+            now,
+        })
+        .await
+        .unwrap();
+}
+
+pub async fn timers_fire_once_when_due_and_never_before(store: &dyn Store) {
+    let start = Utc::now();
+    for id in ["i1", "i2"] {
+        store
+            .create_instance(id, "Orch", "null", start)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.next_timer().await.unwrap(), None);
+    let soon = start + Duration::seconds(10);
+    let later = start + Duration::seconds(20);
+    let timer = |task_id, fire_at| Event::TimerCreated { task_id, fire_at };
+    commit(
+        store,
+        "i1",
+        vec![Event::OrchestratorStarted, timer(0, later), timer(1, soon)],
+        RuntimeStatus::Running,
+    )
+    .await;
+    commit(
+        store,
+        "i2",
+        vec![Event::OrchestratorStarted, timer(0, soon)],
+        RuntimeStatus::Running,
+    )
+    .await;
+    // Stored to the millisecond.
+    let soon = super::stored_time(soon);
+    let later = super::stored_time(later);
+    assert_eq!(store.next_timer().await.unwrap(), Some(soon));
+
+    let before = soon - Duration::milliseconds(1);
+    assert_eq!(
+        store.fire_due_timers(before, 100).await.unwrap(),
+        Vec::<String>::new()
+    );
+    let mut fired = store.fire_due_timers(soon, 100).await.unwrap();
+    fired.sort();
+    assert_eq!(fired, vec!["i1".to_string(), "i2".to_string()]);
+    assert_eq!(
+        store.fire_due_timers(soon, 100).await.unwrap(),
+        Vec::<String>::new(),
+        "a timer fires once"
+    );
+    let inbox: Vec<Event> = store
+        .inbox("i1", 0, usize::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.event)
+        .collect();
+    assert_eq!(
+        inbox,
+        vec![Event::TimerFired {
+            task_id: 1,
+            fire_at: soon
+        }]
+    );
+    assert_eq!(store.next_timer().await.unwrap(), Some(later));
+
+    // The batch limit holds, and an ended instance's timers are gone with it.
+    commit(store, "i1", vec![], RuntimeStatus::Completed).await;
+    assert_eq!(store.next_timer().await.unwrap(), None);
+    assert_eq!(
+        store.fire_due_timers(later, 100).await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+pub async fn a_purge_removes_timers_and_rewinds_set_them_again(store: &dyn Store) {
+    let now = Utc::now();
+    store
+        .create_instance("i1", "Orch", "null", now)
+        .await
+        .unwrap();
+    let fire_at = super::stored_time(now + Duration::hours(1));
+    let created = Event::TimerCreated {
+        task_id: 0,
+        fire_at,
+    };
+    commit(
+        store,
+        "i1",
+        vec![Event::OrchestratorStarted, created.clone()],
+        RuntimeStatus::Running,
+    )
+    .await;
+    commit(
+        store,
+        "i1",
+        vec![Event::ExecutionFailed {
+            message: "x".into(),
+        }],
+        RuntimeStatus::Failed,
+    )
+    .await;
+    assert_eq!(store.next_timer().await.unwrap(), None);
+    let first_seq = store.history("i1").await.unwrap().len() as u64;
+    store
+        .rewind(
+            "i1",
+            first_seq,
+            Event::ExecutionRewound { reason: "r".into() },
+            vec![created],
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.next_timer().await.unwrap(), Some(fire_at));
+    commit(store, "i1", vec![], RuntimeStatus::Terminated).await;
+    store.purge("i1").await.unwrap();
+    assert_eq!(store.next_timer().await.unwrap(), None);
+}
+
+pub async fn the_inbox_is_read_across_instances_after_a_cursor(store: &dyn Store) {
+    let now = Utc::now();
+    for id in ["i1", "i2"] {
+        store
+            .create_instance(id, "Orch", "null", now)
+            .await
+            .unwrap();
+    }
+    let raised = Event::EventRaised {
+        name: "E".into(),
+        input: "1".into(),
+    };
+    store.post_message("i2", &raised, now).await.unwrap();
+    store.post_message("i1", &raised, now).await.unwrap();
+    let rows = store.inbox_since(0, 10).await.unwrap();
+    let instances: Vec<&str> = rows.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(instances, vec!["i2", "i1"]);
+    assert_eq!(store.inbox_since(0, 1).await.unwrap().len(), 1);
+    assert!(store.inbox_since(rows[1].0, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.inbox("i1", 0, usize::MAX).await.unwrap()[0].event,
+        raised
+    );
+    // The first `max` messages only, so that one read is bounded.
+    store.post_message("i1", &raised, now).await.unwrap();
+    let first = store.inbox("i1", 0, 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(store.inbox("i1", first[0].id, 1).await.unwrap().len(), 1);
 }

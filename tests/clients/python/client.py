@@ -97,12 +97,26 @@ async def main():
     ids = {s.instance_id for s in running}
     assert sleeper in ids and fan not in ids, ids
 
-    # Suspend, resume, events (501 while running, 404 unknown, 410 ended), terminate.
+    # Suspend, resume, events (202 while running and recorded in the history, 404
+    # unknown, 410 ended), terminate.
     await client.suspend(sleeper, "hold on")
     await until(client, sleeper, lambda s: s.runtime_status == OrchestrationRuntimeStatus.Suspended)
     await client.resume(sleeper, "go on")
     await until(client, sleeper, lambda s: s.runtime_status == OrchestrationRuntimeStatus.Running)
-    await raises(client.raise_event(sleeper, "Approval", {"ok": True}))
+    await client.raise_event(sleeper, "Approval", {"ok": True})
+    status = await until(
+        client,
+        sleeper,
+        lambda s: any(
+            e.get("EventType") == "EventRaised" and e.get("Name") == "Approval"
+            for e in (getattr(s, "historyEvents", None) or [])
+        ),
+        show_history=True,
+        show_history_output=True,
+        show_input=True,
+    )
+    raised = next(e for e in status.historyEvents if e["EventType"] == "EventRaised")
+    assert json.loads(raised["Input"]) == {"ok": True}, raised
     await raises(client.raise_event(f"{prefix}-nobody", "Approval", True))
     await client.terminate(sleeper, "enough")
     status = await until(client, sleeper, lambda s: s.runtime_status == OrchestrationRuntimeStatus.Terminated)

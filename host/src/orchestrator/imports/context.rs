@@ -56,6 +56,22 @@ impl OrchestrationState {
     }
 }
 
+impl OrchestrationState {
+    /// What the host holds for the guest until the next commit is bounded: commands
+    /// (activities, timers, event waits) and the bytes of their names and inputs.
+    fn check_episode_size(&self) -> wasmtime::Result<()> {
+        let (commands, bytes) = self.replay.pending_size();
+        if commands > limits::MAX_EPISODE_COMMANDS || bytes > limits::MAX_EPISODE_BYTES {
+            return Err(wasmtime::Error::msg(format!(
+                "the orchestrator scheduled more than {} activities, timers or event waits, or {} MiB of names and inputs, without waiting",
+                limits::MAX_EPISODE_COMMANDS,
+                limits::MAX_EPISODE_BYTES >> 20
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Host for OrchestrationState {
     fn input(&mut self) -> wasmtime::Result<String> {
         Ok(self.input.clone())
@@ -103,15 +119,36 @@ impl Host for OrchestrationState {
             .replay
             .call_activity(&name, &input, retry)
             .map_err(trap)?;
-        // What the host holds for the guest until the next commit is bounded.
-        let (commands, bytes) = self.replay.pending_size();
-        if commands > limits::MAX_EPISODE_COMMANDS || bytes > limits::MAX_EPISODE_BYTES {
+        self.check_episode_size()?;
+        Ok(task)
+    }
+
+    fn create_timer(&mut self, fire_at: u64) -> wasmtime::Result<Task> {
+        let fire_at = i64::try_from(fire_at)
+            .ok()
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .filter(|at| *at <= *limits::MAX_TIMER)
+            .ok_or_else(|| {
+                wasmtime::Error::msg(format!(
+                    "create-timer: fire-at {fire_at} is not a time before {} (milliseconds since the Unix epoch)",
+                    limits::MAX_TIMER.to_rfc3339()
+                ))
+            })?;
+        let task = self.replay.create_timer(fire_at).map_err(trap)?;
+        self.check_episode_size()?;
+        Ok(task)
+    }
+
+    fn wait_for_external_event(&mut self, name: String) -> wasmtime::Result<Task> {
+        if name.len() > limits::MAX_NAME {
             return Err(wasmtime::Error::msg(format!(
-                "the orchestrator scheduled more than {} activities or {} MiB of names and inputs without waiting",
-                limits::MAX_EPISODE_COMMANDS,
-                limits::MAX_EPISODE_BYTES >> 20
+                "wait-for-external-event: the event name is {} bytes, over the limit of {} bytes",
+                name.len(),
+                limits::MAX_NAME
             )));
         }
+        let task = self.replay.wait_for_event(&name).map_err(trap)?;
+        self.check_episode_size()?;
         Ok(task)
     }
 

@@ -66,6 +66,16 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE work_items ADD COLUMN recovered INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE work_items ADD COLUMN running INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE work_items ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;",
+    // 4: durable timers, due at `fire_at` (ms since the epoch). The timer service reads
+    // the earliest by the index; a timer that fires is deleted as its `TimerFired` is
+    // posted to the inbox, in one transaction.
+    "CREATE TABLE timers (
+        instance_id TEXT NOT NULL,
+        task_id     INTEGER NOT NULL,
+        fire_at     INTEGER NOT NULL,
+        PRIMARY KEY (instance_id, task_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX timers_due ON timers (fire_at);",
 ];
 
 /// The schema version this build writes.

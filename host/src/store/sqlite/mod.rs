@@ -100,7 +100,7 @@ fn post(conn: &Connection, instance_id: &str, event: &Event, now: DateTime<Utc>)
 }
 
 fn delete_instance(conn: &Connection, id: &str) -> Result<()> {
-    for table in ["history", "work_items", "inbox", "payloads"] {
+    for table in ["history", "work_items", "inbox", "payloads", "timers"] {
         conn.execute(&format!("DELETE FROM {table} WHERE instance_id = ?1"), [id])?;
     }
     conn.execute("DELETE FROM instances WHERE id = ?1", [id])?;
@@ -203,6 +203,9 @@ fn checkpoint(conn: &Connection, cp: &Checkpoint) -> Result<Vec<WorkItem>> {
                                  lease_owner, lease_until, attempt, first_attempt_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?5) RETURNING id",
     )?;
+    let mut set_timer = conn.prepare_cached(
+        "INSERT OR REPLACE INTO timers (instance_id, task_id, fire_at) VALUES (?1, ?2, ?3)",
+    )?;
     let mut leased = Vec::new();
     for (offset, (timestamp, event)) in cp.events.iter().enumerate() {
         let seq = cp.first_seq + offset as u64;
@@ -213,6 +216,11 @@ fn checkpoint(conn: &Connection, cp: &Checkpoint) -> Result<Vec<WorkItem>> {
             event.kind(),
             encode(conn, id, event)?
         ])?;
+        if let Event::TimerCreated { task_id, fire_at } = event
+            && !cp.status.is_terminal()
+        {
+            set_timer.execute(params![id, task_id, millis(*fire_at)])?;
+        }
         if let Event::TaskScheduled {
             task_id,
             name,
@@ -292,6 +300,7 @@ fn checkpoint(conn: &Connection, cp: &Checkpoint) -> Result<Vec<WorkItem>> {
     if cp.status.is_terminal() {
         conn.execute("DELETE FROM work_items WHERE instance_id = ?1", [id])?;
         conn.execute("DELETE FROM inbox WHERE instance_id = ?1", [id])?;
+        conn.execute("DELETE FROM timers WHERE instance_id = ?1", [id])?;
     }
     Ok(leased)
 }
@@ -342,7 +351,15 @@ fn rewind(
         "INSERT INTO work_items (instance_id, task_id, name, input, visible_at, retry)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
+    conn.execute("DELETE FROM timers WHERE instance_id = ?1", [id])?;
     for task in reschedule {
+        if let Event::TimerCreated { task_id, fire_at } = task {
+            conn.prepare_cached(
+                "INSERT INTO timers (instance_id, task_id, fire_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![id, task_id, millis(*fire_at)])?;
+            continue;
+        }
         let Event::TaskScheduled {
             task_id,
             name,
@@ -351,7 +368,7 @@ fn rewind(
         } = task
         else {
             return Err(Error::Corrupt(format!(
-                "a rewind reschedules only TaskScheduled events, not {}",
+                "a rewind reschedules only TaskScheduled and TimerCreated events, not {}",
                 task.kind()
             )));
         };
@@ -454,6 +471,34 @@ fn settle_work(
     }
     post(conn, &item.instance_id, message, now)?;
     Ok(true)
+}
+
+/// Fires the timers due at `now` (at most `max`): each is deleted and its `TimerFired`
+/// posted to its instance's inbox. Returns the instances that got one.
+fn fire_due_timers(conn: &Connection, now: DateTime<Utc>, max: usize) -> Result<Vec<String>> {
+    let due: Vec<(String, u32, i64)> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT instance_id, task_id, fire_at FROM timers WHERE fire_at <= ?1
+             ORDER BY fire_at LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(
+            params![millis(now), max.min(i64::MAX as usize) as i64],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut fired = Vec::with_capacity(due.len());
+    for (instance_id, task_id, fire_at) in due {
+        conn.prepare_cached("DELETE FROM timers WHERE instance_id = ?1 AND task_id = ?2")?
+            .execute(params![instance_id, task_id])?;
+        let event = Event::TimerFired {
+            task_id,
+            fire_at: time(fire_at)?,
+        };
+        post(conn, &instance_id, &event, now)?;
+        fired.push(instance_id);
+    }
+    Ok(fired)
 }
 
 #[async_trait::async_trait]
@@ -589,14 +634,16 @@ impl super::Store for SqliteStore {
             .await
     }
 
-    async fn inbox(&self, id: &str, after: i64) -> Result<Vec<InboxMessage>> {
+    async fn inbox(&self, id: &str, after: i64, max: usize) -> Result<Vec<InboxMessage>> {
         let id = id.to_string();
         self.readers
             .read(move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT id, data FROM inbox WHERE instance_id = ?1 AND id > ?2 ORDER BY id",
+                    "SELECT id, data FROM inbox WHERE instance_id = ?1 AND id > ?2 ORDER BY id
+                     LIMIT ?3",
                 )?;
-                let mut rows = stmt.query(params![&id, after])?;
+                let mut rows =
+                    stmt.query(params![&id, after, max.min(i64::MAX as usize) as i64])?;
                 let mut messages = Vec::new();
                 while let Some(row) = rows.next()? {
                     messages.push(InboxMessage {
@@ -694,6 +741,38 @@ impl super::Store for SqliteStore {
         let id = id.to_string();
         self.writer
             .write(move |conn| rewind(conn, &id, first_seq, &event, &reschedule, now))
+            .await
+    }
+
+    async fn fire_due_timers(&self, now: DateTime<Utc>, max: usize) -> Result<Vec<String>> {
+        self.writer
+            .write(move |conn| fire_due_timers(conn, now, max))
+            .await
+    }
+
+    async fn next_timer(&self) -> Result<Option<DateTime<Utc>>> {
+        self.readers
+            .read(|conn| {
+                let next: Option<i64> = conn
+                    .prepare_cached("SELECT MIN(fire_at) FROM timers")?
+                    .query_row([], |row| row.get(0))?;
+                next.map(time).transpose()
+            })
+            .await
+    }
+
+    async fn inbox_since(&self, after: i64, max: usize) -> Result<Vec<(i64, String)>> {
+        self.readers
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, instance_id FROM inbox WHERE id > ?1 ORDER BY id LIMIT ?2",
+                )?;
+                let rows = stmt
+                    .query_map(params![after, max.min(i64::MAX as usize) as i64], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            })
             .await
     }
 

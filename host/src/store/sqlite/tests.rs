@@ -36,6 +36,9 @@ suite_tests!(
     messages_reach_only_live_instances_and_read_after_a_cursor,
     a_rewind_reschedules_the_given_tasks_of_a_failed_instance_only,
     eager_leases_skip_the_claim_and_settled_items_leave_with_their_episode,
+    timers_fire_once_when_due_and_never_before,
+    a_purge_removes_timers_and_rewinds_set_them_again,
+    the_inbox_is_read_across_instances_after_a_cursor,
 );
 
 #[tokio::test]
