@@ -4,14 +4,14 @@
 //! power loss. The SHA-256 goes in a sidecar under `<root>/.weft-meta/`, which the
 //! directory has no other place for.
 
-use super::upload::{Failure, hash_file, hex, reserve};
+use super::upload::{Failure, grew, hash_file, hex, read_exact_at, reserve};
 use super::{Copied, SHA256_KEY};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as BlobPath;
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -118,9 +118,12 @@ impl LocalDir {
         }
         let sha256 = self.write_durably(location, size, |out| {
             if size <= SMALL {
-                let data = read_all(file, size)?;
-                out.write_all(&data)?;
-                Ok(hex(Sha256::digest(&data)))
+                let data = read_exact_at(file, 0, size as usize)?;
+                if grew(file, size)? {
+                    return Err(Failure::Changed);
+                }
+                out.write_all(data.as_ref())?;
+                Ok(hex(Sha256::digest(data.as_ref())))
             } else {
                 copy_and_hash(file, out, size)
             }
@@ -252,24 +255,6 @@ impl LocalDir {
 
 fn mtime_ns(metadata: &std::fs::Metadata) -> i128 {
     i128::from(metadata.mtime()) * 1_000_000_000 + i128::from(metadata.mtime_nsec())
-}
-
-fn read_all(file: &File, size: u64) -> Result<Vec<u8>, Failure> {
-    let mut data = vec![0u8; size as usize];
-    let mut filled = 0;
-    while filled < data.len() {
-        match file.read_at(&mut data[filled..], filled as u64) {
-            Ok(0) => return Err(Failure::Changed),
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let mut probe = [0u8; 1];
-    if file.read_at(&mut probe, size)? > 0 {
-        return Err(Failure::Changed);
-    }
-    Ok(data)
 }
 
 /// Copies `source` into `out` in the kernel while this thread's twin hashes it; both

@@ -276,14 +276,13 @@ impl Blobs {
         &self.store
     }
 
-    /// Streams `file` (`size` bytes when opened; `path` names it in messages) into the
-    /// blob `name`, hashing it on the way. The blob appears whole or not at all, with its
+    /// Streams `file` (`size` bytes when opened) into the blob `name`, hashing it on the
+    /// way. The blob appears whole or not at all, with its
     /// SHA-256 as metadata, and is durable when this returns.
     pub async fn copy_file(
         &self,
         file: std::fs::File,
         size: u64,
-        path: &str,
         name: &str,
     ) -> Result<Copied, BlobError> {
         let location = self.location(name)?;
@@ -295,7 +294,7 @@ impl Blobs {
             }
             _ => upload::copy(self, file, size, &location).await,
         };
-        result.map_err(|error| self.describe(name, path, error))
+        result.map_err(|error| self.describe(name, error))
     }
 
     /// Writes a small blob whole.
@@ -305,7 +304,7 @@ impl Blobs {
             Backend::Local(local) => local.put(&location, data).await,
             _ => upload::put(self, &location, data).await.map(|_| ()),
         };
-        result.map_err(|error| self.describe(name, "", error))
+        result.map_err(|error| self.describe(name, error))
     }
 
     /// Reads a small blob whole.
@@ -319,7 +318,7 @@ impl Blobs {
         match bytes {
             Ok(bytes) => Ok(bytes.to_vec()),
             Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound(name.to_string())),
-            Err(error) => Err(self.describe(name, "", upload::Failure::Store(error))),
+            Err(error) => Err(self.describe(name, upload::Failure::Store(error))),
         }
     }
 
@@ -341,18 +340,13 @@ impl Blobs {
     }
 
     /// A message a person can act on, without secrets.
-    fn describe(&self, name: &str, path: &str, failure: upload::Failure) -> BlobError {
-        let copying = if path.is_empty() {
-            String::new()
-        } else {
-            format!("copying '{path}': ")
-        };
+    fn describe(&self, name: &str, failure: upload::Failure) -> BlobError {
         let reason = match (&failure, &self.backend) {
             (
                 upload::Failure::Store(object_store::Error::NotFound { .. }),
                 Backend::Cloud { kind, name, url },
             ) => format!(
-                "{copying}the {kind} '{name}' does not exist; create it, or run Weft with \
+                "the {kind} '{name}' does not exist; create it, or run Weft with \
                  --create-container to create {url} ({failure})"
             ),
             (
@@ -362,10 +356,10 @@ impl Blobs {
                 ),
                 Backend::Cloud { kind, name, .. },
             ) => format!(
-                "{copying}the blob store refused access to the {kind} '{name}': check the \
+                "the blob store refused access to the {kind} '{name}': check the \
                  credentials in the environment or --blob-opt ({failure})"
             ),
-            _ => format!("{copying}{failure}"),
+            _ => failure.to_string(),
         };
         BlobError::Failed {
             name: name.to_string(),
@@ -462,7 +456,9 @@ fn secrets(prefix: &str, options: &Options) -> Vec<String> {
 }
 
 /// Replaces every known secret, and every URL query signature, with `***`.
-fn redact_with(secrets: &[String], mut text: String) -> String {
+fn redact_with(secrets: &[String], text: String) -> String {
+    // Stores answer with indented XML; one line reads better in a status or a log.
+    let mut text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     for secret in secrets {
         if text.contains(secret.as_str()) {
             text = text.replace(secret.as_str(), "***");

@@ -39,16 +39,55 @@ pub(super) fn hex(digest: impl AsRef<[u8]>) -> String {
     out
 }
 
+/// Buffers at least this big are mapped memory of their own, returned to the system the
+/// moment they are dropped; the allocator could keep freed parts in per-thread arenas.
+const MAPPED: usize = 256 << 10;
+
+/// Bytes read from a file.
+pub(super) enum Data {
+    Heap(Vec<u8>),
+    Mapped(memmap2::MmapMut),
+}
+
+impl Data {
+    /// `len` zero bytes.
+    fn zeroed(len: usize) -> Result<Self, Failure> {
+        if len >= MAPPED {
+            Ok(Self::Mapped(memmap2::MmapMut::map_anon(len)?))
+        } else {
+            Ok(Self::Heap(vec![0u8; len]))
+        }
+    }
+}
+
+impl AsRef<[u8]> for Data {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Self::Heap(data) => data,
+            Self::Mapped(data) => data,
+        }
+    }
+}
+
+impl AsMut<[u8]> for Data {
+    fn as_mut(&mut self) -> &mut [u8] {
+        match self {
+            Self::Heap(data) => data,
+            Self::Mapped(data) => data,
+        }
+    }
+}
+
 /// File data in memory, holding its share of the host's buffer budget until the store
 /// has accepted it and the last reference is dropped.
 struct Buffer {
-    data: Vec<u8>,
+    data: Data,
     _permit: OwnedSemaphorePermit,
 }
 
 impl AsRef<[u8]> for Buffer {
     fn as_ref(&self) -> &[u8] {
-        &self.data
+        self.data.as_ref()
     }
 }
 
@@ -67,11 +106,11 @@ pub(super) async fn reserve(
 }
 
 /// Reads exactly `len` bytes at `offset`; a short read means the file shrank.
-fn read_exact_at(file: &File, offset: u64, len: usize) -> Result<Vec<u8>, Failure> {
-    let mut data = vec![0u8; len];
+pub(super) fn read_exact_at(file: &File, offset: u64, len: usize) -> Result<Data, Failure> {
+    let mut data = Data::zeroed(len)?;
     let mut filled = 0;
     while filled < len {
-        match file.read_at(&mut data[filled..], offset + filled as u64) {
+        match file.read_at(&mut data.as_mut()[filled..], offset + filled as u64) {
             Ok(0) => return Err(Failure::Changed),
             Ok(n) => filled += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -82,7 +121,7 @@ fn read_exact_at(file: &File, offset: u64, len: usize) -> Result<Vec<u8>, Failur
 }
 
 /// Whether the file has bytes past `size` (it grew while it was read).
-fn grew(file: &File, size: u64) -> Result<bool, Failure> {
+pub(super) fn grew(file: &File, size: u64) -> Result<bool, Failure> {
     let mut probe = [0u8; 1];
     loop {
         match file.read_at(&mut probe, size) {
@@ -175,7 +214,7 @@ pub(super) async fn copy(
             if grew(&reader, size)? {
                 return Err(Failure::Changed);
             }
-            let sha256 = hex(Sha256::digest(&data));
+            let sha256 = hex(Sha256::digest(data.as_ref()));
             Ok((data, sha256))
         })
         .await?;
@@ -234,7 +273,7 @@ pub(super) async fn copy(
             let reader = file.clone();
             let (data, updated) = blocking(move || {
                 let data = read_exact_at(&reader, offset, len)?;
-                hasher.update(&data);
+                hasher.update(data.as_ref());
                 Ok((data, hasher))
             })
             .await?;

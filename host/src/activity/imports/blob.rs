@@ -35,7 +35,7 @@ impl ActivityState {
         Ok(self
             .io
             .blobs
-            .copy_file(file, size, &path, &name)
+            .copy_file(file, size, &name)
             .await
             .map(|copied| Copied {
                 bytes: copied.bytes,
