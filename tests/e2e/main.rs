@@ -1,14 +1,16 @@
 //! End-to-end tests against the real `weft` binary, real SQLite files, real directory
-//! trees and real blob directories.
+//! trees, real blob directories and real blob servers (Azurite, an S3 server).
 
 mod api;
 mod backup;
+mod cloud;
 mod confinement;
 mod crash;
 mod faults;
 mod host;
 mod nondeterminism;
 mod sandbox;
+mod servers;
 mod snapshots;
 mod support;
 mod torture;

@@ -359,6 +359,15 @@ impl Blobs {
                 "the blob store refused access to the {kind} '{name}': check the \
                  credentials in the environment or --blob-opt ({failure})"
             ),
+            (
+                upload::Failure::Store(object_store::Error::Generic { .. }),
+                Backend::Cloud { .. },
+            ) if failure.to_string().contains("error sending request") => {
+                format!(
+                    "cannot reach the blob store: check its endpoint (AZURITE_BLOB_STORAGE_URL, \
+                     AWS_ENDPOINT_URL or --blob-opt) and the network ({failure})"
+                )
+            }
             _ => failure.to_string(),
         };
         BlobError::Failed {
