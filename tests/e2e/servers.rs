@@ -215,7 +215,11 @@ pub struct Measured {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
-    /// The child's peak resident set size, in KiB (`ru_maxrss` from `wait4`).
+    /// The child's peak resident set size in KiB: the last `VmHWM` read from
+    /// `/proc/PID/status` while it ran (sampled every 5 ms; the kernel keeps the high-water
+    /// mark, so only growth in its last few milliseconds could be missed). `wait4`'s
+    /// `ru_maxrss` would not do: a child spawned from this large test process inherits
+    /// the parent's high-water mark at exec.
     pub peak_rss_kib: u64,
 }
 
@@ -232,56 +236,51 @@ impl Measured {
     }
 }
 
+/// `VmHWM` of a live process, in KiB.
+fn high_water_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Runs `cmd` to the end and reports its peak memory; a safety net kills it after
 /// `limit`. Output goes to files, so a chatty child never blocks on a pipe.
 pub fn run_measured(cmd: &mut Command, limit: Duration) -> Measured {
-    use std::os::unix::process::ExitStatusExt;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     let dir = tempfile::tempdir().expect("a directory for the output");
     let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    let child = cmd
+    let mut child = cmd
         .stdout(std::fs::File::create(&out_path).expect("stdout file"))
         .stderr(std::fs::File::create(&err_path).expect("stderr file"))
         .spawn()
         .expect("spawn");
     let pid = child.id();
-    let done = Arc::new(AtomicBool::new(false));
-    let watchdog = {
-        let done = done.clone();
-        std::thread::spawn(move || {
-            let start = Instant::now();
-            while !done.load(Ordering::SeqCst) {
-                if start.elapsed() > limit {
-                    crate::support::kill(pid);
-                    return true;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            false
-        })
+    let start = Instant::now();
+    let mut peak = 0;
+    let status = loop {
+        // Read the mark before asking whether it exited: a zombie has no memory left.
+        if let Some(kib) = high_water_kib(pid) {
+            peak = peak.max(kib);
+        }
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the child did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
     };
-    let mut status = 0;
-    // SAFETY: a zeroed `rusage` is a valid value for `wait4` to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `pid` is our child, not yet reaped (the `Child` is never waited on), and
-    // both pointers are to live locals.
-    let reaped = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
-    done.store(true, Ordering::SeqCst);
-    let killed = watchdog.join().unwrap_or(false);
-    drop(child);
-    assert_eq!(reaped, pid as libc::pid_t, "wait4 for pid {pid}");
-    assert!(!killed, "the child did not finish within {limit:?}");
     let read = |path: &Path| {
         let mut text = String::new();
         let _ = std::fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text));
         text
     };
     Measured {
-        status: ExitStatus::from_raw(status),
+        status,
         stdout: read(&out_path),
         stderr: read(&err_path),
-        peak_rss_kib: usage.ru_maxrss as u64,
+        peak_rss_kib: peak,
     }
 }
 
