@@ -86,16 +86,20 @@ echo "# weft blob benchmarks, $(date -u +%FT%TZ), $(nproc) cores, $(uname -r)"
 echo "# weft $(git -C "$REPO" rev-parse --short HEAD), rclone $(rclone version | head -1 | awk '{print $2}')"
 
 # --- 1. 2 GiB to file:// vs cp ----------------------------------------------------------
-w=(); c=()
+# Weft fsyncs the blob before it reports success; `cp` + `sync FILE` is the durable peer.
+cp_sync() { cp "$1" "$2/" && sync "$2/$(basename "$1")"; }
+w=(); c=(); s=()
 for i in $(seq "$RUNS"); do
-  mkdir -p "$OUT/cp$i"
+  mkdir -p "$OUT/cp$i" "$OUT/cps$i"
   c+=("$(seconds cp "$WORK/big/2GiB.bin" "$OUT/cp$i/")")
+  s+=("$(seconds cp_sync "$WORK/big/2GiB.bin" "$OUT/cps$i")")
   w+=("$(seconds weft_backup "$WORK/big" "file://$OUT/weft-big$i")")
-  rm -rf "$OUT/cp$i" "$OUT/weft-big$i" "$WORK"/data.*
+  rm -rf "$OUT/cp$i" "$OUT/cps$i" "$OUT/weft-big$i" "$WORK"/data.*
+  sync
 done
 rss=$(peak_mib weft_backup "$WORK/big" "file://$OUT/weft-big-rss"); rm -rf "$OUT/weft-big-rss" "$WORK"/data.*
-wm=$(median "${w[@]}"); cm=$(median "${c[@]}")
-echo "2GiB file:// | weft ${wm}s (runs ${w[*]}) | cp ${cm}s (runs ${c[*]}) | weft/cp $(ratio "$wm" "$cm") | weft peak RSS ${rss} MiB"
+wm=$(median "${w[@]}"); cm=$(median "${c[@]}"); sm=$(median "${s[@]}")
+echo "2GiB file:// | weft ${wm}s (runs ${w[*]}) | cp ${cm}s (runs ${c[*]}) | cp+sync ${sm}s (runs ${s[*]}) | weft/cp $(ratio "$wm" "$cm") | weft/(cp+sync) $(ratio "$wm" "$sm") | weft peak RSS ${rss} MiB"
 
 # --- 2. tree to file:// vs rclone ------------------------------------------------------
 w=(); r=()
@@ -103,6 +107,7 @@ for i in $(seq "$RUNS"); do
   r+=("$(seconds rclone copy --transfers 16 --checkers 16 "$WORK/tree" "$OUT/rclone-tree$i")")
   w+=("$(seconds weft_backup "$WORK/tree" "file://$OUT/weft-tree$i")")
   rm -rf "$OUT/rclone-tree$i" "$OUT/weft-tree$i" "$WORK"/data.*
+  sync
 done
 wm=$(median "${w[@]}"); rm_=$(median "${r[@]}")
 echo "tree file:// | weft ${wm}s (runs ${w[*]}) | rclone ${rm_}s (runs ${r[*]}) | weft/rclone $(ratio "$wm" "$rm_")"

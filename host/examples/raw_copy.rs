@@ -40,7 +40,10 @@ async fn main() -> Result<()> {
         let store = store.clone();
         tasks.spawn(async move {
             let _permit = permit;
-            let name = format!("backups/{}", file.display().to_string().trim_start_matches('/'));
+            let name = format!(
+                "backups/{}",
+                file.display().to_string().trim_start_matches('/')
+            );
             copy(&store, &file, &Path::parse(&name)?).await
         });
     }
@@ -48,10 +51,7 @@ async fn main() -> Result<()> {
     while let Some(done) = tasks.join_next().await {
         bytes += done??;
     }
-    println!(
-        "{bytes} bytes in {:.3} s",
-        started.elapsed().as_secs_f64()
-    );
+    println!("{bytes} bytes in {:.3} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 

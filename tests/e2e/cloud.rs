@@ -478,3 +478,35 @@ fn file_blob_skip_unchanged_rewrites_only_the_changed_file() {
         content
     );
 }
+
+#[test]
+fn memory_blob_store_takes_more_than_the_buffer_budget() {
+    // memory:// keeps every byte it is given; the host's 40 MiB upload budget must not
+    // stay reserved for them, or the backup would wait forever.
+    let scratch = Scratch::new();
+    for i in 0..6 {
+        write(scratch.path(), &format!("site/{i}.bin"), &bytes(i, 9 << 20));
+    }
+    for i in 0..40 {
+        write(
+            scratch.path(),
+            &format!("site/small/{i}.bin"),
+            &bytes(i, 2 << 20),
+        );
+    }
+    let total: u64 = files_under(&scratch.path().join("site"))
+        .iter()
+        .map(|(_, size)| size)
+        .sum();
+    assert_eq!(
+        scratch.run_ok(&[
+            "run",
+            "E2_BackupSiteContent",
+            "--input",
+            "\"site\"",
+            "--blobs",
+            "memory://"
+        ]),
+        total.to_string()
+    );
+}

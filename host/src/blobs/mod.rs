@@ -532,3 +532,31 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
     }
 }
+
+#[cfg(test)]
+mod copy_tests {
+    use super::*;
+
+    /// A store that keeps what it is given must not keep the upload budget with it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_takes_more_than_the_budget() {
+        let blobs = Blobs::open("memory://", &Options::default())
+            .await
+            .expect("memory store");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("big");
+        let size = BUFFER_BUDGET + (3 << 20);
+        std::fs::write(&path, vec![7u8; size]).expect("write");
+        for i in 0..2 {
+            let file = std::fs::File::open(&path).expect("open");
+            let copied = tokio::time::timeout(
+                Duration::from_secs(60),
+                blobs.copy_file(file, size as u64, &format!("big{i}")),
+            )
+            .await
+            .expect("the copy does not hang")
+            .expect("the copy succeeds");
+            assert_eq!(copied.bytes, size as u64);
+        }
+    }
+}

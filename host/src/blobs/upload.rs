@@ -91,6 +91,19 @@ impl AsRef<[u8]> for Buffer {
     }
 }
 
+/// The payload of a part. Cloud stores drop it once sent, which returns its memory to the
+/// budget; a store that keeps what it is given (`memory://`, or one an embedding program
+/// passed in) gets a copy instead, or the budget would drain for good.
+fn payload(blobs: &Blobs, data: Data, permit: OwnedSemaphorePermit) -> PutPayload {
+    match blobs.backend {
+        super::Backend::Cloud { .. } => PutPayload::from_bytes(Bytes::from_owner(Buffer {
+            data,
+            _permit: permit,
+        })),
+        _ => PutPayload::from(data.as_ref().to_vec()),
+    }
+}
+
 /// Reserves `len` bytes of the buffer budget (at most the whole budget, so that one
 /// oversized part cannot wait forever).
 pub(super) async fn reserve(
@@ -225,10 +238,7 @@ pub(super) async fn copy(
                 uploaded: false,
             });
         }
-        let payload = PutPayload::from_bytes(Bytes::from_owner(Buffer {
-            data,
-            _permit: permit,
-        }));
+        let payload = payload(blobs, data, permit);
         put_payload(blobs, location, payload, &sha256).await?;
         return Ok(Copied {
             bytes: size,
@@ -281,12 +291,7 @@ pub(super) async fn copy(
             offset += len as u64;
             // Each part runs as its own task so that parts progress while the next is
             // read; the part's memory returns to the budget when the store has it.
-            in_flight.spawn(
-                upload.put_part(PutPayload::from_bytes(Bytes::from_owner(Buffer {
-                    data,
-                    _permit: permit,
-                }))),
-            );
+            in_flight.spawn(upload.put_part(payload(blobs, data, permit)));
             while in_flight.len() >= PARTS_IN_FLIGHT {
                 finish_one(&mut in_flight).await?;
             }
