@@ -235,7 +235,7 @@ impl LocalDir {
         if written.is_err() {
             let _ = std::fs::remove_file(&temp);
         }
-        Ok(written?)
+        written
     }
 
     /// The recorded size and SHA-256 of the blob at `target`, if its sidecar still
