@@ -25,6 +25,9 @@ for tool in rclone /usr/bin/time "$AZURITE" python3; do
   command -v "$tool" >/dev/null || { echo "missing $tool; see the header of $0" >&2; exit 1; }
 done
 
+# This machine's AWS_CA_BUNDLE (for a proxy) makes rclone's S3 client refuse plain HTTP.
+rclone() { env -u AWS_CA_BUNDLE rclone "$@"; }
+
 # --- Data (kept between runs) ---------------------------------------------------------
 if [ ! -f "$WORK/big/2GiB.bin" ]; then
   mkdir -p "$WORK/big"
@@ -133,8 +136,17 @@ cloud() { # $1 = azure|s3
     port=$(cd "$WORK" && start_server "$log" "$AZURITE" --inMemoryPersistence --skipApiVersionCheck \
       --disableTelemetry --blobHost 127.0.0.1 --blobPort 0)
     export AZURE_STORAGE_USE_EMULATOR=true AZURITE_BLOB_STORAGE_URL=http://127.0.0.1:$port
-    export RCLONE_CONFIG_BENCH_TYPE=azureblob RCLONE_CONFIG_BENCH_ACCOUNT=devstoreaccount1 \
-      RCLONE_CONFIG_BENCH_KEY=$EMULATOR_KEY RCLONE_CONFIG_BENCH_ENDPOINT=http://127.0.0.1:$port/devstoreaccount1
+    # rclone 1.60 reaches an emulator on another port than 10000 only through a SAS URL.
+    local sas
+    sas=$(python3 -c "
+from datetime import datetime, timedelta, timezone
+from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+print(generate_account_sas('devstoreaccount1', '$EMULATOR_KEY',
+    resource_types=ResourceTypes(service=True, container=True, object=True),
+    permission=AccountSasPermissions(read=True, write=True, list=True, create=True, add=True, delete=True),
+    expiry=datetime.now(timezone.utc) + timedelta(hours=6)))")
+    export RCLONE_CONFIG_BENCH_TYPE=azureblob \
+      RCLONE_CONFIG_BENCH_SAS_URL="http://127.0.0.1:$port/devstoreaccount1?$sas"
     scheme=az
   else
     port=$(cd "$WORK" && start_server "$log" python3 -m moto.server -H 127.0.0.1 -p 0)
