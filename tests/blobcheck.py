@@ -6,9 +6,11 @@ prints one JSON document.
   blobcheck.py azure list CONTAINER PREFIX    every blob: size, sha256 metadata, the
                                               SHA-256 of its downloaded bytes, etag,
                                               last-modified, committed block count
-  blobcheck.py azure wait-upload CONTAINER    until some blob has uncommitted blocks
+  blobcheck.py azure wait-upload CONTAINER    prints "ready", then waits until some blob
+                                              has uncommitted blocks
   blobcheck.py s3 list BUCKET PREFIX          the same for S3 (parts from head_object)
-  blobcheck.py s3 wait-upload BUCKET          until a multipart upload has a part
+  blobcheck.py s3 wait-upload BUCKET          prints "ready", then waits until a
+                                              multipart upload has started
 
 Connection settings come from the same environment variables Weft reads:
 AZURITE_BLOB_STORAGE_URL (the emulator's well-known account) and AWS_ENDPOINT_URL,
@@ -68,6 +70,7 @@ def azure_list(container, prefix):
 
 def azure_wait_upload(container, limit):
     client = azure_container(container)
+    print("ready", flush=True)
     deadline = time.time() + limit
     while time.time() < deadline:
         try:
@@ -78,7 +81,7 @@ def azure_wait_upload(container, limit):
                     return {"name": props.name, "uncommitted": len(uncommitted)}
         except Exception:  # The container may not exist yet.
             pass
-        time.sleep(0.05)
+        time.sleep(0.02)
     raise SystemExit(f"no upload in progress within {limit} s")
 
 
@@ -120,18 +123,16 @@ def s3_list(bucket, prefix):
 
 def s3_wait_upload(bucket, limit):
     s3 = s3_client()
+    print("ready", flush=True)
     deadline = time.time() + limit
     while time.time() < deadline:
         try:
+            # An upload that has started is enough: it is not complete yet.
             for upload in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
-                parts = s3.list_parts(
-                    Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-                ).get("Parts", [])
-                if parts:
-                    return {"name": upload["Key"], "uncommitted": len(parts)}
+                return {"name": upload["Key"], "uncommitted": 0}
         except Exception:  # The bucket may not exist yet.
             pass
-        time.sleep(0.05)
+        time.sleep(0.02)
     raise SystemExit(f"no upload in progress within {limit} s")
 
 

@@ -1,8 +1,17 @@
-//! Guest limits: a CPU-time budget per uninterrupted stretch of guest execution (enforced
-//! with epoch interruption) and a memory cap (wasmtime `StoreLimits`). A guest over either
-//! limit traps with a [`Exceeded`] error that the workers turn into a clear message.
+//! Guest limits: a CPU-time budget per stretch of guest execution between two real waits
+//! (enforced with epoch interruption) and a memory cap (wasmtime `StoreLimits`). A guest
+//! over either limit traps with a [`Exceeded`] error that the workers turn into a clear
+//! message.
+//!
+//! The budget counts the CPU time of the guest's own thread while the guest runs, not wall
+//! time: a guest that is descheduled on a busy machine is not charged for it, and time the
+//! host spends in its imports is not the guest's. Only a real wait (an orchestrator blocked
+//! on tasks that have not finished) starts a new stretch; a wait that is already satisfied,
+//! or a host call, does not, so a guest cannot reset its own limit.
 
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
+use std::time::Duration;
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 
 /// How often the engine's epoch advances; the granularity of CPU budgets.
@@ -11,7 +20,7 @@ pub const TICK: Duration = Duration::from_millis(10);
 /// What one guest execution may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GuestLimits {
-    /// Longest stretch of guest execution between two host calls that wait.
+    /// Most CPU time a guest may use between two real waits.
     pub cpu: Duration,
     /// Largest linear memory, in bytes.
     pub memory: usize,
@@ -24,9 +33,35 @@ impl Default for GuestLimits {
         Self {
             cpu: Duration::from_secs(30),
             memory: 512 << 20,
-            payload: 1 << 20,
+            // A file list of 100,000 paths of about 100 bytes fits; payloads over 64 KiB
+            // are stored once, compressed, out of line.
+            payload: 16 << 20,
         }
     }
+}
+
+/// The longest error message a guest can have recorded; longer ones are cut.
+pub const MAX_MESSAGE: usize = 4 << 10;
+/// The longest activity name an orchestrator may call.
+pub const MAX_NAME: usize = 256;
+/// The most activities an orchestrator may schedule between two waits, and the most bytes
+/// of names and inputs they may carry: what the host holds for it until the next commit.
+pub const MAX_EPISODE_COMMANDS: usize = 250_000;
+pub const MAX_EPISODE_BYTES: usize = 128 << 20;
+
+/// Cuts a guest's message to [`MAX_MESSAGE`] bytes (at a character boundary), saying so.
+pub fn truncate_message(mut message: String) -> String {
+    if message.len() <= MAX_MESSAGE {
+        return message;
+    }
+    let total = message.len();
+    let mut end = MAX_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message.truncate(end);
+    message.push_str(&format!("... [message cut: {total} bytes in all]"));
+    message
 }
 
 /// A guest went over a limit.
@@ -67,11 +102,45 @@ impl GuestLimits {
     }
 }
 
+/// Where the guest last started running: its thread and that thread's CPU clock.
+#[derive(Clone, Copy, Debug)]
+struct Mark {
+    thread: ThreadId,
+    cpu: Duration,
+}
+
+impl Mark {
+    fn now() -> Self {
+        Self {
+            thread: std::thread::current().id(),
+            cpu: thread_cpu_time(),
+        }
+    }
+}
+
+/// The CPU time the calling thread has used.
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec and CLOCK_THREAD_CPUTIME_ID is supported
+    // on every Linux and macOS; on failure it stays zero, which only under-counts.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    Duration::new(
+        now.tv_sec.max(0) as u64,
+        now.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
 /// The running budget of one store.
 #[derive(Debug)]
 pub struct Budget {
     limits: GuestLimits,
-    since: Instant,
+    /// Guest CPU time used in this stretch, up to `mark`.
+    used: Duration,
+    /// Set while the guest runs; shared with the future that resumes it after a yield.
+    mark: Arc<Mutex<Option<Mark>>>,
     memory: StoreLimits,
 }
 
@@ -83,14 +152,47 @@ impl Budget {
             .build();
         Self {
             limits,
-            since: Instant::now(),
+            used: Duration::ZERO,
+            mark: Arc::new(Mutex::new(Some(Mark::now()))),
             memory,
         }
     }
 
-    /// Starts a new stretch: the guest resumes after a wait that does not count.
-    pub fn restart(&mut self) {
-        self.since = Instant::now();
+    /// Charges the guest for the CPU time since its mark (if it is still on the thread
+    /// where it was marked) and clears the mark.
+    fn charge(&mut self) {
+        let mark = self
+            .mark
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(mark) = mark
+            && mark.thread == std::thread::current().id()
+        {
+            self.used += thread_cpu_time().saturating_sub(mark.cpu);
+        }
+    }
+
+    fn set_mark(&self) {
+        *self
+            .mark
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Mark::now());
+    }
+
+    /// The guest calls into the host: what follows is not the guest's time.
+    pub fn enter_host(&mut self) {
+        self.charge();
+    }
+
+    /// The host returns to the guest, which runs on from here.
+    pub fn leave_host(&mut self) {
+        self.set_mark();
+    }
+
+    /// The guest really waited (for tasks that had not finished): a new stretch starts.
+    pub fn waited(&mut self) {
+        self.used = Duration::ZERO;
     }
 
     pub fn limits(&self) -> &GuestLimits {
@@ -103,17 +205,27 @@ pub trait HasBudget: Send + 'static {
     fn budget(&mut self) -> &mut Budget;
 }
 
-/// Applies the budget's limits to `store`. Past each tick the guest yields to other
-/// tasks, so a busy guest never starves the host.
+/// Applies the budget's limits to `store`. At each tick the guest is charged for the CPU
+/// time it used and yields to other tasks, so a busy guest never starves the host; the
+/// yield marks the guest again where it resumes.
 pub fn apply<T: HasBudget>(store: &mut Store<T>) {
     store.limiter(|data| &mut data.budget().memory);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|mut ctx| {
         let budget = ctx.data_mut().budget();
-        if budget.since.elapsed() > budget.limits.cpu {
+        budget.charge();
+        if budget.used > budget.limits.cpu {
             return Err(wasmtime::Error::new(Exceeded::Cpu(budget.limits.cpu)));
         }
-        Ok(UpdateDeadline::Yield(1))
+        let mark = budget.mark.clone();
+        Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                // The guest resumes on this thread as soon as this future is ready.
+                *mark.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Mark::now());
+            }),
+        ))
     });
 }
 
@@ -152,4 +264,19 @@ pub fn exceeded(error: &wasmtime::Error, memory: usize) -> Option<String> {
                 .contains("forcing trap when growing memory")
         })
         .then(|| Exceeded::Memory(memory).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_MESSAGE, truncate_message};
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary_with_a_marker() {
+        assert_eq!(truncate_message("short".to_string()), "short");
+        let long = "é".repeat(MAX_MESSAGE);
+        let cut = truncate_message(long.clone());
+        assert!(cut.len() < MAX_MESSAGE + 64);
+        assert!(cut.ends_with(&format!("[message cut: {} bytes in all]", long.len())));
+        assert!(cut.starts_with("éé"));
+    }
 }

@@ -1,5 +1,6 @@
 //! The HTTP API with a real client against the real `weft serve` on 127.0.0.1:0: the
-//! seed's flow, every error status, keys, paging, terminate, suspend, purge and restart.
+//! seed's flow, every error status, keys, paging, terminate, suspend, purge and restart,
+//! and the Durable Functions extension's routes, status codes and bodies.
 
 use crate::support::*;
 use reqwest::StatusCode;
@@ -93,6 +94,8 @@ fn the_seed_flow_starts_polls_and_completes_a_backup() {
         "sendEventPostUri",
         "terminatePostUri",
         "purgeHistoryDeleteUri",
+        "rewindPostUri",
+        "restartPostUri",
         "suspendPostUri",
         "resumePostUri",
     ] {
@@ -142,11 +145,29 @@ fn the_seed_flow_starts_polls_and_completes_a_backup() {
     assert_eq!(
         events
             .iter()
-            .filter(|e| e["eventType"] == "TaskCompleted")
+            .filter(|e| e["EventType"] == "TaskCompleted")
             .count(),
         21
     );
-    assert!(events.iter().all(|e| e.get("result").is_none()));
+    assert!(events.iter().all(|e| e.get("Result").is_none()));
+    // The extension's shape: episode markers left out, schedules merged into completions.
+    assert!(
+        events
+            .iter()
+            .all(|e| e["EventType"] != "OrchestratorStarted" && e["EventType"] != "TaskScheduled")
+    );
+    assert_eq!(events[0]["EventType"], "ExecutionStarted");
+    assert_eq!(events[0]["FunctionName"], "E2_BackupSiteContent");
+    let copy = events
+        .iter()
+        .find(|e| e["FunctionName"] == "E2_CopyFileToBlob")
+        .expect("a copy");
+    assert!(copy["ScheduledTime"].is_string() && copy["Input"].is_string());
+    let last = events.last().expect("events");
+    assert_eq!(
+        (&last["EventType"], &last["OrchestrationStatus"]),
+        (&json!("ExecutionCompleted"), &json!("Completed"))
+    );
     let with_output = json_body(
         client
             .get(format!(
@@ -160,7 +181,7 @@ fn the_seed_flow_starts_polls_and_completes_a_backup() {
             .as_array()
             .expect("events")
             .iter()
-            .any(|e| e.get("result").is_some())
+            .any(|e| e.get("Result").is_some())
     );
     let without_input = json_body(
         client
@@ -168,7 +189,7 @@ fn the_seed_flow_starts_polls_and_completes_a_backup() {
             .send()
             .expect("GET"),
     );
-    assert!(without_input.get("input").is_none());
+    assert_eq!(without_input["input"], Value::Null, "present, and null");
 }
 
 #[test]
@@ -179,22 +200,25 @@ fn every_error_has_its_status() {
     let server = Server::start(&scratch, "127.0.0.1:0", &args);
     let client = client();
 
+    // As in the extension, the content type is not checked: the body is JSON or nothing.
     let response = client
         .post(server.url("orchestrators/FanOut"))
         .header("content-type", "text/plain")
         .body("3")
         .send()
         .expect("POST");
-    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert_eq!(
-        server
-            .start_json(&client, "orchestrators/FanOut", "{nope")
-            .status(),
-        StatusCode::BAD_REQUEST
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let response = server.start_json(&client, "orchestrators/FanOut", "{nope");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        json_body(response)["Message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Invalid JSON content"))
     );
+    // An unknown orchestrator is a 400 whose ExceptionMessage the Python client shows.
     let response = server.start_json(&client, "orchestrators/Nope", "1");
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    let message = json_body(response)["error"]
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let message = json_body(response)["ExceptionMessage"]
         .as_str()
         .unwrap_or_default()
         .to_string();
@@ -227,7 +251,7 @@ fn every_error_has_its_status() {
         StatusCode::NOT_FOUND
     );
 
-    // A failed instance: 400, or 500 when asked.
+    // A failed instance: 200, or 500 when asked.
     let response = server.start_json(&client, "api/orchestrators/Panic/failing", "");
     assert_eq!(
         response.status(),
@@ -236,10 +260,10 @@ fn every_error_has_its_status() {
     );
     let status = server.url(&format!("{INSTANCES}/failing"));
     let ended = server.poll_until_ended(&client, &status);
-    assert_eq!(ended[0].0, StatusCode::BAD_REQUEST);
+    assert_eq!(ended[0].0, StatusCode::OK);
     assert_eq!(ended[0].1["runtimeStatus"], "Failed");
     let code = client
-        .get(format!("{status}&returnInternalServerErrorOnFailure=true"))
+        .get(format!("{status}&returnInternalServerErrorOnFailure=True"))
         .send()
         .expect("GET")
         .status();
@@ -250,7 +274,7 @@ fn every_error_has_its_status() {
         server
             .start_json(&client, "orchestrators/Nope/failing", "2")
             .status(),
-        StatusCode::NOT_FOUND
+        StatusCode::BAD_REQUEST
     );
     assert_eq!(
         json_body(client.get(&status).send().expect("GET"))["name"],
@@ -265,23 +289,51 @@ fn every_error_has_its_status() {
     let bad_id = server.start_json(&client, "orchestrators/FanOut/has%20space", "2");
     assert_eq!(bad_id.status(), StatusCode::BAD_REQUEST);
 
-    let raise = client
-        .post(server.url(&format!("{INSTANCES}/busy/raiseEvent/Approval")))
-        .send()
-        .expect("POST");
-    assert_eq!(raise.status(), StatusCode::NOT_IMPLEMENTED);
+    // Events: not JSON is a 400; a running instance answers 501 until Weft has
+    // external events; an unknown one 404 and an ended one 410, as the extension does.
+    let raise = |id: &str, content_type: &str| {
+        client
+            .post(server.url(&format!("{INSTANCES}/{id}/raiseEvent/Approval")))
+            .header("content-type", content_type)
+            .body("true")
+            .send()
+            .expect("POST")
+    };
+    assert_eq!(
+        raise("busy", "text/plain").status(),
+        StatusCode::BAD_REQUEST
+    );
+    let not_yet = raise("busy", "application/json");
+    assert_eq!(not_yet.status(), StatusCode::NOT_IMPLEMENTED);
+    assert!(
+        json_body(not_yet)["Message"]
+            .as_str()
+            .is_some_and(|m| m.contains("external events are not supported yet"))
+    );
+    assert_eq!(
+        raise("nobody", "application/json").status(),
+        StatusCode::NOT_FOUND
+    );
+    poll(Duration::from_secs(120), || {
+        let response = client.get(&status).send().expect("GET");
+        (response.status() == StatusCode::OK).then_some(())
+    });
+    assert_eq!(
+        raise("failing", "application/json").status(),
+        StatusCode::GONE
+    );
+    // An unknown runtimeStatus is dropped, as in the extension: no filter at all.
     let bad_filter = client
         .get(server.url(&format!("{INSTANCES}?runtimeStatus=Sleeping")))
         .send()
         .expect("GET");
-    assert_eq!(bad_filter.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(
-        client
-            .get(server.url("no/such/route"))
-            .send()
-            .expect("GET")
-            .status(),
-        StatusCode::NOT_FOUND
+    assert_eq!(bad_filter.status(), StatusCode::OK);
+    assert!(!json_body(bad_filter).as_array().expect("a list").is_empty());
+    let missing = client.get(server.url("no/such/route")).send().expect("GET");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert!(
+        json_body(missing)["Message"].is_string(),
+        "a JSON error body"
     );
 }
 
@@ -334,6 +386,46 @@ fn every_route_requires_the_key() {
         client.post(&start).send().expect("POST").status(),
         StatusCode::UNAUTHORIZED
     );
+    // Every route of the public listener, known or not, the extension's and the rpc
+    // listener's paths included.
+    let hook = "runtime/webhooks/durabletask";
+    for (method, path) in [
+        (
+            "POST",
+            format!("{hook}/orchestrators/E2_BackupSiteContent/x"),
+        ),
+        ("POST", "api/orchestrators/E2_BackupSiteContent".to_string()),
+        ("GET", format!("{hook}/instances/")),
+        ("GET", format!("{hook}/instances/x")),
+        ("DELETE", format!("{hook}/instances/x")),
+        (
+            "DELETE",
+            format!("{hook}/instances?createdTimeFrom=2020-01-01"),
+        ),
+        ("POST", format!("{hook}/instances/x/terminate")),
+        ("POST", format!("{hook}/instances/x/suspend")),
+        ("POST", format!("{hook}/instances/x/resume")),
+        ("POST", format!("{hook}/instances/x/rewind")),
+        ("POST", format!("{hook}/instances/x/restart")),
+        ("POST", format!("{hook}/instances/x/raiseEvent/E")),
+        ("GET", "durabletask/instances/".to_string()),
+        ("GET", "no/such/route".to_string()),
+    ] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let response = client
+            .request(method.clone(), format!("{}/{path}", server.base))
+            .send()
+            .expect("request");
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "{method} {path}"
+        );
+        assert!(
+            json_body(response)["Message"].is_string(),
+            "a JSON error body"
+        );
+    }
 
     // The generated key is kept, owner-only, and reused by the next start.
     use std::os::unix::fs::PermissionsExt;
@@ -348,8 +440,12 @@ fn every_route_requires_the_key() {
     let again = Server::start(&scratch, "127.0.0.1:0", &[]);
     assert_eq!(again.key, key);
     again.kill();
-    let chosen = Server::start(&scratch, "127.0.0.1:0", &["--key", "my-own-key"]);
-    assert_eq!(chosen.key, "my-own-key");
+    let chosen = Server::start(
+        &scratch,
+        "127.0.0.1:0",
+        &["--key", "my-own-key-of-16-chars"],
+    );
+    assert_eq!(chosen.key, "my-own-key-of-16-chars");
 }
 
 #[test]
@@ -435,8 +531,14 @@ fn terminate_suspend_resume_and_purge() {
     let purge_running = client.delete(&status).send().expect("DELETE");
     assert_eq!(
         purge_running.status(),
-        StatusCode::CONFLICT,
+        StatusCode::PRECONDITION_FAILED,
         "a running instance is not purged"
+    );
+    assert!(
+        json_body(purge_running)
+            .as_str()
+            .is_some_and(|m| m.contains("has status Running")),
+        "the extension's JSON string body"
     );
     let terminate = client
         .post(server.url(&format!("{INSTANCES}/long/terminate?reason=enough")))
@@ -444,7 +546,7 @@ fn terminate_suspend_resume_and_purge() {
         .expect("POST");
     assert_eq!(terminate.status(), StatusCode::ACCEPTED);
     let ended = server.poll_until_ended(&client, &status);
-    assert_eq!(ended[0].0, StatusCode::BAD_REQUEST);
+    assert_eq!(ended[0].0, StatusCode::OK);
     assert_eq!(ended[0].1["runtimeStatus"], "Terminated");
     assert_eq!(ended[0].1["output"], "enough");
     let again = client
@@ -516,6 +618,20 @@ fn terminate_suspend_resume_and_purge() {
         (ended[0].0, ended[0].1["output"].clone()),
         (StatusCode::OK, json!(1000))
     );
+    // Suspended and resumed instances show it in their history, in the extension's shape.
+    let shown = json_body(
+        client
+            .get(format!("{nap}&showHistory=True"))
+            .send()
+            .expect("GET"),
+    );
+    assert!(
+        shown["historyEvents"]
+            .as_array()
+            .expect("historyEvents")
+            .iter()
+            .any(|e| e["EventType"] == "ExecutionSuspended" && e["Reason"] == "hold")
+    );
     let history = scratch.history("nap");
     let kinds: Vec<_> = history
         .iter()
@@ -540,8 +656,21 @@ fn terminate_suspend_resume_and_purge() {
         client.delete(&nap).send().expect("DELETE").status(),
         StatusCode::NOT_FOUND
     );
-    let many = client
+    // Purge by filter: never without createdTimeFrom.
+    let bare = client
         .delete(server.url(&format!("{INSTANCES}?runtimeStatus=Terminated")))
+        .send()
+        .expect("DELETE");
+    assert_eq!(bare.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        json_body(bare),
+        json!("Please provide value for 'createdTimeFrom' parameter.")
+    );
+    assert_eq!(scratch.instance_ids().len(), 1, "nothing was purged");
+    let many = client
+        .delete(server.url(&format!(
+            "{INSTANCES}/?runtimeStatus=Terminated&createdTimeFrom=2020-01-01T00:00:00.000Z"
+        )))
         .send()
         .expect("DELETE");
     assert_eq!(many.status(), StatusCode::OK);
@@ -582,4 +711,410 @@ fn a_restarted_server_finishes_the_backup_behind_the_same_status_url() {
     assert_eq!(ended[0].0, StatusCode::OK);
     assert_eq!(ended[0].1["runtimeStatus"], "Completed");
     assert_eq!(ended[0].1["output"], total);
+}
+
+/// The extension's paths: its base with and without `/api`, any case, trailing slashes;
+/// flags read as .NET reads them; URLs handed out from `--public-url`.
+#[test]
+fn the_extension_routes_answer_with_its_codes_headers_and_bodies() {
+    let scratch = Scratch::new();
+    let mut args = vec!["--public-url", "https://weft.example.test/"];
+    args.extend(testing_components());
+    let server = Server::start(&scratch, "127.0.0.1:0", &args);
+    let client = client();
+    let hook = "runtime/webhooks/durabletask";
+
+    // The extension's start route, with an id and a trailing slash; the check-status body
+    // is built on the public URL, whatever Host the request carried.
+    let response = client
+        .post(server.url(&format!("{hook}/Orchestrators/CallActivity/nap/")))
+        .header("host", "evil.example")
+        .body(r#"{"name":"Sleep","input":60000}"#)
+        .send()
+        .expect("POST");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(response.headers()["retry-after"], "10");
+    let body = json_body(response);
+    let status_url = body["statusQueryGetUri"]
+        .as_str()
+        .expect("a URL")
+        .to_string();
+    let public =
+        format!("https://weft.example.test/{INSTANCES}/nap?taskHub=weft&connection=Storage&code=");
+    assert!(status_url.starts_with(&public), "{status_url}");
+    assert_eq!(
+        body.as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>()),
+        Some(
+            [
+                "id",
+                "statusQueryGetUri",
+                "sendEventPostUri",
+                "terminatePostUri",
+                "rewindPostUri",
+                "purgeHistoryDeleteUri",
+                "restartPostUri",
+                "suspendPostUri",
+                "resumePostUri"
+            ]
+            .map(String::from)
+            .to_vec()
+        )
+    );
+    // A running instance: 202, Location is this request's URL on the public base.
+    let status = client
+        .get(server.url(&format!("api/{hook}/instances/nap/?showInput=False")))
+        .send()
+        .expect("GET");
+    assert_eq!(status.status(), StatusCode::ACCEPTED);
+    assert_eq!(status.headers()["retry-after"], "5");
+    let location = status.headers()["location"]
+        .to_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        location.starts_with(&format!(
+            "https://weft.example.test/api/{hook}/instances/nap/?showInput=False"
+        )),
+        "{location}"
+    );
+    assert_eq!(json_body(status)["input"], Value::Null);
+    // A flag that is not a boolean is ignored (input shown), never a plain-text 400.
+    let status = client
+        .get(server.url(&format!("{INSTANCES}/nap?showInput=maybe&showHistory=1")))
+        .send()
+        .expect("GET");
+    assert_eq!(status.status(), StatusCode::ACCEPTED);
+    let status = json_body(status);
+    assert_eq!(status["input"]["name"], "Sleep");
+    assert!(status.get("historyEvents").is_none());
+
+    // Suspended is 202 too; a pending task shows as TaskScheduled in the history.
+    let post = |path: &str| {
+        client
+            .post(server.url(&format!("{hook}/{path}")))
+            .send()
+            .expect("POST")
+            .status()
+    };
+    poll(Duration::from_secs(60), || {
+        (count_events(&scratch, "TaskScheduled") >= 1).then_some(())
+    });
+    assert_eq!(
+        post("instances/nap/SUSPEND/?reason=wait"),
+        StatusCode::ACCEPTED
+    );
+    let suspended = poll(Duration::from_secs(60), || {
+        let response = client
+            .get(server.url(&format!("{INSTANCES}/nap?showHistory=true")))
+            .send()
+            .expect("GET");
+        let code = response.status();
+        let body = json_body(response);
+        (body["runtimeStatus"] == "Suspended").then_some((code, body))
+    });
+    assert_eq!(suspended.0, StatusCode::ACCEPTED);
+    let events = suspended.1["historyEvents"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["EventType"] == "TaskScheduled" && e["Name"] == "Sleep"),
+        "{events:?}"
+    );
+    // Rewind needs a Failed instance; restart of the same id needs an ended one.
+    assert_eq!(
+        post("instances/nap/rewind"),
+        StatusCode::PRECONDITION_FAILED
+    );
+    assert_eq!(post("instances/nobody/rewind"), StatusCode::NOT_FOUND);
+    assert_eq!(
+        post("instances/nap/restart?restartWithNewInstanceId=false"),
+        StatusCode::CONFLICT
+    );
+    assert_eq!(post("instances/nobody/restart"), StatusCode::BAD_REQUEST);
+    assert_eq!(post("instances/nap/terminate/"), StatusCode::ACCEPTED);
+    assert_eq!(post("instances/nap/frobnicate"), StatusCode::NOT_FOUND);
+    let get_op = client
+        .get(server.url(&format!("{INSTANCES}/nap/terminate")))
+        .send()
+        .expect("GET");
+    assert_eq!(get_op.status(), StatusCode::NOT_FOUND, "only POST");
+    assert_eq!(
+        client
+            .put(server.url(&format!("{INSTANCES}/nap")))
+            .send()
+            .expect("PUT")
+            .status(),
+        StatusCode::NOT_FOUND,
+        "an unknown method is a 404, as in the extension"
+    );
+    let terminated = server.poll_until_ended(&client, &server.url(&format!("{INSTANCES}/nap")));
+    assert_eq!(terminated[0].0, StatusCode::OK);
+    assert_eq!(post("instances/nap/resume"), StatusCode::GONE);
+    let terminated = client
+        .get(server.url(&format!(
+            "{INSTANCES}/nap?returnInternalServerErrorOnFailure=true"
+        )))
+        .send()
+        .expect("GET");
+    assert_eq!(
+        terminated.status(),
+        StatusCode::OK,
+        "Terminated is never 500"
+    );
+
+    // Restart: the same orchestrator and input, under a new id by default.
+    let restarted = client
+        .post(server.url(&format!("{hook}/instances/nap/restart")))
+        .send()
+        .expect("POST");
+    assert_eq!(restarted.status(), StatusCode::ACCEPTED);
+    let new_id = json_body(restarted)["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!new_id.is_empty() && new_id != "nap");
+    let again = json_body(
+        client
+            .get(server.url(&format!("{INSTANCES}/{new_id}")))
+            .send()
+            .expect("GET"),
+    );
+    assert_eq!(
+        (&again["name"], &again["input"]["name"]),
+        (&json!("CallActivity"), &json!("Sleep"))
+    );
+    assert_eq!(
+        post(&format!("instances/{new_id}/terminate")),
+        StatusCode::ACCEPTED
+    );
+    // Restart under the same id, waiting for it: a quick echo completes in time.
+    let echo = client
+        .post(server.url(&format!("{hook}/orchestrators/CallActivity/echo")))
+        .body(r#"{"name":"Echo","input":"hi"}"#)
+        .send()
+        .expect("POST");
+    assert_eq!(echo.status(), StatusCode::ACCEPTED);
+    server.poll_until_ended(&client, &server.url(&format!("{INSTANCES}/echo")));
+    let waited = client
+        .post(server.url(&format!(
+            "{hook}/instances/echo/restart?restartWithNewInstanceId=False&timeout=120&pollingInterval=1"
+        )))
+        .send()
+        .expect("POST");
+    assert_eq!(waited.status(), StatusCode::OK);
+    assert_eq!(
+        json_body(waited),
+        json!("hi"),
+        "the output is the whole body"
+    );
+
+    // Start and wait: 200 with the output; without pollingInterval it does not wait.
+    let waited = client
+        .post(server.url(&format!(
+            "{hook}/orchestrators/FanOut?timeout=120&pollingInterval=0.5"
+        )))
+        .body("4")
+        .send()
+        .expect("POST");
+    assert_eq!(waited.status(), StatusCode::OK);
+    assert_eq!(json_body(waited), json!(6), "0 + 1 + 2 + 3");
+    let not_waited = client
+        .post(server.url(&format!("{hook}/orchestrators/FanOut?timeout=120")))
+        .body("4")
+        .send()
+        .expect("POST");
+    assert_eq!(not_waited.status(), StatusCode::ACCEPTED);
+    // A wait that times out answers 202 with the check-status body.
+    let timed_out = client
+        .post(server.url(&format!(
+            "{hook}/orchestrators/CallActivity/slow?timeout=0.2&pollingInterval=0.1"
+        )))
+        .body(r#"{"name":"Sleep","input":60000}"#)
+        .send()
+        .expect("POST");
+    assert_eq!(timed_out.status(), StatusCode::ACCEPTED);
+    assert_eq!(json_body(timed_out)["id"], "slow");
+
+    // Lists: trailing slash, prefix, showInput, case-insensitive flags, paging checks.
+    let list = |query: &str| {
+        let response = client
+            .get(server.url(&format!("{hook}/instances/{query}")))
+            .send()
+            .expect("GET");
+        assert_eq!(response.status(), StatusCode::OK, "{query}");
+        json_body(response).as_array().cloned().unwrap_or_default()
+    };
+    let echoes = list("?instanceIdPrefix=ech&showInput=FALSE");
+    assert_eq!(echoes.len(), 1);
+    assert_eq!(echoes[0]["instanceId"], "echo");
+    assert_eq!(echoes[0]["input"], Value::Null);
+    assert!(
+        list("?runtimeStatus=Canceled").is_empty(),
+        "a status Weft never has"
+    );
+    assert!(list("?createdTimeTo=2000-01-01").is_empty());
+    assert_eq!(list("?top=1").len(), 1);
+    let bad_token = client
+        .get(server.url(&format!("{INSTANCES}/")))
+        .header("x-ms-continuation-token", "not-a-token")
+        .send()
+        .expect("GET");
+    assert_eq!(bad_token.status(), StatusCode::BAD_REQUEST);
+    assert!(json_body(bad_token)["Message"].is_string());
+
+    // Purge: 412 while running, 404 unknown, and `..` is no instance id.
+    assert_eq!(
+        client
+            .delete(server.url(&format!("{INSTANCES}/slow/")))
+            .send()
+            .expect("DELETE")
+            .status(),
+        StatusCode::PRECONDITION_FAILED
+    );
+    // HTTP clients resolve `.` and `..` segments away, so these go out raw.
+    for id in ["..", ".", "%2E%2E", "%2e"] {
+        let path = format!("/{hook}/orchestrators/FanOut/{id}?code={}", server.key);
+        assert_eq!(raw_post(&server.addr, &path, "1"), 404, "{id}");
+    }
+    assert!(
+        !scratch
+            .instance_ids()
+            .iter()
+            .any(|id| id == "." || id == "..")
+    );
+}
+
+/// Request bodies over the payload limit are refused with 413 before they are read.
+#[test]
+fn oversized_bodies_are_refused_before_they_are_buffered() {
+    let scratch = Scratch::new();
+    let mut args = vec!["--max-payload-kib", "1"];
+    args.extend(testing_components());
+    let server = Server::start(&scratch, "127.0.0.1:0", &args);
+    let client = client();
+    let big = format!("\"{}\"", "x".repeat(4096));
+    let response = server.start_json(&client, "orchestrators/FanOut", &big);
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(json_body(response)["Message"].is_string());
+    // Declared small, sent large (chunked, no Content-Length): still refused.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..64).map(|_| Ok(vec![b' '; 1024])).collect();
+    let response = client
+        .post(server.url("orchestrators/FanOut"))
+        .body(reqwest::blocking::Body::new(std::io::Cursor::new(
+            chunks
+                .into_iter()
+                .flat_map(|c| c.unwrap_or_default())
+                .collect::<Vec<u8>>(),
+        )))
+        .send();
+    if let Ok(response) = response {
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    assert!(scratch.instance_ids().is_empty());
+}
+
+/// The rpc listener: loopback only, no key, the `/durabletask/` base, and Python's
+/// twice-encoded inputs unwrapped once.
+#[test]
+fn the_rpc_listener_is_keyless_on_loopback_only_and_unwraps_twice_encoded_inputs() {
+    let scratch = Scratch::new();
+    let refused = scratch.run(&["serve", "--addr", "127.0.0.1:0", "--rpc-addr", "0.0.0.0:0"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not a loopback address"),
+        "{}",
+        describe(&refused)
+    );
+
+    let mut args = vec!["--rpc-addr", "127.0.0.1:0"];
+    args.extend(testing_components());
+    let server = Server::start(&scratch, "127.0.0.1:0", &args);
+    let rpc = server.rpc.clone().expect("the rpc line");
+    assert!(rpc.ends_with("/durabletask/"), "{rpc}");
+    let client = client();
+    let started = client
+        .post(format!("{rpc}orchestrators/CallActivity/twice"))
+        .header("content-type", "application/json")
+        .body(r#""{\"name\": \"Echo\", \"input\": 7}""#)
+        .send()
+        .expect("POST");
+    assert_eq!(started.status(), StatusCode::ACCEPTED);
+    let body = json_body(started);
+    assert!(
+        body["statusQueryGetUri"].as_str().is_some_and(|url| url
+            .starts_with(&format!("{rpc}instances/twice?"))
+            && !url.contains("code=")),
+        "{body}"
+    );
+    let ended = poll(Duration::from_secs(120), || {
+        let response = client
+            .get(format!("{rpc}instances/twice?showHistory=True"))
+            .send()
+            .expect("GET");
+        (response.status() == StatusCode::OK).then(|| json_body(response))
+    });
+    assert_eq!(ended["input"], json!({"name": "Echo", "input": 7}));
+    assert_eq!(ended["output"], json!(7));
+    // The public listener keeps the input as sent, and still wants its key there.
+    let kept = server.start_json(
+        &client,
+        "orchestrators/CallActivity/once",
+        r#""{\"name\": \"Echo\", \"input\": 7}""#,
+    );
+    assert_eq!(kept.status(), StatusCode::ACCEPTED);
+    let kept = json_body(
+        client
+            .get(server.url(&format!("{INSTANCES}/once")))
+            .send()
+            .expect("GET"),
+    );
+    assert_eq!(kept["input"], json!(r#"{"name": "Echo", "input": 7}"#));
+    assert_eq!(
+        client
+            .get(format!("{}/{INSTANCES}/once", server.base))
+            .send()
+            .expect("GET")
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        client
+            .get(format!(
+                "{}/durabletask/instances/once?code={}",
+                server.base, server.key
+            ))
+            .send()
+            .expect("GET")
+            .status(),
+        StatusCode::NOT_FOUND,
+        "the rpc base is not served on the public listener"
+    );
+}
+
+/// POSTs `body` to `path` over a plain TCP connection, exactly as written; returns the
+/// status code.
+fn raw_post(addr: &str, path: &str, body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("a read timeout");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {answer:?}"))
 }

@@ -147,6 +147,7 @@ fn survives_sigkill_mid_upload(server: &BlobServer) {
     write(&site, "small.txt", b"small");
     write(&site, BIG, &bytes(7, 100 << 20));
     let url = server.url("killed");
+    let watch = server.watch_upload("killed");
     let mut child = weft(
         &scratch,
         server,
@@ -163,7 +164,7 @@ fn survives_sigkill_mid_upload(server: &BlobServer) {
     .stderr(Stdio::null())
     .spawn()
     .expect("spawn weft");
-    let uploading = server.wait_upload("killed");
+    let uploading = watch.wait();
     kill(child.id());
     let _ = child.wait();
     assert_eq!(uploading, blob_name(&site.join(BIG)));

@@ -60,11 +60,11 @@ fn copies_outside_the_allowed_directories_are_denied_and_write_nothing() {
 
     // The same activity inside the allowed directory works.
     let result = copy(&scratch, "site/ok.txt");
-    assert_eq!(result, 4);
+    assert_eq!(result["bytes"], 4, "{result}");
 }
 
 #[test]
-fn allow_dir_extends_the_allowed_directories() {
+fn allow_dir_replaces_the_current_directory() {
     let scratch = Scratch::new();
     let elsewhere = tempfile::tempdir().expect("another directory");
     write(elsewhere.path(), "a/b.txt", b"12345");
@@ -84,4 +84,65 @@ fn allow_dir_extends_the_allowed_directories() {
         elsewhere.path().to_str().unwrap_or_default(),
     ]);
     assert_eq!(allowed, "5");
+    // Once a directory is given, the current one is no longer allowed.
+    write(scratch.path(), "here/c.txt", b"123");
+    let here = scratch.run(&[
+        "run",
+        "E2_BackupSiteContent",
+        "--input",
+        "\"here\"",
+        "--allow-dir",
+        elsewhere.path().to_str().unwrap_or_default(),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&here.stderr).contains("outside the allowed directories"),
+        "{}",
+        describe(&here)
+    );
+}
+
+#[test]
+fn weft_s_own_files_stay_closed_even_inside_an_allowed_directory() {
+    let scratch = Scratch::new();
+    write(scratch.path(), "site/index.html", b"<html>");
+    // A first run creates the data dir (database, blobs) inside the current directory.
+    assert_eq!(
+        scratch.run_ok(&["run", "E2_BackupSiteContent", "--input", "\"site\""]),
+        "6"
+    );
+    write(&scratch.data_dir(), "api-key", b"a-secret-key-of-weft");
+    let blob = blob_of(&scratch.data_dir(), &scratch.path().join("site/index.html"));
+    assert!(blob.exists(), "the first backup wrote {}", blob.display());
+    let blob = blob.to_string_lossy().to_string();
+    for path in [".weft/weft.db", ".weft/api-key", blob.as_str()] {
+        let result = copy(&scratch, path);
+        let error = result["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with("access denied"), "{path}: {result}");
+    }
+    // Backing up the whole current directory leaves the data dir out: no database, no key,
+    // and no copy of the backup's own blobs.
+    let total = scratch.run_ok(&["run", "E2_BackupSiteContent", "--input", "\".\""]);
+    assert_eq!(total, "6", "only site/index.html is backed up");
+}
+
+#[test]
+fn special_files_are_skipped_by_listings_and_refused_without_blocking() {
+    let scratch = Scratch::new();
+    write(scratch.path(), "site/a.txt", b"abc");
+    let fifo = scratch.path().join("site/pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success());
+    // The listing skips the FIFO; the backup completes.
+    assert_eq!(
+        scratch.run_ok(&["run", "E2_BackupSiteContent", "--input", "\"site\""]),
+        "3"
+    );
+    // Copying it directly (as after a swap between listing and copy) is refused at once,
+    // not waited on.
+    let result = copy(&scratch, "site/pipe");
+    let error = result["error"].as_str().unwrap_or_default();
+    assert!(error.contains("not a regular file"), "{result}");
 }

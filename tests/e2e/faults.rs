@@ -58,6 +58,51 @@ fn runaway_and_memory_hungry_guests_fail_with_clear_messages() {
         r#"{"error":"activity Spin exceeded its CPU time (200ms without waiting)"}"#
     );
 
+    // Neither waits that are already satisfied nor host calls reset the budget.
+    let output = run_testing(
+        &scratch,
+        &["run", "SpinOnFinishedTasks", "--guest-cpu-ms", "300"],
+    );
+    assert!(
+        stderr(&output)
+            .contains("Failed: orchestrator exceeded its CPU time (300ms without waiting)"),
+        "{}",
+        describe(&output)
+    );
+    write(scratch.path(), "polled.txt", b"x");
+    let poll = r#"{"name":"PollFileSize","input":"polled.txt"}"#;
+    let output = run_testing(
+        &scratch,
+        &[
+            "run",
+            "CallActivity",
+            "--input",
+            poll,
+            "--guest-cpu-ms",
+            "300",
+        ],
+    );
+    assert_eq!(
+        last_line(&output),
+        r#"{"error":"activity PollFileSize exceeded its CPU time (300ms without waiting)"}"#
+    );
+
+    // A storm of huge calls without a wait fails the orchestrator, not the host.
+    let output = run_testing(&scratch, &["run", "CallStorm"]);
+    assert!(
+        stderr(&output)
+            .contains("the orchestrator scheduled more than 250000 activities or 128 MiB"),
+        "{}",
+        describe(&output)
+    );
+    // A huge error message is cut before it is stored.
+    let fail = format!(r#"{{"name":"Fail","input":"{}"}}"#, "y".repeat(100_000));
+    let output = run_testing(&scratch, &["run", "CallActivity", "--input", &fail]);
+    let error: serde_json::Value = serde_json::from_str(&last_line(&output)).expect("JSON");
+    let message = error["error"].as_str().expect("an error message");
+    assert!(message.len() < 5000, "{} bytes", message.len());
+    assert!(message.ends_with("bytes in all]"), "{message}");
+
     let allocate = r#"{"name":"Allocate","input":100}"#;
     let output = run_testing(
         &scratch,
@@ -111,7 +156,7 @@ fn unknown_names_and_wrong_input_types_are_clear_errors() {
     let output = run_testing(&scratch, &["run", "CallActivity", "--input", unknown]);
     assert_eq!(
         last_line(&output),
-        r#"{"error":"unknown activity 'NoSuchActivity'; known activities: Allocate, Echo, Fail, Repeat, Sleep, Spin"}"#
+        r#"{"error":"unknown activity 'NoSuchActivity'; known activities: Allocate, Echo, Fail, PollFileSize, Repeat, Sleep, Spin"}"#
     );
     let output = scratch.run(&["run", "E2_BackupSiteContent", "--input", "42"]);
     assert!(
@@ -311,13 +356,15 @@ fn one_process_per_data_dir_and_a_graceful_stop_that_resumes() {
         .status()
         .expect("send SIGTERM");
     let stopped = wait_output(first, Duration::from_secs(60));
-    assert!(
-        stopped.status.success(),
-        "a graceful stop exits 0: {}",
+    assert_eq!(
+        stopped.status.code(),
+        Some(130),
+        "a stopped run says its work is not done: {}",
         describe(&stopped)
     );
     assert!(
-        stderr(&stopped).contains("SIGTERM: stopping"),
+        stderr(&stopped).contains("SIGTERM: stopping")
+            && stderr(&stopped).contains("instance sleepy did not finish; `weft resume`"),
         "{}",
         describe(&stopped)
     );
@@ -411,5 +458,67 @@ fn a_retry_waits_for_its_stored_due_time_across_a_restart() {
     assert_eq!(
         scratch.status("backoff")["output"],
         serde_json::json!({ "error": "failed on purpose with 1 (after 2 attempts)" })
+    );
+}
+
+#[test]
+fn the_cli_exits_quietly_on_a_closed_pipe_and_refuses_short_keys() {
+    let scratch = Scratch::new();
+    let output = run_testing(
+        &scratch,
+        &["run", "FanOut", "--input", "2000", "--instance-id", "big"],
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+    // The history is far larger than a pipe's buffer, so weft writes after `head` left.
+    let piped = std::process::Command::new("bash")
+        .current_dir(scratch.path())
+        .env("WEFT_DATA_DIR", scratch.data_dir())
+        .args([
+            "-c",
+            &format!("set -o pipefail; '{WEFT}' history big | head -1 >/dev/null"),
+        ])
+        .output()
+        .expect("run a pipeline");
+    assert!(piped.status.success(), "{}", describe(&piped));
+    assert_eq!(stderr(&piped), "", "nothing is reported");
+
+    let short = scratch.run(&["serve", "--addr", "127.0.0.1:0", "--key", "short"]);
+    assert!(!short.status.success());
+    assert!(
+        stderr(&short).contains("the API key must be at least 16 characters long"),
+        "{}",
+        describe(&short)
+    );
+}
+
+#[test]
+fn a_damaged_cached_component_is_compiled_again_never_run() {
+    let scratch = Scratch::new();
+    let cache = scratch.path().join("cache");
+    let cache_arg = cache.to_string_lossy().to_string();
+    let args = ["run", "FanOut", "--input", "3", "--cache-dir", &cache_arg];
+    let first = run_testing(&scratch, &args);
+    assert_eq!(last_line(&first), "3", "{}", describe(&first));
+    let mut damaged = 0;
+    for entry in std::fs::read_dir(&cache).expect("the cache exists") {
+        let path = entry.expect("a cache entry").path();
+        let mut bytes = std::fs::read(&path).expect("read a cached component");
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(&path, bytes).expect("damage it");
+        damaged += 1;
+    }
+    assert!(damaged >= 2, "both components were cached");
+    let second = run_testing(&scratch, &args);
+    assert_eq!(last_line(&second), "3", "{}", describe(&second));
+    assert!(
+        stderr(&second).contains("checksum mismatch"),
+        "{}",
+        describe(&second)
+    );
+    let third = run_testing(&scratch, &args);
+    assert!(
+        !stderr(&third).contains("checksum mismatch"),
+        "the cache was repaired"
     );
 }

@@ -135,10 +135,11 @@ async fn retries_recover_from_blob_store_failures_and_the_history_shows_each_att
     }));
 
     let runtime = Runtime::open(config).await.expect("open the runtime");
-    runtime.start_workers().expect("start workers");
+    runtime.start_workers().await.expect("start workers");
     let input = serde_json::to_string(site.to_str().unwrap_or_default()).expect("JSON");
     let instance = runtime
         .start("E2_BackupSiteContent", &input, None)
+        .await
         .expect("start");
     let ended = tokio::time::timeout(Duration::from_secs(120), runtime.wait(&instance.id))
         .await
@@ -147,7 +148,11 @@ async fn retries_recover_from_blob_store_failures_and_the_history_shows_each_att
     assert_eq!(ended.status, RuntimeStatus::Completed, "{:?}", ended.output);
     assert_eq!(ended.output.as_deref(), Some("22"));
 
-    let history = runtime.store().history(&instance.id).expect("history");
+    let history = runtime
+        .store()
+        .history(&instance.id)
+        .await
+        .expect("history");
     let retries: Vec<_> = history
         .iter()
         .filter_map(|e| match &e.event {
@@ -207,10 +212,16 @@ async fn a_runaway_instance_fails_alone_while_others_complete() {
     config.guest_limits.cpu = Duration::from_millis(300);
     config.guest_limits.memory = 64 << 20;
     let runtime = Runtime::open(config).await.expect("open the runtime");
-    runtime.start_workers().expect("start workers");
-    let runaway = runtime.start("InfiniteLoop", "null", None).expect("start");
-    let bomb = runtime.start("MemoryBomb", "null", None).expect("start");
-    let fan_out = runtime.start("FanOut", "20", None).expect("start");
+    runtime.start_workers().await.expect("start workers");
+    let runaway = runtime
+        .start("InfiniteLoop", "null", None)
+        .await
+        .expect("start");
+    let bomb = runtime
+        .start("MemoryBomb", "null", None)
+        .await
+        .expect("start");
+    let fan_out = runtime.start("FanOut", "20", None).await.expect("start");
 
     let wait = |id: String| {
         let runtime = runtime.clone();
@@ -251,14 +262,20 @@ async fn an_instance_suspended_before_it_runs_schedules_nothing_until_resumed() 
         .map(|p| ComponentSource::File(p.into()))
         .to_vec();
     let runtime = Runtime::open(config).await.expect("open the runtime");
-    let instance = runtime.create("FanOut", "3", Some("held")).expect("create");
-    runtime.suspend(&instance.id, "not yet").expect("suspend");
-    runtime.start_workers().expect("start workers");
+    let instance = runtime
+        .create("FanOut", "3", Some("held"))
+        .await
+        .expect("create");
+    runtime
+        .suspend(&instance.id, "not yet")
+        .await
+        .expect("suspend");
+    runtime.start_workers().await.expect("start workers");
 
     let store = runtime.store().clone();
     let suspended = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
-            match store.instance("held") {
+            match store.instance("held").await {
                 Ok(Some(found)) if found.status == RuntimeStatus::Suspended => return found,
                 _ => tokio::time::sleep(Duration::from_millis(10)).await,
             }
@@ -267,10 +284,10 @@ async fn an_instance_suspended_before_it_runs_schedules_nothing_until_resumed() 
     .await
     .expect("the instance is recorded as suspended");
     assert_eq!(suspended.status, RuntimeStatus::Suspended);
-    let scheduled = store.progress("held").expect("progress").scheduled;
+    let scheduled = store.progress("held").await.expect("progress").scheduled;
     assert_eq!(scheduled, 0, "a suspended instance runs nothing");
 
-    runtime.resume("held", "go").expect("resume");
+    runtime.resume("held", "go").await.expect("resume");
     let ended = tokio::time::timeout(Duration::from_secs(60), runtime.wait("held"))
         .await
         .expect("ends")
@@ -289,23 +306,31 @@ async fn an_instance_no_loaded_component_can_run_can_still_be_terminated() {
         .map(|p| ComponentSource::File(p.into()))
         .to_vec();
     let first = Runtime::open(testing).await.expect("open the runtime");
-    first.create("FanOut", "3", Some("orphan")).expect("create");
+    first
+        .create("FanOut", "3", Some("orphan"))
+        .await
+        .expect("create");
     drop(first);
 
     // A host with only the backup sample cannot run FanOut: the instance stays Pending.
     let runtime = Runtime::open(config(&scratch))
         .await
         .expect("open the runtime again");
-    runtime.start_workers().expect("start workers");
+    runtime.start_workers().await.expect("start workers");
     within(runtime.wait_idle()).await.expect("idle");
     let store = runtime.store().clone();
     assert_eq!(
-        store.instance("orphan").expect("read").map(|i| i.status),
+        store
+            .instance("orphan")
+            .await
+            .expect("read")
+            .map(|i| i.status),
         Some(RuntimeStatus::Pending)
     );
 
     runtime
         .terminate("orphan", "cleaning up")
+        .await
         .expect("terminate");
     let ended = within(runtime.wait("orphan")).await.expect("wait");
     assert_eq!(
@@ -313,7 +338,7 @@ async fn an_instance_no_loaded_component_can_run_can_still_be_terminated() {
         (RuntimeStatus::Terminated, Some("\"cleaning up\""))
     );
     assert!(matches!(
-        runtime.terminate("orphan", "again"),
+        runtime.terminate("orphan", "again").await,
         Err(weft::runtime::Error::Ended { .. })
     ));
 }

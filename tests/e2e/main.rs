@@ -1,14 +1,19 @@
 //! End-to-end tests against the real `weft` binary, real SQLite files, real directory
 //! trees, real blob directories and real blob servers (Azurite, an S3 server).
 
+mod abuse;
 mod api;
 mod backup;
+mod cancel;
+mod clients;
 mod cloud;
 mod confinement;
 mod crash;
 mod faults;
+mod group_commit;
 mod host;
 mod nondeterminism;
+mod rewind;
 mod sandbox;
 mod servers;
 mod snapshots;

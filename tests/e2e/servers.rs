@@ -193,13 +193,44 @@ impl BlobServer {
         }
     }
 
-    /// Waits until an upload is in progress (uncommitted blocks, or a multipart upload
-    /// with a part) and returns the blob's name.
-    pub fn wait_upload(&self, container: &str) -> String {
-        self.check(&["wait-upload", container])["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+    /// Starts watching `container` for an upload in progress (uncommitted blocks, or a
+    /// started multipart upload); returns once the watcher is polling.
+    pub fn watch_upload(&self, container: &str) -> UploadWatch {
+        use std::io::BufRead;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/blobcheck.py");
+        let backend = match self.kind {
+            Kind::Azurite => "azure",
+            Kind::S3 => "s3",
+        };
+        let mut child = Command::new(python())
+            .arg(script)
+            .args([backend, "wait-upload", container])
+            .envs(self.env())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("run blobcheck.py wait-upload");
+        let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let ready = lines.next().and_then(Result::ok).unwrap_or_default();
+        assert_eq!(ready, "ready", "the upload watcher did not start");
+        UploadWatch { child, lines }
+    }
+}
+
+/// A running `blobcheck.py wait-upload`.
+pub struct UploadWatch {
+    child: Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl UploadWatch {
+    /// Waits for the upload and returns the blob's name.
+    pub fn wait(mut self) -> String {
+        let line = self.lines.next().and_then(Result::ok).unwrap_or_default();
+        let _ = self.child.wait();
+        let found: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("no upload in progress was seen ({e}): {line:?}"));
+        found["name"].as_str().unwrap_or_default().to_string()
     }
 }
 

@@ -248,16 +248,29 @@ pub struct Server {
     pub base: String,
     pub key: String,
     pub addr: String,
+    /// The rpc listener's base URL (`http://127.0.0.1:PORT/durabletask/`), with `--rpc-addr`.
+    pub rpc: Option<String>,
 }
 
 impl Server {
     /// Starts `weft serve --addr ADDR EXTRA...` and waits for its ready lines.
     pub fn start(scratch: &Scratch, addr: &str, extra: &[&str]) -> Self {
+        Self::start_with(scratch, addr, extra, |_| {})
+    }
+
+    /// [`Server::start`], with a last word on the command (its user, its environment).
+    pub fn start_with(
+        scratch: &Scratch,
+        addr: &str,
+        extra: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Self {
         use std::io::BufRead;
         let mut args = vec!["serve", "--addr", addr];
         args.extend(extra);
-        let mut child = scratch
-            .weft(&args)
+        let mut command = scratch.weft(&args);
+        adjust(&mut command);
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(
                 std::fs::OpenOptions::new()
@@ -281,12 +294,20 @@ impl Server {
             .strip_prefix("key: ")
             .unwrap_or_else(|| panic!("key line: {key_line:?}"))
             .to_string();
+        let rpc = extra.contains(&"--rpc-addr").then(|| {
+            let rpc_line = next();
+            rpc_line
+                .strip_prefix("rpc listening on ")
+                .unwrap_or_else(|| panic!("rpc line: {rpc_line:?}"))
+                .to_string()
+        });
         let addr = base.trim_start_matches("http://").to_string();
         Self {
             child,
             base,
             key,
             addr,
+            rpc,
         }
     }
 

@@ -1,5 +1,5 @@
-//! Activities for the host's tests: echo, sleep, fail, spin, allocate and repeat on
-//! demand.
+//! Activities for the host's tests: echo, sleep, fail, spin, poll the host, allocate and
+//! repeat on demand.
 
 wit_bindgen::generate!({ world: "activities", path: "../../wit" });
 
@@ -9,10 +9,18 @@ struct Testing;
 
 impl Guest for Testing {
     fn names() -> Vec<String> {
-        ["Echo", "Sleep", "Fail", "Spin", "Allocate", "Repeat"]
-            .iter()
-            .map(|name| name.to_string())
-            .collect()
+        [
+            "Echo",
+            "Sleep",
+            "Fail",
+            "Spin",
+            "PollFileSize",
+            "Allocate",
+            "Repeat",
+        ]
+        .iter()
+        .map(|name| name.to_string())
+        .collect()
     }
 
     fn run(name: String, input: String) -> Result<String, RunError> {
@@ -28,6 +36,15 @@ impl Guest for Testing {
                 let mut counter = 0u64;
                 loop {
                     counter = std::hint::black_box(counter.wrapping_add(1));
+                }
+            }
+            // Asks the host for a file's size forever: host calls must not reset the CPU
+            // budget.
+            "PollFileSize" => {
+                let path: String =
+                    serde_json::from_str(&input).map_err(|e| RunError::BadInput(e.to_string()))?;
+                loop {
+                    std::hint::black_box(weft::orchestration::fs::file_size(&path).ok());
                 }
             }
             "Allocate" => {

@@ -1,11 +1,15 @@
 //! Confinement of activity file access to the directories the operator allowed.
 //!
-//! Files are opened through `cap-std` directory handles, which refuse any path that
-//! leaves the directory, whether by `..` or by a symlink, at the moment of opening (no
-//! check-then-open race). Paths are reported to guests as absolute paths.
+//! Files are opened, and trees listed, through `cap-std` directory handles, which refuse
+//! any path that leaves the directory, whether by `..` or by a symlink, at the moment of
+//! use (no check-then-use race): a symlink swapped in during a listing cannot lead it
+//! outside. Some places inside an allowed directory stay closed as well: Weft's own data
+//! dir (its database, API key and blobs) is never readable by activities. Only regular
+//! files are read: a FIFO, socket or device is skipped by listings and refused by opens,
+//! without blocking. Paths are reported to guests as absolute paths.
 
 use cap_std::ambient_authority;
-use cap_std::fs::Dir;
+use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
@@ -14,6 +18,8 @@ use std::path::{Component, Path, PathBuf};
 pub enum Error {
     #[error("access denied: {0} is outside the allowed directories")]
     Denied(String),
+    #[error("access denied: {0} belongs to Weft itself")]
+    Private(String),
     #[error("not found: {0}")]
     NotFound(String),
     #[error("{path}: {source}")]
@@ -34,6 +40,13 @@ impl Error {
             },
         }
     }
+
+    fn other(path: &str, message: &str) -> Self {
+        Self::Io {
+            path: path.to_string(),
+            source: io::Error::other(message.to_string()),
+        }
+    }
 }
 
 struct Root {
@@ -41,9 +54,11 @@ struct Root {
     dir: Dir,
 }
 
-/// The allowed directories.
+/// The allowed directories, and the places inside them that stay closed.
 pub struct Confinement {
     roots: Vec<Root>,
+    /// Canonical paths activities may never read, even inside an allowed root.
+    private: Vec<PathBuf>,
     cwd: PathBuf,
 }
 
@@ -55,9 +70,10 @@ pub struct FileEntry {
 }
 
 impl Confinement {
-    /// Allows `roots` (each must be an existing directory). Relative paths that guests
-    /// pass are resolved against the current directory.
-    pub fn new(roots: &[PathBuf]) -> Result<Self, Error> {
+    /// Allows `roots` (each must be an existing directory) except for `private` (Weft's
+    /// own directories; those that do not exist yet are ignored). Relative paths that
+    /// guests pass are resolved against the current directory.
+    pub fn new(roots: &[PathBuf], private: &[PathBuf]) -> Result<Self, Error> {
         let cwd = std::env::current_dir().map_err(|e| Error::io(Path::new("."), e))?;
         let mut resolved = Vec::new();
         for root in roots {
@@ -68,6 +84,10 @@ impl Confinement {
         }
         Ok(Self {
             roots: resolved,
+            private: private
+                .iter()
+                .filter_map(|path| std::fs::canonicalize(path).ok())
+                .collect(),
             cwd,
         })
     }
@@ -105,93 +125,136 @@ impl Confinement {
         Err(denied())
     }
 
-    fn inside(&self, canonical: &Path) -> bool {
-        self.roots
-            .iter()
-            .any(|root| canonical.starts_with(&root.path))
+    fn is_private(&self, canonical: &Path) -> bool {
+        self.private.iter().any(|p| canonical.starts_with(p))
     }
 
-    /// Opens a regular file for reading, refusing every escape from the allowed roots.
+    /// Opens a regular file for reading, refusing every escape from the allowed roots,
+    /// Weft's own files, and anything that is not a regular file. The open never blocks
+    /// (a FIFO is refused, not waited on).
     pub fn open_file(&self, path: &str) -> Result<(std::fs::File, u64), Error> {
         let (root, relative, absolute) = self.locate(path)?;
-        let file = if relative.as_os_str().is_empty() {
-            return Err(Error::Io {
-                path: path.to_string(),
-                source: io::Error::other("is a directory, not a file"),
-            });
+        if relative.as_os_str().is_empty() {
+            return Err(Error::other(path, "is a directory, not a file"));
+        }
+        let file = root
+            .dir
+            .open_with(
+                &relative,
+                OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK),
+            )
+            .map_err(|e| match Error::io(&absolute, e) {
+                Error::Denied(_) => Error::Denied(path.to_string()),
+                other => other,
+            })?
+            .into_std();
+        let metadata = file.metadata().map_err(|e| Error::io(&absolute, e))?;
+        if !metadata.is_file() {
+            return Err(Error::other(
+                path,
+                "not a regular file (a directory, FIFO, socket or device)",
+            ));
+        }
+        // Where the opened file really is, whatever symlinks led there.
+        if let Ok(opened) = std::fs::read_link(format!("/proc/self/fd/{}", fd_of(&file)))
+            && self.is_private(&opened)
+        {
+            return Err(Error::Private(path.to_string()));
+        }
+        Ok((file, metadata.len()))
+    }
+
+    /// Every regular file under `root`, recursively, sorted by path. The walk goes through
+    /// directory handles: directories are entered only as real directories (symlinks to
+    /// directories are not followed), symlinks to files are listed only when they resolve
+    /// inside the same allowed root, and Weft's own directories are left out.
+    pub fn list_files(&self, root: &str) -> Result<Vec<FileEntry>, Error> {
+        let (allowed, relative, absolute) = self.locate(root)?;
+        let canonical = std::fs::canonicalize(&absolute).map_err(|e| Error::io(&absolute, e))?;
+        if !canonical.starts_with(&allowed.path) {
+            return Err(Error::Denied(root.to_string()));
+        }
+        if self.is_private(&canonical) {
+            return Err(Error::Private(root.to_string()));
+        }
+        let top = if relative.as_os_str().is_empty() {
+            allowed
+                .dir
+                .try_clone()
+                .map_err(|e| Error::io(&absolute, e))?
         } else {
-            root.dir
-                .open(&relative)
+            allowed
+                .dir
+                .open_dir(&relative)
                 .map_err(|e| match Error::io(&absolute, e) {
-                    Error::Denied(_) => Error::Denied(path.to_string()),
+                    Error::Denied(_) => Error::Denied(root.to_string()),
+                    Error::Io { .. } => Error::other(root, "not a directory"),
                     other => other,
                 })?
         };
-        let metadata = file.metadata().map_err(|e| Error::io(&absolute, e))?;
-        if !metadata.is_file() {
-            return Err(Error::Io {
-                path: path.to_string(),
-                source: io::Error::other("not a regular file"),
-            });
-        }
-        Ok((file.into_std(), metadata.len()))
-    }
-
-    /// Every regular file under `root`, recursively, sorted by path. Symlinks are listed
-    /// only when they point at a file inside the allowed directories; directory symlinks
-    /// are not followed.
-    pub fn list_files(&self, root: &str) -> Result<Vec<FileEntry>, Error> {
-        let (_, _, absolute) = self.locate(root)?;
-        let canonical = std::fs::canonicalize(&absolute).map_err(|e| Error::io(&absolute, e))?;
-        if !self.inside(&canonical) {
-            return Err(Error::Denied(root.to_string()));
-        }
-        if !canonical.is_dir() {
-            return Err(Error::Io {
-                path: root.to_string(),
-                source: io::Error::other("not a directory"),
-            });
-        }
         let mut files = Vec::new();
-        for entry in walkdir::WalkDir::new(&absolute).follow_links(false) {
-            let entry = entry.map_err(|e| {
-                let path = e.path().unwrap_or(&absolute).to_path_buf();
-                Error::io(&path, e.into())
-            })?;
-            let file_type = entry.file_type();
-            let size = if file_type.is_file() {
-                entry
-                    .metadata()
-                    .map_err(|e| Error::io(entry.path(), e.into()))?
-                    .len()
-            } else if file_type.is_symlink() {
-                match std::fs::canonicalize(entry.path()) {
-                    Ok(target) if self.inside(&target) && target.is_file() => {
-                        std::fs::metadata(&target)
-                            .map_err(|e| Error::io(&target, e))?
-                            .len()
-                    }
-                    _ => {
-                        tracing::warn!(path = %entry.path().display(), "skipping a symlink that does not point at an allowed file");
-                        continue;
-                    }
+        let mut pending = vec![(top, absolute, canonical)];
+        while let Some((dir, shown, real)) = pending.pop() {
+            let entries = dir.entries().map_err(|e| Error::io(&shown, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::io(&shown, e))?;
+                let name = entry.file_name();
+                let (shown_path, real_path) = (shown.join(&name), real.join(&name));
+                if self.is_private(&real_path) {
+                    continue;
                 }
-            } else {
-                continue;
-            };
-            match entry.path().to_str() {
-                Some(path) => files.push(FileEntry {
-                    path: path.to_string(),
-                    size,
-                }),
-                None => {
-                    tracing::warn!(path = %entry.path().display(), "skipping a file whose name is not UTF-8")
+                let file_type = entry.file_type().map_err(|e| Error::io(&shown_path, e))?;
+                let size = if file_type.is_dir() {
+                    match entry.open_dir() {
+                        Ok(child) => pending.push((child, shown_path, real_path)),
+                        Err(error) => {
+                            tracing::warn!(path = %shown_path.display(), "skipping a directory that cannot be opened: {error}")
+                        }
+                    }
+                    continue;
+                } else if file_type.is_file() {
+                    entry
+                        .metadata()
+                        .map_err(|e| Error::io(&shown_path, e))?
+                        .len()
+                } else if file_type.is_symlink() {
+                    // Followed through the handle: a target outside the root is an error.
+                    match dir.metadata(&name) {
+                        Ok(target)
+                            if target.is_file()
+                                && !std::fs::canonicalize(&real_path)
+                                    .is_ok_and(|t| self.is_private(&t)) =>
+                        {
+                            target.len()
+                        }
+                        _ => {
+                            tracing::warn!(path = %shown_path.display(), "skipping a symlink that does not point at an allowed file");
+                            continue;
+                        }
+                    }
+                } else {
+                    tracing::info!(path = %shown_path.display(), "skipping a special file (FIFO, socket or device)");
+                    continue;
+                };
+                match shown_path.to_str() {
+                    Some(path) => files.push(FileEntry {
+                        path: path.to_string(),
+                        size,
+                    }),
+                    None => {
+                        tracing::warn!(path = %shown_path.display(), "skipping a file whose name is not UTF-8")
+                    }
                 }
             }
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(files)
     }
+}
+
+fn fd_of(file: &std::fs::File) -> i32 {
+    use std::os::fd::AsRawFd;
+    file.as_raw_fd()
 }
 
 #[cfg(test)]
@@ -204,7 +267,7 @@ mod tests {
         std::fs::create_dir_all(allowed.join("sub")).unwrap_or_default();
         std::fs::write(allowed.join("sub/a.txt"), "abc").unwrap_or_default();
         std::fs::write(top.path().join("secret"), "s3cret").unwrap_or_default();
-        let confinement = Confinement::new(&[allowed]).unwrap_or_else(|e| panic!("{e}"));
+        let confinement = Confinement::new(&[allowed], &[]).unwrap_or_else(|e| panic!("{e}"));
         (top, confinement)
     }
 
@@ -237,6 +300,33 @@ mod tests {
                 ),
             }
         }
+    }
+
+    #[test]
+    fn listing_never_follows_a_directory_symlink_and_leaves_private_dirs_out() {
+        let top = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let allowed = top.path().join("allowed");
+        let outside = top.path().join("outside");
+        for dir in [allowed.join("data"), outside.clone()] {
+            std::fs::create_dir_all(dir).unwrap_or_default();
+        }
+        std::fs::write(allowed.join("a.txt"), "a").unwrap_or_default();
+        std::fs::write(allowed.join("data/weft.db"), "db").unwrap_or_default();
+        std::fs::write(outside.join("secret"), "s").unwrap_or_default();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&outside, allowed.join("door")).unwrap_or_default();
+        let confinement = Confinement::new(std::slice::from_ref(&allowed), &[allowed.join("data")])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let files = confinement
+            .list_files(allowed.to_str().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let paths: Vec<_> = files.iter().map(|f| f.path.clone()).collect();
+        assert_eq!(paths, vec![allowed.join("a.txt").display().to_string()]);
+        let private = allowed.join("data/weft.db");
+        assert!(matches!(
+            confinement.open_file(private.to_str().unwrap_or_default()),
+            Err(Error::Private(_))
+        ));
     }
 
     #[test]

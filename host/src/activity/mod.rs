@@ -183,14 +183,15 @@ impl ActivityComponent {
                 Ok(_) => Ok(output),
                 Err(e) => Err(format!("activity {name} returned invalid JSON: {e}")),
             },
-            Ok(Err(RunError::UnknownName(known))) => Err(format!(
+            Ok(Err(RunError::UnknownName(known))) => Err(limits::truncate_message(format!(
                 "unknown activity '{name}'; this component provides: {}",
                 known.join(", ")
+            ))),
+            Ok(Err(RunError::BadInput(message))) => Err(format!(
+                "activity {name}: bad input: {}",
+                limits::truncate_message(message)
             )),
-            Ok(Err(RunError::BadInput(message))) => {
-                Err(format!("activity {name}: bad input: {message}"))
-            }
-            Ok(Err(RunError::Failed(message))) => Err(message),
+            Ok(Err(RunError::Failed(message))) => Err(limits::truncate_message(message)),
             Err(trap) => match limits::exceeded(&trap, guest_limits.memory) {
                 Some(exceeded) => Err(format!("activity {name} {exceeded}")),
                 None => Err(store.data().stderr.describe(format!(

@@ -1,4 +1,10 @@
-//! The API's one error type and its mapping to HTTP statuses.
+//! The API's one error type and its mapping to HTTP statuses and JSON bodies.
+//!
+//! Bodies follow the Durable Functions extension: most errors are an object
+//! `{"Message", "ExceptionMessage"}` (the Python client raises `ExceptionMessage` on a
+//! 400 from a start), and the few answers the extension gives as a bare JSON string
+//! (purge and rewind preconditions, a purge without `createdTimeFrom`) are
+//! [`Error::Text`]. Every error body is JSON.
 
 use crate::runtime;
 use crate::store;
@@ -20,13 +26,18 @@ pub enum Error {
     #[error("{0}")]
     Gone(String),
     #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
-    UnsupportedMediaType(String),
+    RequestTimeout(String),
     #[error("{0}")]
     NotImplemented(String),
     #[error("{0}")]
     Internal(String),
+    /// An answer whose body is a JSON string, as the extension gives for some refusals.
+    #[error("{1}")]
+    Text(StatusCode, String),
 }
 
 impl Error {
@@ -37,10 +48,12 @@ impl Error {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Gone(_) => StatusCode::GONE,
+            Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Text(status, _) => *status,
         }
     }
 }
@@ -50,11 +63,15 @@ impl IntoResponse for Error {
         if matches!(self, Self::Internal(_)) {
             tracing::error!("request failed: {self}");
         }
-        (
-            self.status(),
-            Json(serde_json::json!({ "error": self.to_string() })),
-        )
-            .into_response()
+        let status = self.status();
+        let body = match self {
+            Self::Text(_, text) => serde_json::Value::String(text),
+            other => {
+                let message = other.to_string();
+                serde_json::json!({ "Message": message, "ExceptionMessage": message })
+            }
+        };
+        (status, Json(body)).into_response()
     }
 }
 
@@ -62,9 +79,13 @@ impl From<store::Error> for Error {
     fn from(error: store::Error) -> Self {
         match error {
             store::Error::UnknownInstance(_) => Self::NotFound(error.to_string()),
-            store::Error::InstanceExists(_)
-            | store::Error::NotEnded(_)
-            | store::Error::Conflict { .. } => Self::Conflict(error.to_string()),
+            store::Error::InstanceExists(_) | store::Error::Conflict { .. } => {
+                Self::Conflict(error.to_string())
+            }
+            store::Error::NotEnded(_) | store::Error::NotFailed { .. } => {
+                Self::PreconditionFailed(error.to_string())
+            }
+            store::Error::Ended { .. } => Self::Gone(error.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }
@@ -74,10 +95,11 @@ impl From<runtime::Error> for Error {
     fn from(error: runtime::Error) -> Self {
         match error {
             runtime::Error::Store(error) => error.into(),
-            runtime::Error::UnknownOrchestrator { .. } => Self::NotFound(error.to_string()),
-            runtime::Error::BadInput(_) | runtime::Error::BadId(_) => {
-                Self::BadRequest(error.to_string())
-            }
+            // The extension (before it stopped checking) refused unknown names with a
+            // 400 whose `ExceptionMessage` the Python client shows.
+            runtime::Error::UnknownOrchestrator { .. }
+            | runtime::Error::BadInput(_)
+            | runtime::Error::BadId(_) => Self::BadRequest(error.to_string()),
             runtime::Error::PayloadTooLarge(_) => Self::PayloadTooLarge(error.to_string()),
             runtime::Error::Ended { .. } => Self::Gone(error.to_string()),
             other => Self::Internal(other.to_string()),

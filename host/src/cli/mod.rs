@@ -49,6 +49,25 @@ enum Command {
         /// The API key; default: the one kept in <data-dir>/api-key, generated on first start.
         #[arg(long, env = "WEFT_API_KEY", hide_env_values = true)]
         key: Option<String>,
+        /// Where clients reach this server (e.g. https://weft.example.com behind a proxy);
+        /// every URL the API hands out starts with it. Default: http://ADDR as bound.
+        #[arg(long)]
+        public_url: Option<String>,
+        /// Also serve the API without a key on this loopback address, under
+        /// /durabletask/, as the Functions host's local rpcBaseUrl (the official
+        /// clients' rpc endpoint). Only loopback addresses are accepted.
+        #[arg(long)]
+        rpc_addr: Option<std::net::SocketAddr>,
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Rewind a Failed instance: run it again from its failures (failed activities run
+    /// again, completed ones are not re-run) and wait for it, as `run` does.
+    Rewind {
+        id: String,
+        /// Why, recorded in the history.
+        #[arg(long, default_value = "rewound from the command line")]
+        reason: String,
         #[command(flatten)]
         host: HostArgs,
     },
@@ -113,7 +132,7 @@ struct HostArgs {
     /// is still read and hashed).
     #[arg(long)]
     skip_unchanged: bool,
-    /// A directory activities may read, besides the current directory. Repeatable.
+    /// A directory activities may read (repeatable); default: the current directory.
     #[arg(long = "allow-dir", value_name = "DIR")]
     allow_dirs: Vec<PathBuf>,
     /// Activities run at once.
@@ -126,8 +145,12 @@ struct HostArgs {
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=4096))]
     guest_memory_mib: u64,
     /// Largest JSON payload (input, output, custom status), in KiB.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(1..=262_144))]
     max_payload_kib: u64,
+    /// The longest an activity attempt may run when its retry policy sets no timeout, in
+    /// seconds; over it, the attempt fails (and may be retried).
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    activity_timeout_secs: u64,
     /// Evict an orchestrator instance that has waited this long (it replays when its
     /// next message comes); 0 keeps instances hot until they end.
     #[arg(long, default_value_t = 30_000)]
@@ -155,15 +178,15 @@ impl HostArgs {
             skip_unchanged: self.skip_unchanged,
         };
         config.cache_dir = self.cache_dir.clone();
-        config.allowed_dirs = std::iter::once(PathBuf::from("."))
-            .chain(self.allow_dirs.iter().cloned())
-            .collect();
+        // The current directory only when no directory is given.
+        config.allowed_dirs = self.allow_dirs.clone();
         config.max_activities = self.max_activities as usize;
         config.guest_limits = GuestLimits {
             cpu: Duration::from_millis(self.guest_cpu_ms),
             memory: (self.guest_memory_mib as usize) << 20,
             payload: (self.max_payload_kib as usize) << 10,
         };
+        config.activity_timeout = Duration::from_secs(self.activity_timeout_secs);
         config.evict_after =
             (self.evict_after_ms > 0).then(|| Duration::from_millis(self.evict_after_ms));
         config.activity_delay = self.test_activity_delay_ms.map(Duration::from_millis);
@@ -184,6 +207,8 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 /// Runs the command line; the exit code is 0 on success.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Many files and connections at once are normal for a backup host.
+    api::server::raise_descriptor_limit();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
@@ -194,11 +219,29 @@ pub fn main() -> ExitCode {
         .init();
     match run(cli) {
         Ok(code) => code,
+        // The reader went away (`weft list --json | head -1`): nothing is wrong.
+        Err(error) if broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Writes `text` and a newline to stdout, reporting a closed pipe as an error to stop on.
+fn print_line(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    out.flush()?;
+    Ok(())
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -215,28 +258,43 @@ fn run(cli: Cli) -> Result<ExitCode> {
             &host,
         )),
         Command::Resume { host } => block_on(resume(&host)),
-        Command::Serve { addr, key, host } => block_on(serve(addr, key, &host)),
-        Command::Status { id, data } => {
-            let instance = find(&open_store(&data)?, &id)?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&status::instance_json(&instance))?
-            );
+        Command::Serve {
+            addr,
+            key,
+            public_url,
+            rpc_addr,
+            host,
+        } => block_on(serve(
+            Listeners {
+                addr,
+                public_url,
+                rpc_addr,
+            },
+            key,
+            &host,
+        )),
+        Command::Rewind { id, reason, host } => block_on(rewind(&id, &reason, &host)),
+        Command::Status { id, data } => block_on(async move {
+            let instance = find(&open_store(&data)?, &id).await?;
+            print_line(&serde_json::to_string_pretty(&status::instance_json(
+                &instance,
+            ))?)?;
             Ok(ExitCode::SUCCESS)
-        }
-        Command::History { id, data } => {
+        }),
+        Command::History { id, data } => block_on(async move {
             let store = open_store(&data)?;
-            find(&store, &id)?;
+            find(&store, &id).await?;
+            let history = store.history(&id).await?;
             let mut out = std::io::stdout().lock();
-            for event in store.history(&id)? {
+            for event in history {
                 writeln!(out, "{}", status::event_json(&event))?;
             }
             Ok(ExitCode::SUCCESS)
-        }
-        Command::List { json, data } => {
-            list(&open_store(&data)?, json)?;
+        }),
+        Command::List { json, data } => block_on(async move {
+            list(&open_store(&data)?, json).await?;
             Ok(ExitCode::SUCCESS)
-        }
+        }),
     }
 }
 
@@ -269,9 +327,10 @@ fn display(path: &Path) -> String {
     path.display().to_string()
 }
 
-fn find(store: &dyn Store, id: &str) -> Result<Instance> {
+async fn find(store: &dyn Store, id: &str) -> Result<Instance> {
     store
-        .instance(id)?
+        .instance(id)
+        .await?
         .with_context(|| format!("no instance with id '{id}'"))
 }
 
@@ -282,54 +341,130 @@ async fn run_orchestration(
     host: &HostArgs,
 ) -> Result<ExitCode> {
     let runtime = Runtime::open(host.config()).await?;
-    let instance = runtime.create(name, input, id)?;
+    let instance = runtime.create(name, input, id).await?;
     eprintln!("instance {} of {name} started", instance.id);
-    runtime.start_workers()?;
-    let bar = progress::show(runtime.store().clone(), &instance.id);
+    runtime.start_workers().await?;
+    follow(&runtime, &instance.id).await
+}
+
+/// Waits for instance `id` to end with a progress bar, and prints how it ended; a signal
+/// stops the host and says how to finish the instance.
+async fn follow(runtime: &Runtime, id: &str) -> Result<ExitCode> {
+    let bar = progress::show(runtime.store().clone(), id);
     let ended = tokio::select! {
-        ended = runtime.wait(&instance.id) => ended,
+        ended = runtime.wait(id) => ended,
         signal = stop_signal() => {
             drop(bar);
-            return stop(&runtime, signal?).await;
+            stop(runtime, signal?).await;
+            eprintln!(
+                "instance {id} did not finish; `weft resume` (with the same --data-dir) finishes it"
+            );
+            return Ok(ExitCode::from(INTERRUPTED));
         }
     };
     drop(bar);
     finish(&ended?)
 }
 
-async fn serve(
+/// Where `weft serve` listens and how clients reach it.
+struct Listeners {
     addr: std::net::SocketAddr,
-    key: Option<String>,
-    host: &HostArgs,
-) -> Result<ExitCode> {
+    public_url: Option<String>,
+    rpc_addr: Option<std::net::SocketAddr>,
+}
+
+async fn serve(listeners: Listeners, key: Option<String>, host: &HostArgs) -> Result<ExitCode> {
+    let Listeners {
+        addr,
+        public_url,
+        rpc_addr,
+    } = listeners;
+    if let Some(rpc) = rpc_addr
+        && !rpc.ip().is_loopback()
+    {
+        bail!(
+            "--rpc-addr {rpc} is not a loopback address: the rpc listener takes no key, so it only listens on 127.0.0.1 or ::1"
+        );
+    }
+    let public_url = match public_url {
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+            Some(url.trim_end_matches('/').to_string())
+        }
+        Some(url) => bail!("--public-url {url} must start with http:// or https://"),
+        None => None,
+    };
     let runtime = Runtime::open(host.config()).await?;
     let key = match key {
-        Some(key) if !key.trim().is_empty() => key.trim().to_string(),
-        Some(_) => bail!("the API key must not be empty"),
+        Some(key) if key.trim().len() >= MIN_KEY_LEN => key.trim().to_string(),
+        Some(_) => bail!("the API key must be at least {MIN_KEY_LEN} characters long"),
         None => api::key::load_or_create(runtime.data_dir())?,
     };
-    runtime.start_workers()?;
+    runtime.start_workers().await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
+    let rpc_listener = match rpc_addr {
+        Some(rpc) => Some(
+            tokio::net::TcpListener::bind(rpc)
+                .await
+                .with_context(|| format!("cannot listen on {rpc}"))?,
+        ),
+        None => None,
+    };
+    let rpc_url = match &rpc_listener {
+        Some(listener) => Some(format!("http://{}", listener.local_addr()?)),
+        None => None,
+    };
+    // An unspecified listening address (0.0.0.0) is no address to hand out; loopback
+    // is the one that surely reaches this host. --public-url says better.
+    let public_url = public_url.unwrap_or_else(|| {
+        let mut reachable = bound;
+        if reachable.ip().is_unspecified() {
+            reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{reachable}")
+    });
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "weft listening on http://{bound}")?;
         writeln!(out, "key: {key}")?;
+        if let Some(rpc_url) = &rpc_url {
+            writeln!(out, "rpc listening on {rpc_url}/durabletask/")?;
+        }
         out.flush()?;
     }
-    let router = api::router(std::sync::Arc::new(api::Api {
+    let api = std::sync::Arc::new(api::Api {
         runtime: runtime.clone(),
         key,
-    }));
-    // On a signal the server future is dropped: no new requests, then the workers stop.
+        public_url,
+        rpc_url,
+    });
+    let connections = api::server::raise_descriptor_limit();
+    let rpc = async {
+        match rpc_listener {
+            Some(listener) => {
+                api::server::serve(listener, api::rpc_router(api.clone()), connections)
+                    .await
+                    .context("the rpc HTTP server failed")
+            }
+            None => std::future::pending().await,
+        }
+    };
+    // On a signal the server futures are dropped: no new requests, then the workers stop.
     tokio::select! {
-        served = axum::serve(listener, router).into_future() => served.context("the HTTP server failed")?,
-        signal = stop_signal() => return stop(&runtime, signal?).await,
+        served = api::server::serve(listener, api::router(api.clone()), connections) => served.context("the HTTP server failed")?,
+        served = rpc => served?,
+        signal = stop_signal() => {
+            stop(&runtime, signal?).await;
+            return Ok(ExitCode::SUCCESS);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// The shortest API key `--key` accepts: a short key can be guessed.
+const MIN_KEY_LEN: usize = 16;
 
 /// Waits for SIGTERM or SIGINT (Ctrl-C) and says which.
 async fn stop_signal() -> Result<&'static str> {
@@ -342,14 +477,16 @@ async fn stop_signal() -> Result<&'static str> {
     })
 }
 
-/// A graceful stop: take no new work, let running activities record their results for a
-/// moment, and exit 0. Unfinished instances resume on the next start.
-async fn stop(runtime: &Runtime, signal: &str) -> Result<ExitCode> {
+/// The exit code of a `run` or `resume` that a signal stopped before its work was done.
+const INTERRUPTED: u8 = 130;
+
+/// A graceful stop: take no new work and let running activities record their results for
+/// a moment. Unfinished instances resume on the next start.
+async fn stop(runtime: &Runtime, signal: &str) {
     eprintln!(
         "{signal}: stopping; unfinished instances resume on the next `weft run` or `weft resume`"
     );
     runtime.shutdown(Duration::from_secs(3)).await;
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints the outcome of an ended instance: output on stdout, failure on stderr.
@@ -357,7 +494,7 @@ fn finish(instance: &Instance) -> Result<ExitCode> {
     let output = instance.output.as_deref().unwrap_or("null");
     match instance.status {
         RuntimeStatus::Completed => {
-            println!("{output}");
+            print_line(output)?;
             Ok(ExitCode::SUCCESS)
         }
         status => {
@@ -369,18 +506,29 @@ fn finish(instance: &Instance) -> Result<ExitCode> {
     }
 }
 
+async fn rewind(id: &str, reason: &str, host: &HostArgs) -> Result<ExitCode> {
+    let runtime = Runtime::open(host.config()).await?;
+    runtime.rewind(id, reason).await?;
+    eprintln!("instance {id} rewound");
+    runtime.start_workers().await?;
+    follow(&runtime, id).await
+}
+
 async fn resume(host: &HostArgs) -> Result<ExitCode> {
     let runtime = Runtime::open(host.config()).await?;
-    let pending = runtime.store().unfinished_instances()?;
+    let pending = runtime.store().unfinished_instances().await?;
     eprintln!("resuming {} unfinished instance(s)", pending.len());
-    runtime.start_workers()?;
+    runtime.start_workers().await?;
     tokio::select! {
         idle = runtime.wait_idle() => idle?,
-        signal = stop_signal() => return stop(&runtime, signal?).await,
+        signal = stop_signal() => {
+            stop(&runtime, signal?).await;
+            return Ok(ExitCode::from(INTERRUPTED));
+        }
     }
     let mut code = ExitCode::SUCCESS;
     for id in pending {
-        let instance = find(&**runtime.store(), &id)?;
+        let instance = find(&**runtime.store(), &id).await?;
         eprintln!(
             "instance {id} ({}): {}",
             instance.name,
@@ -393,9 +541,11 @@ async fn resume(host: &HostArgs) -> Result<ExitCode> {
     Ok(code)
 }
 
-fn list(store: &dyn Store, json: bool) -> Result<()> {
+async fn list(store: &dyn Store, json: bool) -> Result<()> {
+    let instances = store
+        .list_instances(&Default::default(), 0, usize::MAX)
+        .await?;
     let mut out = std::io::stdout().lock();
-    let instances = store.list_instances(&Default::default(), 0, usize::MAX)?;
     if json {
         for instance in &instances {
             writeln!(out, "{}", status::instance_json(instance))?;

@@ -41,7 +41,7 @@ pub fn show(store: Arc<dyn Store>, id: &str) -> Bar {
     let (shown, id) = (bar.clone(), id.to_string());
     let task = tokio::spawn(async move {
         loop {
-            if let Ok(progress) = store.progress(&id) {
+            if let Ok(progress) = store.progress(&id).await {
                 shown.set_length(progress.scheduled);
                 shown.set_position(progress.finished);
             }

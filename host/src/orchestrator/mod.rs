@@ -23,7 +23,7 @@ use crate::store::{self, Instance, RuntimeStatus, Store};
 use chrono::Utc;
 use sandbox::ReplayedClock;
 use std::sync::Arc;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use wasmtime::Engine;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -48,6 +48,28 @@ pub enum RunFailure {
     #[error("wasm engine failure: {0}")]
     Engine(String),
 }
+
+/// An activity's outcome handed to a hot instance in memory. The episode that consumes
+/// it records it and deletes its work item in one transaction, so a result is never
+/// recorded twice; if the host dies first, the activity runs again.
+#[derive(Debug)]
+pub struct Delivery {
+    pub item: store::WorkItem,
+    pub completion: store::Event,
+}
+
+/// Hands the work items that an episode leases as it enqueues them straight to this
+/// process's activity dispatcher, so that they start without a claim round trip.
+#[derive(Clone)]
+pub struct Eager {
+    pub owner: String,
+    pub items: mpsc::UnboundedSender<store::WorkItem>,
+}
+
+/// The most work items one episode leases eagerly; the rest wait to be claimed.
+const EAGER_MAX: usize = 256;
+/// How long eagerly leased work items stay leased (as for claimed ones).
+const EAGER_LEASE: chrono::Duration = chrono::Duration::minutes(5);
 
 /// A loaded orchestration component, ready to instantiate.
 pub struct OrchestratorComponent {
@@ -112,6 +134,18 @@ pub struct OrchestrationState {
     replay: Replay,
     /// Inbox messages consumed by the episode in progress.
     consumed: Vec<i64>,
+    /// The id of the last inbox message read: each read asks only for newer ones.
+    inbox_cursor: i64,
+    /// Completions read while the instance was suspended, delivered once it resumes.
+    held: Vec<store::InboxMessage>,
+    /// Outcomes handed over in memory by this process's dispatcher.
+    deliveries: Option<mpsc::UnboundedReceiver<Delivery>>,
+    /// Deliveries received while waiting, not yet taken into an episode.
+    arrived: Vec<Delivery>,
+    /// Work items (and their task ids) whose delivered outcomes the episode in progress
+    /// records.
+    settled: Vec<(i64, u32)>,
+    eager: Option<Eager>,
     custom_status: Option<String>,
     guids: u64,
     store: Option<Arc<dyn Store>>,
@@ -136,6 +170,12 @@ impl OrchestrationState {
             replay: Replay::new(&[])
                 .unwrap_or_else(|_| unreachable!("an empty history is well-formed")),
             consumed: Vec::new(),
+            inbox_cursor: 0,
+            held: Vec::new(),
+            deliveries: None,
+            arrived: Vec::new(),
+            settled: Vec::new(),
+            eager: None,
             custom_status: None,
             guids: 0,
             store: None,
@@ -158,31 +198,55 @@ impl OrchestrationState {
     }
 
     /// Commits the episode in progress with `status`.
-    fn checkpoint(
+    async fn checkpoint(
         &mut self,
         status: RuntimeStatus,
         output: Option<&str>,
     ) -> Result<(), store::Error> {
         let store = self.store_handle()?;
         let (first_seq, events) = self.replay.take_pending();
-        if events.is_empty() && self.consumed.is_empty() && !status.is_terminal() {
+        if events.is_empty()
+            && self.consumed.is_empty()
+            && self.settled.is_empty()
+            && !status.is_terminal()
+        {
             return Ok(());
         }
-        store.checkpoint(&store::Checkpoint {
-            instance_id: &self.instance_id,
-            first_seq,
-            events: &events,
-            consumed: &self.consumed,
-            status,
-            output,
-            custom_status: self.custom_status.as_deref(),
-            now: Utc::now(),
-        })?;
-        self.consumed.clear();
-        if events
+        let scheduled = events
             .iter()
-            .any(|(_, event)| matches!(event, store::Event::TaskScheduled { .. }))
-        {
+            .filter(|(_, event)| matches!(event, store::Event::TaskScheduled { .. }))
+            .count();
+        let now = Utc::now();
+        let lease = self.eager.as_ref().map(|eager| store::Lease {
+            owner: eager.owner.clone(),
+            until: now + EAGER_LEASE,
+            max: EAGER_MAX,
+        });
+        let leased = store
+            .checkpoint(store::Checkpoint {
+                instance_id: self.instance_id.clone(),
+                first_seq,
+                events,
+                consumed: std::mem::take(&mut self.consumed),
+                settled: self.settled.iter().map(|(item, _)| *item).collect(),
+                lease,
+                status,
+                output: output.map(str::to_string),
+                custom_status: self.custom_status.clone(),
+                now,
+            })
+            .await?;
+        for (_, task) in std::mem::take(&mut self.settled) {
+            tracing::debug!(instance = %self.instance_id, task, "outcome recorded");
+        }
+        let handed = leased.len();
+        if let Some(eager) = &self.eager {
+            for item in leased {
+                // A dispatcher that is gone leaves the item leased until the next start.
+                let _ = eager.items.send(item);
+            }
+        }
+        if scheduled > handed {
             self.work_ready.notify_one();
         }
         Ok(())
@@ -190,12 +254,21 @@ impl OrchestrationState {
 
     /// Opens an episode with what the inbox holds that may be delivered now: control
     /// messages always, completions only while the instance is not suspended (the rest
-    /// wait in the inbox). Returns false if there was nothing to take.
-    fn take_inbox(&mut self) -> Result<bool, store::Error> {
-        let messages = self.store_handle()?.inbox(&self.instance_id)?;
+    /// are held until it resumes). Returns false if there was nothing to take.
+    ///
+    /// Only messages newer than the last one read are fetched, so a suspended instance
+    /// that keeps receiving completions never reads one twice.
+    async fn take_inbox(&mut self) -> Result<bool, store::Error> {
+        let new = self
+            .store_handle()?
+            .inbox(&self.instance_id, self.inbox_cursor)
+            .await?;
+        if let Some(last) = new.last() {
+            self.inbox_cursor = last.id;
+        }
         let mut suspended = self.replay.is_suspended();
         let mut taken = Vec::new();
-        for message in messages {
+        for message in std::mem::take(&mut self.held).into_iter().chain(new) {
             match &message.event {
                 store::Event::ExecutionSuspended { .. } => suspended = true,
                 store::Event::ExecutionResumed { .. } => suspended = false,
@@ -203,18 +276,59 @@ impl OrchestrationState {
                     taken.push(message);
                     break;
                 }
-                _ if suspended => continue,
+                _ if suspended => {
+                    self.held.push(message);
+                    continue;
+                }
                 _ => {}
             }
             taken.push(message);
         }
-        if taken.is_empty() {
+        // Outcomes handed over in memory come after the inbox's messages. While the
+        // instance is suspended they are recorded in the inbox instead, durably, to be
+        // read with the held ones once it resumes.
+        let terminated = taken
+            .last()
+            .is_some_and(|m| matches!(m.event, store::Event::ExecutionTerminated { .. }));
+        let mut delivered = Vec::new();
+        if !terminated {
+            if let Some(deliveries) = &mut self.deliveries {
+                while let Ok(delivery) = deliveries.try_recv() {
+                    self.arrived.push(delivery);
+                }
+            }
+            for delivery in std::mem::take(&mut self.arrived) {
+                if suspended {
+                    self.record_delivery(delivery).await?;
+                } else {
+                    self.settled.push((delivery.item.id, delivery.item.task_id));
+                    delivered.push(delivery.completion);
+                }
+            }
+        }
+        if taken.is_empty() && delivered.is_empty() {
             return Ok(false);
         }
         self.consumed.extend(taken.iter().map(|m| m.id));
-        self.replay
-            .begin_episode(Utc::now(), taken.into_iter().map(|m| m.event));
+        let events = taken.into_iter().map(|m| m.event).chain(delivered);
+        self.replay.begin_episode(Utc::now(), events);
         Ok(true)
+    }
+
+    /// Records a delivered outcome the way the dispatcher would have: in the inbox.
+    async fn record_delivery(&mut self, delivery: Delivery) -> Result<(), store::Error> {
+        let owner = self
+            .eager
+            .as_ref()
+            .map(|eager| eager.owner.clone())
+            .unwrap_or_default();
+        let settlement = store::Settlement::Complete {
+            completion: delivery.completion,
+        };
+        self.store_handle()?
+            .settle_work(&delivery.item, &owner, settlement, Utc::now())
+            .await?;
+        Ok(())
     }
 
     /// Waits until the inbox holds something deliverable and opens an episode with it.
@@ -224,25 +338,48 @@ impl OrchestrationState {
     /// and the instance should be evicted (a later message replays it anew).
     async fn next_episode(&mut self) -> Result<bool, store::Error> {
         loop {
-            if self.take_inbox()? {
+            if self.take_inbox().await? {
                 if self.replay.termination().is_some() || !self.replay.is_suspended() {
                     return Ok(true);
                 }
-                self.checkpoint(RuntimeStatus::Suspended, None)?;
+                self.checkpoint(RuntimeStatus::Suspended, None).await?;
                 continue;
             }
             // A message posted after the read above stores a permit, so none is lost.
-            match self.evict_after {
-                None => self.wake.notified().await,
-                Some(idle) => {
-                    if tokio::time::timeout(idle, self.wake.notified())
-                        .await
-                        .is_err()
-                    {
-                        return Ok(false);
+            let wake = self.wake.clone();
+            let news = async {
+                match &mut self.deliveries {
+                    Some(deliveries) => tokio::select! {
+                        () = wake.notified() => None,
+                        delivery = deliveries.recv() => delivery,
+                    },
+                    None => {
+                        wake.notified().await;
+                        None
                     }
                 }
-            }
+            };
+            let arrived = match self.evict_after {
+                None => news.await,
+                Some(idle) => match tokio::time::timeout(idle, news).await {
+                    Ok(arrived) => arrived,
+                    Err(_) => {
+                        // Idle: refuse further deliveries (they go to the inbox), and keep
+                        // running if one slipped in meanwhile.
+                        if let Some(deliveries) = &mut self.deliveries {
+                            deliveries.close();
+                            while let Ok(delivery) = deliveries.try_recv() {
+                                self.arrived.push(delivery);
+                            }
+                        }
+                        if self.arrived.is_empty() {
+                            return Ok(false);
+                        }
+                        None
+                    }
+                },
+            };
+            self.arrived.extend(arrived);
         }
     }
 
@@ -298,23 +435,27 @@ pub struct InstanceEnv {
     pub limits: GuestLimits,
     /// Evict the instance after waiting this long; `None` keeps it hot until it ends.
     pub evict_after: Option<std::time::Duration>,
+    /// Where this process's dispatcher hands outcomes to the instance.
+    pub deliveries: mpsc::UnboundedReceiver<Delivery>,
+    /// Where the instance hands eagerly leased work items to the dispatcher.
+    pub eager: Option<Eager>,
 }
 
 /// Runs `instance`, replaying its history first, until it ends or is evicted while idle.
 /// Returns its status then: terminal if it ended.
 pub async fn run_instance(
-    env: &InstanceEnv,
+    env: InstanceEnv,
     registry: &Registry<OrchestratorComponent>,
     instance: &Instance,
 ) -> Result<RuntimeStatus, RunFailure> {
-    let history = env.store.history(&instance.id)?;
+    let history = env.store.history(&instance.id).await?;
     let replay = match Replay::new(&history) {
         Ok(replay) => replay,
         Err(error) => {
             // The instance cannot be replayed; record why without touching its history.
             tracing::error!(instance = %instance.id, "{error}");
             let failed = RuntimeStatus::Failed;
-            end_without_replay(&*env.store, instance, failed, &error.to_string())?;
+            end_without_replay(&*env.store, instance, failed, &error.to_string()).await?;
             return Ok(failed);
         }
     };
@@ -335,14 +476,16 @@ pub async fn run_instance(
         stderr,
         budget: Budget::new(env.limits),
         evict_after: env.evict_after,
+        deliveries: Some(env.deliveries),
+        eager: env.eager.clone(),
         ..OrchestrationState::probe()
     };
-    if !state.take_inbox()? {
+    if !state.take_inbox().await? {
         state.replay.begin_episode(Utc::now(), []);
     }
     if state.replay.is_suspended() && state.replay.termination().is_none() {
         // Suspended before it could run: record that, and run nothing until resumed.
-        state.checkpoint(RuntimeStatus::Suspended, None)?;
+        state.checkpoint(RuntimeStatus::Suspended, None).await?;
         if !state.next_episode().await? {
             return Ok(RuntimeStatus::Suspended);
         }
@@ -404,7 +547,7 @@ pub async fn run_instance(
             (RuntimeStatus::Terminated, json_string(&reason))
         }
     };
-    state.checkpoint(status, Some(&output))?;
+    state.checkpoint(status, Some(&output)).await?;
     Ok(status)
 }
 
@@ -463,13 +606,13 @@ fn describe_failure(
 /// Ends an instance without running its orchestrator, appending only the final event:
 /// `ExecutionTerminated` for [`RuntimeStatus::Terminated`], else `ExecutionFailed`. Used
 /// when the history cannot be replayed, or no task here can run the instance.
-pub(crate) fn end_without_replay(
+pub(crate) async fn end_without_replay(
     store: &dyn Store,
     instance: &Instance,
     status: RuntimeStatus,
     message: &str,
 ) -> Result<(), store::Error> {
-    let first_seq = store.history(&instance.id)?.len() as u64;
+    let first_seq = store.history(&instance.id).await?.len() as u64;
     let event = match status {
         RuntimeStatus::Terminated => store::Event::ExecutionTerminated {
             reason: message.to_string(),
@@ -479,16 +622,21 @@ pub(crate) fn end_without_replay(
         },
     };
     let now = Utc::now();
-    store.checkpoint(&store::Checkpoint {
-        instance_id: &instance.id,
-        first_seq,
-        events: &[(now, event)],
-        consumed: &[],
-        status,
-        output: Some(&json_string(message)),
-        custom_status: instance.custom_status.as_deref(),
-        now,
-    })
+    store
+        .checkpoint(store::Checkpoint {
+            instance_id: instance.id.clone(),
+            first_seq,
+            events: vec![(now, event)],
+            consumed: Vec::new(),
+            settled: Vec::new(),
+            lease: None,
+            status,
+            output: Some(json_string(message)),
+            custom_status: instance.custom_status.clone(),
+            now,
+        })
+        .await
+        .map(drop)
 }
 
 fn describe_run_error(name: &str, error: RunError) -> String {
@@ -499,7 +647,9 @@ fn describe_run_error(name: &str, error: RunError) -> String {
                 known.join(", ")
             )
         }
-        RunError::BadInput(message) => format!("bad input: {message}"),
-        RunError::Failed(message) => message,
+        RunError::BadInput(message) => {
+            format!("bad input: {}", limits::truncate_message(message))
+        }
+        RunError::Failed(message) => limits::truncate_message(message),
     }
 }

@@ -56,6 +56,7 @@ struct Scheduled {
     input: String,
     /// The history sequence number of its `TaskScheduled`, if recorded.
     seq: Option<u64>,
+    retry: Option<RetryPolicy>,
 }
 
 impl fmt::Display for Scheduled {
@@ -93,6 +94,23 @@ pub struct Replay {
     suspended: bool,
     /// A client asked to terminate the instance, with this reason.
     termination: Option<String>,
+    /// Bytes of names and inputs scheduled since the last checkpoint.
+    pending_bytes: usize,
+    /// Tasks whose completion was recorded since a wait last looked: a wait that is
+    /// already under way checks only these, so each episode costs what it delivers.
+    fresh: Vec<u32>,
+    /// Completions recorded so far, forgotten ones included: the next one's `order`.
+    completions_seen: usize,
+}
+
+/// A `when-all` or `when-any` under way: the tasks it still waits for. It is built once
+/// per wait (O(tasks)) and then only told of fresh completions (O(delivered)).
+#[derive(Debug, Default)]
+pub struct Wait {
+    /// `None` until the first look.
+    missing: Option<std::collections::HashSet<u32>>,
+    /// Whether one of the tasks has finished.
+    any_done: bool,
 }
 
 impl Replay {
@@ -111,6 +129,9 @@ impl Replay {
             finished: false,
             suspended: false,
             termination: None,
+            fresh: Vec::new(),
+            pending_bytes: 0,
+            completions_seen: 0,
         };
         for (index, event) in history.iter().enumerate() {
             if event.seq != index as u64 {
@@ -134,7 +155,7 @@ impl Replay {
                 task_id,
                 name,
                 input,
-                ..
+                retry,
             } => {
                 if *task_id as usize != self.scheduled.len() {
                     return Err(Error::BadHistory(format!(
@@ -145,6 +166,7 @@ impl Replay {
                     name: name.clone(),
                     input: input.clone(),
                     seq: Some(seq),
+                    retry: retry.clone(),
                 });
             }
             Event::TaskCompleted { .. } | Event::TaskFailed { .. } => {
@@ -156,6 +178,7 @@ impl Replay {
             Event::ExecutionSuspended { .. } => self.suspended = true,
             Event::ExecutionResumed { .. } => self.suspended = false,
             Event::ExecutionTerminated { .. } => self.finished = true,
+            Event::ExecutionRewound { .. } => self.rewind(),
             Event::ExecutionStarted { .. } | Event::TaskRetrying { .. } => {}
         }
         Ok(())
@@ -175,11 +198,49 @@ impl Replay {
         }
         let completion = Completion {
             episode: self.episodes.len().saturating_sub(1),
-            order: self.completions.len(),
+            order: self.completions_seen,
             outcome,
         };
+        self.completions_seen += 1;
         self.completions.insert(task_id, completion);
+        self.fresh.push(task_id);
         true
+    }
+
+    /// A rewind: failures recorded so far no longer count (their tasks are pending again,
+    /// to be delivered anew) and the execution is no longer finished.
+    fn rewind(&mut self) {
+        self.completions
+            .retain(|_, completion| matches!(completion.outcome, Outcome::Completed(_)));
+        let completions = &self.completions;
+        self.fresh.retain(|task| completions.contains_key(task));
+        self.finished = false;
+    }
+
+    /// What a rewind of a failed instance with this history must schedule again: the
+    /// `TaskScheduled` event of every recorded task that failed or never finished.
+    pub fn rewind_plan(history: &[HistoryEvent]) -> Result<Vec<Event>, Error> {
+        let replay = Self::new(history)?;
+        Ok(replay
+            .scheduled
+            .iter()
+            .enumerate()
+            .filter(|(task_id, _)| {
+                !matches!(
+                    replay.completions.get(&(*task_id as u32)),
+                    Some(Completion {
+                        outcome: Outcome::Completed(_),
+                        ..
+                    })
+                )
+            })
+            .map(|(task_id, task)| Event::TaskScheduled {
+                task_id: task_id as u32,
+                name: task.name.clone(),
+                input: task.input.clone(),
+                retry: task.retry.clone(),
+            })
+            .collect())
     }
 
     /// True once the history holds `ExecutionCompleted` or `ExecutionFailed`.
@@ -241,6 +302,7 @@ impl Replay {
                         name: name.to_string(),
                         input: input.to_string(),
                         seq: None,
+                        retry: None,
                     };
                     return Err(NonDeterminism {
                         task_id,
@@ -257,7 +319,9 @@ impl Replay {
                     name: name.to_string(),
                     input: input.to_string(),
                     seq: None,
+                    retry: retry.clone(),
                 });
+                self.pending_bytes += name.len() + input.len();
                 self.pending.push((
                     now,
                     Event::TaskScheduled {
@@ -284,9 +348,16 @@ impl Replay {
     }
 
     /// The outcomes of all `tasks` in order, if every one has finished; `None` means the
-    /// code must wait for another episode.
-    pub fn when_all(&mut self, tasks: &[u32]) -> Result<Option<Vec<Outcome>>, Error> {
-        self.check_known(tasks)?;
+    /// code must wait for another episode. Call it again with the same `wait` after each
+    /// episode: only the completions delivered since are looked at.
+    pub fn when_all(
+        &mut self,
+        tasks: &[u32],
+        wait: &mut Wait,
+    ) -> Result<Option<Vec<Outcome>>, Error> {
+        if !self.narrow(tasks, wait)?.is_empty() {
+            return Ok(None);
+        }
         let mut outcomes = Vec::with_capacity(tasks.len());
         let mut last_episode = self.current_episode;
         for task in tasks {
@@ -300,9 +371,13 @@ impl Replay {
         Ok(Some(outcomes))
     }
 
-    /// The index in `tasks` of the one that finished first (in history order), if any has.
-    pub fn when_any(&mut self, tasks: &[u32]) -> Result<Option<u32>, Error> {
-        self.check_known(tasks)?;
+    /// The index in `tasks` of the one that finished first (in history order), if any
+    /// has. Like [`Replay::when_all`], it looks only at fresh completions on later calls.
+    pub fn when_any(&mut self, tasks: &[u32], wait: &mut Wait) -> Result<Option<u32>, Error> {
+        self.narrow(tasks, wait)?;
+        if !wait.any_done {
+            return Ok(None);
+        }
         let first = tasks
             .iter()
             .enumerate()
@@ -316,6 +391,33 @@ impl Replay {
             self.current_episode = self.current_episode.max(episode);
             index as u32
         }))
+    }
+
+    /// Brings `wait` up to date and returns the tasks it still misses.
+    fn narrow<'w>(
+        &mut self,
+        tasks: &[u32],
+        wait: &'w mut Wait,
+    ) -> Result<&'w std::collections::HashSet<u32>, Error> {
+        let fresh = std::mem::take(&mut self.fresh);
+        match &mut wait.missing {
+            Some(missing) => {
+                for task in fresh {
+                    wait.any_done |= missing.remove(&task);
+                }
+            }
+            None => {
+                self.check_known(tasks)?;
+                let missing: std::collections::HashSet<u32> = tasks
+                    .iter()
+                    .copied()
+                    .filter(|task| !self.completions.contains_key(task))
+                    .collect();
+                wait.any_done = tasks.iter().any(|task| !missing.contains(task));
+                wait.missing = Some(missing);
+            }
+        }
+        Ok(wait.missing.get_or_insert_default())
     }
 
     /// The code returned. Fails if the history recorded tasks the code no longer schedules.
@@ -379,9 +481,16 @@ impl Replay {
         }
         let first_seq = self.committed_len;
         let events = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
         self.committed_len += events.len() as u64;
         self.committed_episodes = self.episodes.len();
         (first_seq, events)
+    }
+
+    /// How many events and how many bytes of names and inputs wait for the next
+    /// checkpoint.
+    pub fn pending_size(&self) -> (usize, usize) {
+        (self.pending.len(), self.pending_bytes)
     }
 
     /// The activity name of a scheduled task.

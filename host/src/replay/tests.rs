@@ -49,7 +49,7 @@ fn history(events: &[(u32, Event)]) -> Vec<HistoryEvent> {
 /// Returns `None` where the program would block.
 fn fan_out(replay: &mut Replay) -> Result<Option<u64>, Error> {
     let list = replay.call_activity("List", "\"/r\"", None)?;
-    let Some(outcomes) = replay.when_all(&[list])? else {
+    let Some(outcomes) = replay.when_all(&[list], &mut Wait::default())? else {
         return Ok(None);
     };
     let Outcome::Completed(files) = &outcomes[0] else {
@@ -60,7 +60,7 @@ fn fan_out(replay: &mut Replay) -> Result<Option<u64>, Error> {
         .iter()
         .map(|file| replay.call_activity("Copy", &format!("\"{file}\""), None))
         .collect::<Result<Vec<_>, _>>()?;
-    let Some(outcomes) = replay.when_all(&tasks)? else {
+    let Some(outcomes) = replay.when_all(&tasks, &mut Wait::default())? else {
         return Ok(None);
     };
     Ok(Some(
@@ -194,7 +194,10 @@ fn returning_before_a_recorded_command_is_nondeterminism() {
 fn waiting_on_a_task_never_scheduled_is_an_error() {
     let mut replay = Replay::new(&history(&[(0, started())])).unwrap();
     replay.begin_episode(at(1), []);
-    assert_eq!(replay.when_all(&[3]), Err(Error::UnknownTask(3)));
+    assert_eq!(
+        replay.when_all(&[3], &mut Wait::default()),
+        Err(Error::UnknownTask(3))
+    );
 }
 
 #[test]
@@ -214,7 +217,7 @@ fn when_any_picks_the_first_completion_in_history_order() {
         replay.call_activity("A", "1", None).unwrap(),
         replay.call_activity("B", "2", None).unwrap(),
     ];
-    assert_eq!(replay.when_any(&tasks), Ok(Some(1)));
+    assert_eq!(replay.when_any(&tasks, &mut Wait::default()), Ok(Some(1)));
     assert_eq!(replay.now(), Some(at(2)));
 }
 
@@ -232,7 +235,7 @@ fn an_episode_in_which_nothing_happened_is_not_recorded() {
     // The next real episode gets the next sequence number; the blocked code resumes.
     replay.begin_episode(at(6), [completed(0, "[]")]);
     assert_eq!(
-        replay.when_all(&[0]),
+        replay.when_all(&[0], &mut Wait::default()),
         Ok(Some(vec![Outcome::Completed("[]".into())]))
     );
     assert_eq!(replay.now(), Some(at(6)));
@@ -263,4 +266,113 @@ fn malformed_histories_are_rejected() {
         Replay::new(&out_of_order),
         Err(Error::BadHistory(_))
     ));
+}
+
+fn failed(task_id: u32, message: &str) -> Event {
+    Event::TaskFailed {
+        task_id,
+        message: message.into(),
+    }
+}
+
+/// A backup whose second copy failed, so the execution failed; then rewound.
+fn failed_backup() -> Vec<(u32, Event)> {
+    vec![
+        (0, started()),
+        (1, Event::OrchestratorStarted),
+        (1, scheduled(0, "List", "\"/r\"")),
+        (2, Event::OrchestratorStarted),
+        (2, completed(0, r#"["a","b","c"]"#)),
+        (2, scheduled(1, "Copy", "\"a\"")),
+        (2, scheduled(2, "Copy", "\"b\"")),
+        (2, scheduled(3, "Copy", "\"c\"")),
+        (3, Event::OrchestratorStarted),
+        (3, completed(1, "10")),
+        (3, failed(2, "permission denied")),
+        (3, completed(3, "30")),
+        (
+            3,
+            Event::ExecutionFailed {
+                message: "copying 'b' failed".into(),
+            },
+        ),
+    ]
+}
+
+#[test]
+fn a_rewind_plan_reschedules_failed_and_unfinished_tasks_only() {
+    let plan = Replay::rewind_plan(&history(&failed_backup())).unwrap();
+    assert_eq!(plan, vec![scheduled(2, "Copy", "\"b\"")]);
+
+    // A task that never finished (the orchestrator failed while it ran) runs again too.
+    let mut events = failed_backup();
+    events.remove(11);
+    let plan = Replay::rewind_plan(&history(&events)).unwrap();
+    assert_eq!(
+        plan,
+        vec![scheduled(2, "Copy", "\"b\""), scheduled(3, "Copy", "\"c\"")]
+    );
+}
+
+#[test]
+fn after_a_rewind_earlier_failures_no_longer_count_and_the_run_goes_on() {
+    let mut events = failed_backup();
+    assert!(Replay::new(&history(&events)).unwrap().is_finished());
+    events.push((
+        4,
+        Event::ExecutionRewound {
+            reason: "fixed".into(),
+        },
+    ));
+    let mut replay = Replay::new(&history(&events)).unwrap();
+    assert!(
+        !replay.is_finished(),
+        "ExecutionFailed is not the end any more"
+    );
+
+    // The code replays: the failed copy is pending again, and nothing is scheduled anew.
+    replay.begin_episode(at(5), []);
+    assert_eq!(fan_out(&mut replay).unwrap(), None);
+    let (_, pending) = replay.take_pending();
+    assert!(
+        !pending
+            .iter()
+            .any(|(_, event)| matches!(event, Event::TaskScheduled { .. })),
+        "{pending:?}"
+    );
+
+    // The copy's new completion is delivered and the backup completes with every result.
+    events.extend([(6, Event::OrchestratorStarted), (6, completed(2, "20"))]);
+    let mut replay = Replay::new(&history(&events)).unwrap();
+    replay.begin_episode(at(7), []);
+    assert_eq!(fan_out(&mut replay).unwrap(), Some(60));
+}
+
+#[test]
+fn a_second_failure_after_a_rewind_counts_and_a_stale_duplicate_does_not() {
+    let mut events = failed_backup();
+    events.push((
+        4,
+        Event::ExecutionRewound {
+            reason: "fixed".into(),
+        },
+    ));
+    let mut replay = Replay::new(&history(&events)).unwrap();
+    replay.begin_episode(at(5), [failed(2, "still denied"), completed(2, "20")]);
+    let (_, pending) = replay.take_pending();
+    assert_eq!(
+        pending
+            .iter()
+            .filter(|(_, e)| e.kind() == "TaskFailed")
+            .count(),
+        1,
+        "the new failure is recorded once; the duplicate completion is dropped"
+    );
+    assert_eq!(
+        pending
+            .iter()
+            .filter(|(_, e)| e.kind() == "TaskCompleted")
+            .count(),
+        0
+    );
 }

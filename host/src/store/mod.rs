@@ -7,6 +7,8 @@
 //! either keeps the whole episode or none of it.
 
 pub mod sqlite;
+#[cfg(test)]
+pub(crate) mod suite;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -23,6 +25,12 @@ pub enum Error {
     /// The operation needs an instance that has ended.
     #[error("instance '{0}' has not ended; terminate it first")]
     NotEnded(String),
+    /// The operation needs a Failed instance (a rewind).
+    #[error("instance '{id}' is {}, not Failed", status.as_str())]
+    NotFailed { id: String, status: RuntimeStatus },
+    /// The operation needs an instance that has not ended.
+    #[error("instance '{id}' has already ended ({})", status.as_str())]
+    Ended { id: String, status: RuntimeStatus },
     /// Another writer appended to this history: the episode must be replayed, not committed.
     #[error(
         "history of '{instance}' was changed by another writer (expected sequence {expected}, found {found})"
@@ -47,6 +55,13 @@ pub enum Error {
     },
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
+    /// The transaction that held this change could not be committed; nothing of it was
+    /// kept.
+    #[error("cannot commit to the database: {0}")]
+    Commit(String),
+    /// The storage thread is gone (the store was closed or its thread failed).
+    #[error("the store is closed")]
+    Closed,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -158,6 +173,12 @@ pub enum Event {
     ExecutionTerminated {
         reason: String,
     },
+    /// A client rewound a Failed instance: the failures recorded before this event no
+    /// longer count, the failed (and unfinished) tasks are scheduled again, and the
+    /// `ExecutionFailed` before it is not the end.
+    ExecutionRewound {
+        reason: String,
+    },
 }
 
 impl Event {
@@ -175,6 +196,7 @@ impl Event {
             Self::ExecutionSuspended { .. } => "ExecutionSuspended",
             Self::ExecutionResumed { .. } => "ExecutionResumed",
             Self::ExecutionTerminated { .. } => "ExecutionTerminated",
+            Self::ExecutionRewound { .. } => "ExecutionRewound",
         }
     }
 }
@@ -268,18 +290,32 @@ pub struct WorkItem {
 
 /// What one orchestration episode commits, in one transaction.
 #[derive(Clone, Debug)]
-pub struct Checkpoint<'a> {
-    pub instance_id: &'a str,
+pub struct Checkpoint {
+    pub instance_id: String,
     /// The sequence number of the first new event: the history's length before the commit.
     pub first_seq: u64,
     /// New events; every `TaskScheduled` among them also enqueues its work item.
-    pub events: &'a [(DateTime<Utc>, Event)],
+    pub events: Vec<(DateTime<Utc>, Event)>,
     /// Inbox messages this episode consumed; they are deleted.
-    pub consumed: &'a [i64],
+    pub consumed: Vec<i64>,
+    /// Work items whose outcomes reached the instance in memory and are recorded in
+    /// `events`; they are deleted.
+    pub settled: Vec<i64>,
+    /// Lease the first of the work items this episode enqueues to this owner at once
+    /// (eager dispatch), so that they need no separate claim.
+    pub lease: Option<Lease>,
     pub status: RuntimeStatus,
-    pub output: Option<&'a str>,
-    pub custom_status: Option<&'a str>,
+    pub output: Option<String>,
+    pub custom_status: Option<String>,
     pub now: DateTime<Utc>,
+}
+
+/// Work items leased as they are enqueued: to `owner`, until `until`, at most `max`.
+#[derive(Clone, Debug)]
+pub struct Lease {
+    pub owner: String,
+    pub until: DateTime<Utc>,
+    pub max: usize,
 }
 
 /// How many activities an instance has scheduled and how many have finished.
@@ -297,45 +333,69 @@ pub struct InstanceFilter {
     pub created_to: Option<DateTime<Utc>>,
 }
 
-/// Durable storage for Weft. Implementations must make each method atomic.
+/// How a leased work item is settled: its final outcome, or another attempt later.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Settlement {
+    /// Deletes the item and posts `completion` (`TaskCompleted` or `TaskFailed`) to the
+    /// instance's inbox.
+    Complete { completion: Event },
+    /// Puts the item back for another attempt at `retry_at` and posts `notice` (a
+    /// `TaskRetrying` event) to the instance's inbox.
+    Retry {
+        retry_at: DateTime<Utc>,
+        notice: Event,
+    },
+}
+
+/// Durable storage for Weft. Every method that changes state is atomic, and returns only
+/// once its change is durable. Implementations may commit the changes of concurrent
+/// callers together (group commit), but never make one caller's change depend on
+/// another's: each succeeds or fails on its own.
+///
+/// The interface is async so that a backend can do its I/O off the caller's thread (the
+/// SQLite backend uses a writer thread and a pool of readers; a PostgreSQL backend would
+/// use its own connection pool).
+#[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Creates an instance in `Pending` with its `ExecutionStarted` event. An ended
     /// instance with the same id is replaced (as in Durable Functions); one that has not
     /// ended is an [`Error::InstanceExists`].
-    fn create_instance(
+    async fn create_instance(
         &self,
         id: &str,
         name: &str,
         input: &str,
         now: DateTime<Utc>,
     ) -> Result<Instance>;
-    fn instance(&self, id: &str) -> Result<Option<Instance>>;
+    async fn instance(&self, id: &str) -> Result<Option<Instance>>;
     /// The instances that `filter` selects, newest first, skipping `skip` of them and
     /// returning at most `limit`.
-    fn list_instances(
+    async fn list_instances(
         &self,
         filter: &InstanceFilter,
         skip: usize,
         limit: usize,
     ) -> Result<Vec<Instance>>;
     /// Posts a control message (suspend, resume, terminate) to an instance's inbox.
-    fn post_message(&self, id: &str, event: &Event, now: DateTime<Utc>) -> Result<()>;
+    /// [`Error::UnknownInstance`] if there is none, [`Error::Ended`] if it has ended.
+    async fn post_message(&self, id: &str, event: &Event, now: DateTime<Utc>) -> Result<()>;
     /// Deletes an ended instance and its history. False if there is no such instance;
     /// [`Error::NotEnded`] if it has not ended.
-    fn purge(&self, id: &str) -> Result<bool>;
+    async fn purge(&self, id: &str) -> Result<bool>;
     /// Deletes every ended instance that `filter` selects; returns how many.
-    fn purge_many(&self, filter: &InstanceFilter) -> Result<usize>;
+    async fn purge_many(&self, filter: &InstanceFilter) -> Result<usize>;
     /// Ids of the instances that are not in a terminal state, oldest first.
-    fn unfinished_instances(&self) -> Result<Vec<String>>;
-    fn history(&self, id: &str) -> Result<Vec<HistoryEvent>>;
-    /// The messages waiting for an instance, oldest first.
-    fn inbox(&self, id: &str) -> Result<Vec<InboxMessage>>;
+    async fn unfinished_instances(&self) -> Result<Vec<String>>;
+    async fn history(&self, id: &str) -> Result<Vec<HistoryEvent>>;
+    /// The messages waiting for an instance with an id above `after`, oldest first.
+    async fn inbox(&self, id: &str, after: i64) -> Result<Vec<InboxMessage>>;
     /// Commits an episode; fails with [`Error::Conflict`] if `first_seq` is not the
     /// history's length. A terminal status also drops the instance's pending work.
-    fn checkpoint(&self, checkpoint: &Checkpoint<'_>) -> Result<()>;
+    /// Returns the work items it leased (see [`Checkpoint::lease`]).
+    async fn checkpoint(&self, checkpoint: Checkpoint) -> Result<Vec<WorkItem>>;
     /// Leases up to `max` work items that are due and not leased: never one that `owner`
     /// holds already, and another owner's only once its lease has expired.
-    fn claim_work(
+    async fn claim_work(
         &self,
         owner: &str,
         max: usize,
@@ -343,29 +403,39 @@ pub trait Store: Send + Sync + 'static {
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<WorkItem>>;
     /// Forgets every lease: used at start-up by the only process that owns the data dir.
-    fn release_leases(&self) -> Result<()>;
-    /// Deletes a leased work item and posts its completion to the instance's inbox.
-    /// Returns false, and changes nothing, unless `owner` still holds this attempt's
-    /// lease (the item was finished or retried by another attempt, or its instance ended).
-    fn complete_work(
+    async fn release_leases(&self) -> Result<()>;
+    /// Forgets the leases of one instance's work items, so that they are claimed and run
+    /// again: used when results handed to the instance in memory may have been lost.
+    async fn release_instance_leases(&self, id: &str) -> Result<()>;
+    /// Settles a leased work item and posts the message that says so to its instance's
+    /// inbox. Returns false, and changes nothing, unless `owner` still holds this
+    /// attempt's lease (the item was finished or retried by another attempt, or its
+    /// instance ended).
+    async fn settle_work(
         &self,
         item: &WorkItem,
         owner: &str,
-        completion: &Event,
+        settlement: Settlement,
         now: DateTime<Utc>,
     ) -> Result<bool>;
-    /// Puts a leased work item back for another attempt at `retry_at` and posts `notice`
-    /// (a `TaskRetrying` event) to the instance's inbox. Returns false, changing nothing,
-    /// unless `owner` still holds this attempt's lease.
-    fn retry_work(
+    async fn progress(&self, id: &str) -> Result<Progress>;
+    /// Rewinds a Failed instance in one transaction: appends `event` (an
+    /// `ExecutionRewound`) at `first_seq`, enqueues the work of `reschedule` (the
+    /// `TaskScheduled` events, from its history, of the tasks to run again) and sets the
+    /// instance Pending without an output. [`Error::UnknownInstance`] if there is none,
+    /// [`Error::NotFailed`] if it is not Failed, [`Error::Conflict`] if `first_seq` is
+    /// not the history's length.
+    async fn rewind(
         &self,
-        item: &WorkItem,
-        owner: &str,
-        retry_at: DateTime<Utc>,
-        notice: &Event,
+        id: &str,
+        first_seq: u64,
+        event: Event,
+        reschedule: Vec<Event>,
         now: DateTime<Utc>,
-    ) -> Result<bool>;
-    fn progress(&self, id: &str) -> Result<Progress>;
+    ) -> Result<()>;
+    /// Whether work item `id` is still queued or leased (it is gone once settled, or once
+    /// its instance ended).
+    async fn work_item_exists(&self, id: i64) -> Result<bool>;
 }
 
 #[cfg(test)]

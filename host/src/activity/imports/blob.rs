@@ -53,20 +53,23 @@ impl Host for ActivityState {
         path: String,
         name: String,
     ) -> wasmtime::Result<Result<Copied, IoError>> {
+        self.budget.enter_host();
         let result = self.copy_file_now(path, name).await;
-        self.budget.restart();
+        self.budget.leave_host();
         result
     }
 
     async fn put(&mut self, name: String, data: Vec<u8>) -> wasmtime::Result<Result<(), IoError>> {
+        self.budget.enter_host();
         let result = self.io.blobs.put(&name, data).await.map_err(IoError::from);
-        self.budget.restart();
+        self.budget.leave_host();
         Ok(result)
     }
 
     async fn get(&mut self, name: String) -> wasmtime::Result<Result<Vec<u8>, IoError>> {
+        self.budget.enter_host();
         let result = self.io.blobs.get(&name).await.map_err(IoError::from);
-        self.budget.restart();
+        self.budget.leave_host();
         Ok(result)
     }
 }

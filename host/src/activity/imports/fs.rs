@@ -9,10 +9,11 @@ impl Host for ActivityState {
         root: String,
     ) -> wasmtime::Result<Result<Vec<FileEntry>, IoError>> {
         let io = self.io.clone();
-        // Walking a tree is blocking I/O; keep it off the async workers.
+        // Walking a tree is blocking I/O; keep it off the async workers. Host time spent
+        // here is not the guest's CPU time.
+        self.budget.enter_host();
         let listed = tokio::task::spawn_blocking(move || io.confinement.list_files(&root)).await;
-        // Host time spent here is not the guest's CPU time.
-        self.budget.restart();
+        self.budget.leave_host();
         let listed = listed?;
         Ok(listed
             .map(|files| {
@@ -29,8 +30,9 @@ impl Host for ActivityState {
 
     async fn file_size(&mut self, path: String) -> wasmtime::Result<Result<u64, IoError>> {
         let io = self.io.clone();
+        self.budget.enter_host();
         let opened = tokio::task::spawn_blocking(move || io.confinement.open_file(&path)).await;
-        self.budget.restart();
+        self.budget.leave_host();
         let opened = opened?;
         Ok(opened.map(|(_, size)| size).map_err(IoError::from))
     }

@@ -12,7 +12,9 @@ impl crate::bindings::activities::weft::orchestration::types::Host for super::Ac
 impl From<confine::Error> for IoError {
     fn from(error: confine::Error) -> Self {
         match &error {
-            confine::Error::Denied(_) => IoError::AccessDenied(error.to_string()),
+            confine::Error::Denied(_) | confine::Error::Private(_) => {
+                IoError::AccessDenied(error.to_string())
+            }
             confine::Error::NotFound(_) => IoError::NotFound(error.to_string()),
             confine::Error::Io { .. } => IoError::Other(error.to_string()),
         }

@@ -6,8 +6,8 @@ use crate::bindings::orchestration::weft::orchestration::context::{Host, Task};
 use crate::bindings::orchestration::weft::orchestration::types::{
     LogLevel, RetryPolicy, TaskError,
 };
-use crate::replay::Outcome;
-use crate::store;
+use crate::replay::{Outcome, Wait};
+use crate::{limits, store};
 
 /// Wraps a host-side failure so that it traps the guest and the worker can recognise it.
 fn trap<E: std::error::Error + Send + Sync + 'static>(error: E) -> wasmtime::Error {
@@ -21,15 +21,31 @@ impl OrchestrationState {
         &mut self,
         mut ready: impl FnMut(&mut crate::replay::Replay) -> Result<Option<T>, crate::replay::Error>,
     ) -> wasmtime::Result<T> {
+        self.budget.enter_host();
+        let result = self.wait_for_now(&mut ready).await;
+        self.budget.leave_host();
+        result
+    }
+
+    async fn wait_for_now<T>(
+        &mut self,
+        ready: &mut impl FnMut(&mut crate::replay::Replay) -> Result<Option<T>, crate::replay::Error>,
+    ) -> wasmtime::Result<T> {
         loop {
             if let Some(found) = ready(&mut self.replay).map_err(trap)? {
                 self.sync_clock();
-                // Every wait starts a new stretch of guest time, replayed or live, so a
-                // long replay is not judged as one runaway stretch.
-                self.budget.restart();
+                // A wait that the history satisfies (a replayed one) is a real wait too:
+                // the guest waited for it once. A wait on tasks that finished earlier in
+                // this run is not, so looping on them does not reset the budget.
+                if self.replay.is_replaying() {
+                    self.budget.waited();
+                }
                 return Ok(found);
             }
-            self.checkpoint(self.live_status(), None).map_err(trap)?;
+            self.budget.waited();
+            self.checkpoint(self.live_status(), None)
+                .await
+                .map_err(trap)?;
             if !self.next_episode().await.map_err(trap)? {
                 return Err(trap(Evicted));
             }
@@ -55,8 +71,15 @@ impl Host for OrchestrationState {
         input: String,
         retry: Option<RetryPolicy>,
     ) -> wasmtime::Result<Task> {
-        let limits = *self.budget.limits();
-        limits
+        if name.len() > limits::MAX_NAME {
+            return Err(wasmtime::Error::msg(format!(
+                "call-activity: the activity name is {} bytes, over the limit of {} bytes",
+                name.len(),
+                limits::MAX_NAME
+            )));
+        }
+        let guest_limits = *self.budget.limits();
+        guest_limits
             .check_payload(|| format!("the input of call-activity {name}"), &input)
             .map_err(trap)?;
         if serde_json::from_str::<serde::de::IgnoredAny>(&input).is_err() {
@@ -76,16 +99,30 @@ impl Host for OrchestrationState {
             retry_timeout_ms: policy.retry_timeout_ms,
             timeout_ms: policy.timeout_ms,
         });
-        self.replay
+        let task = self
+            .replay
             .call_activity(&name, &input, retry)
-            .map_err(trap)
+            .map_err(trap)?;
+        // What the host holds for the guest until the next commit is bounded.
+        let (commands, bytes) = self.replay.pending_size();
+        if commands > limits::MAX_EPISODE_COMMANDS || bytes > limits::MAX_EPISODE_BYTES {
+            return Err(wasmtime::Error::msg(format!(
+                "the orchestrator scheduled more than {} activities or {} MiB of names and inputs without waiting",
+                limits::MAX_EPISODE_COMMANDS,
+                limits::MAX_EPISODE_BYTES >> 20
+            )));
+        }
+        Ok(task)
     }
 
     async fn when_all(
         &mut self,
         tasks: Vec<Task>,
     ) -> wasmtime::Result<Vec<Result<String, TaskError>>> {
-        let outcomes = self.wait_for(|replay| replay.when_all(&tasks)).await?;
+        let mut wait = Wait::default();
+        let outcomes = self
+            .wait_for(|replay| replay.when_all(&tasks, &mut wait))
+            .await?;
         Ok(outcomes
             .into_iter()
             .zip(&tasks)
@@ -103,7 +140,9 @@ impl Host for OrchestrationState {
         if tasks.is_empty() {
             return Err(wasmtime::Error::msg("when-any needs at least one task"));
         }
-        self.wait_for(|replay| replay.when_any(&tasks)).await
+        let mut wait = Wait::default();
+        self.wait_for(|replay| replay.when_any(&tasks, &mut wait))
+            .await
     }
 
     fn current_time(&mut self) -> wasmtime::Result<u64> {
@@ -123,8 +162,8 @@ impl Host for OrchestrationState {
     }
 
     fn set_custom_status(&mut self, status: String) -> wasmtime::Result<()> {
-        let limits = *self.budget.limits();
-        limits
+        let guest_limits = *self.budget.limits();
+        guest_limits
             .check_payload(|| "the custom status".to_string(), &status)
             .map_err(trap)?;
         if serde_json::from_str::<serde::de::IgnoredAny>(&status).is_err() {

@@ -53,6 +53,13 @@ const MIGRATIONS: &[&str] = &[
         created_at  INTEGER NOT NULL
     );
     CREATE INDEX inbox_by_instance ON inbox (instance_id, id);",
+    // 2: large payloads, stored once per instance and compressed (see `payload.rs`).
+    "CREATE TABLE payloads (
+        instance_id TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        data        BLOB NOT NULL,
+        PRIMARY KEY (instance_id, key)
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

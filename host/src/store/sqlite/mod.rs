@@ -1,71 +1,49 @@
 //! The embedded SQLite store: one database file in WAL mode with `synchronous=FULL`, so a
 //! committed transaction survives a process crash and a power loss.
+//!
+//! No query runs on the caller's (async) thread. Changes go to the storage thread
+//! ([`writer`]), which commits the changes that arrive together in one transaction;
+//! queries run on read connections ([`readers`]) on tokio's blocking pool.
 
 mod migrations;
+mod payload;
+mod readers;
+mod writer;
 
 use super::{
     Checkpoint, Error, Event, HistoryEvent, InboxMessage, Instance, InstanceFilter, Progress,
-    Result, RuntimeStatus, WorkItem,
+    Result, RuntimeStatus, Settlement, WorkItem,
 };
 use chrono::{DateTime, Utc};
+use readers::Readers;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
+use writer::Writer;
 
-/// A [`super::Store`] in one SQLite file. Transactions are short, so one connection
-/// behind a mutex serves every worker of the process.
+/// How long a connection waits for a lock held by another process (an operator's
+/// `sqlite3` shell, a backup tool) before its operation fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A [`super::Store`] in one SQLite file.
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    writer: Writer,
+    readers: Readers,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Self> {
-        Self::setup(Connection::open(path)?)
-    }
-
-    /// A private in-memory database, for tests.
-    pub fn in_memory() -> Result<Self> {
-        Self::setup(Connection::open_in_memory()?)
-    }
-
-    fn setup(mut conn: Connection) -> Result<Self> {
-        conn.busy_timeout(Duration::from_secs(5))?;
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         migrations::migrate(&mut conn)?;
+        let writer = Writer::start(conn).map_err(|e| Error::Commit(e.to_string()))?;
         Ok(Self {
-            conn: Mutex::new(conn),
+            writer,
+            readers: Readers::new(path.to_path_buf()),
         })
-    }
-
-    /// Changes a leased work item with `change` and posts `message` to its instance's
-    /// inbox, in one transaction. False, and nothing changed, if `change` touched no row
-    /// (the lease is no longer held).
-    fn settle_work(
-        &self,
-        item: &WorkItem,
-        message: &Event,
-        now: DateTime<Utc>,
-        change: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<usize>,
-    ) -> Result<bool> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        if change(&tx)? == 0 {
-            return Ok(false);
-        }
-        post(&tx, &item.instance_id, message, now)?;
-        tx.commit()?;
-        Ok(true)
-    }
-
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave a transaction half-applied (SQLite
-        // rolls back an unfinished one), so a poisoned lock is still safe to use.
-        self.conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -78,13 +56,17 @@ fn time(millis: i64) -> Result<DateTime<Utc>> {
         .ok_or_else(|| Error::Corrupt(format!("timestamp {millis} out of range")))
 }
 
-fn encode(event: &Event) -> Result<String> {
-    serde_json::to_string(event)
-        .map_err(|e| Error::Corrupt(format!("cannot encode {}: {e}", event.kind())))
+/// An event as a row stores it: JSON, out of line if large.
+fn encode(conn: &Connection, instance_id: &str, event: &Event) -> Result<String> {
+    let text = serde_json::to_string(event)
+        .map_err(|e| Error::Corrupt(format!("cannot encode {}: {e}", event.kind())))?;
+    payload::put(conn, instance_id, &text)
 }
 
-fn decode(data: &str) -> Result<Event> {
-    serde_json::from_str(data).map_err(|e| Error::Corrupt(format!("undecodable event {data}: {e}")))
+fn decode(conn: &Connection, instance_id: &str, stored: String) -> Result<Event> {
+    let data = payload::get(conn, instance_id, stored)?;
+    serde_json::from_str(&data)
+        .map_err(|e| Error::Corrupt(format!("undecodable event {data}: {e}")))
 }
 
 /// The condition of [`InstanceFilter`] over parameters ?1 (",Status,Status,", or empty
@@ -107,422 +89,619 @@ fn filter_params(filter: &InstanceFilter) -> (String, Option<i64>, Option<i64>) 
 }
 
 /// Appends a message to an instance's inbox.
-fn post(
-    tx: &rusqlite::Transaction<'_>,
-    instance_id: &str,
-    event: &Event,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    tx.execute(
-        "INSERT INTO inbox (instance_id, data, created_at) VALUES (?1, ?2, ?3)",
-        params![instance_id, encode(event)?, millis(now)],
-    )?;
+fn post(conn: &Connection, instance_id: &str, event: &Event, now: DateTime<Utc>) -> Result<()> {
+    conn.prepare_cached("INSERT INTO inbox (instance_id, data, created_at) VALUES (?1, ?2, ?3)")?
+        .execute(params![
+            instance_id,
+            encode(conn, instance_id, event)?,
+            millis(now)
+        ])?;
     Ok(())
 }
 
-fn delete_instance(tx: &rusqlite::Transaction<'_>, id: &str) -> Result<()> {
-    for table in ["history", "work_items", "inbox"] {
-        tx.execute(&format!("DELETE FROM {table} WHERE instance_id = ?1"), [id])?;
+fn delete_instance(conn: &Connection, id: &str) -> Result<()> {
+    for table in ["history", "work_items", "inbox", "payloads"] {
+        conn.execute(&format!("DELETE FROM {table} WHERE instance_id = ?1"), [id])?;
     }
-    tx.execute("DELETE FROM instances WHERE id = ?1", [id])?;
+    conn.execute("DELETE FROM instances WHERE id = ?1", [id])?;
     Ok(())
+}
+
+fn status_of(conn: &Connection, id: &str) -> Result<Option<RuntimeStatus>> {
+    let status: Option<String> = conn
+        .prepare_cached("SELECT status FROM instances WHERE id = ?1")?
+        .query_row([id], |row| row.get(0))
+        .optional()?;
+    status
+        .map(|status| {
+            RuntimeStatus::parse(&status)
+                .ok_or_else(|| Error::Corrupt(format!("unknown status {status}")))
+        })
+        .transpose()
 }
 
 const INSTANCE_COLUMNS: &str =
     "id, name, status, input, output, custom_status, created_at, updated_at";
 
-/// Reads a row of [`INSTANCE_COLUMNS`]; decoding errors come back in the inner result.
-fn instance_row(row: &Row<'_>) -> rusqlite::Result<Result<Instance>> {
+/// Reads a row of [`INSTANCE_COLUMNS`], loading out-of-line payloads.
+fn instance_row(conn: &Connection, row: &Row<'_>) -> Result<Instance> {
     let status: String = row.get(2)?;
     let (created, updated): (i64, i64) = (row.get(6)?, row.get(7)?);
-    let (id, name, input, output, custom_status) = (
-        row.get(0)?,
-        row.get(1)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-    );
-    Ok((|| {
-        Ok(Instance {
-            id,
-            name,
-            status: RuntimeStatus::parse(&status)
-                .ok_or_else(|| Error::Corrupt(format!("unknown status {status}")))?,
-            input,
-            output,
-            custom_status,
-            created: time(created)?,
-            updated: time(updated)?,
-        })
-    })())
+    let id: String = row.get(0)?;
+    Ok(Instance {
+        name: row.get(1)?,
+        status: RuntimeStatus::parse(&status)
+            .ok_or_else(|| Error::Corrupt(format!("unknown status {status}")))?,
+        input: payload::get(conn, &id, row.get(3)?)?,
+        output: payload::get_opt(conn, &id, row.get(4)?)?,
+        custom_status: payload::get_opt(conn, &id, row.get(5)?)?,
+        created: time(created)?,
+        updated: time(updated)?,
+        id,
+    })
 }
 
+fn create_instance(
+    conn: &Connection,
+    id: &str,
+    name: &str,
+    input: &str,
+    now: DateTime<Utc>,
+) -> Result<Instance> {
+    if let Some(status) = status_of(conn, id)? {
+        if !status.is_terminal() {
+            return Err(Error::InstanceExists(id.to_string()));
+        }
+        delete_instance(conn, id)?;
+    }
+    conn.execute(
+        "INSERT INTO instances (id, name, status, input, created_at, updated_at)
+         VALUES (?1, ?2, 'Pending', ?3, ?4, ?4)",
+        params![id, name, payload::put(conn, id, input)?, millis(now)],
+    )?;
+    let started = Event::ExecutionStarted {
+        name: name.to_string(),
+        input: input.to_string(),
+    };
+    conn.execute(
+        "INSERT INTO history (instance_id, seq, timestamp, event_type, data) VALUES (?1, 0, ?2, ?3, ?4)",
+        params![id, millis(now), started.kind(), encode(conn, id, &started)?],
+    )?;
+    Ok(Instance {
+        id: id.to_string(),
+        name: name.to_string(),
+        status: RuntimeStatus::Pending,
+        input: input.to_string(),
+        output: None,
+        custom_status: None,
+        created: time(millis(now))?,
+        updated: time(millis(now))?,
+    })
+}
+
+fn checkpoint(conn: &Connection, cp: &Checkpoint) -> Result<Vec<WorkItem>> {
+    let id = cp.instance_id.as_str();
+    let found: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(seq) + 1, 0) FROM history WHERE instance_id = ?1")?
+        .query_row([id], |row| row.get(0))?;
+    if found as u64 != cp.first_seq {
+        return Err(Error::Conflict {
+            instance: id.to_string(),
+            expected: cp.first_seq,
+            found: found as u64,
+        });
+    }
+    let mut append = conn.prepare_cached(
+        "INSERT INTO history (instance_id, seq, timestamp, event_type, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut enqueue = conn.prepare_cached(
+        "INSERT INTO work_items (instance_id, task_id, name, input, visible_at, retry)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut enqueue_leased = conn.prepare_cached(
+        "INSERT INTO work_items (instance_id, task_id, name, input, visible_at, retry,
+                                 lease_owner, lease_until, attempt, first_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?5) RETURNING id",
+    )?;
+    let mut leased = Vec::new();
+    for (offset, (timestamp, event)) in cp.events.iter().enumerate() {
+        let seq = cp.first_seq + offset as u64;
+        append.execute(params![
+            id,
+            seq as i64,
+            millis(*timestamp),
+            event.kind(),
+            encode(conn, id, event)?
+        ])?;
+        if let Event::TaskScheduled {
+            task_id,
+            name,
+            input,
+            retry,
+        } = event
+            && !cp.status.is_terminal()
+        {
+            let encoded_retry =
+                match retry {
+                    Some(policy) => Some(serde_json::to_string(policy).map_err(|e| {
+                        Error::Corrupt(format!("cannot encode a retry policy: {e}"))
+                    })?),
+                    None => None,
+                };
+            let stored_input = payload::put(conn, id, input)?;
+            match &cp.lease {
+                Some(lease) if leased.len() < lease.max => {
+                    let item_id: i64 = enqueue_leased.query_row(
+                        params![
+                            id,
+                            task_id,
+                            name,
+                            stored_input,
+                            millis(*timestamp),
+                            encoded_retry,
+                            lease.owner,
+                            millis(lease.until)
+                        ],
+                        |row| row.get(0),
+                    )?;
+                    leased.push(WorkItem {
+                        id: item_id,
+                        instance_id: id.to_string(),
+                        task_id: *task_id,
+                        name: name.clone(),
+                        input: input.clone(),
+                        attempt: 1,
+                        retry: retry.clone(),
+                        first_attempt_at: time(millis(*timestamp))?,
+                    });
+                }
+                _ => {
+                    enqueue.execute(params![
+                        id,
+                        task_id,
+                        name,
+                        stored_input,
+                        millis(*timestamp),
+                        encoded_retry
+                    ])?;
+                }
+            }
+        }
+    }
+    let mut settle =
+        conn.prepare_cached("DELETE FROM work_items WHERE id = ?1 AND instance_id = ?2")?;
+    for item in &cp.settled {
+        settle.execute(params![item, id])?;
+    }
+    let mut ack = conn.prepare_cached("DELETE FROM inbox WHERE id = ?1 AND instance_id = ?2")?;
+    for message in &cp.consumed {
+        ack.execute(params![message, id])?;
+    }
+    conn.prepare_cached(
+        "UPDATE instances SET status = ?2, output = ?3, custom_status = ?4, updated_at = ?5 WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        cp.status.as_str(),
+        cp.output.as_deref().map(|o| payload::put(conn, id, o)).transpose()?,
+        cp.custom_status.as_deref().map(|s| payload::put(conn, id, s)).transpose()?,
+        millis(cp.now)
+    ])?;
+    if cp.status.is_terminal() {
+        conn.execute("DELETE FROM work_items WHERE instance_id = ?1", [id])?;
+        conn.execute("DELETE FROM inbox WHERE instance_id = ?1", [id])?;
+    }
+    Ok(leased)
+}
+
+/// Rewinds a Failed instance (see [`super::Store::rewind`]).
+fn rewind(
+    conn: &Connection,
+    id: &str,
+    first_seq: u64,
+    event: &Event,
+    reschedule: &[Event],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    match status_of(conn, id)? {
+        None => return Err(Error::UnknownInstance(id.to_string())),
+        Some(RuntimeStatus::Failed) => {}
+        Some(status) => {
+            return Err(Error::NotFailed {
+                id: id.to_string(),
+                status,
+            });
+        }
+    }
+    let found: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(seq) + 1, 0) FROM history WHERE instance_id = ?1")?
+        .query_row([id], |row| row.get(0))?;
+    if found as u64 != first_seq {
+        return Err(Error::Conflict {
+            instance: id.to_string(),
+            expected: first_seq,
+            found: found as u64,
+        });
+    }
+    conn.prepare_cached(
+        "INSERT INTO history (instance_id, seq, timestamp, event_type, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        id,
+        first_seq as i64,
+        millis(now),
+        event.kind(),
+        encode(conn, id, event)?
+    ])?;
+    // A Failed instance has no work left (its last checkpoint dropped it); whatever is
+    // there is stale and is replaced.
+    conn.execute("DELETE FROM work_items WHERE instance_id = ?1", [id])?;
+    let mut enqueue = conn.prepare_cached(
+        "INSERT INTO work_items (instance_id, task_id, name, input, visible_at, retry)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for task in reschedule {
+        let Event::TaskScheduled {
+            task_id,
+            name,
+            input,
+            retry,
+        } = task
+        else {
+            return Err(Error::Corrupt(format!(
+                "a rewind reschedules only TaskScheduled events, not {}",
+                task.kind()
+            )));
+        };
+        let retry = retry
+            .as_ref()
+            .map(|policy| {
+                serde_json::to_string(policy)
+                    .map_err(|e| Error::Corrupt(format!("cannot encode a retry policy: {e}")))
+            })
+            .transpose()?;
+        enqueue.execute(params![
+            id,
+            task_id,
+            name,
+            payload::put(conn, id, input)?,
+            millis(now),
+            retry
+        ])?;
+    }
+    conn.prepare_cached(
+        "UPDATE instances SET status = 'Pending', output = NULL, updated_at = ?2 WHERE id = ?1",
+    )?
+    .execute(params![id, millis(now)])?;
+    Ok(())
+}
+
+fn claim_work(
+    conn: &Connection,
+    owner: &str,
+    max: usize,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+) -> Result<Vec<WorkItem>> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE work_items SET lease_owner = ?1, lease_until = ?2, attempt = attempt + 1,
+                               first_attempt_at = COALESCE(first_attempt_at, ?3)
+         WHERE id IN (SELECT id FROM work_items
+                      WHERE visible_at <= ?3
+                        AND (lease_owner IS NULL OR (lease_owner <> ?1 AND lease_until < ?3))
+                      ORDER BY visible_at, id LIMIT ?4)
+         RETURNING id, instance_id, task_id, name, input, attempt, retry, first_attempt_at",
+    )?;
+    let mut rows = stmt.query(params![owner, millis(lease_until), millis(now), max as i64])?;
+    let mut items = Vec::new();
+    while let Some(row) = rows.next()? {
+        let instance_id: String = row.get(1)?;
+        let retry: Option<String> = row.get(6)?;
+        items.push(WorkItem {
+            id: row.get(0)?,
+            task_id: row.get(2)?,
+            name: row.get(3)?,
+            input: payload::get(conn, &instance_id, row.get(4)?)?,
+            attempt: row.get(5)?,
+            retry: match retry {
+                Some(text) => Some(serde_json::from_str(&text).map_err(|e| {
+                    Error::Corrupt(format!("undecodable retry policy {text}: {e}"))
+                })?),
+                None => None,
+            },
+            first_attempt_at: time(row.get(7)?)?,
+            instance_id,
+        });
+    }
+    // RETURNING yields rows in no particular order; hand them out oldest first.
+    items.sort_by_key(|item| item.id);
+    Ok(items)
+}
+
+/// Settles a leased work item (see [`super::Store::settle_work`]).
+fn settle_work(
+    conn: &Connection,
+    item: &WorkItem,
+    owner: &str,
+    settlement: &Settlement,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let (changed, message) = match settlement {
+        Settlement::Complete { completion } => (
+            conn.prepare_cached(
+                "DELETE FROM work_items WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?3",
+            )?
+            .execute(params![item.id, owner, item.attempt])?,
+            completion,
+        ),
+        Settlement::Retry { retry_at, notice } => (
+            conn.prepare_cached(
+                "UPDATE work_items SET visible_at = ?3, lease_owner = NULL, lease_until = NULL
+                 WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?4",
+            )?
+            .execute(params![item.id, owner, millis(*retry_at), item.attempt])?,
+            notice,
+        ),
+    };
+    if changed == 0 {
+        return Ok(false);
+    }
+    post(conn, &item.instance_id, message, now)?;
+    Ok(true)
+}
+
+#[async_trait::async_trait]
 impl super::Store for SqliteStore {
-    fn create_instance(
+    async fn create_instance(
         &self,
         id: &str,
         name: &str,
         input: &str,
         now: DateTime<Utc>,
     ) -> Result<Instance> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let existing: Option<String> = tx
-            .query_row("SELECT status FROM instances WHERE id = ?1", [id], |row| {
-                row.get(0)
+        let (id, name, input) = (id.to_string(), name.to_string(), input.to_string());
+        self.writer
+            .write(move |conn| create_instance(conn, &id, &name, &input, now))
+            .await
+    }
+
+    async fn instance(&self, id: &str) -> Result<Option<Instance>> {
+        let id = id.to_string();
+        self.readers
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?1"
+                ))?;
+                let mut rows = stmt.query([id])?;
+                rows.next()?.map(|row| instance_row(conn, row)).transpose()
             })
-            .optional()?;
-        if let Some(status) = existing {
-            if !RuntimeStatus::parse(&status).is_some_and(RuntimeStatus::is_terminal) {
-                return Err(Error::InstanceExists(id.to_string()));
-            }
-            delete_instance(&tx, id)?;
-        }
-        tx.execute(
-            "INSERT INTO instances (id, name, status, input, created_at, updated_at)
-             VALUES (?1, ?2, 'Pending', ?3, ?4, ?4)",
-            params![id, name, input, millis(now)],
-        )?;
-        let started = Event::ExecutionStarted {
-            name: name.to_string(),
-            input: input.to_string(),
-        };
-        tx.execute(
-            "INSERT INTO history (instance_id, seq, timestamp, event_type, data) VALUES (?1, 0, ?2, ?3, ?4)",
-            params![id, millis(now), started.kind(), encode(&started)?],
-        )?;
-        tx.commit()?;
-        Ok(Instance {
-            id: id.to_string(),
-            name: name.to_string(),
-            status: RuntimeStatus::Pending,
-            input: input.to_string(),
-            output: None,
-            custom_status: None,
-            created: time(millis(now))?,
-            updated: time(millis(now))?,
-        })
+            .await
     }
 
-    fn instance(&self, id: &str) -> Result<Option<Instance>> {
-        self.conn()
-            .query_row(
-                &format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?1"),
-                [id],
-                instance_row,
-            )
-            .optional()?
-            .transpose()
-    }
-
-    fn list_instances(
+    async fn list_instances(
         &self,
         filter: &InstanceFilter,
         skip: usize,
         limit: usize,
     ) -> Result<Vec<Instance>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE {FILTER}
-             ORDER BY created_at DESC, id LIMIT ?4 OFFSET ?5"
-        ))?;
         let (statuses, from, to) = filter_params(filter);
-        let rows = stmt.query_map(
-            params![
-                statuses,
-                from,
-                to,
-                limit.min(i64::MAX as usize) as i64,
-                skip as i64
-            ],
-            instance_row,
-        )?;
-        rows.map(|row| row?).collect()
-    }
-
-    fn post_message(&self, id: &str, event: &Event, now: DateTime<Utc>) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let exists = tx
-            .query_row("SELECT 1 FROM instances WHERE id = ?1", [id], |_| Ok(()))
-            .optional()?;
-        if exists.is_none() {
-            return Err(Error::UnknownInstance(id.to_string()));
-        }
-        post(&tx, id, event, now)?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    fn purge(&self, id: &str) -> Result<bool> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let status: Option<String> = tx
-            .query_row("SELECT status FROM instances WHERE id = ?1", [id], |row| {
-                row.get(0)
-            })
-            .optional()?;
-        let Some(status) = status else {
-            return Ok(false);
-        };
-        if !RuntimeStatus::parse(&status).is_some_and(RuntimeStatus::is_terminal) {
-            return Err(Error::NotEnded(id.to_string()));
-        }
-        delete_instance(&tx, id)?;
-        tx.commit()?;
-        Ok(true)
-    }
-
-    fn purge_many(&self, filter: &InstanceFilter) -> Result<usize> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let ids: Vec<String> = {
-            let mut stmt = tx.prepare(&format!(
-                "SELECT id FROM instances WHERE {FILTER}
-                 AND status IN ('Completed', 'Failed', 'Terminated')"
-            ))?;
-            let (statuses, from, to) = filter_params(filter);
-            let rows = stmt.query_map(params![statuses, from, to], |row| row.get(0))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
-        for id in &ids {
-            delete_instance(&tx, id)?;
-        }
-        tx.commit()?;
-        Ok(ids.len())
-    }
-
-    fn unfinished_instances(&self) -> Result<Vec<String>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id FROM instances WHERE status IN ('Pending', 'Running', 'Suspended')
-             ORDER BY created_at, id",
-        )?;
-        let rows = stmt.query_map([], |row| row.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    fn history(&self, id: &str) -> Result<Vec<HistoryEvent>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT seq, timestamp, data FROM history WHERE instance_id = ?1 ORDER BY seq",
-        )?;
-        let rows = stmt.query_map([id], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, i64>(1)?,
-                row.get::<_, String>(2)?,
-            ))
-        })?;
-        rows.map(|row| {
-            let (seq, timestamp, data) = row?;
-            Ok(HistoryEvent {
-                seq: seq as u64,
-                timestamp: time(timestamp)?,
-                event: decode(&data)?,
-            })
-        })
-        .collect()
-    }
-
-    fn inbox(&self, id: &str) -> Result<Vec<InboxMessage>> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT id, data FROM inbox WHERE instance_id = ?1 ORDER BY id")?;
-        let rows = stmt.query_map([id], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-        })?;
-        rows.map(|row| {
-            let (id, data) = row?;
-            Ok(InboxMessage {
-                id,
-                event: decode(&data)?,
-            })
-        })
-        .collect()
-    }
-
-    fn checkpoint(&self, cp: &Checkpoint<'_>) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let found: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(seq) + 1, 0) FROM history WHERE instance_id = ?1",
-            [cp.instance_id],
-            |row| row.get(0),
-        )?;
-        if found as u64 != cp.first_seq {
-            return Err(Error::Conflict {
-                instance: cp.instance_id.to_string(),
-                expected: cp.first_seq,
-                found: found as u64,
-            });
-        }
-        {
-            let mut append = tx.prepare_cached(
-                "INSERT INTO history (instance_id, seq, timestamp, event_type, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            let mut enqueue = tx.prepare_cached(
-                "INSERT INTO work_items (instance_id, task_id, name, input, visible_at, retry)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for (offset, (timestamp, event)) in cp.events.iter().enumerate() {
-                let seq = cp.first_seq + offset as u64;
-                append.execute(params![
-                    cp.instance_id,
-                    seq as i64,
-                    millis(*timestamp),
-                    event.kind(),
-                    encode(event)?
+        self.readers
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {INSTANCE_COLUMNS} FROM instances WHERE {FILTER}
+                     ORDER BY created_at DESC, id LIMIT ?4 OFFSET ?5"
+                ))?;
+                let mut rows = stmt.query(params![
+                    statuses,
+                    from,
+                    to,
+                    limit.min(i64::MAX as usize) as i64,
+                    skip.min(i64::MAX as usize) as i64
                 ])?;
-                if let Event::TaskScheduled {
-                    task_id,
-                    name,
-                    input,
-                    retry,
-                } = event
-                    && !cp.status.is_terminal()
-                {
-                    let retry = match retry {
-                        Some(policy) => Some(serde_json::to_string(policy).map_err(|e| {
-                            Error::Corrupt(format!("cannot encode a retry policy: {e}"))
-                        })?),
-                        None => None,
-                    };
-                    enqueue.execute(params![
-                        cp.instance_id,
-                        task_id,
-                        name,
-                        input,
-                        millis(*timestamp),
-                        retry
-                    ])?;
+                let mut instances = Vec::new();
+                while let Some(row) = rows.next()? {
+                    instances.push(instance_row(conn, row)?);
                 }
-            }
-            let mut ack =
-                tx.prepare_cached("DELETE FROM inbox WHERE id = ?1 AND instance_id = ?2")?;
-            for id in cp.consumed {
-                ack.execute(params![id, cp.instance_id])?;
-            }
-        }
-        tx.execute(
-            "UPDATE instances SET status = ?2, output = ?3, custom_status = ?4, updated_at = ?5 WHERE id = ?1",
-            params![cp.instance_id, cp.status.as_str(), cp.output, cp.custom_status, millis(cp.now)],
-        )?;
-        if cp.status.is_terminal() {
-            tx.execute(
-                "DELETE FROM work_items WHERE instance_id = ?1",
-                [cp.instance_id],
-            )?;
-            tx.execute("DELETE FROM inbox WHERE instance_id = ?1", [cp.instance_id])?;
-        }
-        tx.commit()?;
-        Ok(())
+                Ok(instances)
+            })
+            .await
     }
 
-    fn claim_work(
+    async fn post_message(&self, id: &str, event: &Event, now: DateTime<Utc>) -> Result<()> {
+        let (id, event) = (id.to_string(), event.clone());
+        self.writer
+            .write(move |conn| match status_of(conn, &id)? {
+                None => Err(Error::UnknownInstance(id)),
+                Some(status) if status.is_terminal() => Err(Error::Ended { id, status }),
+                Some(_) => post(conn, &id, &event, now),
+            })
+            .await
+    }
+
+    async fn purge(&self, id: &str) -> Result<bool> {
+        let id = id.to_string();
+        self.writer
+            .write(move |conn| match status_of(conn, &id)? {
+                None => Ok(false),
+                Some(status) if !status.is_terminal() => Err(Error::NotEnded(id)),
+                Some(_) => delete_instance(conn, &id).map(|()| true),
+            })
+            .await
+    }
+
+    async fn purge_many(&self, filter: &InstanceFilter) -> Result<usize> {
+        let (statuses, from, to) = filter_params(filter);
+        self.writer
+            .write(move |conn| {
+                let ids: Vec<String> = {
+                    let mut stmt = conn.prepare(&format!(
+                        "SELECT id FROM instances WHERE {FILTER}
+                         AND status IN ('Completed', 'Failed', 'Terminated')"
+                    ))?;
+                    let rows = stmt.query_map(params![statuses, from, to], |row| row.get(0))?;
+                    rows.collect::<rusqlite::Result<_>>()?
+                };
+                for id in &ids {
+                    delete_instance(conn, id)?;
+                }
+                Ok(ids.len())
+            })
+            .await
+    }
+
+    async fn unfinished_instances(&self) -> Result<Vec<String>> {
+        self.readers
+            .read(|conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id FROM instances WHERE status IN ('Pending', 'Running', 'Suspended')
+                     ORDER BY created_at, id",
+                )?;
+                let rows = stmt.query_map([], |row| row.get(0))?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            })
+            .await
+    }
+
+    async fn history(&self, id: &str) -> Result<Vec<HistoryEvent>> {
+        let id = id.to_string();
+        self.readers
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT seq, timestamp, data FROM history WHERE instance_id = ?1 ORDER BY seq",
+                )?;
+                let mut rows = stmt.query([&id])?;
+                let mut events = Vec::new();
+                while let Some(row) = rows.next()? {
+                    events.push(HistoryEvent {
+                        seq: row.get::<_, i64>(0)? as u64,
+                        timestamp: time(row.get(1)?)?,
+                        event: decode(conn, &id, row.get(2)?)?,
+                    });
+                }
+                Ok(events)
+            })
+            .await
+    }
+
+    async fn inbox(&self, id: &str, after: i64) -> Result<Vec<InboxMessage>> {
+        let id = id.to_string();
+        self.readers
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, data FROM inbox WHERE instance_id = ?1 AND id > ?2 ORDER BY id",
+                )?;
+                let mut rows = stmt.query(params![&id, after])?;
+                let mut messages = Vec::new();
+                while let Some(row) = rows.next()? {
+                    messages.push(InboxMessage {
+                        id: row.get(0)?,
+                        event: decode(conn, &id, row.get(1)?)?,
+                    });
+                }
+                Ok(messages)
+            })
+            .await
+    }
+
+    async fn checkpoint(&self, cp: Checkpoint) -> Result<Vec<WorkItem>> {
+        self.writer.write(move |conn| checkpoint(conn, &cp)).await
+    }
+
+    async fn claim_work(
         &self,
         owner: &str,
         max: usize,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<WorkItem>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "UPDATE work_items SET lease_owner = ?1, lease_until = ?2, attempt = attempt + 1,
-                                   first_attempt_at = COALESCE(first_attempt_at, ?3)
-             WHERE id IN (SELECT id FROM work_items
-                          WHERE visible_at <= ?3
-                            AND (lease_owner IS NULL OR (lease_owner <> ?1 AND lease_until < ?3))
-                          ORDER BY visible_at, id LIMIT ?4)
-             RETURNING id, instance_id, task_id, name, input, attempt, retry, first_attempt_at",
-        )?;
-        let rows = stmt.query_map(
-            params![owner, millis(lease_until), millis(now), max as i64],
-            |row| {
-                let retry: Option<String> = row.get(6)?;
-                let first_attempt_at: i64 = row.get(7)?;
-                let item = WorkItem {
-                    id: row.get(0)?,
-                    instance_id: row.get(1)?,
-                    task_id: row.get(2)?,
-                    name: row.get(3)?,
-                    input: row.get(4)?,
-                    attempt: row.get(5)?,
-                    retry: None,
-                    first_attempt_at: DateTime::default(),
-                };
-                Ok((item, retry, first_attempt_at))
-            },
-        )?;
-        let mut items = Vec::new();
-        for row in rows {
-            let (mut item, retry, first_attempt_at) = row?;
-            item.retry = match retry {
-                Some(text) => Some(serde_json::from_str(&text).map_err(|e| {
-                    Error::Corrupt(format!("undecodable retry policy {text}: {e}"))
-                })?),
-                None => None,
-            };
-            item.first_attempt_at = time(first_attempt_at)?;
-            items.push(item);
-        }
-        // RETURNING yields rows in no particular order; hand them out oldest first.
-        items.sort_by_key(|item| item.id);
-        Ok(items)
+        let owner = owner.to_string();
+        self.writer
+            .write(move |conn| claim_work(conn, &owner, max, now, lease_until))
+            .await
     }
 
-    fn release_leases(&self) -> Result<()> {
-        self.conn().execute(
-            "UPDATE work_items SET lease_owner = NULL, lease_until = NULL",
-            [],
-        )?;
-        Ok(())
+    async fn release_leases(&self) -> Result<()> {
+        self.writer
+            .write(|conn| {
+                conn.execute(
+                    "UPDATE work_items SET lease_owner = NULL, lease_until = NULL",
+                    [],
+                )?;
+                Ok(())
+            })
+            .await
     }
 
-    fn complete_work(
+    async fn release_instance_leases(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.writer
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE work_items SET lease_owner = NULL, lease_until = NULL
+                     WHERE instance_id = ?1",
+                    [id],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn settle_work(
         &self,
         item: &WorkItem,
         owner: &str,
-        completion: &Event,
+        settlement: Settlement,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        self.settle_work(item, completion, now, |tx| {
-            tx.execute(
-                "DELETE FROM work_items WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?3",
-                params![item.id, owner, item.attempt],
-            )
-        })
+        let (item, owner) = (item.clone(), owner.to_string());
+        self.writer
+            .write(move |conn| settle_work(conn, &item, &owner, &settlement, now))
+            .await
     }
 
-    fn retry_work(
+    async fn rewind(
         &self,
-        item: &WorkItem,
-        owner: &str,
-        retry_at: DateTime<Utc>,
-        notice: &Event,
+        id: &str,
+        first_seq: u64,
+        event: Event,
+        reschedule: Vec<Event>,
         now: DateTime<Utc>,
-    ) -> Result<bool> {
-        self.settle_work(item, notice, now, |tx| {
-            tx.execute(
-                "UPDATE work_items SET visible_at = ?3, lease_owner = NULL, lease_until = NULL
-                 WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?4",
-                params![item.id, owner, millis(retry_at), item.attempt],
-            )
-        })
+    ) -> Result<()> {
+        let id = id.to_string();
+        self.writer
+            .write(move |conn| rewind(conn, &id, first_seq, &event, &reschedule, now))
+            .await
     }
 
-    fn progress(&self, id: &str) -> Result<Progress> {
-        let (scheduled, finished): (i64, i64) = self.conn().query_row(
-            "SELECT COUNT(*) FILTER (WHERE event_type = 'TaskScheduled'),
-                    COUNT(*) FILTER (WHERE event_type IN ('TaskCompleted', 'TaskFailed'))
-             FROM history WHERE instance_id = ?1",
-            [id],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )?;
-        Ok(Progress {
-            scheduled: scheduled as u64,
-            finished: finished as u64,
-        })
+    async fn work_item_exists(&self, id: i64) -> Result<bool> {
+        self.readers
+            .read(move |conn| {
+                Ok(conn
+                    .prepare_cached("SELECT 1 FROM work_items WHERE id = ?1")?
+                    .query_row([id], |_| Ok(()))
+                    .optional()?
+                    .is_some())
+            })
+            .await
+    }
+
+    async fn progress(&self, id: &str) -> Result<Progress> {
+        let id = id.to_string();
+        self.readers
+            .read(move |conn| {
+                let (scheduled, finished): (i64, i64) = conn
+                    .prepare_cached(
+                        "SELECT COUNT(*) FILTER (WHERE event_type = 'TaskScheduled'),
+                            COUNT(*) FILTER (WHERE event_type IN ('TaskCompleted', 'TaskFailed'))
+                     FROM history WHERE instance_id = ?1",
+                    )?
+                    .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                Ok(Progress {
+                    scheduled: scheduled as u64,
+                    finished: finished as u64,
+                })
+            })
+            .await
     }
 }
 

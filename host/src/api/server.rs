@@ -1,0 +1,77 @@
+//! Serving the API to clients that may be slow, idle or hostile: every connection must
+//! send its request headers within [`HEADER_TIMEOUT`], at most a bounded number of
+//! connections are open at once (further ones wait in the listen backlog until one
+//! closes), and a failed `accept` (descriptors exhausted) backs off instead of spinning.
+//! So idle connections cannot starve the API of descriptors, nor the activities that
+//! need them.
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// How long a client may take to send a request's headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `router` on `listener` with at most `max_connections` open connections.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    max_connections: usize,
+) -> std::io::Result<()> {
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return Ok(());
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                tracing::warn!("cannot accept a connection: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            if let Err(error) = http.serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!("connection ended: {error}");
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// Raises this process's open-file limit to its hard limit, and says how many
+/// connections the API may hold: half of the descriptors, so that activities, blobs and
+/// the database keep the other half.
+pub fn raise_descriptor_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit for the duration of both calls.
+    let soft = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 512;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+            limit.rlim_max
+        } else {
+            limit.rlim_cur
+        }
+    };
+    usize::try_from(soft / 2)
+        .unwrap_or(usize::MAX)
+        .clamp(64, 16_384)
+}

@@ -1,0 +1,208 @@
+//! Instance tasks and control: one task per instance that is running here, woken when its
+//! inbox has news; and the client requests (terminate, suspend, resume) that reach an
+//! instance through its inbox.
+
+use super::{Error, Runtime, lock};
+use crate::orchestrator::{self, Delivery, InstanceEnv};
+use crate::store::{self, Event, RuntimeStatus};
+use chrono::Utc;
+use futures::FutureExt;
+use std::sync::Arc;
+use tokio::sync::{Notify, mpsc};
+
+/// What the runtime keeps of an instance that has a task here.
+pub(super) struct Hot {
+    wake: Arc<Notify>,
+    deliveries: mpsc::UnboundedSender<Delivery>,
+}
+
+impl Runtime {
+    /// Asks a running instance to end now, as Terminated.
+    pub async fn terminate(self: &Arc<Self>, id: &str, reason: &str) -> Result<(), Error> {
+        let event = Event::ExecutionTerminated {
+            reason: reason.to_string(),
+        };
+        self.control(id, event).await
+    }
+
+    /// Pauses an instance: it records completions only once resumed.
+    pub async fn suspend(self: &Arc<Self>, id: &str, reason: &str) -> Result<(), Error> {
+        let event = Event::ExecutionSuspended {
+            reason: reason.to_string(),
+        };
+        self.control(id, event).await
+    }
+
+    /// Lets a suspended instance go on.
+    pub async fn resume(self: &Arc<Self>, id: &str, reason: &str) -> Result<(), Error> {
+        let event = Event::ExecutionResumed {
+            reason: reason.to_string(),
+        };
+        self.control(id, event).await
+    }
+
+    /// Posts a control message (`ExecutionTerminated`, `ExecutionSuspended` or
+    /// `ExecutionResumed`) and wakes the instance, starting a task for it if none runs
+    /// (an evicted or host-failed instance is replayed to read it).
+    pub async fn control(self: &Arc<Self>, id: &str, event: Event) -> Result<(), Error> {
+        let instance = self
+            .store
+            .instance(id)
+            .await?
+            .ok_or_else(|| store::Error::UnknownInstance(id.to_string()))?;
+        if instance.status.is_terminal() {
+            return Err(Error::Ended {
+                id: id.to_string(),
+                status: instance.status,
+            });
+        }
+        // No task here can read a terminate message if the instance's orchestrator is not
+        // loaded (a task for it exits without reading or writing): end it directly.
+        if let (None, Event::ExecutionTerminated { reason }) =
+            (self.orchestrators.get(&instance.name), &event)
+        {
+            orchestrator::end_without_replay(
+                &*self.store,
+                &instance,
+                RuntimeStatus::Terminated,
+                reason,
+            )
+            .await?;
+            self.cancel_activities(id);
+            self.ended.send_modify(|count| *count += 1);
+            return Ok(());
+        }
+        match self.store.post_message(id, &event, Utc::now()).await {
+            Ok(()) => {}
+            Err(store::Error::Ended { id, status }) => return Err(Error::Ended { id, status }),
+            Err(other) => return Err(other.into()),
+        }
+        self.wake(id);
+        Ok(())
+    }
+
+    pub(super) fn spawn_instance(self: &Arc<Self>, id: String) {
+        let (wake, deliveries) = {
+            let mut hot = lock(&self.hot);
+            if hot.contains_key(&id) {
+                return;
+            }
+            let wake = Arc::new(Notify::new());
+            let (sender, deliveries) = mpsc::unbounded_channel();
+            hot.insert(
+                id.clone(),
+                Hot {
+                    wake: wake.clone(),
+                    deliveries: sender,
+                },
+            );
+            (wake, deliveries)
+        };
+        // A failure of an earlier instance with this id says nothing about this run.
+        lock(&self.host_failures).remove(&id);
+        let runtime = self.clone();
+        tokio::spawn(async move {
+            let result = runtime.run_instance(&id, wake.clone(), deliveries).await;
+            lock(&runtime.hot).remove(&id);
+            // Outcomes handed to a task that did not end its instance may be lost with
+            // it (an instance that evicts itself first drains them): run them again.
+            if !matches!(result, Ok(Some(status)) if status.is_terminal() || status == RuntimeStatus::Running || status == RuntimeStatus::Suspended)
+                && let Err(error) = runtime.store.release_instance_leases(&id).await
+            {
+                tracing::error!(instance = %id, "cannot release its leases: {error}");
+            }
+            match result {
+                Err(reason) => {
+                    tracing::error!(instance = %id, "{reason}");
+                    lock(&runtime.host_failures).insert(id.clone(), reason);
+                }
+                // The instance ended, but its id was reused by a new instance while this
+                // task still held it: run the new one.
+                Ok(Some(status)) if status.is_terminal() => {
+                    runtime.cancel_activities(&id);
+                    if matches!(runtime.store.instance(&id).await, Ok(Some(now)) if !now.status.is_terminal())
+                    {
+                        runtime.spawn_instance(id);
+                    }
+                }
+                // Evicted while idle. A message that came after it stopped listening left
+                // a permit; later ones find it gone and start it themselves.
+                Ok(Some(_)) => {
+                    if wake.notified().now_or_never().is_some() {
+                        runtime.spawn_instance(id);
+                    }
+                }
+                Ok(None) => {}
+            }
+            runtime.ended.send_modify(|count| *count += 1);
+        });
+    }
+
+    /// Runs an instance until it ends; `None` if it cannot run in this process.
+    async fn run_instance(
+        &self,
+        id: &str,
+        wake: Arc<Notify>,
+        deliveries: mpsc::UnboundedReceiver<Delivery>,
+    ) -> Result<Option<RuntimeStatus>, String> {
+        let _slot = self
+            .orchestration_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
+        let instance = match self.store.instance(id).await {
+            Ok(Some(instance)) => instance,
+            Ok(None) => return Err(format!("instance {id} vanished")),
+            Err(error) => return Err(error.to_string()),
+        };
+        if self.orchestrators.get(&instance.name).is_none() {
+            tracing::warn!(
+                instance = %id,
+                "orchestrator {} is not loaded; the instance stays {} until a host with it runs",
+                instance.name,
+                instance.status.as_str()
+            );
+            return Ok(None);
+        }
+        let env = InstanceEnv {
+            engine: self.engine.clone(),
+            store: self.store.clone(),
+            wake,
+            work_ready: self.work_ready.clone(),
+            limits: self.config.guest_limits,
+            evict_after: self.config.evict_after,
+            deliveries,
+            eager: Some(self.eager.clone()),
+        };
+        let status = orchestrator::run_instance(env, &self.orchestrators, &instance)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::debug!(instance = %id, "instance ended {}", status.as_str());
+        Ok(Some(status))
+    }
+
+    /// Tells an instance that its inbox has news, starting it if it is not running here.
+    pub(super) fn wake(self: &Arc<Self>, instance_id: &str) {
+        let hot = lock(&self.hot);
+        match hot.get(instance_id) {
+            Some(hot) => hot.wake.notify_one(),
+            None => {
+                drop(hot);
+                self.spawn_instance(instance_id.to_string());
+            }
+        }
+    }
+}
+
+impl Runtime {
+    /// Hands an activity's outcome to its instance in memory, if a task here runs it and
+    /// takes deliveries; gives the delivery back otherwise.
+    pub(super) fn deliver(&self, delivery: Delivery) -> Option<Delivery> {
+        let hot = lock(&self.hot);
+        match hot.get(&delivery.item.instance_id) {
+            Some(hot) => hot.deliveries.send(delivery).err().map(|refused| refused.0),
+            None => Some(delivery),
+        }
+    }
+}

@@ -1,0 +1,692 @@
+//! The store's behaviour, as a test suite that every backend runs: each function takes a
+//! fresh, empty store.
+
+use super::{Checkpoint, Error, Event, RuntimeStatus, Settlement, Store};
+use chrono::{Duration, Utc};
+
+fn complete(event: &Event) -> Settlement {
+    Settlement::Complete {
+        completion: event.clone(),
+    }
+}
+
+pub async fn schedule(store: &dyn Store, id: &str, first_seq: u64, tasks: &[u32]) {
+    let now = Utc::now();
+    let mut events = vec![(now, Event::OrchestratorStarted)];
+    events.extend(tasks.iter().map(|task| {
+        (
+            now,
+            Event::TaskScheduled {
+                task_id: *task,
+                name: "A".into(),
+                input: task.to_string(),
+                retry: None,
+            },
+        )
+    }));
+    store
+        .checkpoint(Checkpoint {
+            instance_id: id.to_string(),
+            first_seq,
+            events,
+            consumed: vec![],
+            settled: vec![],
+            lease: None,
+            status: RuntimeStatus::Running,
+            output: None,
+            custom_status: None,
+            now,
+        })
+        .await
+        .unwrap();
+}
+
+pub async fn instances_are_created_once_with_their_first_event(store: &dyn Store) {
+    let created = store
+        .create_instance("i1", "Orch", "\"x\"", Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(created.status, RuntimeStatus::Pending);
+    assert_eq!(store.instance("i1").await.unwrap(), Some(created));
+    assert!(matches!(
+        store.create_instance("i1", "Orch", "1", Utc::now()).await,
+        Err(Error::InstanceExists(_))
+    ));
+    let history = store.history("i1").await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        history[0].event,
+        Event::ExecutionStarted {
+            name: "Orch".into(),
+            input: "\"x\"".into()
+        }
+    );
+    assert_eq!(
+        store.unfinished_instances().await.unwrap(),
+        vec!["i1".to_string()]
+    );
+    assert_eq!(store.instance("nope").await.unwrap(), None);
+}
+
+pub async fn a_checkpoint_appends_events_and_enqueues_their_work_atomically(store: &dyn Store) {
+    store
+        .create_instance("i1", "Orch", "null", Utc::now())
+        .await
+        .unwrap();
+    schedule(store, "i1", 1, &[0, 1]).await;
+    assert_eq!(store.history("i1").await.unwrap().len(), 4);
+    assert_eq!(
+        store.instance("i1").await.unwrap().map(|i| i.status),
+        Some(RuntimeStatus::Running)
+    );
+
+    // A writer that does not know the history's length is refused, and changes nothing.
+    let now = Utc::now();
+    let refused = store
+        .checkpoint(Checkpoint {
+            instance_id: "i1".into(),
+            first_seq: 1,
+            events: vec![(
+                now,
+                Event::TaskScheduled {
+                    task_id: 2,
+                    name: "A".into(),
+                    input: "2".into(),
+                    retry: None,
+                },
+            )],
+            consumed: vec![],
+            settled: vec![],
+            lease: None,
+            status: RuntimeStatus::Running,
+            output: None,
+            custom_status: None,
+            now,
+        })
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(Error::Conflict {
+                expected: 1,
+                found: 4,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(store.history("i1").await.unwrap().len(), 4);
+
+    let claimed = store
+        .claim_work("me", 10, now, now + Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.iter().map(|w| w.task_id).collect::<Vec<_>>(),
+        vec![0, 1]
+    );
+    assert!(claimed.iter().all(|w| w.attempt == 1));
+    assert!(
+        store
+            .claim_work("other", 10, now, now + Duration::minutes(5))
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased items are not handed out twice"
+    );
+}
+
+pub async fn completing_work_moves_the_result_to_the_inbox_once(store: &dyn Store) {
+    store
+        .create_instance("i1", "Orch", "null", Utc::now())
+        .await
+        .unwrap();
+    schedule(store, "i1", 1, &[0]).await;
+    let now = Utc::now();
+    let item = store
+        .claim_work("me", 1, now, now + Duration::minutes(5))
+        .await
+        .unwrap()
+        .remove(0);
+    let done = Event::TaskCompleted {
+        task_id: 0,
+        result: "7".into(),
+    };
+    assert!(
+        !store
+            .settle_work(&item, "someone-else", complete(&done), now)
+            .await
+            .unwrap(),
+        "only the lease holder completes"
+    );
+    assert!(
+        store
+            .settle_work(&item, "me", complete(&done), now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .settle_work(&item, "me", complete(&done), now)
+            .await
+            .unwrap(),
+        "a second completion is dropped"
+    );
+    let inbox = store.inbox("i1", 0).await.unwrap();
+    assert_eq!(
+        inbox.iter().map(|m| m.event.clone()).collect::<Vec<_>>(),
+        vec![done.clone()]
+    );
+
+    // Consuming the message in a terminal checkpoint clears it and any leftover work.
+    schedule(store, "i1", 3, &[1]).await;
+    store
+        .checkpoint(Checkpoint {
+            instance_id: "i1".into(),
+            first_seq: 5,
+            events: vec![
+                (now, done),
+                (now, Event::ExecutionCompleted { result: "7".into() }),
+            ],
+            consumed: vec![inbox[0].id],
+            settled: vec![],
+            lease: None,
+            status: RuntimeStatus::Completed,
+            output: Some("7".into()),
+            custom_status: Some("\"done\"".into()),
+            now,
+        })
+        .await
+        .unwrap();
+    assert!(store.inbox("i1", 0).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_work("me", 10, now, now + Duration::minutes(5))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let instance = store.instance("i1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            instance.status,
+            instance.output.as_deref(),
+            instance.custom_status.as_deref()
+        ),
+        (RuntimeStatus::Completed, Some("7"), Some("\"done\""))
+    );
+    assert!(store.unfinished_instances().await.unwrap().is_empty());
+}
+
+pub async fn a_late_result_never_settles_another_item_or_attempt(store: &dyn Store) {
+    // Claims look a second ahead, so that items scheduled a moment ago are due.
+    let now = Utc::now() + Duration::seconds(1);
+    let lease = now + Duration::minutes(5);
+    store
+        .create_instance("a", "Orch", "null", now)
+        .await
+        .unwrap();
+    schedule(store, "a", 1, &[0]).await;
+    let stale = store
+        .claim_work("me", 1, now, lease)
+        .await
+        .unwrap()
+        .remove(0);
+    // Instance a ends while its activity still runs; b's new item must get a new id.
+    let ended = Event::ExecutionCompleted { result: "0".into() };
+    store
+        .checkpoint(Checkpoint {
+            instance_id: "a".into(),
+            first_seq: 3,
+            events: vec![(now, ended)],
+            consumed: vec![],
+            settled: vec![],
+            lease: None,
+            status: RuntimeStatus::Completed,
+            output: Some("0".into()),
+            custom_status: None,
+            now,
+        })
+        .await
+        .unwrap();
+    store
+        .create_instance("b", "Orch", "null", now)
+        .await
+        .unwrap();
+    schedule(store, "b", 1, &[0]).await;
+    let fresh = store
+        .claim_work("me", 1, now, lease)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_ne!(fresh.id, stale.id, "work item ids are never reused");
+    let done = Event::TaskCompleted {
+        task_id: 0,
+        result: "1".into(),
+    };
+    assert!(
+        !store
+            .settle_work(&stale, "me", complete(&done), now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store.inbox("a", 0).await.unwrap().is_empty()
+            && store.inbox("b", 0).await.unwrap().is_empty()
+    );
+
+    // An attempt that was retried cannot complete after the next attempt was claimed.
+    let notice = Event::TaskRetrying {
+        task_id: 0,
+        attempt: 1,
+        message: "x".into(),
+        retry_at: now,
+    };
+    assert!(
+        store
+            .settle_work(
+                &fresh,
+                "me",
+                Settlement::Retry {
+                    retry_at: now,
+                    notice: notice.clone()
+                },
+                now
+            )
+            .await
+            .unwrap()
+    );
+    let second = store
+        .claim_work("me", 1, now, lease)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(second.attempt, 2);
+    assert!(
+        !store
+            .settle_work(&fresh, "me", complete(&done), now)
+            .await
+            .unwrap(),
+        "the first attempt is fenced off"
+    );
+    assert!(
+        store
+            .settle_work(&second, "me", complete(&done), now)
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn an_owner_never_reclaims_its_own_leases_but_others_take_expired_ones(
+    store: &dyn Store,
+) {
+    let now = Utc::now() + Duration::seconds(1);
+    store
+        .create_instance("a", "Orch", "null", now)
+        .await
+        .unwrap();
+    schedule(store, "a", 1, &[0]).await;
+    let expired = now - Duration::minutes(1);
+    assert_eq!(
+        store.claim_work("me", 1, now, expired).await.unwrap().len(),
+        1
+    );
+    assert!(
+        store
+            .claim_work("me", 1, now, now + Duration::minutes(5))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .claim_work("other", 1, now, now + Duration::minutes(5))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+pub async fn creating_over_an_ended_instance_replaces_it_and_over_a_live_one_fails(
+    store: &dyn Store,
+) {
+    let now = Utc::now();
+    store.create_instance("x", "Orch", "1", now).await.unwrap();
+    assert!(matches!(
+        store.create_instance("x", "Orch", "2", now).await,
+        Err(Error::InstanceExists(_))
+    ));
+    store
+        .checkpoint(Checkpoint {
+            instance_id: "x".into(),
+            first_seq: 1,
+            events: vec![(
+                now,
+                Event::ExecutionFailed {
+                    message: "no".into(),
+                },
+            )],
+            consumed: vec![],
+            settled: vec![],
+            lease: None,
+            status: RuntimeStatus::Failed,
+            output: None,
+            custom_status: None,
+            now,
+        })
+        .await
+        .unwrap();
+    let again = store.create_instance("x", "Orch", "3", now).await.unwrap();
+    assert_eq!(
+        (again.status, again.input.as_str()),
+        (RuntimeStatus::Pending, "3")
+    );
+    assert_eq!(
+        store.history("x").await.unwrap().len(),
+        1,
+        "the old history is gone"
+    );
+}
+
+pub async fn concurrent_changes_commit_together_yet_fail_alone(store: &dyn Store) {
+    let now = Utc::now();
+    // Many callers at once: each is answered on its own, and a refused change (a
+    // duplicate id) takes nothing of the others with it.
+    let creates = (0..200).map(|n| {
+        let id = format!("c{}", n % 150);
+        async move { store.create_instance(&id, "Orch", "null", now).await }
+    });
+    let results = futures::future::join_all(creates).await;
+    let (created, refused): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+    assert_eq!(created.len(), 150);
+    assert_eq!(refused.len(), 50);
+    assert!(
+        refused
+            .iter()
+            .all(|r| matches!(r, Err(Error::InstanceExists(_))))
+    );
+    assert_eq!(store.unfinished_instances().await.unwrap().len(), 150);
+    for n in 0..150 {
+        assert_eq!(store.history(&format!("c{n}")).await.unwrap().len(), 1);
+    }
+}
+
+pub async fn large_payloads_round_trip_out_of_line(store: &dyn Store) {
+    let now = Utc::now();
+    let big: String = serde_json::to_string(
+        &(0..40_000)
+            .map(|n| format!("/srv/site/{n:08}/a-rather-long-file-name.html"))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    assert!(big.len() > 1 << 20);
+    store
+        .create_instance("big", "Orch", &big, now)
+        .await
+        .unwrap();
+    schedule(store, "big", 1, &[0]).await;
+    let item = store
+        .claim_work(
+            "me",
+            1,
+            now + Duration::seconds(1),
+            now + Duration::minutes(5),
+        )
+        .await
+        .unwrap()
+        .remove(0);
+    let done = Event::TaskCompleted {
+        task_id: 0,
+        result: big.clone(),
+    };
+    assert!(
+        store
+            .settle_work(&item, "me", complete(&done), now)
+            .await
+            .unwrap()
+    );
+    let inbox = store.inbox("big", 0).await.unwrap();
+    assert_eq!(inbox[0].event, done);
+    store
+        .checkpoint(Checkpoint {
+            instance_id: "big".into(),
+            first_seq: 3,
+            events: vec![(now, done.clone())],
+            consumed: vec![inbox[0].id],
+            settled: vec![],
+            lease: None,
+            status: RuntimeStatus::Running,
+            output: None,
+            custom_status: None,
+            now,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.instance("big").await.unwrap().unwrap().input, big);
+    let history = store.history("big").await.unwrap();
+    assert_eq!(history[3].event, done);
+    assert!(matches!(&history[0].event, Event::ExecutionStarted { input, .. } if *input == big));
+    assert!(store.inbox("big", 0).await.unwrap().is_empty());
+}
+
+pub async fn messages_reach_only_live_instances_and_read_after_a_cursor(store: &dyn Store) {
+    let now = Utc::now();
+    let suspend = Event::ExecutionSuspended { reason: "r".into() };
+    assert!(matches!(
+        store.post_message("nobody", &suspend, now).await,
+        Err(Error::UnknownInstance(_))
+    ));
+    store
+        .create_instance("m", "Orch", "null", now)
+        .await
+        .unwrap();
+    store.post_message("m", &suspend, now).await.unwrap();
+    store.post_message("m", &suspend, now).await.unwrap();
+    let all = store.inbox("m", 0).await.unwrap();
+    assert_eq!(all.len(), 2);
+    let after = store.inbox("m", all[0].id).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].id, all[1].id);
+    store
+        .checkpoint(Checkpoint {
+            instance_id: "m".into(),
+            first_seq: 1,
+            events: vec![(now, Event::ExecutionCompleted { result: "1".into() })],
+            consumed: vec![],
+            settled: vec![],
+            lease: None,
+            status: RuntimeStatus::Completed,
+            output: Some("1".into()),
+            custom_status: None,
+            now,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.post_message("m", &suspend, now).await,
+        Err(Error::Ended { .. })
+    ));
+}
+
+pub async fn a_rewind_reschedules_the_given_tasks_of_a_failed_instance_only(store: &dyn Store) {
+    store
+        .create_instance("i1", "Orch", "null", Utc::now())
+        .await
+        .unwrap();
+    schedule(store, "i1", 1, &[0, 1]).await;
+    let rewound = Event::ExecutionRewound {
+        reason: "fixed".into(),
+    };
+    let task = |task_id: u32| Event::TaskScheduled {
+        task_id,
+        name: "A".into(),
+        input: task_id.to_string(),
+        retry: None,
+    };
+    // A running instance is not rewound.
+    assert!(matches!(
+        store
+            .rewind("i1", 4, rewound.clone(), vec![task(1)], Utc::now())
+            .await,
+        Err(Error::NotFailed {
+            status: RuntimeStatus::Running,
+            ..
+        })
+    ));
+    assert!(matches!(
+        store
+            .rewind("nope", 0, rewound.clone(), vec![], Utc::now())
+            .await,
+        Err(Error::UnknownInstance(_))
+    ));
+    let now = Utc::now();
+    store
+        .checkpoint(Checkpoint {
+            instance_id: "i1".into(),
+            first_seq: 4,
+            events: vec![(
+                now,
+                Event::ExecutionFailed {
+                    message: "boom".into(),
+                },
+            )],
+            consumed: vec![],
+            status: RuntimeStatus::Failed,
+            settled: vec![],
+            lease: None,
+            output: Some("\"boom\"".into()),
+            custom_status: None,
+            now,
+        })
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_work("w", 10, now, now + Duration::minutes(1))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a failed instance has no work"
+    );
+    assert!(matches!(
+        store
+            .rewind("i1", 4, rewound.clone(), vec![task(1)], Utc::now())
+            .await,
+        Err(Error::Conflict { .. })
+    ));
+    store
+        .rewind("i1", 5, rewound.clone(), vec![task(1)], Utc::now())
+        .await
+        .unwrap();
+    let instance = store.instance("i1").await.unwrap().unwrap();
+    assert_eq!(
+        (instance.status, instance.output),
+        (RuntimeStatus::Pending, None)
+    );
+    assert_eq!(store.history("i1").await.unwrap()[5].event, rewound);
+    assert_eq!(store.unfinished_instances().await.unwrap(), vec!["i1"]);
+    let later = Utc::now() + Duration::seconds(1);
+    let claimed = store
+        .claim_work("w", 10, later, later + Duration::minutes(1))
+        .await
+        .unwrap();
+    let claimed: Vec<_> = claimed
+        .iter()
+        .map(|item| (item.task_id, item.attempt))
+        .collect();
+    assert_eq!(claimed, vec![(1, 1)], "only the rescheduled task, afresh");
+}
+
+pub async fn eager_leases_skip_the_claim_and_settled_items_leave_with_their_episode(
+    store: &dyn Store,
+) {
+    let now = Utc::now();
+    store
+        .create_instance("e", "Orch", "null", now)
+        .await
+        .unwrap();
+    let scheduled = |task_id: u32| {
+        (
+            now,
+            Event::TaskScheduled {
+                task_id,
+                name: "A".into(),
+                input: task_id.to_string(),
+                retry: None,
+            },
+        )
+    };
+    let checkpoint = |first_seq, events, settled, lease| Checkpoint {
+        instance_id: "e".into(),
+        first_seq,
+        events,
+        consumed: vec![],
+        settled,
+        lease,
+        status: RuntimeStatus::Running,
+        output: None,
+        custom_status: None,
+        now,
+    };
+    let lease = crate::store::Lease {
+        owner: "me".into(),
+        until: now + Duration::minutes(5),
+        max: 2,
+    };
+    let leased = store
+        .checkpoint(checkpoint(
+            1,
+            vec![
+                (now, Event::OrchestratorStarted),
+                scheduled(0),
+                scheduled(1),
+                scheduled(2),
+            ],
+            vec![],
+            Some(lease),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        leased.iter().map(|w| w.task_id).collect::<Vec<_>>(),
+        vec![0, 1]
+    );
+    assert!(
+        leased
+            .iter()
+            .all(|w| w.attempt == 1 && w.input == w.task_id.to_string())
+    );
+    let later = now + Duration::seconds(1);
+    let claimed = store
+        .claim_work("other", 10, later, later + Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.iter().map(|w| w.task_id).collect::<Vec<_>>(),
+        vec![2],
+        "leased items are not claimed again"
+    );
+    // Task 0's result reached the instance in memory: the episode that records it also
+    // removes its work item.
+    let done = Event::TaskCompleted {
+        task_id: 0,
+        result: "0".into(),
+    };
+    store
+        .checkpoint(checkpoint(5, vec![(now, done)], vec![leased[0].id], None))
+        .await
+        .unwrap();
+    assert!(!store.work_item_exists(leased[0].id).await.unwrap());
+    assert!(store.work_item_exists(leased[1].id).await.unwrap());
+    store.release_instance_leases("e").await.unwrap();
+    let again = store
+        .claim_work("me", 10, later, later + Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.iter().map(|w| w.task_id).collect::<Vec<_>>(),
+        vec![1, 2],
+        "released items are claimed again; the settled one is gone"
+    );
+}
