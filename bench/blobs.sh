@@ -16,7 +16,7 @@ WORK=${1:-/tmp/weft-bench}
 RUNS=${RUNS:-3}
 mkdir -p "$WORK"
 
-cargo build --release -p weft --example raw_copy >&2
+cargo build --release -p weft --bin weft --example raw_copy >&2
 WEFT=$REPO/target/release/weft
 RAW=$REPO/target/release/examples/raw_copy
 AZURITE=${WEFT_AZURITE:-$HOME/.cache/weft/npm/node_modules/.bin/azurite-blob}
