@@ -130,10 +130,13 @@ start_server() { # $1 = log file, rest = command; prints the port
 }
 stop_server() { kill "$(cat "$1.pid")" 2>/dev/null || true; wait "$(cat "$1.pid")" 2>/dev/null || true; }
 
-cloud() { # $1 = azure|s3
-  local kind=$1 log=$WORK/$1-server.log port
+# Starts a fresh server of kind $1 (azure|s3) and points Weft, rclone and raw_copy at it;
+# sets SCHEME and LOG. A fresh server per run keeps memory and disk use flat.
+serve() {
+  local kind=$1 port
+  LOG=$WORK/$kind-server.log
   if [ "$kind" = azure ]; then
-    port=$(cd "$WORK" && start_server "$log" "$AZURITE" --inMemoryPersistence --skipApiVersionCheck \
+    port=$(cd "$WORK" && start_server "$LOG" "$AZURITE" --inMemoryPersistence --skipApiVersionCheck \
       --disableTelemetry --blobHost 127.0.0.1 --blobPort 0)
     export AZURE_STORAGE_USE_EMULATOR=true AZURITE_BLOB_STORAGE_URL=http://127.0.0.1:$port
     # rclone 1.60 reaches an emulator on another port than 10000 only through a SAS URL.
@@ -147,35 +150,41 @@ print(generate_account_sas('devstoreaccount1', '$EMULATOR_KEY',
     expiry=datetime.now(timezone.utc) + timedelta(hours=6)))")
     export RCLONE_CONFIG_BENCH_TYPE=azureblob \
       RCLONE_CONFIG_BENCH_SAS_URL="http://127.0.0.1:$port/devstoreaccount1?$sas"
-    scheme=az
+    SCHEME=az
   else
-    port=$(cd "$WORK" && start_server "$log" python3 -m moto.server -H 127.0.0.1 -p 0)
+    port=$(cd "$WORK" && start_server "$LOG" python3 -m moto.server -H 127.0.0.1 -p 0)
     export AWS_ENDPOINT_URL=http://127.0.0.1:$port AWS_ALLOW_HTTP=true AWS_REGION=us-east-1 \
       AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret
     export RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other \
       RCLONE_CONFIG_BENCH_ENDPOINT=http://127.0.0.1:$port RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=bench \
       RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=bench-secret RCLONE_CONFIG_BENCH_REGION=us-east-1 \
       RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE=true
-    scheme=s3
+    SCHEME=s3
   fi
-  local w=() r=() x=()
+}
+
+cloud() { # $1 = azure|s3
+  local kind=$1 w=() r=() x=()
   for i in $(seq "$RUNS"); do
-    r+=("$(seconds rclone copy --transfers 16 --checkers 16 "$WORK/tree" "bench:rclone-tree$i")")
-    weft_backup "$WORK/empty" "$scheme://weft-tree$i" --create-container > /dev/null
-    w+=("$(seconds weft_backup "$WORK/tree" "$scheme://weft-tree$i")")
-    rclone mkdir "bench:raw-tree$i" > /dev/null 2>&1
-    x+=("$(seconds "$RAW" "$WORK/tree" "$scheme://raw-tree$i" 16)")
+    serve "$kind"
+    r+=("$(seconds rclone copy --transfers 16 --checkers 16 "$WORK/tree" "bench:rclone-tree")")
+    weft_backup "$WORK/empty" "$SCHEME://weft-tree" --create-container > /dev/null
+    w+=("$(seconds weft_backup "$WORK/tree" "$SCHEME://weft-tree")")
+    rclone mkdir "bench:raw-tree" > /dev/null 2>&1
+    x+=("$(seconds "$RAW" "$WORK/tree" "$SCHEME://raw-tree" 16)")
     rm -rf "$WORK"/data.*
+    stop_server "$LOG"
   done
   local wm rm_ xm
   wm=$(median "${w[@]}"); rm_=$(median "${r[@]}"); xm=$(median "${x[@]}")
   echo "tree $kind | weft ${wm}s (runs ${w[*]}) | rclone ${rm_}s (runs ${r[*]}) | raw object_store ${xm}s (runs ${x[*]}) | weft/rclone $(ratio "$wm" "$rm_") | weft/raw $(ratio "$wm" "$xm")"
-  weft_backup "$WORK/empty" "$scheme://weft-big" --create-container > /dev/null
+  serve "$kind"
+  weft_backup "$WORK/empty" "$SCHEME://weft-big" --create-container > /dev/null
   local rss
-  rss=$(peak_mib weft_backup "$WORK/big" "$scheme://weft-big")
+  rss=$(peak_mib weft_backup "$WORK/big" "$SCHEME://weft-big")
   echo "2GiB $kind | weft peak RSS ${rss} MiB (one run)"
   rm -rf "$WORK"/data.*
-  stop_server "$log"
+  stop_server "$LOG"
 }
 cloud azure
 cloud s3
