@@ -70,9 +70,13 @@ seconds() {
 }
 median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
-# Peak RSS in MiB of "$@", from GNU time.
+# Peak RSS in MiB (GNU time) of a backup of $1 into blob store $2, with extra args.
 peak_mib() {
-  /usr/bin/time -v "$@" > "$WORK/last.log" 2> "$WORK/time.log" || { tail -5 "$WORK/time.log" >&2; return 1; }
+  local input=$1 url=$2; shift 2
+  local data; data=$(mktemp -d "$WORK/data.XXXX")
+  /usr/bin/time -v "$WEFT" run E2_BackupSiteContent --input "\"$input\"" --blobs "$url" \
+    --data-dir "$data" --cache-dir "$CACHE" --allow-dir "$WORK" "$@" \
+    > "$WORK/last.log" 2> "$WORK/time.log" || { tail -5 "$WORK/time.log" >&2; return 1; }
   awk '/Maximum resident set size/ { printf "%.1f", $6 / 1024 }' "$WORK/time.log"
 }
 # weft run of the backup sample on $1 into blob store $2, with extra args.
@@ -100,7 +104,7 @@ for i in $(seq "$RUNS"); do
   rm -rf "$OUT/cp$i" "$OUT/cps$i" "$OUT/weft-big$i" "$WORK"/data.*
   sync
 done
-rss=$(peak_mib weft_backup "$WORK/big" "file://$OUT/weft-big-rss"); rm -rf "$OUT/weft-big-rss" "$WORK"/data.*
+rss=$(peak_mib "$WORK/big" "file://$OUT/weft-big-rss"); rm -rf "$OUT/weft-big-rss" "$WORK"/data.*
 wm=$(median "${w[@]}"); cm=$(median "${c[@]}"); sm=$(median "${s[@]}")
 echo "2GiB file:// | weft ${wm}s (runs ${w[*]}) | cp ${cm}s (runs ${c[*]}) | cp+sync ${sm}s (runs ${s[*]}) | weft/cp $(ratio "$wm" "$cm") | weft/(cp+sync) $(ratio "$wm" "$sm") | weft peak RSS ${rss} MiB"
 
@@ -181,7 +185,7 @@ cloud() { # $1 = azure|s3
   serve "$kind"
   weft_backup "$WORK/empty" "$SCHEME://weft-big" --create-container > /dev/null
   local rss
-  rss=$(peak_mib weft_backup "$WORK/big" "$SCHEME://weft-big")
+  rss=$(peak_mib "$WORK/big" "$SCHEME://weft-big")
   echo "2GiB $kind | weft peak RSS ${rss} MiB (one run)"
   rm -rf "$WORK"/data.*
   stop_server "$LOG"
