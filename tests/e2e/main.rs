@@ -1,5 +1,5 @@
 //! End-to-end tests against the real `weft` binary, real SQLite files, real directory
-//! trees and real blob directories.
+//! trees, real blob directories and real blob servers (Azurite, an S3 server).
 
 mod abuse;
 mod api;
@@ -7,6 +7,7 @@ mod backup;
 mod bench;
 mod cancel;
 mod clients;
+mod cloud;
 mod confinement;
 mod crash;
 mod crash_attempts;
@@ -17,6 +18,7 @@ mod nondeterminism;
 mod patterns;
 mod rewind;
 mod sandbox;
+mod servers;
 mod snapshots;
 mod storage_faults;
 mod support;

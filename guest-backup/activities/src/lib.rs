@@ -48,31 +48,59 @@ fn get_file_list(root_directory: &str) -> Result<Vec<String>, RunError> {
     Ok(files)
 }
 
-fn copy_file_to_blob(file_path: &str) -> Result<u64, RunError> {
+/// What `E2_CopyFileToBlob` returns: the history records the size and SHA-256 of every
+/// file backed up.
+#[derive(serde::Serialize)]
+struct CopyOutput {
+    blob: String,
+    bytes: u64,
+    sha256: String,
+    /// False when the blob already held these bytes (`--skip-unchanged`).
+    uploaded: bool,
+}
+
+fn copy_file_to_blob(file_path: &str) -> Result<CopyOutput, RunError> {
     let output_location = format!("backups/{}", blob_path(file_path));
     log::log(
         LogLevel::Info,
         &format!("Copying '{file_path}' to '{output_location}'."),
     );
-    let byte_count = blob::copy_file(file_path, &output_location).map_err(failed)?;
+    let copied = blob::copy_file(file_path, &output_location).map_err(failed)?;
     log::log(
         LogLevel::Info,
-        &format!("Copied '{file_path}'. Total bytes = {byte_count}."),
+        &format!(
+            "Copied '{file_path}'. Total bytes = {}, SHA-256 = {}{}.",
+            copied.bytes,
+            copied.sha256,
+            if copied.uploaded {
+                ""
+            } else {
+                " (unchanged, not uploaded)"
+            }
+        ),
     );
-    Ok(byte_count)
+    Ok(CopyOutput {
+        blob: output_location,
+        bytes: copied.bytes,
+        sha256: copied.sha256,
+        uploaded: copied.uploaded,
+    })
 }
 
-/// Strips a drive letter prefix such as `C:`, turns `\` into `/`, and drops empty and `.`
-/// segments, so that `C:\a\b`, `/a/b` and `./a//b` all become `a/b`.
+/// Strips a drive letter prefix such as `C:` and drops empty and `.` segments. In a
+/// Windows path (one with a drive letter) `\` separates segments and becomes `/`; in any
+/// other path it is an ordinary character, so that `/a/x\y` and `/a/x/y` stay two
+/// different blobs. `C:\a\b`, `/a/b` and `./a//b` all become `a/b`.
 fn blob_path(file_path: &str) -> String {
     let bytes = file_path.as_bytes();
-    let without_drive = if bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic() {
-        &file_path[2..]
+    let windows = bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic();
+    let without_drive = if windows { &file_path[2..] } else { file_path };
+    let separators = if windows {
+        without_drive.replace('\\', "/")
     } else {
-        file_path
+        without_drive.to_string()
     };
-    without_drive
-        .replace('\\', "/")
+    separators
         .split('/')
         .filter(|segment| !segment.is_empty() && *segment != ".")
         .collect::<Vec<_>>()
@@ -101,6 +129,7 @@ mod tests {
             ("/var/www/index.html", "var/www/index.html"),
             ("./site//a b/é.txt", "site/a b/é.txt"),
             ("relative/file", "relative/file"),
+            ("/srv/x\\y.txt", "srv/x\\y.txt"),
         ] {
             assert_eq!(blob_path(file), expected, "for {file}");
         }

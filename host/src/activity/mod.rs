@@ -11,7 +11,6 @@ use crate::bindings::activities::{
 use crate::guest_output::StderrTail;
 use crate::limits::{self, Budget, GuestLimits, HasBudget};
 use crate::registry::Provider;
-use object_store::ObjectStore;
 use std::sync::Arc;
 use wasmtime::Engine;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
@@ -31,7 +30,7 @@ pub enum Error {
 /// What activities may touch: the allowed directories and the blob store.
 pub struct Io {
     pub confinement: confine::Confinement,
-    pub blobs: Arc<dyn ObjectStore>,
+    pub blobs: crate::blobs::Blobs,
 }
 
 /// The host side of one activity call.

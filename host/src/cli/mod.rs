@@ -162,9 +162,23 @@ struct HostArgs {
     /// Orchestration and activity components (.wasm); default: the embedded backup sample.
     #[arg(long, num_args = 1..)]
     components: Vec<PathBuf>,
-    /// Blob store URL: file:///absolute/dir or memory://; default: file://<data-dir>/blobs.
+    /// Blob store URL: file:///absolute/dir, memory://, az://CONTAINER (or
+    /// azure://CONTAINER; configured by AZURE_* variables) or s3://BUCKET (configured by
+    /// AWS_* variables); default: file://<data-dir>/blobs.
     #[arg(long)]
     blobs: Option<String>,
+    /// An object_store configuration key for the blob store, e.g.
+    /// azure_storage_account_name=myaccount or aws_region=eu-west-1. Repeatable. Pass
+    /// secrets in AZURE_*/AWS_* variables instead: a command line is visible to others.
+    #[arg(long = "blob-opt", value_name = "KEY=VALUE", value_parser = key_value)]
+    blob_opts: Vec<(String, String)>,
+    /// Create the blob container or bucket if it does not exist.
+    #[arg(long)]
+    create_container: bool,
+    /// Do not upload a file whose blob already has the same size and SHA-256 (every file
+    /// is still read and hashed).
+    #[arg(long)]
+    skip_unchanged: bool,
     /// A directory activities may read (repeatable); default: the current directory.
     #[arg(long = "allow-dir", value_name = "DIR")]
     allow_dirs: Vec<PathBuf>,
@@ -205,6 +219,11 @@ impl HostArgs {
                 .collect();
         }
         config.blobs = self.blobs.clone();
+        config.blob_options = crate::blobs::Options {
+            config: self.blob_opts.clone(),
+            create_container: self.create_container,
+            skip_unchanged: self.skip_unchanged,
+        };
         config.cache_dir = self.cache_dir.clone();
         // The current directory only when no directory is given.
         config.allowed_dirs = self.allow_dirs.clone();
@@ -219,6 +238,16 @@ impl HostArgs {
             (self.evict_after_ms > 0).then(|| Duration::from_millis(self.evict_after_ms));
         config.activity_delay = self.test_activity_delay_ms.map(Duration::from_millis);
         config
+    }
+}
+
+/// Parses `KEY=VALUE`.
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err("expected KEY=VALUE".to_string()),
     }
 }
 

@@ -114,6 +114,8 @@ pub struct Config {
     pub blobs: Option<String>,
     /// A blob store given directly (embedding, tests); it takes precedence over `blobs`.
     pub blob_store: Option<Arc<dyn ObjectStore>>,
+    /// Blob store configuration keys, `--create-container` and `--skip-unchanged`.
+    pub blob_options: blobs::Options,
     /// Directories activities may read; must exist.
     pub allowed_dirs: Vec<PathBuf>,
     pub max_activities: usize,
@@ -138,6 +140,7 @@ impl Config {
             cache_dir: None,
             blobs: None,
             blob_store: None,
+            blob_options: blobs::Options::default(),
             allowed_dirs: Vec::new(),
             max_activities: 16,
             max_orchestrations: 256,
@@ -255,9 +258,9 @@ impl Runtime {
         let lock = lock_data_dir(&data_dir)?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir.join("weft.db"))?);
         let blobs = match (&config.blob_store, &config.blobs) {
-            (Some(store), _) => store.clone(),
-            (None, Some(url)) => blobs::open(url)?,
-            (None, None) => blobs::open_dir(&data_dir.join("blobs"))?,
+            (Some(store), _) => blobs::Blobs::from_store(store.clone(), &config.blob_options),
+            (None, Some(url)) => blobs::Blobs::open(url, &config.blob_options).await?,
+            (None, None) => blobs::Blobs::open_dir(&data_dir.join("blobs"), &config.blob_options)?,
         };
         let mut allowed = config.allowed_dirs.clone();
         if allowed.is_empty() {

@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Blob upload benchmarks for BENCHMARKS.md, side by side in one run, medians of 3 runs:
+#   1. one 2 GiB file to file://, hashed, vs `cp` (and Weft's peak RSS, /usr/bin/time -v);
+#   2. 10,000 files of 1-64 KiB + 5 x 50 MiB to file:// vs `rclone copy`;
+#   3. the same tree to Azurite and to moto's S3 server vs `rclone copy` to the same
+#      server and a raw object_store copy (host/examples/raw_copy.rs) at the same
+#      concurrency (16 files at once, 8 MiB parts, 4 parts in flight per file);
+#   4. peak RSS of one 2 GiB file to Azurite and to S3 (one run each).
+# Needs: a release build (built here), rclone (apt-get install -y rclone), GNU time
+# (apt-get install -y time), Azurite and moto (as .ci/run installs them).
+# Usage: bench/blobs.sh [WORK_DIR]   (default /tmp/weft-bench; needs ~8 GiB free)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+WORK=${1:-/tmp/weft-bench}
+RUNS=${RUNS:-3}
+mkdir -p "$WORK"
+
+cargo build --release -p weft --bin weft --example raw_copy >&2
+WEFT=$REPO/target/release/weft
+RAW=$REPO/target/release/examples/raw_copy
+AZURITE=${WEFT_AZURITE:-$HOME/.cache/weft/npm/node_modules/.bin/azurite-blob}
+EMULATOR_KEY="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+for tool in rclone /usr/bin/time "$AZURITE" python3; do
+  command -v "$tool" >/dev/null || { echo "missing $tool; see the header of $0" >&2; exit 1; }
+done
+
+# This machine's AWS_CA_BUNDLE (for a proxy) makes rclone's S3 client refuse plain HTTP.
+rclone() { env -u AWS_CA_BUNDLE rclone "$@"; }
+
+# --- Data (kept between runs) ---------------------------------------------------------
+if [ ! -f "$WORK/big/2GiB.bin" ]; then
+  mkdir -p "$WORK/big"
+  head -c $((2 << 30)) /dev/urandom > "$WORK/big/2GiB.bin"
+fi
+if [ ! -f "$WORK/tree.done" ]; then
+  rm -rf "$WORK/tree"
+  python3 - "$WORK/tree" <<'EOF'
+import os, random, sys
+root = sys.argv[1]
+rng = random.Random(42)
+for i in range(10_000):
+    d = os.path.join(root, f"d{i % 100:02d}", f"e{i % 7}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i}.bin"), "wb") as f:
+        f.write(rng.randbytes(rng.randint(1 << 10, 64 << 10)))
+os.makedirs(os.path.join(root, "large"), exist_ok=True)
+for i in range(5):
+    with open(os.path.join(root, "large", f"l{i}.bin"), "wb") as f:
+        for _ in range(50):
+            f.write(rng.randbytes(1 << 20))
+EOF
+  touch "$WORK/tree.done"
+fi
+# Warm the page cache: every tool reads from memory.
+cat "$WORK/big/2GiB.bin" > /dev/null
+find "$WORK/tree" -type f -exec cat {} + > /dev/null
+
+OUT=$WORK/out
+CACHE=$WORK/weft-cache
+rm -rf "$OUT"; mkdir -p "$OUT"
+
+# Seconds (3 decimals) that "$@" takes; its output goes to $WORK/last.log.
+seconds() {
+  local start end
+  start=$(date +%s.%N)
+  "$@" > "$WORK/last.log" 2>&1 || { echo "FAILED: $*" >&2; tail -5 "$WORK/last.log" >&2; return 1; }
+  end=$(date +%s.%N)
+  echo "$end - $start" | bc -l | xargs printf '%.3f'
+}
+median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
+ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
+# Peak RSS in MiB (GNU time) of a backup of $1 into blob store $2, with extra args.
+peak_mib() {
+  local input=$1 url=$2; shift 2
+  local data; data=$(mktemp -d "$WORK/data.XXXX")
+  /usr/bin/time -v "$WEFT" run E2_BackupSiteContent --input "\"$input\"" --blobs "$url" \
+    --data-dir "$data" --cache-dir "$CACHE" --allow-dir "$WORK" "$@" \
+    > "$WORK/last.log" 2> "$WORK/time.log" || { tail -5 "$WORK/time.log" >&2; return 1; }
+  awk '/Maximum resident set size/ { printf "%.1f", $6 / 1024 }' "$WORK/time.log"
+}
+# weft run of the backup sample on $1 into blob store $2, with extra args.
+weft_backup() {
+  local input=$1 url=$2; shift 2
+  local data; data=$(mktemp -d "$WORK/data.XXXX")
+  "$WEFT" run E2_BackupSiteContent --input "\"$input\"" --blobs "$url" \
+    --data-dir "$data" --cache-dir "$CACHE" --allow-dir "$WORK" "$@"
+}
+# Compile the sample once, outside every measurement.
+mkdir -p "$WORK/empty"; weft_backup "$WORK/empty" "memory://" > /dev/null
+
+echo "# weft blob benchmarks, $(date -u +%FT%TZ), $(nproc) cores, $(uname -r)"
+echo "# weft $(git -C "$REPO" rev-parse --short HEAD), rclone $(rclone version | head -1 | awk '{print $2}')"
+
+# --- 1. 2 GiB to file:// vs cp ----------------------------------------------------------
+# Weft fsyncs the blob before it reports success; `cp` + `sync FILE` is the durable peer.
+cp_sync() { cp "$1" "$2/" && sync "$2/$(basename "$1")"; }
+w=(); c=(); s=()
+for i in $(seq "$RUNS"); do
+  mkdir -p "$OUT/cp$i" "$OUT/cps$i"
+  c+=("$(seconds cp "$WORK/big/2GiB.bin" "$OUT/cp$i/")")
+  s+=("$(seconds cp_sync "$WORK/big/2GiB.bin" "$OUT/cps$i")")
+  w+=("$(seconds weft_backup "$WORK/big" "file://$OUT/weft-big$i")")
+  rm -rf "$OUT/cp$i" "$OUT/cps$i" "$OUT/weft-big$i" "$WORK"/data.*
+  sync
+done
+rss=$(peak_mib "$WORK/big" "file://$OUT/weft-big-rss"); rm -rf "$OUT/weft-big-rss" "$WORK"/data.*
+wm=$(median "${w[@]}"); cm=$(median "${c[@]}"); sm=$(median "${s[@]}")
+echo "2GiB file:// | weft ${wm}s (runs ${w[*]}) | cp ${cm}s (runs ${c[*]}) | cp+sync ${sm}s (runs ${s[*]}) | weft/cp $(ratio "$wm" "$cm") | weft/(cp+sync) $(ratio "$wm" "$sm") | weft peak RSS ${rss} MiB"
+
+# --- 2. tree to file:// vs rclone ------------------------------------------------------
+w=(); r=()
+for i in $(seq "$RUNS"); do
+  r+=("$(seconds rclone copy --transfers 16 --checkers 16 "$WORK/tree" "$OUT/rclone-tree$i")")
+  w+=("$(seconds weft_backup "$WORK/tree" "file://$OUT/weft-tree$i")")
+  rm -rf "$OUT/rclone-tree$i" "$OUT/weft-tree$i" "$WORK"/data.*
+  sync
+done
+wm=$(median "${w[@]}"); rm_=$(median "${r[@]}")
+echo "tree file:// | weft ${wm}s (runs ${w[*]}) | rclone ${rm_}s (runs ${r[*]}) | weft/rclone $(ratio "$wm" "$rm_")"
+
+# --- 3. tree to Azurite and S3 vs rclone and raw object_store ---------------------------
+start_server() { # $1 = log file, rest = command; prints the port
+  local log=$1; shift
+  "$@" > "$log" 2>&1 &
+  echo $! > "$log.pid"
+  for _ in $(seq 600); do
+    local port
+    port=$(grep -oE '(listens on|Running on) http://127.0.0.1:[0-9]+' "$log" | grep -oE '[0-9]+$' | head -1 || true)
+    [ -n "$port" ] && { echo "$port"; return; }
+    sleep 0.1
+  done
+  echo "server did not start: $*" >&2; cat "$log" >&2; return 1
+}
+stop_server() { kill "$(cat "$1.pid")" 2>/dev/null || true; wait "$(cat "$1.pid")" 2>/dev/null || true; }
+
+# Starts a fresh server of kind $1 (azure|s3) and points Weft, rclone and raw_copy at it;
+# sets SCHEME and LOG. A fresh server per run keeps memory and disk use flat.
+serve() {
+  local kind=$1 port
+  LOG=$WORK/$kind-server.log
+  if [ "$kind" = azure ]; then
+    port=$(cd "$WORK" && start_server "$LOG" "$AZURITE" --inMemoryPersistence --skipApiVersionCheck \
+      --disableTelemetry --blobHost 127.0.0.1 --blobPort 0)
+    export AZURE_STORAGE_USE_EMULATOR=true AZURITE_BLOB_STORAGE_URL=http://127.0.0.1:$port
+    # rclone 1.60 reaches an emulator on another port than 10000 only through a SAS URL.
+    local sas
+    sas=$(python3 -c "
+from datetime import datetime, timedelta, timezone
+from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+print(generate_account_sas('devstoreaccount1', '$EMULATOR_KEY',
+    resource_types=ResourceTypes(service=True, container=True, object=True),
+    permission=AccountSasPermissions(read=True, write=True, list=True, create=True, add=True, delete=True),
+    expiry=datetime.now(timezone.utc) + timedelta(hours=6)))")
+    export RCLONE_CONFIG_BENCH_TYPE=azureblob \
+      RCLONE_CONFIG_BENCH_SAS_URL="http://127.0.0.1:$port/devstoreaccount1?$sas"
+    SCHEME=az
+  else
+    port=$(cd "$WORK" && start_server "$LOG" python3 -m moto.server -H 127.0.0.1 -p 0)
+    export AWS_ENDPOINT_URL=http://127.0.0.1:$port AWS_ALLOW_HTTP=true AWS_REGION=us-east-1 \
+      AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret
+    export RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other \
+      RCLONE_CONFIG_BENCH_ENDPOINT=http://127.0.0.1:$port RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=bench \
+      RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=bench-secret RCLONE_CONFIG_BENCH_REGION=us-east-1 \
+      RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE=true
+    SCHEME=s3
+  fi
+}
+
+cloud() { # $1 = azure|s3
+  local kind=$1 w=() r=() x=()
+  for i in $(seq "$RUNS"); do
+    serve "$kind"
+    r+=("$(seconds rclone copy --transfers 16 --checkers 16 "$WORK/tree" "bench:rclone-tree")")
+    weft_backup "$WORK/empty" "$SCHEME://weft-tree" --create-container > /dev/null
+    w+=("$(seconds weft_backup "$WORK/tree" "$SCHEME://weft-tree")")
+    rclone mkdir "bench:raw-tree" > /dev/null 2>&1
+    x+=("$(seconds "$RAW" "$WORK/tree" "$SCHEME://raw-tree" 16)")
+    rm -rf "$WORK"/data.*
+    stop_server "$LOG"
+  done
+  local wm rm_ xm
+  wm=$(median "${w[@]}"); rm_=$(median "${r[@]}"); xm=$(median "${x[@]}")
+  echo "tree $kind | weft ${wm}s (runs ${w[*]}) | rclone ${rm_}s (runs ${r[*]}) | raw object_store ${xm}s (runs ${x[*]}) | weft/rclone $(ratio "$wm" "$rm_") | weft/raw $(ratio "$wm" "$xm")"
+  serve "$kind"
+  weft_backup "$WORK/empty" "$SCHEME://weft-big" --create-container > /dev/null
+  local rss
+  rss=$(peak_mib "$WORK/big" "$SCHEME://weft-big")
+  echo "2GiB $kind | weft peak RSS ${rss} MiB (one run)"
+  rm -rf "$WORK"/data.*
+  stop_server "$LOG"
+}
+cloud azure
+cloud s3

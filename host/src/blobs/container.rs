@@ -1,0 +1,176 @@
+//! Creating a missing Azure container or S3 bucket (`--create-container`). object_store
+//! has no call for it, so this sends the store's own request (Azure "Create Container",
+//! S3 "CreateBucket"), signed by object_store's public authorizers with the credentials
+//! the store was built with, through object_store's HTTP client.
+
+use object_store::ObjectStore;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, AwsAuthorizer, AwsCredentialProvider};
+use object_store::azure::{
+    AzureAuthorizer, AzureConfigKey, AzureCredential, AzureCredentialProvider,
+    MicrosoftAzureBuilder,
+};
+use object_store::client::{HttpConnector, HttpRequestBody, ReqwestConnector};
+use object_store::path::Path as BlobPath;
+use object_store::{ClientConfigKey, ClientOptions};
+use std::sync::Arc;
+
+/// The account Azurite serves, as object_store assumes for the emulator.
+const EMULATOR_ACCOUNT: &str = "devstoreaccount1";
+
+/// Where the container or bucket lives and how to sign a request for it.
+pub(super) struct Target {
+    /// The URL that a `PUT` creates it at.
+    url: String,
+    body: String,
+    allow_http: bool,
+    signer: Signer,
+}
+
+enum Signer {
+    Azure { account: String },
+    S3 { region: String },
+}
+
+/// The credentials of the built store.
+pub(super) enum Credentials {
+    Azure(AzureCredentialProvider),
+    S3(AwsCredentialProvider),
+}
+
+/// object_store's reading of a boolean configuration value.
+fn truthy(value: Option<String>) -> bool {
+    value.is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "on" | "yes" | "y"
+        )
+    })
+}
+
+impl Target {
+    /// The container `name` of an Azure store configured by `builder`, with the same
+    /// endpoint rules as object_store (the emulator, an explicit endpoint, or the
+    /// account's public one).
+    pub(super) fn azure(builder: &MicrosoftAzureBuilder, name: &str) -> Self {
+        let emulator = truthy(builder.get_config_value(&AzureConfigKey::UseEmulator));
+        let account = builder
+            .get_config_value(&AzureConfigKey::AccountName)
+            .unwrap_or_else(|| EMULATOR_ACCOUNT.to_string());
+        let base = if emulator {
+            let host = std::env::var("AZURITE_BLOB_STORAGE_URL")
+                .unwrap_or_else(|_| "http://127.0.0.1:10000".to_string());
+            format!("{}/{account}", host.trim_end_matches('/'))
+        } else {
+            builder
+                .get_config_value(&AzureConfigKey::Endpoint)
+                .unwrap_or_else(|| format!("https://{account}.blob.core.windows.net"))
+        };
+        Self {
+            url: format!("{}/{name}?restype=container", base.trim_end_matches('/')),
+            body: String::new(),
+            allow_http: emulator
+                || truthy(
+                    builder.get_config_value(&AzureConfigKey::Client(ClientConfigKey::AllowHttp)),
+                ),
+            signer: Signer::Azure { account },
+        }
+    }
+
+    /// The bucket `name` of an S3 store configured by `builder`.
+    pub(super) fn s3(builder: &AmazonS3Builder, name: &str) -> Self {
+        let region = builder
+            .get_config_value(&AmazonS3ConfigKey::Region)
+            .unwrap_or_else(|| "us-east-1".to_string());
+        let url = match builder.get_config_value(&AmazonS3ConfigKey::Endpoint) {
+            Some(endpoint)
+                if truthy(
+                    builder.get_config_value(&AmazonS3ConfigKey::VirtualHostedStyleRequest),
+                ) =>
+            {
+                // With virtual-hosted requests the endpoint already names the bucket.
+                format!("{}/", endpoint.trim_end_matches('/'))
+            }
+            Some(endpoint) => format!("{}/{name}", endpoint.trim_end_matches('/')),
+            None => format!("https://s3.{region}.amazonaws.com/{name}"),
+        };
+        // Outside us-east-1 a bucket is created where the request says.
+        let body = if region == "us-east-1" {
+            String::new()
+        } else {
+            format!(
+                "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+                 <LocationConstraint>{region}</LocationConstraint></CreateBucketConfiguration>"
+            )
+        };
+        Self {
+            url,
+            body,
+            allow_http: truthy(
+                builder.get_config_value(&AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp)),
+            ),
+            signer: Signer::S3 { region },
+        }
+    }
+}
+
+/// Makes sure the container exists: a listing that succeeds says it does; otherwise it is
+/// created. The error is the store's own answer.
+pub(super) async fn ensure(
+    store: &Arc<dyn ObjectStore>,
+    target: &Target,
+    credentials: Credentials,
+) -> Result<(), String> {
+    let probe = store
+        .list_with_delimiter(Some(&BlobPath::from("weft-container-probe")))
+        .await;
+    let Err(listing) = probe else {
+        return Ok(());
+    };
+    create(target, credentials)
+        .await
+        .map_err(|created| format!("{created} (listing it first failed: {listing})"))
+}
+
+async fn create(target: &Target, credentials: Credentials) -> Result<(), String> {
+    let client = ReqwestConnector::default()
+        .connect(&ClientOptions::new().with_allow_http(target.allow_http))
+        .map_err(|e| e.to_string())?;
+    let mut request = http::Request::builder()
+        .method(http::Method::PUT)
+        .uri(&target.url)
+        .header(http::header::CONTENT_LENGTH, target.body.len())
+        .body(HttpRequestBody::from(target.body.clone()))
+        .map_err(|e| format!("cannot build the request: {e}"))?;
+    match (&target.signer, credentials) {
+        (Signer::Azure { account }, Credentials::Azure(provider)) => {
+            let credential = provider.get_credential().await.map_err(|e| e.to_string())?;
+            let credential: &AzureCredential = &credential;
+            AzureAuthorizer::new(credential, account)
+                .try_authorize(&mut request)
+                .map_err(|e| e.to_string())?;
+        }
+        (Signer::S3 { region }, Credentials::S3(provider)) => {
+            let credential = provider.get_credential().await.map_err(|e| e.to_string())?;
+            AwsAuthorizer::new(&credential, "s3", region)
+                .try_authorize(&mut request, None)
+                .map_err(|e| e.to_string())?;
+        }
+        _ => return Err("credentials of the wrong kind".to_string()),
+    }
+    let response = client
+        .execute(request)
+        .await
+        .map_err(|e| format!("PUT {}: {e}", target.url))?;
+    let status = response.status();
+    // 409: it exists already (another process made it between the listing and now).
+    if status.is_success() || status == http::StatusCode::CONFLICT {
+        return Ok(());
+    }
+    let body = response.into_body().bytes().await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&body);
+    Err(format!(
+        "PUT {} answered {status}: {}",
+        target.url,
+        text.chars().take(500).collect::<String>()
+    ))
+}

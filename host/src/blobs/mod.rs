@@ -1,0 +1,562 @@
+//! Blob stores by URL, through `object_store`: `file:///dir` (the embedded default),
+//! `memory://`, Azure Blob (`az://` / `azure://`) and S3 (`s3://`), and the one operation
+//! activities need from them: stream a local file into a blob, hashed on the way.
+
+mod container;
+mod local;
+mod upload;
+
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path as BlobPath;
+use object_store::{BackoffConfig, ObjectStore, RetryConfig};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Parts of a large file are this big (larger only when a file would need more than
+/// [`MAX_PARTS`] of them). S3 needs at least 5 MiB per part; Azure takes up to 4000 MiB.
+const PART_SIZE: usize = 8 << 20;
+/// At most this many parts of one file are uploaded at once.
+const PARTS_IN_FLIGHT: usize = 4;
+/// S3 allows 10,000 parts per upload; a margin keeps rounding from crossing it.
+const MAX_PARTS: u64 = 9_000;
+/// File bytes held in memory by all uploads of this host together. A part's share is
+/// returned when the store has accepted it, so memory stays bounded whatever the number
+/// of activities running.
+const BUFFER_BUDGET: usize = 40 << 20;
+/// The user metadata key that holds a blob's SHA-256 (lowercase hex).
+pub const SHA256_KEY: &str = "sha256";
+
+/// Why a blob store cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "unsupported blob store URL '{0}': use file:///absolute/dir, memory://, az://CONTAINER, azure://CONTAINER or s3://BUCKET"
+    )]
+    Unsupported(String),
+    #[error("cannot use the blob directory {path}: {reason}")]
+    Directory { path: String, reason: String },
+    #[error("bad --blob-opt '{key}': {reason}")]
+    BadOption { key: String, reason: String },
+    #[error("cannot configure the blob store {url}: {reason}")]
+    Build { url: String, reason: String },
+    #[error("cannot create the {kind} '{name}': {reason}")]
+    CreateContainer {
+        kind: &'static str,
+        name: String,
+        reason: String,
+    },
+}
+
+/// How the blob store is configured, beside its URL.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// object_store configuration keys (`--blob-opt KEY=VALUE`), on top of the
+    /// `AZURE_*` or `AWS_*` environment variables.
+    pub config: Vec<(String, String)>,
+    /// Create the container or bucket when it is missing.
+    pub create_container: bool,
+    /// Do not upload a file whose blob already has the same size and SHA-256.
+    pub skip_unchanged: bool,
+}
+
+/// Configuration values may be secrets: only the keys are shown.
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field(
+                "config",
+                &self.config.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("create_container", &self.create_container)
+            .field("skip_unchanged", &self.skip_unchanged)
+            .finish()
+    }
+}
+
+/// What a copy did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copied {
+    pub bytes: u64,
+    /// Lowercase hex.
+    pub sha256: String,
+    /// False when `--skip-unchanged` found the same blob already there.
+    pub uploaded: bool,
+}
+
+/// Why a copy or a blob operation failed; messages never hold a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("invalid blob name '{name}': {reason}")]
+    Name { name: String, reason: String },
+    #[error("no blob '{0}'")]
+    NotFound(String),
+    #[error("blob '{name}': {reason}")]
+    Failed { name: String, reason: String },
+}
+
+/// Which kind of store, for the fast path and for messages a person can act on.
+enum Backend {
+    Local(local::LocalDir),
+    Memory,
+    Cloud {
+        /// "container" or "bucket".
+        kind: &'static str,
+        name: String,
+        /// The flag that creates it, for the hint in errors.
+        url: String,
+    },
+    /// A store given by an embedding program: attributes may be unsupported.
+    Given,
+}
+
+/// The host's blob store and how files are streamed into it.
+pub struct Blobs {
+    store: Arc<dyn ObjectStore>,
+    backend: Backend,
+    skip_unchanged: bool,
+    /// Bytes of file data in memory across all uploads; see [`BUFFER_BUDGET`].
+    budget: Arc<Semaphore>,
+    /// Configuration values that must never appear in a message.
+    secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for Blobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blobs")
+            .field("store", &self.redact(self.store.to_string()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Blobs {
+    /// Opens the blob store that `url` names; a `file://` directory is created if missing,
+    /// and with `create_container` so is a missing container or bucket.
+    pub async fn open(url: &str, options: &Options) -> Result<Self, Error> {
+        if url == "memory://" || url == "memory:///" {
+            reject_options(options, "memory://")?;
+            return Ok(Self::new(
+                Arc::new(InMemory::new()),
+                Backend::Memory,
+                options,
+                Vec::new(),
+            ));
+        }
+        if let Some(dir) = url.strip_prefix("file://") {
+            reject_options(options, "file://")?;
+            return Self::open_dir(Path::new(dir), options);
+        }
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+        match scheme {
+            Some("az" | "azure") => Self::open_azure(url, options).await,
+            Some("s3") => Self::open_s3(url, options).await,
+            _ => Err(Error::Unsupported(url.to_string())),
+        }
+    }
+
+    /// A blob store in a local directory, fsynced on every write.
+    pub fn open_dir(dir: &Path, options: &Options) -> Result<Self, Error> {
+        let failed = |reason: String| Error::Directory {
+            path: dir.display().to_string(),
+            reason,
+        };
+        if !dir.is_absolute() {
+            return Err(failed("the path must be absolute".to_string()));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
+        let store = Arc::new(
+            LocalFileSystem::new_with_prefix(dir)
+                .map_err(|e| failed(e.to_string()))?
+                .with_fsync(true),
+        );
+        let local = local::LocalDir::new(dir.to_path_buf(), store.clone());
+        Ok(Self::new(store, Backend::Local(local), options, Vec::new()))
+    }
+
+    /// A store given directly by an embedding program or a test.
+    pub fn from_store(store: Arc<dyn ObjectStore>, options: &Options) -> Self {
+        Self::new(store, Backend::Given, options, Vec::new())
+    }
+
+    fn new(
+        store: Arc<dyn ObjectStore>,
+        backend: Backend,
+        options: &Options,
+        secrets: Vec<String>,
+    ) -> Self {
+        Self {
+            store,
+            backend,
+            skip_unchanged: options.skip_unchanged,
+            budget: Arc::new(Semaphore::new(BUFFER_BUDGET)),
+            secrets,
+        }
+    }
+
+    async fn open_azure(url: &str, options: &Options) -> Result<Self, Error> {
+        let mut builder = MicrosoftAzureBuilder::from_env()
+            .with_url(url)
+            .with_retry(retry_config());
+        for (key, value) in &options.config {
+            let parsed: AzureConfigKey = key.parse().map_err(|e| Error::BadOption {
+                key: key.clone(),
+                reason: format!("not an Azure configuration key ({e})"),
+            })?;
+            builder = builder.with_config(parsed, value);
+        }
+        let secrets = secrets("AZURE_", options);
+        let container = container_name(url)?;
+        let target = container::Target::azure(&builder, &container);
+        let store = builder.build().map_err(|e| Error::Build {
+            url: url.to_string(),
+            reason: redact_with(&secrets, e.to_string()),
+        })?;
+        let credentials = store.credentials().clone();
+        let store: Arc<dyn ObjectStore> = Arc::new(store);
+        if options.create_container {
+            container::ensure(&store, &target, container::Credentials::Azure(credentials))
+                .await
+                .map_err(|reason| Error::CreateContainer {
+                    kind: "container",
+                    name: container.clone(),
+                    reason: redact_with(&secrets, reason),
+                })?;
+        }
+        let backend = Backend::Cloud {
+            kind: "container",
+            name: container,
+            url: url.to_string(),
+        };
+        Ok(Self::new(store, backend, options, secrets))
+    }
+
+    async fn open_s3(url: &str, options: &Options) -> Result<Self, Error> {
+        let mut builder = AmazonS3Builder::from_env()
+            .with_url(url)
+            .with_retry(retry_config());
+        for (key, value) in &options.config {
+            let parsed: AmazonS3ConfigKey = key.parse().map_err(|e| Error::BadOption {
+                key: key.clone(),
+                reason: format!("not an S3 configuration key ({e})"),
+            })?;
+            builder = builder.with_config(parsed, value);
+        }
+        let secrets = secrets("AWS_", options);
+        let bucket = container_name(url)?;
+        let target = container::Target::s3(&builder, &bucket);
+        let store = builder.build().map_err(|e| Error::Build {
+            url: url.to_string(),
+            reason: redact_with(&secrets, e.to_string()),
+        })?;
+        let credentials = store.credentials().clone();
+        let store: Arc<dyn ObjectStore> = Arc::new(store);
+        if options.create_container {
+            container::ensure(&store, &target, container::Credentials::S3(credentials))
+                .await
+                .map_err(|reason| Error::CreateContainer {
+                    kind: "bucket",
+                    name: bucket.clone(),
+                    reason: redact_with(&secrets, reason),
+                })?;
+        }
+        let backend = Backend::Cloud {
+            kind: "bucket",
+            name: bucket,
+            url: url.to_string(),
+        };
+        Ok(Self::new(store, backend, options, secrets))
+    }
+
+    /// The object_store behind these blobs.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Streams `file` (`size` bytes when opened) into the blob `name`, hashing it on the
+    /// way. The blob appears whole or not at all, with its
+    /// SHA-256 as metadata, and is durable when this returns.
+    pub async fn copy_file(
+        &self,
+        file: std::fs::File,
+        size: u64,
+        name: &str,
+    ) -> Result<Copied, BlobError> {
+        let location = self.location(name)?;
+        let result = match &self.backend {
+            Backend::Local(local) => {
+                local
+                    .copy(file, size, &location, self.skip_unchanged, &self.budget)
+                    .await
+            }
+            _ => upload::copy(self, file, size, &location).await,
+        };
+        result.map_err(|error| self.describe(name, error))
+    }
+
+    /// Writes a small blob whole.
+    pub async fn put(&self, name: &str, data: Vec<u8>) -> Result<(), BlobError> {
+        let location = self.location(name)?;
+        let result = match &self.backend {
+            Backend::Local(local) => local.put(&location, data).await,
+            _ => upload::put(self, &location, data).await.map(|_| ()),
+        };
+        result.map_err(|error| self.describe(name, error))
+    }
+
+    /// Reads a small blob whole.
+    pub async fn get(&self, name: &str) -> Result<Vec<u8>, BlobError> {
+        use object_store::ObjectStoreExt;
+        let location = self.location(name)?;
+        let bytes = match self.store.get(&location).await {
+            Ok(result) => result.bytes().await,
+            Err(error) => Err(error),
+        };
+        match bytes {
+            Ok(bytes) => Ok(bytes.to_vec()),
+            Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound(name.to_string())),
+            Err(error) => Err(self.describe(name, upload::Failure::Store(error))),
+        }
+    }
+
+    /// Blob names are literal paths: `Path::parse` refuses what cannot be stored as given
+    /// (empty, `.` or `..` segments, control characters) instead of re-encoding it.
+    fn location(&self, name: &str) -> Result<BlobPath, BlobError> {
+        let invalid = |reason: String| BlobError::Name {
+            name: name.to_string(),
+            reason,
+        };
+        let location = BlobPath::parse(name).map_err(|e| invalid(e.to_string()))?;
+        if location.as_ref().is_empty() {
+            return Err(invalid("the name is empty".to_string()));
+        }
+        if let Backend::Local(local) = &self.backend {
+            local.check_name(&location).map_err(invalid)?;
+        }
+        Ok(location)
+    }
+
+    /// A message a person can act on, without secrets.
+    fn describe(&self, name: &str, failure: upload::Failure) -> BlobError {
+        let reason = match (&failure, &self.backend) {
+            (
+                upload::Failure::Store(object_store::Error::NotFound { .. }),
+                Backend::Cloud { kind, name, url },
+            ) => format!(
+                "the {kind} '{name}' does not exist; create it, or run Weft with \
+                 --create-container to create {url} ({failure})"
+            ),
+            (
+                upload::Failure::Store(
+                    object_store::Error::PermissionDenied { .. }
+                    | object_store::Error::Unauthenticated { .. },
+                ),
+                Backend::Cloud { kind, name, .. },
+            ) => format!(
+                "the blob store refused access to the {kind} '{name}': check the \
+                 credentials in the environment or --blob-opt ({failure})"
+            ),
+            (
+                upload::Failure::Store(object_store::Error::Generic { .. }),
+                Backend::Cloud { .. },
+            ) if failure.to_string().contains("error sending request") => {
+                format!(
+                    "cannot reach the blob store: check its endpoint (AZURITE_BLOB_STORAGE_URL, \
+                     AWS_ENDPOINT_URL or --blob-opt) and the network ({failure})"
+                )
+            }
+            _ => failure.to_string(),
+        };
+        BlobError::Failed {
+            name: name.to_string(),
+            reason: self.redact(reason),
+        }
+    }
+
+    fn redact(&self, text: String) -> String {
+        redact_with(&self.secrets, text)
+    }
+}
+
+/// Retries inside one activity attempt are few and short: the orchestrator's retry
+/// policy is the one a person configures and sees in the history.
+fn retry_config() -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            base: 2.0,
+        },
+        max_retries: 3,
+        retry_timeout: Duration::from_secs(30),
+    }
+}
+
+fn reject_options(options: &Options, scheme: &str) -> Result<(), Error> {
+    match options.config.first() {
+        Some((key, _)) => Err(Error::BadOption {
+            key: key.clone(),
+            reason: format!("{scheme} blob stores take no options"),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The container or bucket: the host of `az://NAME`, `azure://NAME` or `s3://NAME`.
+fn container_name(url: &str) -> Result<String, Error> {
+    let parsed = url::Url::parse(url).map_err(|e| Error::Build {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
+    match parsed.host_str() {
+        Some(host) if !host.is_empty() => Ok(host.to_string()),
+        _ => Err(Error::Build {
+            url: url.to_string(),
+            reason: "the URL names no container or bucket".to_string(),
+        }),
+    }
+}
+
+/// Whether a configuration key names a secret (key, token, password, signature).
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "key",
+        "secret",
+        "token",
+        "sas",
+        "password",
+        "signature",
+        "sig",
+    ]
+    .iter()
+    .any(|word| key.contains(word))
+        && !key.ends_with("key_id")
+}
+
+/// The secret values of the environment (variables starting with `prefix`) and options.
+fn secrets(prefix: &str, options: &Options) -> Vec<String> {
+    let mut secrets: Vec<String> = std::env::vars()
+        .filter(|(key, _)| key.starts_with(prefix) && is_secret_key(key))
+        .map(|(_, value)| value)
+        .chain(
+            options
+                .config
+                .iter()
+                .filter(|(key, _)| is_secret_key(key))
+                .map(|(_, value)| value.clone()),
+        )
+        .filter(|value| value.len() >= 4)
+        .collect();
+    // A SAS token's parts may appear on their own in a URL.
+    let parts: Vec<String> = secrets
+        .iter()
+        .flat_map(|secret| secret.split('&').map(str::to_string).collect::<Vec<_>>())
+        .filter(|part| part.len() >= 8)
+        .collect();
+    secrets.extend(parts);
+    // Longest first, so that a secret containing another is replaced whole.
+    secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+    secrets.dedup();
+    secrets
+}
+
+/// Replaces every known secret, and every URL query signature, with `***`.
+fn redact_with(secrets: &[String], text: String) -> String {
+    // Stores answer with indented XML; one line reads better in a status or a log.
+    let mut text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for secret in secrets {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), "***");
+        }
+    }
+    for marker in ["sig=", "Signature="] {
+        let mut from = 0;
+        while let Some(found) = text[from..].find(marker) {
+            let start = from + found + marker.len();
+            let end = text[start..]
+                .find(|c: char| c == '&' || c == '"' || c == '\'' || c.is_whitespace())
+                .map_or(text.len(), |e| start + e);
+            text.replace_range(start..end, "***");
+            from = start + 3;
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_and_signatures_are_redacted() {
+        let secrets = vec!["s3cr3t-value".to_string()];
+        let text = "PUT http://h/c/b?sv=1&sig=abc%2Fdef&x=1 failed with s3cr3t-value".to_string();
+        let redacted = redact_with(&secrets, text);
+        assert_eq!(
+            redacted,
+            "PUT http://h/c/b?sv=1&sig=***&x=1 failed with ***"
+        );
+    }
+
+    #[test]
+    fn secret_keys_are_recognised() {
+        for key in [
+            "AZURE_STORAGE_ACCOUNT_KEY",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "azure_storage_sas_key",
+        ] {
+            assert!(is_secret_key(key), "{key}");
+        }
+        for key in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_REGION",
+            "AZURE_STORAGE_ACCOUNT_NAME",
+        ] {
+            assert!(!is_secret_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn options_debug_shows_keys_only() {
+        let options = Options {
+            config: vec![("aws_secret_access_key".into(), "hunter2hunter2".into())],
+            ..Options::default()
+        };
+        let shown = format!("{options:?}");
+        assert!(shown.contains("aws_secret_access_key"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}
+
+#[cfg(test)]
+mod copy_tests {
+    use super::*;
+
+    /// A store that keeps what it is given must not keep the upload budget with it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_takes_more_than_the_budget() {
+        let blobs = Blobs::open("memory://", &Options::default())
+            .await
+            .expect("memory store");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("big");
+        let size = BUFFER_BUDGET + (3 << 20);
+        std::fs::write(&path, vec![7u8; size]).expect("write");
+        for i in 0..2 {
+            let file = std::fs::File::open(&path).expect("open");
+            let copied = tokio::time::timeout(
+                Duration::from_secs(60),
+                blobs.copy_file(file, size as u64, &format!("big{i}")),
+            )
+            .await
+            .expect("the copy does not hang")
+            .expect("the copy succeeds");
+            assert_eq!(copied.bytes, size as u64);
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! Streams a local file into an object_store blob: small files in one request, large ones
+//! as a multipart upload (Azure block list, S3 multipart) with several parts in flight,
+//! every byte hashed with SHA-256 on the way and the memory held bounded host-wide.
+
+use super::{Blobs, Copied, MAX_PARTS, PART_SIZE, PARTS_IN_FLIGHT, SHA256_KEY};
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{
+    Attribute, Attributes, GetOptions, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Why a transfer failed.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Failure {
+    #[error("{0}")]
+    Store(#[from] object_store::Error),
+    #[error("reading the file: {0}")]
+    Read(#[from] std::io::Error),
+    #[error(
+        "the file changed while it was copied (its size or SHA-256 differs from the first read); the partial upload was aborted"
+    )]
+    Changed,
+    #[error("{0}")]
+    Local(String),
+}
+
+/// Lowercase hex of a SHA-256 digest.
+pub(super) fn hex(digest: impl AsRef<[u8]>) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(64);
+    for byte in digest.as_ref() {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+/// Buffers at least this big are mapped memory of their own, returned to the system the
+/// moment they are dropped; the allocator could keep freed parts in per-thread arenas.
+const MAPPED: usize = 256 << 10;
+
+/// Bytes read from a file.
+pub(super) enum Data {
+    Heap(Vec<u8>),
+    Mapped(memmap2::MmapMut),
+}
+
+impl Data {
+    /// `len` zero bytes.
+    fn zeroed(len: usize) -> Result<Self, Failure> {
+        if len >= MAPPED {
+            Ok(Self::Mapped(memmap2::MmapMut::map_anon(len)?))
+        } else {
+            Ok(Self::Heap(vec![0u8; len]))
+        }
+    }
+}
+
+impl AsRef<[u8]> for Data {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Self::Heap(data) => data,
+            Self::Mapped(data) => data,
+        }
+    }
+}
+
+impl AsMut<[u8]> for Data {
+    fn as_mut(&mut self) -> &mut [u8] {
+        match self {
+            Self::Heap(data) => data,
+            Self::Mapped(data) => data,
+        }
+    }
+}
+
+/// File data in memory, holding its share of the host's buffer budget until the store
+/// has accepted it and the last reference is dropped.
+struct Buffer {
+    data: Data,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for Buffer {
+    fn as_ref(&self) -> &[u8] {
+        self.data.as_ref()
+    }
+}
+
+/// The payload of a part. Cloud stores drop it once sent, which returns its memory to the
+/// budget; a store that keeps what it is given (`memory://`, or one an embedding program
+/// passed in) gets a copy instead, or the budget would drain for good.
+fn payload(blobs: &Blobs, data: Data, permit: OwnedSemaphorePermit) -> PutPayload {
+    match blobs.backend {
+        super::Backend::Cloud { .. } => PutPayload::from_bytes(Bytes::from_owner(Buffer {
+            data,
+            _permit: permit,
+        })),
+        _ => PutPayload::from(data.as_ref().to_vec()),
+    }
+}
+
+/// Reserves `len` bytes of the buffer budget (at most the whole budget, so that one
+/// oversized part cannot wait forever).
+pub(super) async fn reserve(
+    budget: &Arc<Semaphore>,
+    len: usize,
+) -> Result<OwnedSemaphorePermit, Failure> {
+    let len = len.min(super::BUFFER_BUDGET) as u32;
+    budget
+        .clone()
+        .acquire_many_owned(len)
+        .await
+        .map_err(|_| Failure::Local("the host is shutting down".to_string()))
+}
+
+/// Reads exactly `len` bytes at `offset`; a short read means the file shrank.
+pub(super) fn read_exact_at(file: &File, offset: u64, len: usize) -> Result<Data, Failure> {
+    let mut data = Data::zeroed(len)?;
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut data.as_mut()[filled..], offset + filled as u64) {
+            Ok(0) => return Err(Failure::Changed),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(data)
+}
+
+/// Whether the file has bytes past `size` (it grew while it was read).
+pub(super) fn grew(file: &File, size: u64) -> Result<bool, Failure> {
+    let mut probe = [0u8; 1];
+    loop {
+        match file.read_at(&mut probe, size) {
+            Ok(n) => return Ok(n > 0),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The SHA-256 of the first `size` bytes of `file`, read in 1 MiB pieces.
+pub(super) fn hash_file(file: &File, size: u64) -> Result<String, Failure> {
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut offset = 0u64;
+    while offset < size {
+        let want = buffer.len().min((size - offset) as usize);
+        match file.read_at(&mut buffer[..want], offset) {
+            Ok(0) => return Err(Failure::Changed),
+            Ok(n) => {
+                hasher.update(&buffer[..n]);
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if grew(file, size)? {
+        return Err(Failure::Changed);
+    }
+    Ok(hex(hasher.finalize()))
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Failure::Local(format!("the reading thread failed: {e}")))?
+}
+
+fn attributes(sha256: &str) -> Attributes {
+    Attributes::from_iter([(Attribute::Metadata(SHA256_KEY.into()), sha256.to_string())])
+}
+
+/// The part size for a file of `size` bytes: [`PART_SIZE`], or larger in whole MiB when
+/// the file would need more than [`MAX_PARTS`] parts.
+fn part_size(size: u64) -> usize {
+    let needed = size.div_ceil(MAX_PARTS).div_ceil(1 << 20) << 20;
+    (needed as usize).max(PART_SIZE)
+}
+
+/// True when the blob already holds exactly these bytes (same size and SHA-256).
+async fn unchanged(
+    blobs: &Blobs,
+    location: &Path,
+    size: u64,
+    sha256: &str,
+) -> Result<bool, Failure> {
+    let options = GetOptions {
+        head: true,
+        ..GetOptions::default()
+    };
+    match blobs.store.get_opts(location, options).await {
+        Ok(found) => Ok(found.meta.size == size
+            && found
+                .attributes
+                .get(&Attribute::Metadata(SHA256_KEY.into()))
+                .is_some_and(|value| value.as_ref() == sha256)),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Copies `file` into `location`; see [`Blobs::copy_file`].
+pub(super) async fn copy(
+    blobs: &Blobs,
+    file: File,
+    size: u64,
+    location: &Path,
+) -> Result<Copied, Failure> {
+    let file = Arc::new(file);
+    let part = part_size(size);
+    if size <= part as u64 {
+        // One read, hashed in memory, one request.
+        let permit = reserve(&blobs.budget, size as usize).await?;
+        let reader = file.clone();
+        let (data, sha256) = blocking(move || {
+            let data = read_exact_at(&reader, 0, size as usize)?;
+            if grew(&reader, size)? {
+                return Err(Failure::Changed);
+            }
+            let sha256 = hex(Sha256::digest(data.as_ref()));
+            Ok((data, sha256))
+        })
+        .await?;
+        if blobs.skip_unchanged && unchanged(blobs, location, size, &sha256).await? {
+            return Ok(Copied {
+                bytes: size,
+                sha256,
+                uploaded: false,
+            });
+        }
+        let payload = payload(blobs, data, permit);
+        put_payload(blobs, location, payload, &sha256).await?;
+        return Ok(Copied {
+            bytes: size,
+            sha256,
+            uploaded: true,
+        });
+    }
+
+    // S3 takes an object's metadata when the upload starts, so the SHA-256 must be
+    // known first: one pass hashes, the upload pass hashes again and must agree.
+    let reader = file.clone();
+    let sha256 = blocking(move || hash_file(&reader, size)).await?;
+    if blobs.skip_unchanged && unchanged(blobs, location, size, &sha256).await? {
+        return Ok(Copied {
+            bytes: size,
+            sha256,
+            uploaded: false,
+        });
+    }
+    let options = PutMultipartOptions {
+        attributes: attributes(&sha256),
+        ..PutMultipartOptions::default()
+    };
+    let mut upload = match blobs.store.put_multipart_opts(location, options).await {
+        Err(object_store::Error::NotImplemented { .. })
+            if matches!(blobs.backend, super::Backend::Given) =>
+        {
+            blobs
+                .store
+                .put_multipart_opts(location, PutMultipartOptions::default())
+                .await?
+        }
+        other => other?,
+    };
+    let mut in_flight = tokio::task::JoinSet::new();
+    let streamed = async {
+        let mut hasher = Sha256::new();
+        let mut offset = 0u64;
+        while offset < size {
+            let len = part.min((size - offset) as usize);
+            let permit = reserve(&blobs.budget, len).await?;
+            let reader = file.clone();
+            let (data, updated) = blocking(move || {
+                let data = read_exact_at(&reader, offset, len)?;
+                hasher.update(data.as_ref());
+                Ok((data, hasher))
+            })
+            .await?;
+            hasher = updated;
+            offset += len as u64;
+            // Each part runs as its own task so that parts progress while the next is
+            // read; the part's memory returns to the budget when the store has it.
+            in_flight.spawn(upload.put_part(payload(blobs, data, permit)));
+            while in_flight.len() >= PARTS_IN_FLIGHT {
+                finish_one(&mut in_flight).await?;
+            }
+        }
+        while !in_flight.is_empty() {
+            finish_one(&mut in_flight).await?;
+        }
+        let reader = file.clone();
+        if blocking(move || grew(&reader, size)).await? || hex(hasher.finalize()) != sha256 {
+            return Err(Failure::Changed);
+        }
+        Ok(())
+    }
+    .await;
+    match streamed {
+        Ok(()) => match upload.complete().await {
+            Ok(_) => Ok(Copied {
+                bytes: size,
+                sha256,
+                uploaded: true,
+            }),
+            Err(error) => {
+                let _ = upload.abort().await;
+                Err(error.into())
+            }
+        },
+        Err(error) => {
+            // No partial blob: stop the parts still going, then drop the upload.
+            in_flight.abort_all();
+            while in_flight.join_next().await.is_some() {}
+            let _ = upload.abort().await;
+            Err(error)
+        }
+    }
+}
+
+async fn finish_one(
+    in_flight: &mut tokio::task::JoinSet<object_store::Result<()>>,
+) -> Result<(), Failure> {
+    match in_flight.join_next().await {
+        Some(Ok(result)) => Ok(result?),
+        Some(Err(e)) => Err(Failure::Local(format!("a part upload failed: {e}"))),
+        None => Ok(()),
+    }
+}
+
+/// Writes a whole payload with its SHA-256 as metadata. A store given by an embedding
+/// program may not support metadata; it then gets the bytes alone.
+async fn put_payload(
+    blobs: &Blobs,
+    location: &Path,
+    payload: PutPayload,
+    sha256: &str,
+) -> Result<PutResult, Failure> {
+    let options = PutOptions {
+        attributes: attributes(sha256),
+        ..PutOptions::default()
+    };
+    match blobs
+        .store
+        .put_opts(location, payload.clone(), options)
+        .await
+    {
+        Err(object_store::Error::NotImplemented { .. })
+            if matches!(blobs.backend, super::Backend::Given) =>
+        {
+            Ok(blobs
+                .store
+                .put_opts(location, payload, PutOptions::default())
+                .await?)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Writes a small blob whole, with its SHA-256.
+pub(super) async fn put(
+    blobs: &Blobs,
+    location: &Path,
+    data: Vec<u8>,
+) -> Result<PutResult, Failure> {
+    let sha256 = hex(Sha256::digest(&data));
+    put_payload(blobs, location, PutPayload::from(data), &sha256).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_grow_only_for_huge_files() {
+        assert_eq!(part_size(0), PART_SIZE);
+        assert_eq!(part_size(100 << 20), PART_SIZE);
+        let huge = 200u64 << 30;
+        let part = part_size(huge) as u64;
+        assert!(part > PART_SIZE as u64);
+        assert!(huge.div_ceil(part) <= MAX_PARTS);
+        assert_eq!(part % (1 << 20), 0);
+    }
+
+    #[test]
+    fn hex_is_lowercase() {
+        assert_eq!(
+            hex(Sha256::digest(b"")),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}
