@@ -133,6 +133,16 @@ impl std::fmt::Debug for Blobs {
     }
 }
 
+/// A container or bucket being opened, with what creating it needs.
+struct Cloud<'a> {
+    /// "container" or "bucket", for messages.
+    kind: &'static str,
+    name: String,
+    url: &'a str,
+    target: container::Target,
+    credentials: container::Credentials,
+}
+
 impl Blobs {
     /// Opens the blob store that `url` names; a `file://` directory is created if missing,
     /// and with `create_container` so is a missing container or bucket.
@@ -215,23 +225,15 @@ impl Blobs {
             url: url.to_string(),
             reason: redact_with(&secrets, e.to_string()),
         })?;
-        let credentials = store.credentials().clone();
-        let store: Arc<dyn ObjectStore> = Arc::new(store);
-        if options.create_container {
-            container::ensure(&store, &target, container::Credentials::Azure(credentials))
-                .await
-                .map_err(|reason| Error::CreateContainer {
-                    kind: "container",
-                    name: container.clone(),
-                    reason: redact_with(&secrets, reason),
-                })?;
-        }
-        let backend = Backend::Cloud {
+        let credentials = container::Credentials::Azure(store.credentials().clone());
+        let cloud = Cloud {
             kind: "container",
             name: container,
-            url: url.to_string(),
+            url,
+            target,
+            credentials,
         };
-        Ok(Self::new(store, backend, options, secrets))
+        Self::open_cloud(Arc::new(store), cloud, options, secrets).await
     }
 
     async fn open_s3(url: &str, options: &Options) -> Result<Self, Error> {
@@ -252,21 +254,38 @@ impl Blobs {
             url: url.to_string(),
             reason: redact_with(&secrets, e.to_string()),
         })?;
-        let credentials = store.credentials().clone();
-        let store: Arc<dyn ObjectStore> = Arc::new(store);
+        let credentials = container::Credentials::S3(store.credentials().clone());
+        let cloud = Cloud {
+            kind: "bucket",
+            name: bucket,
+            url,
+            target,
+            credentials,
+        };
+        Self::open_cloud(Arc::new(store), cloud, options, secrets).await
+    }
+
+    /// The part of opening a cloud store that Azure and S3 share: creating the container
+    /// or bucket when asked to, and naming it in errors.
+    async fn open_cloud(
+        store: Arc<dyn ObjectStore>,
+        cloud: Cloud<'_>,
+        options: &Options,
+        secrets: Vec<String>,
+    ) -> Result<Self, Error> {
         if options.create_container {
-            container::ensure(&store, &target, container::Credentials::S3(credentials))
+            container::ensure(&store, &cloud.target, cloud.credentials)
                 .await
                 .map_err(|reason| Error::CreateContainer {
-                    kind: "bucket",
-                    name: bucket.clone(),
+                    kind: cloud.kind,
+                    name: cloud.name.clone(),
                     reason: redact_with(&secrets, reason),
                 })?;
         }
         let backend = Backend::Cloud {
-            kind: "bucket",
-            name: bucket,
-            url: url.to_string(),
+            kind: cloud.kind,
+            name: cloud.name,
+            url: cloud.url.to_string(),
         };
         Ok(Self::new(store, backend, options, secrets))
     }
