@@ -220,3 +220,43 @@ fn backs_up_a_tree_whose_file_list_is_over_a_mebibyte() {
         "history rows stay small: {largest_row}"
     );
 }
+
+#[test]
+fn a_file_that_vanishes_after_the_listing_is_reported_not_fatal() {
+    let scratch = Scratch::new();
+    let site = scratch.path().join("site");
+    for i in 0..5 {
+        write(&site, &format!("logs/{i}.log"), &bytes(i, 100));
+    }
+    let child = scratch
+        .weft(&[
+            "run",
+            "E2_BackupSiteContent",
+            "--input",
+            "\"site\"",
+            "--instance-id",
+            "rotated",
+            "--max-activities",
+            "1",
+            "--test-activity-delay-ms",
+            "300",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn weft");
+    // Once the listing is recorded, a log is rotated away before its copy runs.
+    poll(std::time::Duration::from_secs(60), || {
+        (count_events(&scratch, "TaskCompleted") >= 1).then_some(())
+    });
+    std::fs::remove_file(site.join("logs/4.log")).expect("rotate a log away");
+    let output = wait_output(child, std::time::Duration::from_secs(120));
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(last_line(&output), "400", "four files of 100 bytes");
+    let status = scratch.status("rotated");
+    assert_eq!(status["customStatus"]["skippedCount"], 1, "{status}");
+    let skipped = status["customStatus"]["skipped"][0]
+        .as_str()
+        .unwrap_or_default();
+    assert!(skipped.ends_with("logs/4.log"), "{status}");
+}

@@ -49,7 +49,7 @@ fn get_file_list(root_directory: &str) -> Result<Vec<String>, RunError> {
 }
 
 /// What `E2_CopyFileToBlob` returns: the history records the size and SHA-256 of every
-/// file backed up.
+/// file backed up, or why a file was skipped.
 #[derive(serde::Serialize)]
 struct CopyOutput {
     blob: String,
@@ -57,6 +57,10 @@ struct CopyOutput {
     sha256: String,
     /// False when the blob already held these bytes (`--skip-unchanged`).
     uploaded: bool,
+    /// Set when the file vanished between the listing and the copy (a rotated log):
+    /// nothing was copied, and the backup reports it instead of failing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skipped: Option<String>,
 }
 
 fn copy_file_to_blob(file_path: &str) -> Result<CopyOutput, RunError> {
@@ -65,7 +69,23 @@ fn copy_file_to_blob(file_path: &str) -> Result<CopyOutput, RunError> {
         LogLevel::Info,
         &format!("Copying '{file_path}' to '{output_location}'."),
     );
-    let copied = blob::copy_file(file_path, &output_location).map_err(failed)?;
+    let copied = match blob::copy_file(file_path, &output_location) {
+        Ok(copied) => copied,
+        Err(IoError::NotFound(reason)) => {
+            log::log(
+                LogLevel::Warn,
+                &format!("Skipped '{file_path}': it vanished after the listing ({reason})."),
+            );
+            return Ok(CopyOutput {
+                blob: output_location,
+                bytes: 0,
+                sha256: String::new(),
+                uploaded: false,
+                skipped: Some(reason),
+            });
+        }
+        Err(other) => return Err(failed(other)),
+    };
     log::log(
         LogLevel::Info,
         &format!(
@@ -84,6 +104,7 @@ fn copy_file_to_blob(file_path: &str) -> Result<CopyOutput, RunError> {
         bytes: copied.bytes,
         sha256: copied.sha256,
         uploaded: copied.uploaded,
+        skipped: None,
     })
 }
 

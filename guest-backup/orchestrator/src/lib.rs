@@ -58,19 +58,37 @@ fn backup_site_content() -> Result<String, RunError> {
         .collect();
 
     let mut total_bytes: u64 = 0;
+    let mut skipped = Vec::new();
     for (file, result) in files.iter().zip(context::when_all(&tasks)) {
         let copied = result
             .map_err(|e| RunError::Failed(format!("copying '{file}' failed: {}", e.message)))?;
-        total_bytes += parse::<Copied>(&copied)?.bytes;
+        let copied = parse::<Copied>(&copied)?;
+        total_bytes += copied.bytes;
+        if copied.skipped.is_some() {
+            skipped.push(file.as_str());
+        }
+    }
+    // Files that vanished after the listing (rotated logs) are reported, not fatal.
+    if !skipped.is_empty() {
+        let shown: Vec<&str> = skipped.iter().copied().take(SKIPPED_SHOWN).collect();
+        context::set_custom_status(&json(&serde_json::json!({
+            "skippedCount": skipped.len(),
+            "skipped": shown,
+        })));
     }
     Ok(json(&total_bytes))
 }
+
+/// How many skipped files the custom status names (it counts them all).
+const SKIPPED_SHOWN: usize = 100;
 
 /// The part of `E2_CopyFileToBlob`'s output the total needs; the history keeps the rest
 /// (the blob's name and SHA-256).
 #[derive(serde::Deserialize)]
 struct Copied {
     bytes: u64,
+    #[serde(default)]
+    skipped: Option<String>,
 }
 
 /// Calls one activity and waits for its result.
