@@ -302,6 +302,18 @@ fn an_unusable_data_dir_is_a_clear_error() {
         "{}",
         describe(&output)
     );
+
+    // A damaged database is named, and left as it was for the operator to look at.
+    let damaged = scratch.data_dir().join("weft.db");
+    write(&scratch.data_dir(), "weft.db", &bytes(9, 8192));
+    let output = scratch.run(&["run", "E2_BackupSiteContent", "--input", "\".\""]);
+    assert!(!output.status.success());
+    let expected = format!("cannot use the database {}", damaged.display());
+    assert!(stderr(&output).contains(&expected), "{}", describe(&output));
+    assert_eq!(
+        std::fs::read(&damaged).expect("still there"),
+        bytes(9, 8192)
+    );
 }
 
 #[test]

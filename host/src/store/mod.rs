@@ -43,6 +43,9 @@ pub enum Error {
     /// The stored data does not decode; the database is damaged or from a newer Weft.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The database file cannot be used (damaged, or not a Weft database).
+    #[error("cannot use the database {path}: {reason}")]
+    Unusable { path: String, reason: String },
     /// The database schema is newer than this build understands.
     #[error(
         "the database schema version {found} is newer than this weft supports ({supported}); upgrade weft"

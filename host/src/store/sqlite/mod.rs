@@ -34,11 +34,22 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Self> {
-        let mut conn = Connection::open(path)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        migrations::migrate(&mut conn)?;
+        // A damaged or foreign file is a clear error that names it, never a silent reset.
+        let unusable = |error: Error| match error {
+            Error::Sqlite(reason) => Error::Unusable {
+                path: path.display().to_string(),
+                reason: reason.to_string(),
+            },
+            other => other,
+        };
+        let mut conn = Connection::open(path).map_err(|e| unusable(e.into()))?;
+        let setup = |conn: &mut Connection| -> Result<()> {
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            migrations::migrate(conn)
+        };
+        setup(&mut conn).map_err(unusable)?;
         let writer = Writer::start(conn).map_err(|e| Error::Commit(e.to_string()))?;
         Ok(Self {
             writer,
