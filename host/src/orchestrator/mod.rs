@@ -143,6 +143,10 @@ pub struct OrchestrationState {
     inbox_cursor: i64,
     /// Completions read while the instance was suspended, delivered once it resumes.
     held: Vec<store::InboxMessage>,
+    /// Whether the inbox may hold messages not read yet: set when the instance is woken
+    /// (every writer of the inbox wakes it), cleared once everything is read, so that an
+    /// episode opened by a result handed over in memory reads no database.
+    inbox_dirty: bool,
     /// Outcomes handed over in memory by this process's dispatcher.
     deliveries: Option<mpsc::UnboundedReceiver<Delivery>>,
     /// Deliveries received while waiting, not yet taken into an episode.
@@ -179,6 +183,7 @@ impl OrchestrationState {
             consumed: Vec::new(),
             inbox_cursor: 0,
             held: Vec::new(),
+            inbox_dirty: true,
             deliveries: None,
             arrived: Vec::new(),
             settled: Vec::new(),
@@ -280,11 +285,15 @@ impl OrchestrationState {
         // One batch at a time. A batch that a suspended instance only holds is followed
         // by the next, so that a resume or terminate behind it is not left unread.
         'read: loop {
-            let new = self
-                .store_handle()?
-                .inbox(&self.instance_id, self.inbox_cursor, INBOX_BATCH)
-                .await?;
+            let new = if self.inbox_dirty {
+                self.store_handle()?
+                    .inbox(&self.instance_id, self.inbox_cursor, INBOX_BATCH)
+                    .await?
+            } else {
+                Vec::new()
+            };
             let full = new.len() == INBOX_BATCH;
+            self.inbox_dirty = full;
             if let Some(last) = new.last() {
                 self.inbox_cursor = last.id;
             }
@@ -403,6 +412,10 @@ impl OrchestrationState {
                     }
                 },
             };
+            // Woken (not handed a result): the inbox has news to read.
+            if arrived.is_none() {
+                self.inbox_dirty = true;
+            }
             self.arrived.extend(arrived);
         }
     }
