@@ -122,6 +122,34 @@ fn runaway_and_memory_hungry_guests_fail_with_clear_messages() {
     assert!(message.len() < 5000, "{} bytes", message.len());
     assert!(message.ends_with("bytes in all]"), "{message}");
 
+    // blob.get reads a small blob, and refuses a large one before reading it.
+    write(&scratch.data_dir(), "blobs/small", &bytes(1, 1000));
+    write(&scratch.data_dir(), "blobs/large", &bytes(2, 20 << 20));
+    let small = run_testing(
+        &scratch,
+        &[
+            "run",
+            "CallActivity",
+            "--input",
+            r#"{"name":"GetBlob","input":"small"}"#,
+        ],
+    );
+    assert_eq!(last_line(&small), "1000", "{}", describe(&small));
+    let large = run_testing(
+        &scratch,
+        &[
+            "run",
+            "CallActivity",
+            "--input",
+            r#"{"name":"GetBlob","input":"large"}"#,
+        ],
+    );
+    assert!(
+        last_line(&large).contains("over the 16 MiB that blob.get reads"),
+        "{}",
+        describe(&large)
+    );
+
     let allocate = r#"{"name":"Allocate","input":100}"#;
     let output = run_testing(
         &scratch,
@@ -175,7 +203,7 @@ fn unknown_names_and_wrong_input_types_are_clear_errors() {
     let output = run_testing(&scratch, &["run", "CallActivity", "--input", unknown]);
     assert_eq!(
         last_line(&output),
-        r#"{"error":"unknown activity 'NoSuchActivity'; known activities: Allocate, Echo, Fail, PollFileSize, Repeat, Sleep, SleepThenFail, Spin"}"#
+        r#"{"error":"unknown activity 'NoSuchActivity'; known activities: Allocate, Echo, Fail, GetBlob, PollFileSize, Repeat, Sleep, SleepThenFail, Spin"}"#
     );
     let output = scratch.run(&["run", "E2_BackupSiteContent", "--input", "42"]);
     assert!(

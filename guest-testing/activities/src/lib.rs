@@ -13,6 +13,7 @@ impl Guest for Testing {
             "Echo",
             "Sleep",
             "SleepThenFail",
+            "GetBlob",
             "Fail",
             "Spin",
             "PollFileSize",
@@ -32,6 +33,15 @@ impl Guest for Testing {
                     serde_json::from_str(&input).map_err(|e| RunError::BadInput(e.to_string()))?;
                 std::thread::sleep(std::time::Duration::from_millis(millis));
                 Ok(input)
+            }
+            // Reads a blob whole and returns its length.
+            "GetBlob" => {
+                let name: String =
+                    serde_json::from_str(&input).map_err(|e| RunError::BadInput(e.to_string()))?;
+                match weft::orchestration::blob::get(&name) {
+                    Ok(bytes) => Ok(bytes.len().to_string()),
+                    Err(error) => Err(RunError::Failed(format!("{error:?}"))),
+                }
             }
             "SleepThenFail" => {
                 let millis: u64 =

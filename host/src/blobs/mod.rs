@@ -99,6 +99,9 @@ pub enum BlobError {
     Failed { name: String, reason: String },
 }
 
+/// The largest blob `blob.get` reads into memory for a guest.
+pub const MAX_GET: u64 = 16 << 20;
+
 /// Which kind of store, for the fast path and for messages a person can act on.
 enum Backend {
     Local(local::LocalDir),
@@ -326,11 +329,22 @@ impl Blobs {
         result.map_err(|error| self.describe(name, error))
     }
 
-    /// Reads a small blob whole.
+    /// Reads a small blob whole; one over [`MAX_GET`] is refused before it is read, so
+    /// that a guest cannot make the host hold a large blob in memory for it.
     pub async fn get(&self, name: &str) -> Result<Vec<u8>, BlobError> {
         use object_store::ObjectStoreExt;
         let location = self.location(name)?;
         let bytes = match self.store.get(&location).await {
+            Ok(result) if result.meta.size > MAX_GET => {
+                return Err(BlobError::Failed {
+                    name: name.to_string(),
+                    reason: format!(
+                        "it is {} bytes, over the {} MiB that blob.get reads; stream large blobs instead",
+                        result.meta.size,
+                        MAX_GET >> 20
+                    ),
+                });
+            }
             Ok(result) => result.bytes().await,
             Err(error) => Err(error),
         };
