@@ -3,7 +3,6 @@
 //! the server closes them.
 
 use crate::support::*;
-use reqwest::blocking::Client;
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -60,18 +59,9 @@ fn idle_connections_starve_neither_the_api_nor_the_backup() {
             }
         },
     );
-    let client = Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("HTTP client");
-    let url = |path: &str| format!("{}/{path}?code={}", server.base, server.key);
+    let client = http_client();
     let root = serde_json::to_string(site.to_str().unwrap_or_default()).expect("JSON");
-    let started = client
-        .post(url("orchestrators/E2_BackupSiteContent/abused"))
-        .header("content-type", "application/json")
-        .body(root)
-        .send()
-        .expect("start the backup");
+    let started = server.start_json(&client, "orchestrators/E2_BackupSiteContent/abused", &root);
     assert_eq!(started.status(), 202);
 
     // Connections that never send a byte.
@@ -82,20 +72,12 @@ fn idle_connections_starve_neither_the_api_nor_the_backup() {
     assert_eq!(idle.len(), IDLE, "every idle connection was accepted");
 
     let status = client
-        .get(url("runtime/webhooks/durabletask/instances/abused"))
+        .get(server.url("runtime/webhooks/durabletask/instances/abused"))
         .send()
         .expect("a client with a key is served");
     assert!(status.status().is_success(), "{}", status.status());
 
-    let done = poll(Duration::from_secs(120), || {
-        let body: serde_json::Value = client
-            .get(url("runtime/webhooks/durabletask/instances/abused"))
-            .send()
-            .ok()?
-            .json()
-            .ok()?;
-        (body["runtimeStatus"] != "Running" && body["runtimeStatus"] != "Pending").then_some(body)
-    });
+    let done = server.wait_ended(&client, "abused");
     assert_eq!(done["runtimeStatus"], "Completed", "{done}");
     assert_eq!(done["output"], total);
 

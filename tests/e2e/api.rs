@@ -22,20 +22,6 @@ fn json_body(response: Response) -> Value {
 }
 
 impl Server {
-    fn url(&self, path: &str) -> String {
-        let separator = if path.contains('?') { '&' } else { '?' };
-        format!("{}/{path}{separator}code={}", self.base, self.key)
-    }
-
-    fn start_json(&self, client: &Client, path: &str, body: &str) -> Response {
-        client
-            .post(self.url(path))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .expect("POST")
-    }
-
     /// Polls a status URL until the instance has ended; returns every status code seen
     /// with its body.
     fn poll_until_ended(&self, client: &Client, url: &str) -> Vec<(StatusCode, Value)> {

@@ -4,33 +4,13 @@
 
 use crate::support::*;
 use reqwest::blocking::Client;
-use serde_json::Value;
 use std::time::Duration;
 
 const INSTANCES: &str = "runtime/webhooks/durabletask/instances";
 
-fn url(server: &Server, path: &str) -> String {
-    let separator = if path.contains('?') { '&' } else { '?' };
-    format!("{}/{path}{separator}code={}", server.base, server.key)
-}
-
 fn start(client: &Client, server: &Server, name: &str, id: &str, input: &str) {
-    let response = client
-        .post(url(server, &format!("orchestrators/{name}/{id}")))
-        .header("content-type", "application/json")
-        .body(input.to_string())
-        .send()
-        .expect("start");
+    let response = server.start_json(client, &format!("orchestrators/{name}/{id}"), input);
     assert_eq!(response.status(), 202, "start {name}");
-}
-
-fn status(client: &Client, server: &Server, id: &str) -> Value {
-    client
-        .get(url(server, &format!("{INSTANCES}/{id}")))
-        .send()
-        .expect("status")
-        .json()
-        .expect("JSON status")
 }
 
 fn started(scratch: &Scratch, name: &str) -> usize {
@@ -64,20 +44,17 @@ fn terminating_an_instance_cancels_its_activities_and_frees_their_slots() {
     });
 
     let response = client
-        .post(url(
-            &server,
-            &format!("{INSTANCES}/stuck/terminate?reason=enough"),
-        ))
+        .post(server.url(&format!("{INSTANCES}/stuck/terminate?reason=enough")))
         .send()
         .expect("terminate");
     assert_eq!(response.status(), 202);
     poll(Duration::from_secs(60), || {
-        (status(&client, &server, "stuck")["runtimeStatus"] == "Terminated").then_some(())
+        (server.instance(&client, "stuck")["runtimeStatus"] == "Terminated").then_some(())
     });
     // The slots are free: an instance that needs them completes.
     start(&client, &server, "FanOut", "next", "20");
     let done = poll(Duration::from_secs(60), || {
-        let body = status(&client, &server, "next");
+        let body = server.instance(&client, "next");
         (body["runtimeStatus"] == "Completed").then_some(body)
     });
     assert_eq!(done["output"], 190);
@@ -93,7 +70,7 @@ fn terminating_an_instance_cancels_its_activities_and_frees_their_slots() {
     let server = Server::start(&scratch, "127.0.0.1:0", &args);
     start(&client, &server, "FanOut", "after", "3");
     poll(Duration::from_secs(60), || {
-        (status(&client, &server, "after")["runtimeStatus"] == "Completed").then_some(())
+        (server.instance(&client, "after")["runtimeStatus"] == "Completed").then_some(())
     });
     assert_eq!(started(&scratch, "Sleep"), 16, "no sleeper started again");
     drop(server);

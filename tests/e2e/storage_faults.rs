@@ -2,7 +2,6 @@
 //! ends Completed in the same `weft serve` process, with every blob correct.
 
 use crate::support::*;
-use reqwest::blocking::Client;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -18,18 +17,9 @@ fn an_external_lock_on_the_database_delays_but_does_not_fail_a_backup() {
         "127.0.0.1:0",
         &["--max-activities", "2", "--test-activity-delay-ms", "50"],
     );
-    let client = Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .expect("HTTP client");
-    let url = |path: &str| format!("{}/{path}?code={}", server.base, server.key);
+    let client = http_client();
     let root = serde_json::to_string(site.to_str().unwrap_or_default()).expect("JSON");
-    let started = client
-        .post(url("orchestrators/E2_BackupSiteContent/locked"))
-        .header("content-type", "application/json")
-        .body(root)
-        .send()
-        .expect("start the backup");
+    let started = server.start_json(&client, "orchestrators/E2_BackupSiteContent/locked", &root);
     assert_eq!(started.status(), 202);
     poll(Duration::from_secs(60), || {
         (count_events(&scratch, "TaskCompleted") >= 3).then_some(())
@@ -51,15 +41,7 @@ fn an_external_lock_on_the_database_delays_but_does_not_fail_a_backup() {
     db.execute_batch("COMMIT").expect("release the lock");
     drop(db);
 
-    let done = poll(Duration::from_secs(120), || {
-        let body: serde_json::Value = client
-            .get(url("runtime/webhooks/durabletask/instances/locked"))
-            .send()
-            .ok()?
-            .json()
-            .ok()?;
-        (body["runtimeStatus"] != "Running" && body["runtimeStatus"] != "Pending").then_some(body)
-    });
+    let done = server.wait_ended(&client, "locked");
     assert_eq!(done["runtimeStatus"], "Completed", "{done}");
     assert_eq!(done["output"], total);
     for (file, _) in files_under(&site) {

@@ -242,6 +242,14 @@ pub fn blob_of(data_dir: &Path, file: &Path) -> PathBuf {
         .join(file.strip_prefix("/").expect("absolute path"))
 }
 
+/// An HTTP client for the tests, with a safety deadline per request.
+pub fn http_client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("HTTP client")
+}
+
 /// A running `weft serve` on a free loopback port, killed when dropped.
 pub struct Server {
     child: Child,
@@ -309,6 +317,46 @@ impl Server {
             addr,
             rpc,
         }
+    }
+
+    /// `PATH` on this server, with the key.
+    pub fn url(&self, path: &str) -> String {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        format!("{}/{path}{separator}code={}", self.base, self.key)
+    }
+
+    /// POSTs a JSON body to `PATH` (a start route).
+    pub fn start_json(
+        &self,
+        client: &reqwest::blocking::Client,
+        path: &str,
+        body: &str,
+    ) -> reqwest::blocking::Response {
+        client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .expect("POST")
+    }
+
+    /// An instance's check-status body.
+    pub fn instance(&self, client: &reqwest::blocking::Client, id: &str) -> serde_json::Value {
+        client
+            .get(self.url(&format!("runtime/webhooks/durabletask/instances/{id}")))
+            .send()
+            .expect("GET status")
+            .json()
+            .expect("a JSON status")
+    }
+
+    /// Polls an instance until it is neither Pending nor Running; returns its status.
+    pub fn wait_ended(&self, client: &reqwest::blocking::Client, id: &str) -> serde_json::Value {
+        poll(Duration::from_secs(120), || {
+            let body = self.instance(client, id);
+            (body["runtimeStatus"] != "Running" && body["runtimeStatus"] != "Pending")
+                .then_some(body)
+        })
     }
 
     pub fn pid(&self) -> u32 {

@@ -199,6 +199,33 @@ impl Workdir {
 
 /// A fresh multi-threaded async runtime. Dropping it (see [`finish`]) drops every task
 /// it still runs, as a process exit would: what matters is committed already.
+/// Runs one instance of the testing orchestrator `name` on input `n` (it returns the sum
+/// of 0..n, proof that every activity ran and was delivered) and returns its wall time
+/// from start to completion and the process's CPU time meanwhile.
+fn timed_sum(name: &str, n: u64, work: &Workdir) -> Result<(Duration, Duration)> {
+    let runtime = async_runtime()?;
+    let result = runtime.block_on(async {
+        let host = host::BenchHost::open(&work.host_options()).await?;
+        host.start_workers().await?;
+        let (started, cpu) = (std::time::Instant::now(), child::cpu_time_self());
+        let id = host.start(name, &n.to_string()).await?;
+        let output = host.wait_completed(&id).await?;
+        let (elapsed, cpu) = (
+            started.elapsed(),
+            child::cpu_time_self().saturating_sub(cpu),
+        );
+        let expected = n * n.saturating_sub(1) / 2;
+        anyhow::ensure!(
+            output == expected.to_string(),
+            "{name} returned {output}, expected {expected}"
+        );
+        host.shutdown(Duration::from_secs(1)).await;
+        Ok::<_, anyhow::Error>((elapsed, cpu))
+    });
+    finish(runtime);
+    result
+}
+
 fn async_runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
