@@ -152,6 +152,23 @@ impl Host for OrchestrationState {
         Ok(task)
     }
 
+    fn call_sub_orchestrator(
+        &mut self,
+        name: String,
+        _input: String,
+        _instance_id: Option<String>,
+    ) -> wasmtime::Result<Task> {
+        Err(wasmtime::Error::msg(format!(
+            "call-sub-orchestrator {name}: sub-orchestrations are not supported yet"
+        )))
+    }
+
+    fn continue_as_new(&mut self, _input: String) -> wasmtime::Result<()> {
+        Err(wasmtime::Error::msg(
+            "continue-as-new is not supported yet",
+        ))
+    }
+
     async fn when_all(
         &mut self,
         tasks: Vec<Task>,
