@@ -11,6 +11,7 @@ mod bench;
 mod bindings;
 pub mod blobs;
 pub mod cli;
+pub mod dashboard;
 pub mod engine;
 mod guest_output;
 pub mod limits;

@@ -2,13 +2,15 @@
 //! rewind, restart and events, with the extension's status codes and bodies.
 
 use super::query::Statuses;
-use super::{Call, Error, orchestrators};
+use super::{Call, Error, Listener, orchestrators};
+use crate::runtime::Runtime;
 use crate::status;
-use crate::store::{InstanceFilter, RuntimeStatus};
+use crate::store::{Instance, InstanceFilter, RuntimeStatus};
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// The paging header of the list route, in both directions.
 const CONTINUATION: &str = "x-ms-continuation-token";
@@ -106,20 +108,54 @@ pub async fn list(call: Call) -> Result<Response, Error> {
     let Some(filter) = filter(&call) else {
         return Ok(Json(json!([])).into_response());
     };
-    let store = call.api.runtime.store();
-    // The store filters by status and time; the id prefix is applied here, reading on in
-    // pages until this page is full.
+    let (selected, next) = page_of(&call.api.runtime, &filter, skip, page, |instance| {
+        instance.id.starts_with(prefix)
+    })
+    .await?;
+    let body: Vec<Value> = selected
+        .iter()
+        .map(|instance| {
+            let mut value = status::instance_json(instance);
+            if !show_input {
+                value["input"] = Value::Null;
+            }
+            value
+        })
+        .collect();
+    let mut response = Json(body).into_response();
+    if let Some(next) = next
+        && let Ok(value) = HeaderValue::from_str(&next.to_string())
+    {
+        response.headers_mut().insert(CONTINUATION, value);
+    }
+    Ok(response)
+}
+
+/// One page of the instances `filter` selects and `keep` accepts, newest first, from
+/// offset `skip`: at most `page` of them, and the offset of the next page if there is
+/// one. The store filters by status and time; `keep` (an id prefix, a name) is applied
+/// here, reading on in pages until this page is full. The list route and the
+/// dashboard's instances page share it.
+pub(crate) async fn page_of(
+    runtime: &Runtime,
+    filter: &InstanceFilter,
+    skip: usize,
+    page: usize,
+    keep: impl Fn(&Instance) -> bool,
+) -> Result<(Vec<Instance>, Option<usize>), Error> {
+    let store = runtime.store();
+    let page = page.clamp(1, MAX_PAGE);
     let mut selected = Vec::new();
     let mut offset = skip;
     let mut more = false;
     loop {
         let batch = store
-            .list_instances(&filter, offset, page.saturating_add(1))
+            .list_instances(filter, offset, page.saturating_add(1))
             .await?;
         let fetched = batch.len();
         for instance in batch {
             offset += 1;
-            if !instance.id.starts_with(prefix) {
+            if !keep(&instance) {
                 continue;
             }
             if selected.len() == page {
@@ -133,55 +169,72 @@ pub async fn list(call: Call) -> Result<Response, Error> {
             break;
         }
     }
-    let body: Vec<Value> = selected
-        .iter()
-        .map(|instance| {
-            let mut value = status::instance_json(instance);
-            if !show_input {
-                value["input"] = Value::Null;
-            }
-            value
-        })
-        .collect();
-    let mut response = Json(body).into_response();
-    if more && let Ok(value) = HeaderValue::from_str(&offset.to_string()) {
-        response.headers_mut().insert(CONTINUATION, value);
+    Ok((selected, more.then_some(offset)))
+}
+
+/// A control request on one instance, as the API and the dashboard name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Control {
+    Terminate,
+    Suspend,
+    Resume,
+}
+
+impl Control {
+    pub(crate) fn parse(operation: &str) -> Option<Self> {
+        match operation.to_ascii_lowercase().as_str() {
+            "terminate" => Some(Self::Terminate),
+            "suspend" => Some(Self::Suspend),
+            "resume" => Some(Self::Resume),
+            _ => None,
+        }
     }
-    Ok(response)
+}
+
+/// Posts a terminate, suspend or resume request, with `reason` or a default one.
+/// [`Error::NotFound`] unknown; [`Error::Gone`] ended.
+pub(crate) async fn request_control(
+    runtime: &Arc<Runtime>,
+    id: &str,
+    control: Control,
+    reason: Option<&str>,
+) -> Result<(), Error> {
+    let reason = reason.filter(|reason| !reason.is_empty());
+    match control {
+        Control::Terminate => {
+            let reason = reason.unwrap_or("terminated by a client");
+            runtime.terminate(id, reason).await?
+        }
+        Control::Suspend => {
+            let reason = reason.unwrap_or("suspended by a client");
+            runtime.suspend(id, reason).await?
+        }
+        Control::Resume => {
+            let reason = reason.unwrap_or("resumed by a client");
+            runtime.resume(id, reason).await?
+        }
+    }
+    Ok(())
 }
 
 /// `POST instances/{id}/terminate|suspend|resume`: 202 once posted; 404 unknown; 410
 /// ended.
 pub async fn control(call: Call, id: &str, operation: &str) -> Result<Response, Error> {
-    let reason = call.query.get("reason").filter(|reason| !reason.is_empty());
-    let runtime = &call.api.runtime;
-    match operation {
-        "terminate" => {
-            let reason = reason.unwrap_or("terminated by a client");
-            runtime.terminate(id, reason).await?
-        }
-        "suspend" => {
-            let reason = reason.unwrap_or("suspended by a client");
-            runtime.suspend(id, reason).await?
-        }
-        _ => {
-            let reason = reason.unwrap_or("resumed by a client");
-            runtime.resume(id, reason).await?
-        }
-    }
+    let control = Control::parse(operation).ok_or_else(super::no_route)?;
+    request_control(&call.api.runtime, id, control, call.query.get("reason")).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
-/// `POST instances/{id}/rewind`: a Failed instance runs again from its failures. 202;
-/// 404 unknown; 412 for any other status.
-pub async fn rewind(call: Call, id: &str) -> Result<Response, Error> {
-    let reason = call
-        .query
-        .get("reason")
+/// Rewinds a Failed instance, with `reason` or a default one. 404 unknown; 412 for any
+/// other status (both with the extension's bare-string bodies).
+pub(crate) async fn request_rewind(
+    runtime: &Arc<Runtime>,
+    id: &str,
+    reason: Option<&str>,
+) -> Result<(), Error> {
+    let reason = reason
         .filter(|reason| !reason.is_empty())
-        .unwrap_or("rewound by a client")
-        .to_string();
-    let runtime = &call.api.runtime;
+        .unwrap_or("rewound by a client");
     let instance = runtime.store().instance(id).await?.ok_or_else(|| {
         Error::Text(
             StatusCode::NOT_FOUND,
@@ -197,8 +250,31 @@ pub async fn rewind(call: Call, id: &str) -> Result<Response, Error> {
             ),
         ));
     }
-    runtime.rewind(id, &reason).await?;
+    runtime.rewind(id, reason).await?;
+    Ok(())
+}
+
+/// `POST instances/{id}/rewind`: a Failed instance runs again from its failures. 202;
+/// 404 unknown; 412 for any other status.
+pub async fn rewind(call: Call, id: &str) -> Result<Response, Error> {
+    request_rewind(&call.api.runtime, id, call.query.get("reason")).await?;
     Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// Starts the same orchestrator with the same input, under a new id or the same one.
+/// 400 unknown; 409 if the same id has not ended.
+pub(crate) async fn request_restart(
+    runtime: &Arc<Runtime>,
+    id: &str,
+    new_id: bool,
+) -> Result<Instance, Error> {
+    let Some(instance) = runtime.store().instance(id).await? else {
+        return Err(Error::BadRequest(
+            "InstanceId does not match a valid orchestration instance.".to_string(),
+        ));
+    };
+    let id = (!new_id).then_some(instance.id.as_str());
+    Ok(runtime.start(&instance.name, &instance.input, id).await?)
 }
 
 /// `POST instances/{id}/restart`: the same orchestrator with the same input, under a new
@@ -206,24 +282,14 @@ pub async fn rewind(call: Call, id: &str) -> Result<Response, Error> {
 /// the same id has not ended.
 pub async fn restart(call: Call, id: &str) -> Result<Response, Error> {
     let new_id = call.query.flag("restartWithNewInstanceId").unwrap_or(true);
-    let runtime = &call.api.runtime;
-    let Some(instance) = runtime.store().instance(id).await? else {
-        return Err(Error::BadRequest(
-            "InstanceId does not match a valid orchestration instance.".to_string(),
-        ));
-    };
-    let id = (!new_id).then_some(instance.id.as_str());
-    let started = runtime.start(&instance.name, &instance.input, id).await?;
+    let started = request_restart(&call.api.runtime, id, new_id).await?;
     orchestrators::started(&call, &started).await
 }
 
-/// `POST instances/{id}/raiseEvent/{name}`: 202 once the event is in the instance's
-/// inbox (it is kept until the orchestrator waits for it); 404 unknown, 410 ended (as the
-/// extension answers), 400 for a body that is not JSON.
-pub async fn raise_event(mut call: Call, id: &str, event: &str) -> Result<Response, Error> {
-    let instance = call
-        .api
-        .runtime
+/// Checks that an event may be raised on instance `id`: 404 unknown, 410 ended (as the
+/// extension answers).
+pub(crate) async fn check_raise(runtime: &Runtime, id: &str) -> Result<(), Error> {
+    let instance = runtime
         .store()
         .instance(id)
         .await?
@@ -234,6 +300,28 @@ pub async fn raise_event(mut call: Call, id: &str, event: &str) -> Result<Respon
             instance.status.as_str()
         )));
     }
+    Ok(())
+}
+
+/// Raises event `event` with `body` (JSON text; an empty body is `null`) on a running
+/// instance, as read on `listener`.
+pub(crate) async fn request_raise(
+    runtime: &Arc<Runtime>,
+    id: &str,
+    event: &str,
+    body: &[u8],
+    listener: Listener,
+) -> Result<(), Error> {
+    let data = orchestrators::input(body, listener)?;
+    runtime.raise_event(id, event, &data).await?;
+    Ok(())
+}
+
+/// `POST instances/{id}/raiseEvent/{name}`: 202 once the event is in the instance's
+/// inbox (it is kept until the orchestrator waits for it); 404 unknown, 410 ended (as the
+/// extension answers), 400 for a body that is not JSON.
+pub async fn raise_event(mut call: Call, id: &str, event: &str) -> Result<Response, Error> {
+    check_raise(&call.api.runtime, id).await?;
     let is_json = super::header(&call.headers, "content-type").is_some_and(|value| {
         value
             .split(';')
@@ -246,17 +334,15 @@ pub async fn raise_event(mut call: Call, id: &str, event: &str) -> Result<Respon
         ));
     }
     let body = call.body().await?;
-    let data = orchestrators::input(&body, call.listener)?;
-    call.api.runtime.raise_event(id, event, &data).await?;
+    request_raise(&call.api.runtime, id, event, &body, call.listener).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
-/// `DELETE instances/{id}`: 200 `{"instancesDeleted": 1}`; 404 unknown; 412 for an
-/// instance that has not ended.
-pub async fn purge(call: Call, id: &str) -> Result<Response, Error> {
-    let store = call.api.runtime.store();
+/// Purges an ended instance. 404 unknown; 412 for an instance that has not ended.
+pub(crate) async fn request_purge(runtime: &Runtime, id: &str) -> Result<(), Error> {
+    let store = runtime.store();
     match store.purge(id).await {
-        Ok(true) => Ok(Json(json!({ "instancesDeleted": 1 })).into_response()),
+        Ok(true) => Ok(()),
         Ok(false) => Err(unknown(id)),
         Err(crate::store::Error::NotEnded(_)) => {
             let status = store
@@ -272,6 +358,13 @@ pub async fn purge(call: Call, id: &str) -> Result<Response, Error> {
         }
         Err(other) => Err(other.into()),
     }
+}
+
+/// `DELETE instances/{id}`: 200 `{"instancesDeleted": 1}`; 404 unknown; 412 for an
+/// instance that has not ended.
+pub async fn purge(call: Call, id: &str) -> Result<Response, Error> {
+    request_purge(&call.api.runtime, id).await?;
+    Ok(Json(json!({ "instancesDeleted": 1 })).into_response())
 }
 
 /// `DELETE instances`: purges the ended instances the filter selects. `createdTimeFrom`

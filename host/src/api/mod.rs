@@ -12,11 +12,12 @@
 //! literal segments and operation names are compared without regard to case, and an
 //! unknown path or method is a 404. Every error body is JSON.
 
+pub(crate) mod auth;
 mod error;
-mod instances;
+pub(crate) mod instances;
 pub mod key;
-mod orchestrators;
-mod query;
+pub(crate) mod orchestrators;
+pub(crate) mod query;
 pub mod server;
 
 use crate::runtime::Runtime;
@@ -44,7 +45,7 @@ pub struct Api {
 
 /// Which listener a request came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Listener {
+pub(crate) enum Listener {
     Public,
     Rpc,
 }
@@ -56,7 +57,7 @@ const WEBHOOK: [&str; 3] = ["runtime", "webhooks", "durabletask"];
 const TASK_HUB: &str = "weft";
 /// What is percent-encoded in the ids and the key that URLs carry: all but the
 /// unreserved characters of RFC 3986.
-const URL_SAFE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+pub(crate) const URL_SAFE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
     .remove(b'.')
@@ -68,7 +69,11 @@ const BODY_DEADLINE: Duration = Duration::from_secs(30);
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .fallback(|State(api): State<Arc<Api>>, request: Request| async move {
-            serve(api, Listener::Public, request).await
+            if crate::dashboard::handles(request.uri().path()) {
+                crate::dashboard::serve(api, request).await
+            } else {
+                serve(api, Listener::Public, request).await
+            }
         })
         .with_state(api)
 }
@@ -84,7 +89,7 @@ pub fn rpc_router(api: Arc<Api>) -> Router {
 }
 
 /// One request, as a handler sees it.
-struct Call {
+pub(crate) struct Call {
     api: Arc<Api>,
     listener: Listener,
     query: Query,
@@ -167,19 +172,7 @@ async fn route(api: Arc<Api>, listener: Listener, request: Request) -> Result<Re
     let (parts, body) = request.into_parts();
     let query = Query::parse(parts.uri.query());
     if listener == Listener::Public {
-        let given = query
-            .get("code")
-            .map(str::to_string)
-            .or_else(|| header(&parts.headers, "x-functions-key"));
-        match given {
-            Some(given) if key::matches(&api.key, &given) => {}
-            Some(_) => return Err(Error::Unauthorized("the key is wrong".to_string())),
-            None => {
-                return Err(Error::Unauthorized(
-                    "a key is required: pass ?code=KEY or the x-functions-key header".to_string(),
-                ));
-            }
-        }
+        auth::check(&api.key, query.get("code"), &parts.method, &parts.headers)?;
     }
     let segments = segments(parts.uri.path())?;
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
@@ -239,7 +232,7 @@ async fn route(api: Arc<Api>, listener: Listener, request: Request) -> Result<Re
 
 /// The path's segments, percent-decoded, without empty leading and trailing ones. An
 /// empty segment inside the path, or one that decodes to `.` or `..`, matches nothing.
-fn segments(path: &str) -> Result<Vec<String>, Error> {
+pub(crate) fn segments(path: &str) -> Result<Vec<String>, Error> {
     let trimmed = path.trim_matches('/');
     if trimmed.is_empty() {
         return Ok(Vec::new());
@@ -277,7 +270,7 @@ fn strip_base<'a, 'b>(segments: &'a [&'b str], listener: Listener) -> Option<&'a
     }
 }
 
-fn no_route() -> Error {
+pub(crate) fn no_route() -> Error {
     Error::NotFound("no such route".to_string())
 }
 

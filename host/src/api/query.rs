@@ -35,7 +35,7 @@ impl Query {
         self.all(name).into_iter().next()
     }
 
-    fn all(&self, name: &str) -> Vec<&str> {
+    pub fn all(&self, name: &str) -> Vec<&str> {
         self.pairs
             .iter()
             .filter(|(key, _)| key.eq_ignore_ascii_case(name))
