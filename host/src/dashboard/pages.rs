@@ -560,17 +560,17 @@ fn timeline_figure(timeline: &Timeline, instance: &Instance, now: DateTime<Utc>)
                 }
             }
             ul class="legend" aria-label="Legend" {
-                li { span class="swatch completed" {} "completed" }
-                li { span class="swatch pending" {} "pending" }
-                li { span class="swatch failed" {} "failed" }
-                li { span class="swatch timer" {} "timer" }
-                li { span class="swatch event" {} "event wait" }
-                li { span class="swatch retry" {} "failed attempt (retried)" }
-                li { span class="swatch mark" {} "instance event (raised event, suspend, end)" }
+                li { span aria-hidden="true" class="swatch completed" {} "completed" }
+                li { span aria-hidden="true" class="swatch pending" {} "pending" }
+                li { span aria-hidden="true" class="swatch failed" {} "failed" }
+                li { span aria-hidden="true" class="swatch timer" {} "timer" }
+                li { span aria-hidden="true" class="swatch event" {} "event wait" }
+                li { span aria-hidden="true" class="swatch retry" {} "failed attempt (retried)" }
+                li { span aria-hidden="true" class="swatch mark" {} "instance event (raised event, suspend, end)" }
             }
         }
         @if !failed.is_empty() {
-            details class="failed-tasks" open[failed.len() <= 10] {
+            details id="failed-tasks" class="failed-tasks" open[failed.len() <= 10] {
                 summary { "Failed tasks (" (failed.len()) ")" }
                 ol {
                     @for bar in failed.iter().take(MAX_FAILED_LISTED) {

@@ -33,6 +33,13 @@
             var replacement = template.content.firstElementChild;
             var now = document.getElementById(id);
             if (replacement && replacement.id === id && now) {
+              // Keep what the reader opened or closed (failed tasks) as it was.
+              now.querySelectorAll("details[id]").forEach(function (old) {
+                var fresh = replacement.querySelector("#" + CSS.escape(old.id));
+                if (fresh) {
+                  fresh.open = old.open;
+                }
+              });
               now.replaceWith(replacement);
             }
           }

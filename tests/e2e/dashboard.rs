@@ -1,0 +1,498 @@
+//! The dashboard of `weft serve` in a real headless Chromium (WebDriver) and with plain
+//! HTTP requests: logging in with the key, following a backup to Completed with its total
+//! and one timeline bar per copied file, the controls (suspend, resume, terminate, purge)
+//! through their confirmation pages, a wrong key refused, nothing served without the key,
+//! guest text escaped, cross-site posts refused. The 1,000-file backup test also writes
+//! the README's screenshots (`WEFT_SCREENSHOTS=docs/screenshots` puts them there).
+
+use crate::browser::{Browser, DEADLINE};
+use crate::support::*;
+use reqwest::StatusCode;
+use reqwest::blocking::Client;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const INSTANCES: &str = "runtime/webhooks/durabletask/instances";
+
+/// A client that shows redirects instead of following them, with a safety deadline.
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("HTTP client")
+}
+
+/// A urlencoded form body.
+fn form(pairs: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// Starts a backup of `site` over the API; returns its id.
+fn start_backup(server: &Server, client: &Client, site: &Path) -> String {
+    let root = serde_json::to_string(site.to_str().expect("a UTF-8 path")).expect("JSON");
+    let response = server.start_json(client, "orchestrators/E2_BackupSiteContent", &root);
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let body: Value = response.json().expect("a JSON body");
+    body["id"].as_str().expect("an id").to_string()
+}
+
+/// A tree of `count` files of different sizes under `root`; returns their total size.
+fn tree(root: &Path, count: u64) -> u64 {
+    for i in 0..count {
+        write(
+            root,
+            &format!("dir{}/file{i}.bin", i % 7),
+            &bytes(i, 100 + (i as usize * 37) % 5000),
+        );
+    }
+    files_under(root).iter().map(|(_, size)| size).sum()
+}
+
+/// Logs in through the login page: a wrong key first (refused, still signed out), then
+/// the right one. Checks that the cookie is out of the page's reach.
+fn log_in(browser: &Browser, key: &str) {
+    browser.open("/");
+    assert_eq!(
+        browser.path(),
+        "/ui/login",
+        "signed out, / leads to the login page"
+    );
+    browser.fill("#key", "not-the-key-not-the-key");
+    browser.click("form.login button[type=submit]");
+    let error = browser.wait_text("#login-error", |text| !text.is_empty());
+    assert!(error.contains("wrong"), "{error}");
+    browser.open("/");
+    assert_eq!(browser.path(), "/ui/login", "a wrong key does not sign in");
+
+    browser.fill("#key", key);
+    browser.click("form.login button[type=submit]");
+    browser.wait_text("main h1", |text| text == "Instances");
+    browser.wait_path("/");
+    let cookies = browser.eval("return document.cookie;");
+    assert_eq!(cookies, "", "the key's cookie is HttpOnly");
+}
+
+/// No URL the page holds carries the key.
+fn assert_no_key_in_urls(browser: &Browser, key: &str) {
+    let urls = browser.urls();
+    assert!(!urls.is_empty());
+    for url in urls {
+        assert!(!url.contains(key), "the key is in a URL: {url}");
+    }
+}
+
+/// The text of the status cell of instance `id` in the list.
+fn row_status(browser: &Browser, id: &str) -> Option<String> {
+    browser.text(&format!("tr[data-id='{id}'] .status"))
+}
+
+#[test]
+fn a_browser_logs_in_and_follows_a_backup_to_completed_with_one_bar_per_file() {
+    let scratch = Scratch::new();
+    let site = scratch.path().join("site");
+    let total = tree(&site, 5);
+    let server = Server::start(
+        &scratch,
+        "127.0.0.1:0",
+        &["--max-activities", "1", "--test-activity-delay-ms", "300"],
+    );
+    let client = client();
+    let browser = Browser::start(&server.base, 1280, 1000);
+    log_in(&browser, &server.key);
+
+    // Started over the API while the list is open: the list shows it without a reload.
+    let id = start_backup(&server, &client, &site);
+    let completed = poll(DEADLINE, || {
+        row_status(&browser, &id).filter(|status| status == "Completed")
+    });
+    assert_eq!(completed, "Completed");
+    let name = browser
+        .text(&format!("tr[data-id='{id}'] td a"))
+        .expect("the row links to the instance");
+    assert_eq!(name, "E2_BackupSiteContent");
+    assert_no_key_in_urls(&browser, &server.key);
+
+    browser.click(&format!("tr[data-id='{id}'] td a"));
+    browser.wait_path(&format!("/ui/instances/{id}"));
+    browser.wait_text("#status", |text| text.contains("Completed"));
+    let output = browser.text("#output").expect("the output");
+    assert_eq!(output.trim(), total.to_string(), "the total bytes");
+    assert_eq!(
+        browser.text("#progress-text").as_deref(),
+        Some("6 completed, 0 failed, 0 pending of 6 scheduled")
+    );
+    // One bar per copied file, each one task, completed.
+    let bars = browser.find_all("svg.chart rect.bar[data-name='E2_CopyFileToBlob']");
+    assert_eq!(bars.len(), 5, "one bar per copied file");
+    for bar in &bars {
+        assert_eq!(browser.attr(bar, "data-tasks").as_deref(), Some("1"));
+        let class = browser.attr(bar, "class").unwrap_or_default();
+        assert!(class.contains("completed"), "{class}");
+    }
+    assert_eq!(
+        browser
+            .find_all("svg.chart rect.bar[data-name='E2_GetFileList']")
+            .len(),
+        1
+    );
+    // The raw history lists every event.
+    let events = scratch.history(&id).len();
+    assert_eq!(browser.find_all("table.history tbody tr").len(), events);
+    assert_no_key_in_urls(&browser, &server.key);
+}
+
+#[test]
+fn a_browser_suspends_resumes_terminates_and_purges_a_running_instance() {
+    let scratch = Scratch::new();
+    let server = Server::start(
+        &scratch,
+        "127.0.0.1:0",
+        &["--components", TESTING_ORCHESTRATOR, TESTING_ACTIVITIES],
+    );
+    let client = client();
+    // Two activities that sleep for an hour: the instance runs until it is ended.
+    let response = server.start_json(
+        &client,
+        "orchestrators/CallActivity/sleeper",
+        r#"{"name":"Sleep","input":3600000,"count":2}"#,
+    );
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let browser = Browser::start(&server.base, 1280, 1000);
+    log_in(&browser, &server.key);
+    poll(DEADLINE, || {
+        row_status(&browser, "sleeper").filter(|status| status == "Running")
+    });
+    browser.click("tr[data-id='sleeper'] td a");
+    browser.wait_text("#status", |text| text.contains("Running"));
+    browser.wait_text("#progress-text", |text| {
+        text == "0 completed, 0 failed, 2 pending of 2 scheduled"
+    });
+
+    // Each control goes through its confirmation page, then back to the instance.
+    let control = |action: &str, reason: Option<&str>, status: &str| {
+        browser.click(&format!("a.action-{action}"));
+        browser.wait_path(&format!("/ui/instances/sleeper/confirm/{action}"));
+        if let Some(reason) = reason {
+            browser.fill("#reason", reason);
+        }
+        browser.click("#confirm");
+        browser.wait_path(&format!("/ui/instances/sleeper?done={action}"));
+        // The live part follows the instance until it has acted on the request.
+        browser.wait_text("#status", |text| text.contains(status));
+        assert_eq!(server.instance(&client, "sleeper")["runtimeStatus"], status);
+        // The controls offered are those of the status the page was drawn in.
+        browser.open("/ui/instances/sleeper");
+    };
+    control("suspend", Some("a pause"), "Suspended");
+    control("resume", None, "Running");
+    control("terminate", Some("enough <b>sleep</b>"), "Terminated");
+    let history = scratch.history("sleeper");
+    assert!(
+        history
+            .iter()
+            .any(|event| event["eventType"] == "ExecutionTerminated"
+                && event["reason"] == "enough <b>sleep</b>"),
+        "the reason reached the history"
+    );
+
+    // Purge: the instance is gone, and the list says so.
+    browser.click("a.action-purge");
+    browser.wait_path("/ui/instances/sleeper/confirm/purge");
+    browser.click("#confirm");
+    browser.wait_path("/?done=purge");
+    assert!(
+        browser
+            .text(".notice")
+            .is_some_and(|text| text.contains("purged"))
+    );
+    let gone = client
+        .get(server.url(&format!("{INSTANCES}/sleeper")))
+        .send()
+        .expect("GET status");
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    assert!(row_status(&browser, "sleeper").is_none());
+}
+
+/// Every dashboard route, as (method, path).
+fn routes(id: &str) -> Vec<(&'static str, String)> {
+    let mut routes = vec![
+        ("GET", "/".to_string()),
+        ("GET", "/ui".to_string()),
+        ("GET", "/ui/rows".to_string()),
+        ("GET", "/ui/assets/dashboard.js".to_string()),
+        ("GET", format!("/ui/instances/{id}")),
+        ("GET", format!("/ui/instances/{id}/live")),
+        ("POST", "/ui/logout".to_string()),
+    ];
+    for action in [
+        "terminate",
+        "suspend",
+        "resume",
+        "rewind",
+        "restart",
+        "raise-event",
+        "purge",
+    ] {
+        routes.push(("GET", format!("/ui/instances/{id}/confirm/{action}")));
+        routes.push(("POST", format!("/ui/instances/{id}/{action}")));
+    }
+    routes
+}
+
+#[test]
+fn without_the_key_no_dashboard_page_or_data_is_served() {
+    let scratch = Scratch::new();
+    let server = Server::start(
+        &scratch,
+        "127.0.0.1:0",
+        &["--components", TESTING_ORCHESTRATOR, TESTING_ACTIVITIES],
+    );
+    let client = client();
+    // A guest's text with HTML in it: the input, and the output that echoes it.
+    let response = server.start_json(
+        &client,
+        "orchestrators/CallActivity/xss",
+        r#"{"name":"Echo","input":"<script>alert('input')</script><img src=x onerror=alert(1)>"}"#,
+    );
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        server.wait_ended(&client, "xss")["runtimeStatus"],
+        "Completed"
+    );
+    let url = |path: &str| format!("{}{path}", server.base);
+
+    // Without a cookie, a wrong cookie, or a key in the URL: pages lead to the login page,
+    // data is a 401, and nothing tells of the instance.
+    let wrong = "weft_key=0123456789abcdef0123456789abcdef";
+    for cookie in [None, Some(wrong)] {
+        for (method, path) in routes("xss") {
+            let mut request = match method {
+                "GET" => client.get(url(&path)),
+                _ => client
+                    .post(url(&path))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body("reason=x"),
+            };
+            if let Some(cookie) = cookie {
+                request = request.header("cookie", cookie);
+            }
+            let response = request.send().expect("a dashboard request");
+            let status = response.status();
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_string);
+            let body = response.text().expect("a body");
+            assert!(
+                status == StatusCode::UNAUTHORIZED
+                    || (status == StatusCode::SEE_OTHER
+                        && location.as_deref() == Some("/ui/login")),
+                "{method} {path} with {cookie:?}: {status} {location:?}"
+            );
+            assert!(
+                !body.contains("xss") && !body.contains("Echo"),
+                "{method} {path}: {body}"
+            );
+        }
+    }
+    // The key in a URL is not how the dashboard takes it.
+    let response = client
+        .get(url(&format!("/ui/rows?code={}", server.key)))
+        .send()
+        .expect("GET rows");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        server.instance(&client, "xss")["runtimeStatus"],
+        "Completed"
+    );
+
+    // The login page and its stylesheet are all there is to see.
+    let login = client.get(url("/ui/login")).send().expect("GET login");
+    assert_eq!(login.status(), StatusCode::OK);
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+    ] {
+        assert_eq!(login.headers()[name], value);
+    }
+    let policy = login.headers()["content-security-policy"]
+        .to_str()
+        .expect("a policy")
+        .to_string();
+    assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"));
+    assert!(!policy.contains("unsafe-inline"));
+    let css = client
+        .get(url("/ui/assets/dashboard.css"))
+        .send()
+        .expect("GET css");
+    assert_eq!(css.status(), StatusCode::OK);
+
+    // A wrong key at the login page is refused and sets no cookie.
+    let refused = client
+        .post(url("/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("key", "0123456789abcdef0123456789abcdef")]))
+        .send()
+        .expect("POST login");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(refused.headers().get("set-cookie").is_none());
+
+    // The right key sets a strict, HttpOnly cookie that opens the dashboard and the API.
+    let signed_in = client
+        .post(url("/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("key", server.key.as_str())]))
+        .send()
+        .expect("POST login");
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let set_cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .expect("a cookie")
+        .to_string();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    let cookie = set_cookie
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_string();
+    let get = |path: &str| {
+        client
+            .get(url(path))
+            .header("cookie", &cookie)
+            .send()
+            .expect("GET with the cookie")
+    };
+    let list = get("/");
+    assert_eq!(list.status(), StatusCode::OK);
+    assert!(list.text().expect("a page").contains("data-id=\"xss\""));
+    assert_eq!(get(&format!("/{INSTANCES}/xss")).status(), StatusCode::OK);
+
+    // Guests' text is escaped wherever it is shown.
+    let page = get("/ui/instances/xss").text().expect("the instance page");
+    assert!(
+        page.contains("&lt;script&gt;alert("),
+        "the input is shown escaped"
+    );
+    assert!(
+        !page.contains("<script>alert"),
+        "no guest script in the page"
+    );
+    assert!(!page.contains("<img src=x"), "no guest element in the page");
+    let live = get("/ui/instances/xss/live").text().expect("the live part");
+    assert!(
+        live.contains("&lt;img src=x"),
+        "the output is shown escaped: {live}"
+    );
+
+    // Filters: by status, name and id prefix.
+    let listed = |query: &str| {
+        get(&format!("/?{query}"))
+            .text()
+            .expect("a page")
+            .contains("data-id=\"xss\"")
+    };
+    assert!(listed("status=Completed"));
+    assert!(!listed("status=Running"));
+    assert!(listed("name=callact&prefix=xs"));
+    assert!(!listed("prefix=nope"));
+    assert!(!listed("name=Backup"));
+
+    // A post that relies on the cookie must come from the dashboard's own pages.
+    let forged = client
+        .post(url("/ui/instances/xss/purge"))
+        .header("cookie", &cookie)
+        .header("sec-fetch-site", "cross-site")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("reason", "forged")]))
+        .send()
+        .expect("a forged POST");
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let forged_api = client
+        .delete(url(&format!("/{INSTANCES}/xss")))
+        .header("cookie", &cookie)
+        .header("origin", "http://evil.example")
+        .send()
+        .expect("a forged DELETE");
+    assert_eq!(forged_api.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        server.instance(&client, "xss")["runtimeStatus"],
+        "Completed"
+    );
+    // From its own origin, the same post purges.
+    let own = client
+        .post(url("/ui/instances/xss/purge"))
+        .header("cookie", &cookie)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .expect("a same-origin POST");
+    assert_eq!(own.status(), StatusCode::SEE_OTHER);
+    let gone = client
+        .get(server.url(&format!("{INSTANCES}/xss")))
+        .send()
+        .expect("GET status");
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+}
+
+/// Where the screenshots go: `WEFT_SCREENSHOTS` (e.g. `docs/screenshots`, relative to the
+/// workspace), or the test's scratch target directory.
+fn screenshot_dir() -> PathBuf {
+    match std::env::var_os("WEFT_SCREENSHOTS") {
+        Some(dir) => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir),
+        None => Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots"),
+    }
+}
+
+#[test]
+fn a_thousand_file_backup_is_drawn_in_bounded_rows_and_photographed() {
+    let scratch = Scratch::new();
+    let site = scratch.path().join("www");
+    let total = tree(&site, 1000);
+    let server = Server::start(
+        &scratch,
+        "127.0.0.1:0",
+        &["--max-activities", "8", "--test-activity-delay-ms", "20"],
+    );
+    let client = client();
+    let id = start_backup(&server, &client, &site);
+    assert_eq!(server.wait_ended(&client, &id)["output"], total);
+    let browser = Browser::start(&server.base, 1280, 720);
+    log_in(&browser, &server.key);
+    poll(DEADLINE, || {
+        row_status(&browser, &id).filter(|status| status == "Completed")
+    });
+    let dir = screenshot_dir();
+    std::fs::create_dir_all(&dir).expect("the screenshot directory");
+    std::fs::write(dir.join("instances.png"), browser.screenshot()).expect("write a PNG");
+
+    browser.click(&format!("tr[data-id='{id}'] td a"));
+    browser.wait_text("#status", |text| text.contains("Completed"));
+    assert_eq!(
+        browser.text("#progress-text").as_deref(),
+        Some("1001 completed, 0 failed, 0 pending of 1001 scheduled")
+    );
+    // 1,001 tasks in at most 200 rows that account for every one of them.
+    let bars = browser.find_all("svg.chart rect.bar");
+    assert!(bars.len() <= 200, "{} rows", bars.len());
+    let tasks: usize = bars
+        .iter()
+        .map(|bar| {
+            browser
+                .attr(bar, "data-tasks")
+                .and_then(|tasks| tasks.parse::<usize>().ok())
+                .expect("a task count")
+        })
+        .sum();
+    assert_eq!(tasks, 1001);
+    // The history is paged: 100 events a page.
+    assert_eq!(browser.find_all("table.history tbody tr").len(), 100);
+    browser.set_size(1280, 1500);
+    browser.eval("window.scrollTo(0, 0); return null;");
+    std::fs::write(dir.join("instance.png"), browser.screenshot()).expect("write a PNG");
+}
