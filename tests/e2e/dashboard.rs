@@ -391,6 +391,21 @@ fn without_the_key_no_dashboard_page_or_data_is_served() {
         "the output is shown escaped: {live}"
     );
 
+    // A failed activity is a red bar, listed with its message.
+    let response = server.start_json(
+        &client,
+        "orchestrators/CallActivity/failing",
+        r#"{"name":"Fail","input":7}"#,
+    );
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    server.wait_ended(&client, "failing");
+    let live = get("/ui/instances/failing/live")
+        .text()
+        .expect("the live part");
+    assert!(live.contains("class=\"bar activity failed\""), "{live}");
+    assert!(live.contains("Failed tasks (1)"), "{live}");
+    assert!(live.contains("failed on purpose with 7"), "{live}");
+
     // Filters: by status, name and id prefix.
     let listed = |query: &str| {
         get(&format!("/?{query}"))
@@ -495,4 +510,133 @@ fn a_thousand_file_backup_is_drawn_in_bounded_rows_and_photographed() {
     browser.set_size(1280, 1500);
     browser.eval("window.scrollTo(0, 0); return null;");
     std::fs::write(dir.join("instance.png"), browser.screenshot()).expect("write a PNG");
+}
+
+/// Signs in over plain HTTP; returns the cookie to send.
+fn sign_in(client: &Client, server: &Server) -> String {
+    let response = client
+        .post(format!("{}/ui/login", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("key", server.key.as_str())]))
+        .send()
+        .expect("POST login");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .expect("a cookie")
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_string();
+    cookie
+}
+
+#[test]
+fn the_dashboard_raises_events_restarts_and_refuses_as_the_api_does() {
+    let scratch = Scratch::new();
+    let server = Server::start(
+        &scratch,
+        "127.0.0.1:0",
+        &[
+            "--components",
+            env!("WEFT_GUEST_SAMPLES_ORCHESTRATOR"),
+            env!("WEFT_GUEST_SAMPLES_ACTIVITIES"),
+        ],
+    );
+    let client = client();
+    let cookie = sign_in(&client, &server);
+    let post = |path: &str, fields: &[(&str, &str)]| {
+        client
+            .post(format!("{}{path}", server.base))
+            .header("cookie", &cookie)
+            .header("sec-fetch-site", "same-origin")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(fields))
+            .send()
+            .expect("a dashboard POST")
+    };
+    let location = |response: &reqwest::blocking::Response| {
+        response.headers()["location"]
+            .to_str()
+            .expect("a location")
+            .to_string()
+    };
+    let response = server.start_json(
+        &client,
+        "orchestrators/WaitForEvent/waiter",
+        r#"{"name":"Go","count":1}"#,
+    );
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+
+    // Data that is not JSON is refused as the API refuses it.
+    let refused = post(
+        "/ui/instances/waiter/raise-event",
+        &[("event", "Go"), ("data", "{not json")],
+    );
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        refused
+            .text()
+            .expect("a page")
+            .contains("Invalid JSON content")
+    );
+
+    let raised = post(
+        "/ui/instances/waiter/raise-event",
+        &[("event", "Go"), ("data", r#"{"x": "<b>bold</b>"}"#)],
+    );
+    assert_eq!(raised.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&raised), "/ui/instances/waiter?done=raise-event");
+    let ended = server.wait_ended(&client, "waiter");
+    assert_eq!(ended["runtimeStatus"], "Completed");
+    assert_eq!(ended["output"], serde_json::json!([{"x": "<b>bold</b>"}]));
+    let live = client
+        .get(format!("{}/ui/instances/waiter/live", server.base))
+        .header("cookie", &cookie)
+        .send()
+        .expect("GET live")
+        .text()
+        .expect("the live part");
+    assert!(live.contains("class=\"bar event completed\""), "{live}");
+    assert!(live.contains("class=\"mark EventRaised\""), "{live}");
+
+    // Refusals carry the API's status and message.
+    let ended_already = post("/ui/instances/waiter/terminate", &[("reason", "late")]);
+    assert_eq!(ended_already.status(), StatusCode::GONE);
+    let not_failed = post("/ui/instances/waiter/rewind", &[]);
+    assert_eq!(not_failed.status(), StatusCode::PRECONDITION_FAILED);
+    assert!(
+        not_failed
+            .text()
+            .expect("a page")
+            .contains("only orchestrations in the &quot;Failed&quot; state can be rewound")
+    );
+    let unknown = post("/ui/instances/nobody/purge", &[]);
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+
+    // A restart under a new id starts the same orchestrator with the same input.
+    let restarted = post("/ui/instances/waiter/restart", &[("new_id", "true")]);
+    assert_eq!(restarted.status(), StatusCode::SEE_OTHER);
+    let target = location(&restarted);
+    let new_id = target
+        .strip_prefix("/ui/instances/")
+        .and_then(|rest| rest.strip_suffix("?done=restart"))
+        .expect("the new instance's page")
+        .to_string();
+    assert_ne!(new_id, "waiter");
+    let status = server.instance(&client, &new_id);
+    assert_eq!(status["name"], "WaitForEvent");
+    assert_eq!(
+        status["input"],
+        serde_json::json!({"name": "Go", "count": 1})
+    );
+    // Under the same id, once ended: the instance runs again.
+    let again = post("/ui/instances/waiter/restart", &[]);
+    assert_eq!(location(&again), "/ui/instances/waiter?done=restart");
+    poll(DEADLINE, || {
+        (server.instance(&client, "waiter")["runtimeStatus"] == "Running").then_some(())
+    });
+    // Not ended: a second same-id restart conflicts.
+    let conflict = post("/ui/instances/waiter/restart", &[]);
+    assert_eq!(conflict.status(), StatusCode::CONFLICT);
 }
