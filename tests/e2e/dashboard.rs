@@ -521,14 +521,13 @@ fn sign_in(client: &Client, server: &Server) -> String {
         .send()
         .expect("POST login");
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    let cookie = response.headers()["set-cookie"]
+    response.headers()["set-cookie"]
         .to_str()
         .expect("a cookie")
         .split(';')
         .next()
         .expect("name=value")
-        .to_string();
-    cookie
+        .to_string()
 }
 
 #[test]
