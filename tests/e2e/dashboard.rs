@@ -477,11 +477,41 @@ fn a_thousand_file_backup_is_drawn_in_bounded_rows_and_photographed() {
     let client = client();
     let id = start_backup(&server, &client, &site);
     assert_eq!(server.wait_ended(&client, &id)["output"], total);
-    let browser = Browser::start(&server.base, 1280, 720);
+    // Company for it in the list: a backup of a directory that is not there, a small one,
+    // one terminated, and one still running when the picture is taken.
+    let missing = start_backup(&server, &client, &scratch.path().join("missing"));
+    assert_eq!(
+        server.wait_ended(&client, &missing)["runtimeStatus"],
+        "Failed"
+    );
+    let docs = scratch.path().join("docs");
+    let docs_total = tree(&docs, 12);
+    let small = start_backup(&server, &client, &docs);
+    assert_eq!(server.wait_ended(&client, &small)["output"], docs_total);
+    let stopped = start_backup(&server, &client, &site);
+    let response = client
+        .post(server.url(&format!("{INSTANCES}/{stopped}/terminate?reason=demo")))
+        .send()
+        .expect("terminate");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        server.wait_ended(&client, &stopped)["runtimeStatus"],
+        "Terminated"
+    );
+    start_backup(&server, &client, &site);
+
+    let browser = Browser::start(&server.base, 1280, 800);
     log_in(&browser, &server.key);
-    poll(DEADLINE, || {
-        row_status(&browser, &id).filter(|status| status == "Completed")
-    });
+    for (instance, status) in [
+        (&id, "Completed"),
+        (&missing, "Failed"),
+        (&small, "Completed"),
+        (&stopped, "Terminated"),
+    ] {
+        poll(DEADLINE, || {
+            row_status(&browser, instance).filter(|shown| shown == status)
+        });
+    }
     let dir = screenshot_dir();
     std::fs::create_dir_all(&dir).expect("the screenshot directory");
     std::fs::write(dir.join("instances.png"), browser.screenshot()).expect("write a PNG");

@@ -3,7 +3,8 @@
 //! that the official clients and scripts written against the extension work unchanged.
 //!
 //! Two listeners serve the same routes. The public one requires the key on every route
-//! (`?code=` or `x-functions-key`), as the Functions host does. The optional rpc listener
+//! (`?code=` or `x-functions-key`, as the Functions host does, or the dashboard's cookie;
+//! see [`auth`]), and also serves the [`crate::dashboard`] at `/` and `/ui/...`. The optional rpc listener
 //! is the host's local `rpcBaseUrl` (`http://127.0.0.1:PORT/durabletask/`), which the
 //! official clients call without a key: it binds to loopback only.
 //!
