@@ -68,12 +68,36 @@ fn log_in(browser: &Browser, key: &str) {
     browser.open("/");
     assert_eq!(browser.path(), "/ui/login", "a wrong key does not sign in");
 
-    browser.fill("#key", key);
-    browser.click("form.login button[type=submit]");
+    assert_accessible(browser);
+    // By keyboard: the key, then Enter.
+    browser.fill("#key", &format!("{key}{ENTER}"));
     browser.wait_text("main h1", |text| text == "Instances");
     browser.wait_path("/");
+    assert_accessible(browser);
     let cookies = browser.eval("return document.cookie;");
     assert_eq!(cookies, "", "the key's cookie is HttpOnly");
+}
+
+/// The WebDriver code of the Enter key.
+const ENTER: &str = "\u{E007}";
+
+/// What a screen reader and a keyboard need of the page shown: a language, one `h1`, a
+/// `main` landmark, a label for every field, a name for every link and button, unique ids.
+fn assert_accessible(browser: &Browser) {
+    let problems = browser.eval(
+        "const problems = [];\
+         if (!document.documentElement.lang) problems.push('no lang');\
+         if (document.querySelectorAll('h1').length !== 1) problems.push('not one h1');\
+         if (!document.querySelector('main')) problems.push('no main landmark');\
+         document.querySelectorAll('input:not([type=hidden]), textarea, select').forEach(e => {\
+           if (!e.labels || e.labels.length === 0) problems.push('unlabelled field ' + (e.id || e.name)); });\
+         document.querySelectorAll('a[href], button').forEach(e => {\
+           if (!e.textContent.trim() && !e.getAttribute('aria-label')) problems.push('nameless ' + e.outerHTML.slice(0, 80)); });\
+         const ids = Array.from(document.querySelectorAll('[id]')).map(e => e.id);\
+         ids.filter((id, i) => ids.indexOf(id) !== i).forEach(id => problems.push('duplicate id ' + id));\
+         return problems;",
+    );
+    assert_eq!(problems, serde_json::json!([]), "on {}", browser.path());
 }
 
 /// No URL the page holds carries the key.
@@ -119,6 +143,7 @@ fn a_browser_logs_in_and_follows_a_backup_to_completed_with_one_bar_per_file() {
     browser.click(&format!("tr[data-id='{id}'] td a"));
     browser.wait_path(&format!("/ui/instances/{id}"));
     browser.wait_text("#status", |text| text.contains("Completed"));
+    assert_accessible(&browser);
     let output = browser.text("#output").expect("the output");
     assert_eq!(output.trim(), total.to_string(), "the total bytes");
     assert_eq!(
@@ -168,6 +193,7 @@ fn a_browser_suspends_resumes_terminates_and_purges_a_running_instance() {
     });
     browser.click("tr[data-id='sleeper'] td a");
     browser.wait_text("#status", |text| text.contains("Running"));
+    assert_accessible(&browser);
     browser.wait_text("#progress-text", |text| {
         text == "0 completed, 0 failed, 2 pending of 2 scheduled"
     });
@@ -176,10 +202,12 @@ fn a_browser_suspends_resumes_terminates_and_purges_a_running_instance() {
     let control = |action: &str, reason: Option<&str>, status: &str| {
         browser.click(&format!("a.action-{action}"));
         browser.wait_path(&format!("/ui/instances/sleeper/confirm/{action}"));
-        if let Some(reason) = reason {
-            browser.fill("#reason", reason);
+        assert_accessible(&browser);
+        match reason {
+            // By keyboard: Enter in the field submits the form.
+            Some(reason) => browser.fill("#reason", &format!("{reason}{ENTER}")),
+            None => browser.click("#confirm"),
         }
-        browser.click("#confirm");
         browser.wait_path(&format!("/ui/instances/sleeper?done={action}"));
         // The live part follows the instance until it has acted on the request.
         browser.wait_text("#status", |text| text.contains(status));
