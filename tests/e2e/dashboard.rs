@@ -419,11 +419,11 @@ fn without_the_key_no_dashboard_page_or_data_is_served() {
         "the output is shown escaped: {live}"
     );
 
-    // A failed activity is a red bar, listed with its message.
+    // A failed activity is a red bar with its two retries marked, listed with its message.
     let response = server.start_json(
         &client,
         "orchestrators/CallActivity/failing",
-        r#"{"name":"Fail","input":7}"#,
+        r#"{"name":"Fail","input":7,"retry":{"maxAttempts":3,"firstRetryIntervalMs":10}}"#,
     );
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     server.wait_ended(&client, "failing");
@@ -433,6 +433,7 @@ fn without_the_key_no_dashboard_page_or_data_is_served() {
     assert!(live.contains("class=\"bar activity failed\""), "{live}");
     assert!(live.contains("Failed tasks (1)"), "{live}");
     assert!(live.contains("failed on purpose with 7"), "{live}");
+    assert_eq!(live.matches("<rect class=\"retry\"").count(), 2, "{live}");
 
     // Filters: by status, name and id prefix.
     let listed = |query: &str| {

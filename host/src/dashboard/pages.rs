@@ -21,6 +21,8 @@ const MAX_PAGE: usize = 500;
 const HISTORY_PAGE: usize = 100;
 /// The most rows the timeline draws; more tasks share rows.
 const MAX_ROWS: usize = 200;
+/// The most instance events (raised events, suspensions, ...) drawn as marks.
+const MAX_MARKS: usize = 200;
 /// The most failed tasks listed by name and message.
 const MAX_FAILED_LISTED: usize = 100;
 /// The most of a payload shown; the rest is cut, and said to be.
@@ -530,6 +532,9 @@ fn timeline_figure(timeline: &Timeline, instance: &Instance, now: DateTime<Utc>)
                 } @else {
                     "one row per task, in the order they were scheduled."
                 }
+                @if timeline.marks.len() > MAX_MARKS {
+                    " The first " (MAX_MARKS) " of " (timeline.marks.len()) " instance events are marked."
+                }
             }
             svg class="chart" role="img" aria-labelledby="timeline-caption"
                 viewBox=(format!("0 0 {WIDTH} {height}")) preserveAspectRatio="none"
@@ -552,7 +557,7 @@ fn timeline_figure(timeline: &Timeline, instance: &Instance, now: DateTime<Utc>)
                         }
                     }
                 }
-                @for mark in &timeline.marks {
+                @for mark in timeline.marks.iter().take(MAX_MARKS) {
                     @let at = format!("{:.2}", x(mark.at, start, total_ms));
                     line class=(format!("mark {}", mark.kind)) x1=(at) x2=(at) y1="0" y2=(height) {
                         title { (mark.kind) @if !mark.label.is_empty() { ": " (cut(&mark.label, 200).0) } }

@@ -264,13 +264,15 @@ impl Row {
 
 /// At most `max_rows` rows (at least one) for the bars of `timeline`: one per task when
 /// they fit, else runs of equal length of consecutive tasks. Each row keeps its tasks'
-/// counts and at most `max_rows` retry marks, so the output is bounded either way.
+/// counts, and the rows keep about `max_rows` retry marks between them (at least one
+/// each), so what is drawn is bounded however many tasks and retries there are.
 pub fn rows(timeline: &Timeline, max_rows: usize) -> Vec<Row> {
     let bars = &timeline.bars;
     if bars.is_empty() {
         return Vec::new();
     }
     let per_row = bars.len().div_ceil(max_rows.max(1));
+    let retries_per_row = max_rows.div_ceil(bars.len().div_ceil(per_row)).max(1);
     bars.chunks(per_row)
         .enumerate()
         .map(|(chunk_index, chunk)| {
@@ -305,7 +307,7 @@ pub fn rows(timeline: &Timeline, max_rows: usize) -> Vec<Row> {
                     Outcome::Failed => row.failed += 1,
                     Outcome::Pending => row.pending += 1,
                 }
-                let room = max_rows.saturating_sub(row.retries.len());
+                let room = retries_per_row.saturating_sub(row.retries.len());
                 row.retries.extend(bar.retries.iter().take(room));
             }
             row.outcome = if row.failed > 0 {
@@ -548,5 +550,27 @@ mod tests {
         assert_eq!(bounded.iter().map(|row| row.pending).sum::<usize>(), 10);
         assert!(bounded.iter().all(|row| row.name == "Copy"));
         assert_eq!(rows(&Timeline::default(), 300), Vec::new());
+    }
+
+    #[test]
+    fn retry_marks_are_bounded_too() {
+        let mut events = vec![(0, scheduled(0, "Flaky")), (0, scheduled(1, "Flaky"))];
+        for attempt in 1..=5_000u32 {
+            events.push((
+                1,
+                Event::TaskRetrying {
+                    task_id: attempt % 2,
+                    attempt,
+                    message: "again".to_string(),
+                    retry_at: at(2),
+                },
+            ));
+        }
+        let timeline = build(&history(events));
+        assert_eq!(timeline.bars[0].retries.len(), 2_500);
+        let drawn = rows(&timeline, 200);
+        assert_eq!(drawn.len(), 2);
+        let marks: usize = drawn.iter().map(|row| row.retries.len()).sum();
+        assert!((2..=200).contains(&marks), "{marks} retry marks");
     }
 }
