@@ -88,19 +88,17 @@ impl Visit {
 
 /// Reads a urlencoded form of at most `limit` bytes within [`FORM_DEADLINE`].
 pub(crate) async fn form(body: Body, limit: usize) -> Result<Query, Error> {
-    {
-        match tokio::time::timeout(FORM_DEADLINE, axum::body::to_bytes(body, limit)).await {
-            Err(_) => Err(Error::RequestTimeout(format!(
-                "the form did not arrive within {FORM_DEADLINE:?}"
-            ))),
-            Ok(Err(_)) => Err(Error::PayloadTooLarge(format!(
-                "the form is larger than {limit} bytes"
-            ))),
-            Ok(Ok(bytes)) => match std::str::from_utf8(&bytes) {
-                Ok(text) => Ok(Query::parse(Some(text))),
-                Err(_) => Err(Error::BadRequest("the form is not UTF-8".to_string())),
-            },
-        }
+    match tokio::time::timeout(FORM_DEADLINE, axum::body::to_bytes(body, limit)).await {
+        Err(_) => Err(Error::RequestTimeout(format!(
+            "the form did not arrive within {FORM_DEADLINE:?}"
+        ))),
+        Ok(Err(_)) => Err(Error::PayloadTooLarge(format!(
+            "the form is larger than {limit} bytes"
+        ))),
+        Ok(Ok(bytes)) => match std::str::from_utf8(&bytes) {
+            Ok(text) => Ok(Query::parse(Some(text))),
+            Err(_) => Err(Error::BadRequest("the form is not UTF-8".to_string())),
+        },
     }
 }
 
