@@ -13,6 +13,7 @@ fn started() -> Event {
     Event::ExecutionStarted {
         name: "Orch".into(),
         input: "\"in\"".into(),
+        first_task: 0,
     }
 }
 

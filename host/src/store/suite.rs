@@ -36,6 +36,7 @@ pub async fn schedule(store: &dyn Store, id: &str, first_seq: u64, tasks: &[u32]
             output: None,
             custom_status: None,
             now,
+            continue_as_new: None,
         })
         .await
         .unwrap();
@@ -58,7 +59,8 @@ pub async fn instances_are_created_once_with_their_first_event(store: &dyn Store
         history[0].event,
         Event::ExecutionStarted {
             name: "Orch".into(),
-            input: "\"x\"".into()
+            input: "\"x\"".into(),
+            first_task: 0,
         }
     );
     assert_eq!(
@@ -102,6 +104,7 @@ pub async fn a_checkpoint_appends_events_and_enqueues_their_work_atomically(stor
             output: None,
             custom_status: None,
             now,
+            continue_as_new: None,
         })
         .await;
     assert!(
@@ -195,6 +198,7 @@ pub async fn completing_work_moves_the_result_to_the_inbox_once(store: &dyn Stor
             output: Some("7".into()),
             custom_status: Some("\"done\"".into()),
             now,
+            continue_as_new: None,
         })
         .await
         .unwrap();
@@ -246,6 +250,7 @@ pub async fn a_late_result_never_settles_another_item_or_attempt(store: &dyn Sto
             output: Some("0".into()),
             custom_status: None,
             now,
+            continue_as_new: None,
         })
         .await
         .unwrap();
@@ -374,6 +379,7 @@ pub async fn creating_over_an_ended_instance_replaces_it_and_over_a_live_one_fai
             output: None,
             custom_status: None,
             now,
+            continue_as_new: None,
         })
         .await
         .unwrap();
@@ -460,6 +466,7 @@ pub async fn large_payloads_round_trip_out_of_line(store: &dyn Store) {
             output: None,
             custom_status: None,
             now,
+            continue_as_new: None,
         })
         .await
         .unwrap();
@@ -500,6 +507,7 @@ pub async fn messages_reach_only_live_instances_and_read_after_a_cursor(store: &
             output: Some("1".into()),
             custom_status: None,
             now,
+            continue_as_new: None,
         })
         .await
         .unwrap();
@@ -558,6 +566,7 @@ pub async fn a_rewind_reschedules_the_given_tasks_of_a_failed_instance_only(stor
             output: Some("\"boom\"".into()),
             custom_status: None,
             now,
+            continue_as_new: None,
         })
         .await
         .unwrap();
@@ -628,6 +637,7 @@ pub async fn eager_leases_skip_the_claim_and_settled_items_leave_with_their_epis
         output: None,
         custom_status: None,
         now,
+        continue_as_new: None,
     };
     let lease = crate::store::Lease {
         owner: "me".into(),
@@ -647,7 +657,8 @@ pub async fn eager_leases_skip_the_claim_and_settled_items_leave_with_their_epis
             Some(lease),
         ))
         .await
-        .unwrap();
+        .unwrap()
+        .leased;
     assert_eq!(
         leased.iter().map(|w| w.task_id).collect::<Vec<_>>(),
         vec![0, 1]
@@ -707,6 +718,7 @@ async fn commit(store: &dyn Store, id: &str, events: Vec<Event>, status: Runtime
             output: None,
             custom_status: None,
             now,
+            continue_as_new: None,
         })
         .await
         .unwrap();
