@@ -21,5 +21,6 @@ mod sandbox;
 mod servers;
 mod snapshots;
 mod storage_faults;
+mod sub_orchestrations;
 mod support;
 mod torture;

@@ -199,6 +199,23 @@ impl Runtime {
             Ok(None) => return Err(format!("instance {id} vanished")),
             Err(error) => return Err(error.to_string()),
         };
+        // A sub-orchestration of an orchestrator that no loaded component provides fails,
+        // and its parent learns why; an instance a client started waits for a host with it.
+        if self.orchestrators.get(&instance.name).is_none() && instance.parent.is_some() {
+            let message = format!(
+                "unknown orchestrator '{}'; known orchestrators: {}",
+                instance.name,
+                self.orchestrators.known()
+            );
+            let failed = RuntimeStatus::Failed;
+            let woken = orchestrator::end_without_replay(&*self.store, &instance, failed, &message)
+                .await
+                .map_err(|e| e.to_string())?;
+            for other in woken {
+                self.wake(&other);
+            }
+            return Ok(Some(failed));
+        }
         if self.orchestrators.get(&instance.name).is_none() {
             tracing::warn!(
                 instance = %id,

@@ -124,6 +124,8 @@ pub struct Instance {
     pub custom_status: Option<String>,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
+    /// The instance that started this one as a sub-orchestration.
+    pub parent: Option<String>,
 }
 
 /// One history event, in the Durable Task Framework's vocabulary.

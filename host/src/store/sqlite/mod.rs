@@ -136,7 +136,7 @@ fn status_of(conn: &Connection, id: &str) -> Result<Option<RuntimeStatus>> {
 }
 
 const INSTANCE_COLUMNS: &str =
-    "id, name, status, input, output, custom_status, created_at, updated_at";
+    "id, name, status, input, output, custom_status, created_at, updated_at, parent_id";
 
 /// Reads a row of [`INSTANCE_COLUMNS`], loading out-of-line payloads.
 fn instance_row(conn: &Connection, row: &Row<'_>) -> Result<Instance> {
@@ -152,6 +152,7 @@ fn instance_row(conn: &Connection, row: &Row<'_>) -> Result<Instance> {
         custom_status: payload::get_opt(conn, &id, row.get(5)?)?,
         created: time(created)?,
         updated: time(updated)?,
+        parent: row.get(8)?,
         id,
     })
 }
@@ -192,6 +193,7 @@ fn create_instance(
         custom_status: None,
         created: time(millis(now))?,
         updated: time(millis(now))?,
+        parent: None,
     })
 }
 
