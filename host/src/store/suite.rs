@@ -1064,3 +1064,56 @@ pub async fn continue_as_new_restarts_the_history_and_carries_untaken_events(sto
         [&raised("later", "3")]
     );
 }
+
+pub async fn progress_counts_each_task_once_across_a_rewind(store: &dyn Store) {
+    store
+        .create_instance("r", "Orch", "null", Utc::now())
+        .await
+        .unwrap();
+    let scheduled = |task_id: u32| Event::TaskScheduled {
+        task_id,
+        name: "A".into(),
+        input: "1".into(),
+        retry: None,
+    };
+    let progress = |scheduled, finished| super::Progress {
+        scheduled,
+        finished,
+    };
+    let events = vec![Event::OrchestratorStarted, scheduled(0), scheduled(1)];
+    commit(store, "r", events, RuntimeStatus::Running).await;
+    assert_eq!(store.progress("r").await.unwrap(), progress(2, 0));
+    let events = vec![
+        Event::OrchestratorStarted,
+        Event::TaskCompleted {
+            task_id: 0,
+            result: "1".into(),
+        },
+        Event::TaskFailed {
+            task_id: 1,
+            message: "no".into(),
+        },
+        Event::ExecutionFailed {
+            message: "no".into(),
+        },
+    ];
+    commit(store, "r", events, RuntimeStatus::Failed).await;
+    assert_eq!(store.progress("r").await.unwrap(), progress(2, 2));
+    let rewound = Event::ExecutionRewound {
+        reason: "again".into(),
+    };
+    store
+        .rewind("r", 8, rewound, vec![scheduled(1)], Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(store.progress("r").await.unwrap(), progress(2, 1));
+    let events = vec![
+        Event::OrchestratorStarted,
+        Event::TaskCompleted {
+            task_id: 1,
+            result: "1".into(),
+        },
+    ];
+    commit(store, "r", events, RuntimeStatus::Running).await;
+    assert_eq!(store.progress("r").await.unwrap(), progress(2, 2));
+}

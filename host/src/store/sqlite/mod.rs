@@ -1011,8 +1011,14 @@ impl super::Store for SqliteStore {
             .read(move |conn| {
                 let (scheduled, finished): (i64, i64) = conn
                     .prepare_cached(
+                        // A rewind runs the failed tasks again: only the failures after
+                        // the last rewind count as finished.
                         "SELECT COUNT(*) FILTER (WHERE event_type = 'TaskScheduled'),
-                            COUNT(*) FILTER (WHERE event_type IN ('TaskCompleted', 'TaskFailed'))
+                            COUNT(*) FILTER (WHERE event_type = 'TaskCompleted'
+                                OR event_type = 'TaskFailed' AND seq > COALESCE(
+                                    (SELECT MAX(seq) FROM history
+                                     WHERE instance_id = ?1 AND event_type = 'ExecutionRewound'),
+                                    -1))
                      FROM history WHERE instance_id = ?1",
                     )?
                     .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))?;
