@@ -66,13 +66,20 @@ pub fn history_events(history: &[HistoryEvent], show_input: bool, show_output: b
                 name,
                 input,
                 ..
+            }
+            | Event::SubOrchestrationScheduled {
+                task_id,
+                name,
+                input,
+                ..
             } => {
                 scheduled.insert(*task_id, (name, input, event.timestamp));
             }
-            Event::TaskCompleted { task_id, .. } => {
+            Event::TaskCompleted { task_id, .. }
+            | Event::SubOrchestrationCompleted { task_id, .. } => {
                 finished.insert(*task_id);
             }
-            Event::TaskFailed { task_id, .. } => {
+            Event::TaskFailed { task_id, .. } | Event::SubOrchestrationFailed { task_id, .. } => {
                 finished.insert(*task_id);
                 failed.push(*task_id);
             }
@@ -105,7 +112,9 @@ pub fn history_events(history: &[HistoryEvent], show_input: bool, show_output: b
         };
         match &event.event {
             Event::OrchestratorStarted | Event::TaskRetrying { .. } => continue,
-            Event::ExecutionStarted { name, input: text } => {
+            Event::ExecutionStarted {
+                name, input: text, ..
+            } => {
                 fields.insert("FunctionName".into(), json!(name));
                 input(&mut fields, text);
                 fields.insert("Correlation".into(), Value::Null);
@@ -123,6 +132,37 @@ pub fn history_events(history: &[HistoryEvent], show_input: bool, show_output: b
                 }
                 fields.insert("Name".into(), json!(name));
                 input(&mut fields, text);
+            }
+            // The extension's names for a sub-orchestration's events.
+            Event::SubOrchestrationScheduled {
+                task_id,
+                name,
+                instance_id,
+                input: text,
+            } => {
+                if finished.contains(task_id) {
+                    continue;
+                }
+                fields.insert("EventType".into(), json!("SubOrchestrationInstanceCreated"));
+                fields.insert("Name".into(), json!(name));
+                fields.insert("InstanceId".into(), json!(instance_id));
+                input(&mut fields, text);
+            }
+            Event::SubOrchestrationCompleted { task_id, result } => {
+                fields.insert(
+                    "EventType".into(),
+                    json!("SubOrchestrationInstanceCompleted"),
+                );
+                merge(&mut fields, task_id);
+                if show_output {
+                    fields.insert("Result".into(), payload(Some(result)));
+                }
+            }
+            Event::SubOrchestrationFailed { task_id, message } => {
+                fields.insert("EventType".into(), json!("SubOrchestrationInstanceFailed"));
+                merge(&mut fields, task_id);
+                fields.insert("Reason".into(), json!(message));
+                fields.insert("Details".into(), Value::Null);
             }
             Event::TaskCompleted { task_id, result } => {
                 merge(&mut fields, task_id);
@@ -213,6 +253,7 @@ mod tests {
             Event::ExecutionStarted {
                 name: "Backup".into(),
                 input: "\"/r\"".into(),
+                first_task: 0,
             },
             Event::OrchestratorStarted,
             scheduled(0, "\"a\""),

@@ -23,5 +23,6 @@ mod sandbox;
 mod servers;
 mod snapshots;
 mod storage_faults;
+mod sub_orchestrations;
 mod support;
 mod torture;

@@ -25,6 +25,9 @@ const NAMES: &[&str] = &[
     "Sequential",
     "FanOutThenRetry",
     "WasiSleep",
+    "CallSubOrchestrator",
+    "Eternal",
+    "CarryEvents",
 ];
 
 impl Guest for Testing {
@@ -79,6 +82,9 @@ impl Guest for Testing {
                 context::set_custom_status(&context::input());
                 Ok("\"done\"".to_string())
             }
+            "CallSubOrchestrator" => call_sub_orchestrator(),
+            "Eternal" => eternal(),
+            "CarryEvents" => carry_events(),
             _ => Err(RunError::UnknownName(Self::names())),
         }
     }
@@ -219,6 +225,73 @@ fn call_activity() -> Result<String, RunError> {
         Some(Err(error)) => Ok(serde_json::json!({ "error": error.message }).to_string()),
         None => Err(RunError::Failed("no result".to_string())),
     }
+}
+
+fn input() -> Result<serde_json::Value, RunError> {
+    serde_json::from_str(&context::input()).map_err(|e| RunError::BadInput(e.to_string()))
+}
+
+/// Starts the sub-orchestrations `{"name": ..., "input": ..., "instanceId": ...,
+/// "count": N}` (N of them at once; an explicit id only for the first) and returns each
+/// one's output as `{"ok": output}` or its error as `{"error": message}`.
+fn call_sub_orchestrator() -> Result<String, RunError> {
+    let input = input()?;
+    let name = input["name"].as_str().unwrap_or_default();
+    let count = input["count"].as_u64().unwrap_or(1).max(1);
+    let tasks: Vec<_> = (0..count)
+        .map(|n| {
+            let id = input["instanceId"].as_str().filter(|_| n == 0);
+            context::call_sub_orchestrator(name, &input["input"].to_string(), id)
+        })
+        .collect();
+    let results: Vec<serde_json::Value> = context::when_all(&tasks)
+        .into_iter()
+        .map(|result| match result {
+            Ok(output) => serde_json::json!({
+                "ok": serde_json::from_str::<serde_json::Value>(&output).unwrap_or_default()
+            }),
+            Err(error) => serde_json::json!({ "error": error.message, "name": error.name }),
+        })
+        .collect();
+    Ok(serde_json::Value::Array(results).to_string())
+}
+
+/// `{"n": N, "until": M}`: waits on a timer that is already due, then continues as new
+/// with N + 1 until that reaches M, which it returns.
+fn eternal() -> Result<String, RunError> {
+    let input = input()?;
+    let n = input["n"].as_u64().unwrap_or(0) + 1;
+    let until = input["until"].as_u64().unwrap_or(1);
+    let timer = context::create_timer(context::current_time());
+    context::when_all(&[timer]);
+    context::set_custom_status(&serde_json::json!({ "n": n }).to_string());
+    if n >= until {
+        return Ok(n.to_string());
+    }
+    context::continue_as_new(&serde_json::json!({ "n": n, "until": until }).to_string());
+    Ok("null".to_string())
+}
+
+/// `{"generation": 0}` waits for the event `start`, then for a timer of a second, then
+/// continues as new; generation 1 waits for two `x` events and returns their data. An
+/// `x` raised during the first execution must reach the second.
+fn carry_events() -> Result<String, RunError> {
+    let input = input()?;
+    if input["generation"].as_u64() == Some(1) {
+        let first = context::wait_for_external_event("x");
+        let second = context::wait_for_external_event("x");
+        let data: Vec<serde_json::Value> = context::when_all(&[first, second])
+            .into_iter()
+            .map(|result| serde_json::from_str(&result.unwrap_or_default()).unwrap_or_default())
+            .collect();
+        return Ok(serde_json::Value::Array(data).to_string());
+    }
+    let start = context::wait_for_external_event("start");
+    context::when_all(&[start]);
+    let timer = context::create_timer(context::current_time() + 1000);
+    context::when_all(&[timer]);
+    context::continue_as_new(r#"{"generation": 1}"#);
+    Ok("null".to_string())
 }
 
 export!(Testing);

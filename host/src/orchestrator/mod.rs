@@ -66,6 +66,9 @@ pub struct Eager {
     pub items: mpsc::UnboundedSender<store::WorkItem>,
 }
 
+/// Wakes another instance (one that a checkpoint created or posted a message to).
+pub type WakeInstance = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// The most inbox messages one episode takes: what the host holds at once for an
 /// instance stays bounded however many messages clients post (the rest are taken by the
 /// next episodes, which open without sleeping while the inbox has more).
@@ -155,7 +158,10 @@ pub struct OrchestrationState {
     /// records.
     settled: Vec<(i64, u32)>,
     eager: Option<Eager>,
+    wake_instance: Option<WakeInstance>,
     custom_status: Option<String>,
+    /// The input of the next execution, once the guest asked to continue as new.
+    continued: Option<String>,
     guids: u64,
     store: Option<Arc<dyn Store>>,
     wake: Arc<Notify>,
@@ -188,7 +194,9 @@ impl OrchestrationState {
             arrived: Vec::new(),
             settled: Vec::new(),
             eager: None,
+            wake_instance: None,
             custom_status: None,
+            continued: None,
             guids: 0,
             store: None,
             wake: Arc::new(Notify::new()),
@@ -238,20 +246,18 @@ impl OrchestrationState {
             until: now + EAGER_LEASE,
             max: EAGER_MAX,
         });
-        let leased = store
+        let committed = store
             .checkpoint(store::Checkpoint {
-                instance_id: self.instance_id.clone(),
-                first_seq,
-                events,
                 consumed: std::mem::take(&mut self.consumed),
                 settled: self.settled.iter().map(|(item, _)| *item).collect(),
                 lease,
-                status,
                 output: output.map(str::to_string),
                 custom_status: self.custom_status.clone(),
-                now,
+                ..store::Checkpoint::new(&self.instance_id, first_seq, events, status, now)
             })
             .await?;
+        self.wake_others(&committed.woken);
+        let leased = committed.leased;
         for (_, task) in std::mem::take(&mut self.settled) {
             tracing::debug!(instance = %self.instance_id, task, "outcome recorded");
         }
@@ -268,6 +274,55 @@ impl OrchestrationState {
         if timers && !status.is_terminal() {
             self.timers_changed.notify_one();
         }
+        Ok(())
+    }
+
+    /// Ends the execution as Failed with `message`; returns the status and output to record.
+    fn fail(&mut self, message: String) -> (RuntimeStatus, String) {
+        tracing::info!(instance = %self.instance_id, "orchestration failed: {message}");
+        let output = json_string(&message);
+        self.replay.fail_or_complete(Err(message));
+        (RuntimeStatus::Failed, output)
+    }
+
+    fn wake_others(&self, woken: &[String]) {
+        if let Some(wake) = &self.wake_instance {
+            for id in woken {
+                wake(id);
+            }
+        }
+    }
+
+    /// Ends this execution and starts the instance over with `input` (see
+    /// [`store::ContinueAsNew`]): what the last episode scheduled is abandoned, the events
+    /// raised and not taken are carried over.
+    async fn continue_as_new(&mut self, input: String) -> Result<(), store::Error> {
+        let store = self.store_handle()?;
+        let (first_seq, _abandoned) = self.replay.take_pending();
+        let next = store::ContinueAsNew {
+            input,
+            first_task: self.replay.next_task(),
+            carried: self.replay.untaken_events(),
+        };
+        let committed = store
+            .checkpoint(store::Checkpoint {
+                consumed: std::mem::take(&mut self.consumed),
+                settled: std::mem::take(&mut self.settled)
+                    .into_iter()
+                    .map(|(item, _)| item)
+                    .collect(),
+                custom_status: self.custom_status.clone(),
+                continue_as_new: Some(next),
+                ..store::Checkpoint::new(
+                    &self.instance_id,
+                    first_seq,
+                    Vec::new(),
+                    RuntimeStatus::Running,
+                    Utc::now(),
+                )
+            })
+            .await?;
+        self.wake_others(&committed.woken);
         Ok(())
     }
 
@@ -475,18 +530,55 @@ pub struct InstanceEnv {
     /// Evict the instance after waiting this long; `None` keeps it hot until it ends.
     pub evict_after: Option<std::time::Duration>,
     /// Where this process's dispatcher hands outcomes to the instance.
-    pub deliveries: mpsc::UnboundedReceiver<Delivery>,
+    /// (Taken by each execution in turn.)
+    pub deliveries: Option<mpsc::UnboundedReceiver<Delivery>>,
     /// Where the instance hands eagerly leased work items to the dispatcher.
     pub eager: Option<Eager>,
+    /// Wakes the instances that its checkpoints start or post messages to.
+    pub wake_instance: Option<WakeInstance>,
 }
 
-/// Runs `instance`, replaying its history first, until it ends or is evicted while idle.
-/// Returns its status then: terminal if it ended.
+/// How one execution of an instance stopped.
+enum Execution {
+    /// Ended, or resting (evicted while idle, suspended), with this status.
+    Rested(RuntimeStatus),
+    /// It continued as new: the next execution is stored and runs at once.
+    ContinuedAsNew,
+}
+
+/// Runs `instance`, replaying its history first, until it ends or is evicted while idle
+/// (each continue-as-new runs the next execution in turn). Returns its status then:
+/// terminal if it ended.
 pub async fn run_instance(
     env: InstanceEnv,
     registry: &Registry<OrchestratorComponent>,
     instance: &Instance,
 ) -> Result<RuntimeStatus, RunFailure> {
+    let mut env = env;
+    let mut instance = instance.clone();
+    loop {
+        match run_execution(&mut env, registry, &instance).await? {
+            Execution::Rested(status) => return Ok(status),
+            Execution::ContinuedAsNew => {
+                // Let other instances have the thread between executions of a loop
+                // that never waits.
+                tokio::task::yield_now().await;
+                instance = env
+                    .store
+                    .instance(&instance.id)
+                    .await?
+                    .ok_or_else(|| store::Error::UnknownInstance(instance.id.clone()))?;
+            }
+        }
+    }
+}
+
+/// Runs one execution of `instance`: see [`run_instance`].
+async fn run_execution(
+    env: &mut InstanceEnv,
+    registry: &Registry<OrchestratorComponent>,
+    instance: &Instance,
+) -> Result<Execution, RunFailure> {
     let history = env.store.history(&instance.id).await?;
     let replay = match Replay::new(&history) {
         Ok(replay) => replay,
@@ -494,12 +586,16 @@ pub async fn run_instance(
             // The instance cannot be replayed; record why without touching its history.
             tracing::error!(instance = %instance.id, "{error}");
             let failed = RuntimeStatus::Failed;
-            end_without_replay(&*env.store, instance, failed, &error.to_string()).await?;
-            return Ok(failed);
+            let woken =
+                end_without_replay(&*env.store, instance, failed, &error.to_string()).await?;
+            if let Some(wake) = &env.wake_instance {
+                woken.iter().for_each(|id| wake(id));
+            }
+            return Ok(Execution::Rested(failed));
         }
     };
     if replay.is_finished() {
-        return Ok(instance.status);
+        return Ok(Execution::Rested(instance.status));
     }
     let (clock, stderr) = (ReplayedClock::default(), StderrTail::default());
     let mut state = OrchestrationState {
@@ -516,8 +612,9 @@ pub async fn run_instance(
         stderr,
         budget: Budget::new(env.limits),
         evict_after: env.evict_after,
-        deliveries: Some(env.deliveries),
+        deliveries: env.deliveries.take(),
         eager: env.eager.clone(),
+        wake_instance: env.wake_instance.clone(),
         ..OrchestrationState::probe()
     };
     if !state.take_inbox().await? {
@@ -527,7 +624,7 @@ pub async fn run_instance(
         // Suspended before it could run: record that, and run nothing until resumed.
         state.checkpoint(RuntimeStatus::Suspended, None).await?;
         if !state.next_episode().await? {
-            return Ok(RuntimeStatus::Suspended);
+            return Ok(Execution::Rested(RuntimeStatus::Suspended));
         }
     }
     state.sync_clock();
@@ -564,6 +661,10 @@ pub async fn run_instance(
             };
             state = wasm.into_data();
             match result {
+                // Its return value is ignored: the next execution starts instead.
+                Ok(Ok(_)) if state.continued.is_some() => {
+                    Ended::ContinuedAsNew(state.continued.take().unwrap_or_default())
+                }
                 Ok(Ok(output)) => match check_output(&env.limits, &output) {
                     Ok(()) => Ended::Completed(output),
                     Err(message) => Ended::Failed(message),
@@ -571,39 +672,42 @@ pub async fn run_instance(
                 Ok(Err(error)) => Ended::Failed(describe_run_error(&instance.name, error)),
                 Err(trap) if trap.downcast_ref::<Evicted>().is_some() => {
                     tracing::info!(instance = %instance.id, "evicted while idle; the next message replays it");
-                    return Ok(state.live_status());
+                    return Ok(Execution::Rested(state.live_status()));
                 }
                 Err(trap) => describe_failure(&trap, &env.limits, &state.stderr)?,
             }
         }
     };
-    let ended = match ended {
-        Ended::Completed(output) => match state.replay.complete(Ok(output.clone())) {
-            Ok(()) => Ended::Completed(output),
-            Err(nondeterminism) => Ended::Failed(nondeterminism.to_string()),
-        },
-        other => other,
-    };
     let (status, output) = match ended {
-        Ended::Completed(output) => (RuntimeStatus::Completed, output),
-        Ended::Failed(message) => {
-            tracing::info!(instance = %instance.id, "orchestration failed: {message}");
-            state.replay.fail_or_complete(Err(message.clone()));
-            (RuntimeStatus::Failed, json_string(&message))
-        }
+        Ended::Completed(output) => match state.replay.complete(Ok(output.clone())) {
+            Ok(()) => (RuntimeStatus::Completed, output),
+            Err(nondeterminism) => state.fail(nondeterminism.to_string()),
+        },
+        Ended::ContinuedAsNew(input) => match state.replay.complete(Ok("null".to_string())) {
+            Ok(()) => {
+                state.continue_as_new(input).await?;
+                tracing::debug!(instance = %instance.id, "continued as new");
+                env.deliveries = state.deliveries.take();
+                return Ok(Execution::ContinuedAsNew);
+            }
+            Err(nondeterminism) => state.fail(nondeterminism.to_string()),
+        },
+        Ended::Failed(message) => state.fail(message),
         Ended::Terminated(reason) => {
             state.replay.terminate(&reason);
             (RuntimeStatus::Terminated, json_string(&reason))
         }
     };
     state.checkpoint(status, Some(&output)).await?;
-    Ok(status)
+    Ok(Execution::Rested(status))
 }
 
 /// How an execution ended.
 enum Ended {
     /// With this output JSON (not yet checked against the history).
     Completed(String),
+    /// By asking to start over with this input.
+    ContinuedAsNew(String),
     Failed(String),
     Terminated(String),
 }
@@ -654,13 +758,14 @@ fn describe_failure(
 
 /// Ends an instance without running its orchestrator, appending only the final event:
 /// `ExecutionTerminated` for [`RuntimeStatus::Terminated`], else `ExecutionFailed`. Used
-/// when the history cannot be replayed, or no task here can run the instance.
+/// when the history cannot be replayed, or no task here can run the instance. Returns
+/// the other instances to wake (see [`store::Committed::woken`]).
 pub(crate) async fn end_without_replay(
     store: &dyn Store,
     instance: &Instance,
     status: RuntimeStatus,
     message: &str,
-) -> Result<(), store::Error> {
+) -> Result<Vec<String>, store::Error> {
     let first_seq = store.history(&instance.id).await?.len() as u64;
     let event = match status {
         RuntimeStatus::Terminated => store::Event::ExecutionTerminated {
@@ -671,21 +776,14 @@ pub(crate) async fn end_without_replay(
         },
     };
     let now = Utc::now();
-    store
+    let committed = store
         .checkpoint(store::Checkpoint {
-            instance_id: instance.id.clone(),
-            first_seq,
-            events: vec![(now, event)],
-            consumed: Vec::new(),
-            settled: Vec::new(),
-            lease: None,
-            status,
             output: Some(json_string(message)),
             custom_status: instance.custom_status.clone(),
-            now,
+            ..store::Checkpoint::new(&instance.id, first_seq, vec![(now, event)], status, now)
         })
-        .await
-        .map(drop)
+        .await?;
+    Ok(committed.woken)
 }
 
 fn describe_run_error(name: &str, error: RunError) -> String {

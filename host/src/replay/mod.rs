@@ -41,6 +41,12 @@ pub enum Error {
     /// The history itself is malformed.
     #[error("the history is malformed: {0}")]
     BadHistory(String),
+    /// The instance has used every task number (continue-as-new keeps counting).
+    #[error(
+        "the orchestration has scheduled {} tasks, the most an instance can",
+        u32::MAX
+    )]
+    TasksExhausted,
 }
 
 /// How a task ended.
@@ -63,6 +69,11 @@ enum Command {
     },
     Event {
         name: String,
+    },
+    SubOrchestration {
+        name: String,
+        instance_id: String,
+        input: String,
     },
 }
 
@@ -94,6 +105,16 @@ impl Command {
             },
             Command::Timer { fire_at } => Event::TimerCreated { task_id, fire_at },
             Command::Event { name } => Event::EventWaitStarted { task_id, name },
+            Command::SubOrchestration {
+                name,
+                instance_id,
+                input,
+            } => Event::SubOrchestrationScheduled {
+                task_id,
+                name,
+                instance_id,
+                input,
+            },
         }
     }
 }
@@ -108,6 +129,14 @@ impl fmt::Display for Command {
                 fire_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
             ),
             Command::Event { name } => write!(f, "wait-for-external-event({name})"),
+            Command::SubOrchestration {
+                name,
+                instance_id,
+                input,
+            } => write!(
+                f,
+                "call-sub-orchestrator {name}({input}) as '{instance_id}'"
+            ),
         }
     }
 }
@@ -138,7 +167,9 @@ struct Completion {
 pub struct Replay {
     /// Events committed so far; the next event's sequence number.
     committed_len: u64,
-    /// Every task scheduled, recorded or new; the index is the task id.
+    /// The number of this execution's first task (see `Event::ExecutionStarted`).
+    base: u32,
+    /// Every task scheduled, recorded or new; the index is the task id less `base`.
     scheduled: Vec<Scheduled>,
     /// How many of `scheduled` come from the history.
     recorded_tasks: usize,
@@ -182,6 +213,7 @@ impl Replay {
     pub fn new(history: &[HistoryEvent]) -> Result<Self, Error> {
         let mut replay = Replay {
             committed_len: 0,
+            base: 0,
             scheduled: Vec::new(),
             recorded_tasks: 0,
             completions: HashMap::new(),
@@ -237,7 +269,25 @@ impl Replay {
             Event::EventWaitStarted { task_id, name } => {
                 self.record_command(seq, *task_id, Command::Event { name: name.clone() })?
             }
-            Event::TaskCompleted { .. } | Event::TaskFailed { .. } | Event::TimerFired { .. } => {
+            Event::SubOrchestrationScheduled {
+                task_id,
+                name,
+                instance_id,
+                input,
+            } => self.record_command(
+                seq,
+                *task_id,
+                Command::SubOrchestration {
+                    name: name.clone(),
+                    instance_id: instance_id.clone(),
+                    input: input.clone(),
+                },
+            )?,
+            Event::TaskCompleted { .. }
+            | Event::TaskFailed { .. }
+            | Event::TimerFired { .. }
+            | Event::SubOrchestrationCompleted { .. }
+            | Event::SubOrchestrationFailed { .. } => {
                 self.record_completion(event);
             }
             Event::EventRaised { name, input } => self.raise(name, input),
@@ -248,14 +298,23 @@ impl Replay {
             Event::ExecutionResumed { .. } => self.suspended = false,
             Event::ExecutionTerminated { .. } => self.finished = true,
             Event::ExecutionRewound { .. } => self.rewind(),
-            Event::ExecutionStarted { .. } | Event::TaskRetrying { .. } => {}
+            Event::ExecutionStarted { first_task, .. } => {
+                if seq != 0 {
+                    return Err(Error::BadHistory(format!(
+                        "ExecutionStarted at sequence {seq}"
+                    )));
+                }
+                self.base = *first_task;
+                self.next_task = *first_task;
+            }
+            Event::TaskRetrying { .. } => {}
         }
         Ok(())
     }
 
     /// Records a command read from the history as task `task_id`.
     fn record_command(&mut self, seq: u64, task_id: u32, command: Command) -> Result<(), Error> {
-        if task_id as usize != self.scheduled.len() {
+        if task_id.checked_sub(self.base) != Some(self.scheduled.len() as u32) {
             return Err(Error::BadHistory(format!(
                 "task {task_id} scheduled out of order at sequence {seq}"
             )));
@@ -309,17 +368,33 @@ impl Replay {
             }
             Event::TaskFailed { task_id, message } => (*task_id, Outcome::Failed(message.clone())),
             Event::TimerFired { task_id, .. } => (*task_id, Outcome::Completed("null".to_string())),
+            Event::SubOrchestrationCompleted { task_id, result } => {
+                (*task_id, Outcome::Completed(result.clone()))
+            }
+            Event::SubOrchestrationFailed { task_id, message } => {
+                (*task_id, Outcome::Failed(message.clone()))
+            }
             _ => return false,
         };
-        let kind_matches = match (self.scheduled.get(task_id as usize), event) {
+        let kind_matches = match (self.task(task_id), event) {
             (None, _) => false,
             (Some(task), Event::TimerFired { .. }) => matches!(task.command, Command::Timer { .. }),
+            (
+                Some(task),
+                Event::SubOrchestrationCompleted { .. } | Event::SubOrchestrationFailed { .. },
+            ) => matches!(task.command, Command::SubOrchestration { .. }),
             (Some(task), _) => matches!(task.command, Command::Activity { .. }),
         };
         if !kind_matches {
             return false;
         }
         self.complete_task(task_id, outcome)
+    }
+
+    /// The task with this id, if this execution scheduled it.
+    fn task(&self, task_id: u32) -> Option<&Scheduled> {
+        let index = task_id.checked_sub(self.base)?;
+        self.scheduled.get(index as usize)
     }
 
     /// Records that a task finished, unless it had already.
@@ -357,9 +432,10 @@ impl Replay {
             .scheduled
             .iter()
             .enumerate()
+            .map(|(index, task)| (replay.base + index as u32, task))
             .filter(|(task_id, _)| {
                 !matches!(
-                    replay.completions.get(&(*task_id as u32)),
+                    replay.completions.get(task_id),
                     Some(Completion {
                         outcome: Outcome::Completed(_),
                         ..
@@ -369,7 +445,7 @@ impl Replay {
             // Activities run again and timers are set again; an event wait needs nothing
             // stored (its events arrive through the inbox).
             .filter(|(_, task)| !matches!(task.command, Command::Event { .. }))
-            .map(|(task_id, task)| task.command.event(task_id as u32))
+            .map(|(task_id, task)| task.command.event(task_id))
             .collect())
     }
 
@@ -388,8 +464,7 @@ impl Replay {
         for event in messages {
             let keep = match &event {
                 Event::TaskRetrying { task_id, .. } => {
-                    (*task_id as usize) < self.scheduled.len()
-                        && !self.completions.contains_key(task_id)
+                    self.task(*task_id).is_some() && !self.completions.contains_key(task_id)
                 }
                 Event::ExecutionSuspended { .. } => !std::mem::replace(&mut self.suspended, true),
                 Event::ExecutionResumed { .. } => std::mem::replace(&mut self.suspended, false),
@@ -449,17 +524,35 @@ impl Replay {
         })
     }
 
+    /// The code starts a sub-orchestration of `name`, with the id `instance_id` or, if
+    /// none is given, `<parent>:<task id>`.
+    pub fn call_sub_orchestrator(
+        &mut self,
+        name: &str,
+        input: &str,
+        instance_id: Option<String>,
+        parent: &str,
+    ) -> Result<u32, Error> {
+        let instance_id = instance_id.unwrap_or_else(|| format!("{parent}:{}", self.next_task));
+        self.command(Command::SubOrchestration {
+            name: name.to_string(),
+            instance_id,
+            input: input.to_string(),
+        })
+    }
+
     /// Issues a command: checked against the history if recorded there, else new work.
     fn command(&mut self, command: Command) -> Result<u32, Error> {
         let task_id = self.next_task;
-        self.next_task += 1;
-        match self.scheduled.get(task_id as usize) {
+        self.next_task = task_id.checked_add(1).ok_or(Error::TasksExhausted)?;
+        match self.task(task_id) {
             Some(recorded) => {
                 if !recorded.command.same_as(&command) {
                     let verb = match command {
                         Command::Activity { .. } => "called",
                         Command::Timer { .. } => "created",
                         Command::Event { .. } => "began",
+                        Command::SubOrchestration { .. } => "called",
                     };
                     return Err(NonDeterminism {
                         task_id,
@@ -476,6 +569,11 @@ impl Replay {
                     Command::Activity { name, input, .. } => name.len() + input.len(),
                     Command::Timer { .. } => 16,
                     Command::Event { name } => name.len(),
+                    Command::SubOrchestration {
+                        name,
+                        instance_id,
+                        input,
+                    } => name.len() + instance_id.len() + input.len(),
                 };
                 self.pending.push((now, command.event(task_id)));
                 let wait = match &command {
@@ -496,7 +594,10 @@ impl Replay {
     }
 
     fn check_known(&self, tasks: &[u32]) -> Result<(), Error> {
-        match tasks.iter().find(|task| **task >= self.next_task) {
+        match tasks
+            .iter()
+            .find(|task| **task >= self.next_task || **task < self.base)
+        {
             Some(task) => Err(Error::UnknownTask(*task)),
             None => Ok(()),
         }
@@ -577,8 +678,12 @@ impl Replay {
 
     /// The code returned. Fails if the history recorded tasks the code no longer schedules.
     pub fn complete(&mut self, result: Result<String, String>) -> Result<(), Error> {
-        if (self.next_task as usize) < self.recorded_tasks {
-            let recorded = &self.scheduled[self.next_task as usize];
+        let issued = (self.next_task - self.base) as usize;
+        if let Some(recorded) = self
+            .scheduled
+            .get(issued)
+            .filter(|_| issued < self.recorded_tasks)
+        {
             return Err(NonDeterminism {
                 task_id: self.next_task,
                 seq: recorded.seq.unwrap_or(self.committed_len),
@@ -651,11 +756,31 @@ impl Replay {
     /// The activity name of a scheduled task (the event's name for an event wait,
     /// "timer" for a timer).
     pub fn task_name(&self, task_id: u32) -> Option<&str> {
-        self.scheduled
-            .get(task_id as usize)
-            .map(|task| match &task.command {
-                Command::Activity { name, .. } | Command::Event { name } => name.as_str(),
-                Command::Timer { .. } => "timer",
+        self.task(task_id).map(|task| match &task.command {
+            Command::Activity { name, .. }
+            | Command::Event { name }
+            | Command::SubOrchestration { name, .. } => name.as_str(),
+            Command::Timer { .. } => "timer",
+        })
+    }
+
+    /// The number the next task gets: a new execution after continue-as-new starts there.
+    pub fn next_task(&self) -> u32 {
+        self.next_task
+    }
+
+    /// The raised events that no wait has taken, by name (sorted), each name's in the
+    /// order raised: what a continue-as-new carries over.
+    pub fn untaken_events(&self) -> Vec<(String, String)> {
+        let mut names: Vec<&String> = self.buffered.keys().collect();
+        names.sort();
+        names
+            .into_iter()
+            .flat_map(|name| {
+                self.buffered[name]
+                    .iter()
+                    .map(move |input| (name.clone(), input.clone()))
             })
+            .collect()
     }
 }

@@ -13,6 +13,7 @@ fn started() -> Event {
     Event::ExecutionStarted {
         name: "Orch".into(),
         input: "\"in\"".into(),
+        first_task: 0,
     }
 }
 
@@ -633,5 +634,143 @@ fn a_rewind_sets_unfired_timers_again_but_not_event_waits() {
     assert_eq!(
         Replay::rewind_plan(&recorded).unwrap(),
         vec![timer_created(0, 30), scheduled(2, "Fail", "1")]
+    );
+}
+
+fn sub_scheduled(task_id: u32, name: &str, id: &str) -> Event {
+    Event::SubOrchestrationScheduled {
+        task_id,
+        name: name.into(),
+        instance_id: id.into(),
+        input: "1".into(),
+    }
+}
+
+#[test]
+fn a_sub_orchestration_gets_a_derived_id_and_completes_with_its_result() {
+    let mut replay = Replay::new(&history(&[(0, started())])).unwrap();
+    replay.begin_episode(at(1), []);
+    let child = replay
+        .call_sub_orchestrator("Child", "1", None, "parent")
+        .unwrap();
+    let named = replay
+        .call_sub_orchestrator("Child", "1", Some("mine".into()), "parent")
+        .unwrap();
+    assert_eq!(
+        replay.when_all(&[child, named], &mut Wait::default()),
+        Ok(None)
+    );
+    assert_eq!(
+        events_of(replay.take_pending().1),
+        [
+            Event::OrchestratorStarted,
+            sub_scheduled(0, "Child", "parent:0"),
+            sub_scheduled(1, "Child", "mine"),
+        ]
+    );
+    // An activity's completion with the same task id is not the sub-orchestration's.
+    replay.begin_episode(
+        at(2),
+        [
+            completed(0, "99"),
+            Event::SubOrchestrationCompleted {
+                task_id: 0,
+                result: "7".into(),
+            },
+            Event::SubOrchestrationFailed {
+                task_id: 1,
+                message: "boom".into(),
+            },
+        ],
+    );
+    assert_eq!(
+        replay.when_all(&[child, named], &mut Wait::default()),
+        Ok(Some(vec![
+            Outcome::Completed("7".into()),
+            Outcome::Failed("boom".into())
+        ]))
+    );
+    assert_eq!(replay.task_name(named), Some("Child"));
+}
+
+#[test]
+fn a_sub_orchestration_of_another_name_or_id_than_recorded_is_nondeterminism() {
+    let recorded = history(&[
+        (0, started()),
+        (1, Event::OrchestratorStarted),
+        (1, sub_scheduled(0, "Child", "parent:0")),
+    ]);
+    for (name, id) in [("Other", None), ("Child", Some("elsewhere".to_string()))] {
+        let mut replay = Replay::new(&recorded).unwrap();
+        let error = replay
+            .call_sub_orchestrator(name, "1", id, "parent")
+            .unwrap_err();
+        assert!(
+            matches!(&error, Error::NonDeterminism(n) if n.recorded.contains("call-sub-orchestrator Child")),
+            "{error}"
+        );
+    }
+    let mut same = Replay::new(&recorded).unwrap();
+    assert_eq!(
+        same.call_sub_orchestrator("Child", "1", None, "parent"),
+        Ok(0)
+    );
+    // Nor is an activity in its place the same task.
+    let mut activity = Replay::new(&recorded).unwrap();
+    assert!(activity.call_activity("Child", "1", None).is_err());
+}
+
+#[test]
+fn a_continued_execution_numbers_tasks_on_and_ignores_the_old_ones() {
+    let recorded = history(&[
+        (
+            0,
+            Event::ExecutionStarted {
+                name: "Orch".into(),
+                input: "1".into(),
+                first_task: 5,
+            },
+        ),
+        (0, raised("go", "\"carried\"")),
+    ]);
+    let mut replay = Replay::new(&recorded).unwrap();
+    // Outcomes of the old execution's tasks 0 to 4 are dropped, not taken for new ones.
+    replay.begin_episode(at(1), [completed(3, "old"), completed(5, "early")]);
+    let task = replay.call_activity("A", "1", None).unwrap();
+    assert_eq!(task, 5);
+    assert_eq!(replay.when_all(&[task], &mut Wait::default()), Ok(None));
+    assert_eq!(
+        replay.when_all(&[3], &mut Wait::default()),
+        Err(Error::UnknownTask(3))
+    );
+    // The carried event is there for the first wait.
+    let wait = replay.wait_for_event("go").unwrap();
+    assert_eq!(
+        replay.when_all(&[wait], &mut Wait::default()),
+        Ok(Some(vec![Outcome::Completed("\"carried\"".into())]))
+    );
+    assert_eq!(replay.next_task(), 7);
+}
+
+#[test]
+fn untaken_events_are_what_a_continue_as_new_carries() {
+    let mut replay = Replay::new(&history(&[(0, started())])).unwrap();
+    replay.begin_episode(
+        at(1),
+        [raised("b", "1"), raised("a", "2"), raised("b", "3")],
+    );
+    let wait = replay.wait_for_event("b").unwrap();
+    assert!(
+        replay
+            .when_all(&[wait], &mut Wait::default())
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        replay.untaken_events(),
+        [
+            ("a".to_string(), "2".to_string()),
+            ("b".to_string(), "3".to_string())
+        ]
     );
 }

@@ -78,13 +78,16 @@ impl Runtime {
         if let (None, Event::ExecutionTerminated { reason }) =
             (self.orchestrators.get(&instance.name), &event)
         {
-            orchestrator::end_without_replay(
+            let woken = orchestrator::end_without_replay(
                 &*self.store,
                 &instance,
                 RuntimeStatus::Terminated,
                 reason,
             )
             .await?;
+            for other in woken {
+                self.wake(&other);
+            }
             self.cancel_activities(id);
             self.ended.send_modify(|count| *count += 1);
             return Ok(());
@@ -180,7 +183,7 @@ impl Runtime {
 
     /// Runs an instance until it ends; `None` if it cannot run in this process.
     async fn run_instance(
-        &self,
+        self: &Arc<Self>,
         id: &str,
         wake: Arc<Notify>,
         deliveries: mpsc::UnboundedReceiver<Delivery>,
@@ -196,6 +199,23 @@ impl Runtime {
             Ok(None) => return Err(format!("instance {id} vanished")),
             Err(error) => return Err(error.to_string()),
         };
+        // A sub-orchestration of an orchestrator that no loaded component provides fails,
+        // and its parent learns why; an instance a client started waits for a host with it.
+        if self.orchestrators.get(&instance.name).is_none() && instance.parent.is_some() {
+            let message = format!(
+                "unknown orchestrator '{}'; known orchestrators: {}",
+                instance.name,
+                self.orchestrators.known()
+            );
+            let failed = RuntimeStatus::Failed;
+            let woken = orchestrator::end_without_replay(&*self.store, &instance, failed, &message)
+                .await
+                .map_err(|e| e.to_string())?;
+            for other in woken {
+                self.wake(&other);
+            }
+            return Ok(Some(failed));
+        }
         if self.orchestrators.get(&instance.name).is_none() {
             tracing::warn!(
                 instance = %id,
@@ -213,14 +233,26 @@ impl Runtime {
             timers_changed: self.timers_changed.clone(),
             limits: self.config.guest_limits,
             evict_after: self.config.evict_after,
-            deliveries,
+            deliveries: Some(deliveries),
             eager: Some(self.eager.clone()),
+            wake_instance: Some(self.waker()),
         };
         let status = orchestrator::run_instance(env, &self.orchestrators, &instance)
             .await
             .map_err(|e| e.to_string())?;
         tracing::debug!(instance = %id, "instance ended {}", status.as_str());
         Ok(Some(status))
+    }
+
+    /// A handle that wakes instances (see [`Runtime::wake`]) without keeping the runtime
+    /// alive.
+    fn waker(self: &Arc<Self>) -> orchestrator::WakeInstance {
+        let runtime = Arc::downgrade(self);
+        Arc::new(move |id: &str| {
+            if let Some(runtime) = runtime.upgrade() {
+                runtime.wake(id);
+            }
+        })
     }
 
     /// Tells an instance that its inbox has news, starting it if it is not running here.

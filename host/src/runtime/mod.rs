@@ -203,6 +203,12 @@ fn valid_id(id: &str) -> Result<String, Error> {
     Ok(id.to_string())
 }
 
+/// Checks an instance id that a guest chose for a sub-orchestration by the rule for
+/// clients' ids.
+pub fn check_instance_id(id: &str) -> Result<(), Error> {
+    valid_id(id).map(drop)
+}
+
 /// Takes the data dir's lock file, so that a second process fails at once instead of
 /// contending for the database. The lock dies with the process, however it ends.
 fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, Error> {

@@ -26,12 +26,16 @@ impl Runtime {
             reason: reason.to_string(),
         };
         let tasks = reschedule.len();
-        self.store
+        let children = self
+            .store
             .rewind(id, history.len() as u64, event, reschedule, Utc::now())
             .await?;
         tracing::info!(instance = %id, "rewound; {tasks} task(s) scheduled again");
         self.work_ready.notify_one();
         self.wake(id);
+        for child in children {
+            self.wake(&child);
+        }
         Ok(())
     }
 

@@ -124,6 +124,8 @@ pub struct Instance {
     pub custom_status: Option<String>,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
+    /// The instance that started this one as a sub-orchestration.
+    pub parent: Option<String>,
 }
 
 /// One history event, in the Durable Task Framework's vocabulary.
@@ -133,6 +135,11 @@ pub enum Event {
     ExecutionStarted {
         name: String,
         input: String,
+        /// The number of this execution's first task: 0, or after a continue-as-new the
+        /// number after the last task of the execution before, so that a late outcome of
+        /// an abandoned task can never be taken for one of this execution's.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        first_task: u32,
     },
     /// Opens an episode; its timestamp is the orchestration's "now" for that episode.
     OrchestratorStarted,
@@ -174,6 +181,25 @@ pub enum Event {
     EventWaitStarted {
         task_id: u32,
         name: String,
+    },
+    /// The orchestrator started the sub-orchestration `instance_id`, an instance of the
+    /// orchestrator `name`, as task `task_id`. The checkpoint that records it creates the
+    /// instance.
+    SubOrchestrationScheduled {
+        task_id: u32,
+        name: String,
+        instance_id: String,
+        input: String,
+    },
+    /// A sub-orchestration completed with `result` (posted by its final checkpoint).
+    SubOrchestrationCompleted {
+        task_id: u32,
+        result: String,
+    },
+    /// A sub-orchestration failed or was terminated, or could not be started.
+    SubOrchestrationFailed {
+        task_id: u32,
+        message: String,
     },
     /// A client raised the external event `name` with `input` (JSON). Recorded when
     /// delivered; kept (buffered) until a wait for its name takes it.
@@ -220,6 +246,9 @@ impl Event {
             Self::TimerFired { .. } => "TimerFired",
             Self::EventWaitStarted { .. } => "EventWaitStarted",
             Self::EventRaised { .. } => "EventRaised",
+            Self::SubOrchestrationScheduled { .. } => "SubOrchestrationScheduled",
+            Self::SubOrchestrationCompleted { .. } => "SubOrchestrationCompleted",
+            Self::SubOrchestrationFailed { .. } => "SubOrchestrationFailed",
             Self::ExecutionCompleted { .. } => "ExecutionCompleted",
             Self::ExecutionFailed { .. } => "ExecutionFailed",
             Self::ExecutionSuspended { .. } => "ExecutionSuspended",
@@ -228,6 +257,10 @@ impl Event {
             Self::ExecutionRewound { .. } => "ExecutionRewound",
         }
     }
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 /// The longest wait before a retry: a year.
@@ -343,6 +376,55 @@ pub struct Checkpoint {
     pub output: Option<String>,
     pub custom_status: Option<String>,
     pub now: DateTime<Utc>,
+    /// End this execution and start the instance over (see [`ContinueAsNew`]); `events`
+    /// are then not recorded and start no work.
+    pub continue_as_new: Option<ContinueAsNew>,
+}
+
+impl Checkpoint {
+    /// A checkpoint of `events` that consumes, settles and leases nothing.
+    pub fn new(
+        instance_id: &str,
+        first_seq: u64,
+        events: Vec<(DateTime<Utc>, Event)>,
+        status: RuntimeStatus,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            instance_id: instance_id.to_string(),
+            first_seq,
+            events,
+            consumed: Vec::new(),
+            settled: Vec::new(),
+            lease: None,
+            status,
+            output: None,
+            custom_status: None,
+            now,
+            continue_as_new: None,
+        }
+    }
+}
+
+/// A new execution of an instance: its history is replaced by `ExecutionStarted` with
+/// `input` and `first_task`, followed by the external events the old execution received
+/// but never took (`carried`, name and data, in the order raised). Its work items and
+/// timers are dropped; its inbox is kept.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContinueAsNew {
+    pub input: String,
+    pub first_task: u32,
+    pub carried: Vec<(String, String)>,
+}
+
+/// What a checkpoint did besides recording its events.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Committed {
+    /// The work items it leased (see [`Checkpoint::lease`]).
+    pub leased: Vec<WorkItem>,
+    /// Other instances it created or posted a message to (sub-orchestrations started or
+    /// terminated, a parent told that its sub-orchestration ended): they should be woken.
+    pub woken: Vec<String>,
 }
 
 /// Work items leased as they are enqueued: to `owner`, until `until`, at most `max`.
@@ -428,8 +510,13 @@ pub trait Store: Send + Sync + 'static {
     async fn inbox(&self, id: &str, after: i64, max: usize) -> Result<Vec<InboxMessage>>;
     /// Commits an episode; fails with [`Error::Conflict`] if `first_seq` is not the
     /// history's length. A terminal status also drops the instance's pending work.
-    /// Returns the work items it leased (see [`Checkpoint::lease`]).
-    async fn checkpoint(&self, checkpoint: Checkpoint) -> Result<Vec<WorkItem>>;
+    ///
+    /// Sub-orchestrations: a `SubOrchestrationScheduled` creates its instance (or, if the
+    /// id is taken by one that has not ended, posts `SubOrchestrationFailed` back); a
+    /// terminal checkpoint of a sub-orchestration posts its outcome to its parent's inbox,
+    /// and a `Terminated` one posts `ExecutionTerminated` to its own unfinished
+    /// sub-orchestrations.
+    async fn checkpoint(&self, checkpoint: Checkpoint) -> Result<Committed>;
     /// Leases up to `max` work items that are due and not leased: never one that `owner`
     /// holds already, and another owner's only once its lease has expired.
     async fn claim_work(
@@ -464,8 +551,10 @@ pub trait Store: Send + Sync + 'static {
     /// Rewinds a Failed instance in one transaction: appends `event` (an
     /// `ExecutionRewound`) at `first_seq`, enqueues the work of `reschedule` (the
     /// `TaskScheduled` events, from its history, of the tasks to run again, and the
-    /// `TimerCreated` events of the timers to set again) and sets the
-    /// instance Pending without an output. [`Error::UnknownInstance`] if there is none,
+    /// `TimerCreated` events of the timers to set again, and the
+    /// `SubOrchestrationScheduled` events of the sub-orchestrations to start over) and
+    /// sets the instance Pending without an output. Returns the sub-orchestrations it
+    /// started, to be woken. [`Error::UnknownInstance`] if there is none,
     /// [`Error::NotFailed`] if it is not Failed, [`Error::Conflict`] if `first_seq` is
     /// not the history's length.
     async fn rewind(
@@ -475,7 +564,7 @@ pub trait Store: Send + Sync + 'static {
         event: Event,
         reschedule: Vec<Event>,
         now: DateTime<Utc>,
-    ) -> Result<()>;
+    ) -> Result<Vec<String>>;
     /// Fires up to `max` durable timers due at `now` (their `fire_at` is not after it), in
     /// one transaction: each timer is deleted and a `TimerFired` posted to its instance's
     /// inbox. Returns the instance of each fired timer. A timer is stored by the

@@ -36,6 +36,7 @@ pub async fn schedule(store: &dyn Store, id: &str, first_seq: u64, tasks: &[u32]
             output: None,
             custom_status: None,
             now,
+            continue_as_new: None,
         })
         .await
         .unwrap();
@@ -58,7 +59,8 @@ pub async fn instances_are_created_once_with_their_first_event(store: &dyn Store
         history[0].event,
         Event::ExecutionStarted {
             name: "Orch".into(),
-            input: "\"x\"".into()
+            input: "\"x\"".into(),
+            first_task: 0,
         }
     );
     assert_eq!(
@@ -102,6 +104,7 @@ pub async fn a_checkpoint_appends_events_and_enqueues_their_work_atomically(stor
             output: None,
             custom_status: None,
             now,
+            continue_as_new: None,
         })
         .await;
     assert!(
@@ -195,6 +198,7 @@ pub async fn completing_work_moves_the_result_to_the_inbox_once(store: &dyn Stor
             output: Some("7".into()),
             custom_status: Some("\"done\"".into()),
             now,
+            continue_as_new: None,
         })
         .await
         .unwrap();
@@ -246,6 +250,7 @@ pub async fn a_late_result_never_settles_another_item_or_attempt(store: &dyn Sto
             output: Some("0".into()),
             custom_status: None,
             now,
+            continue_as_new: None,
         })
         .await
         .unwrap();
@@ -374,6 +379,7 @@ pub async fn creating_over_an_ended_instance_replaces_it_and_over_a_live_one_fai
             output: None,
             custom_status: None,
             now,
+            continue_as_new: None,
         })
         .await
         .unwrap();
@@ -460,6 +466,7 @@ pub async fn large_payloads_round_trip_out_of_line(store: &dyn Store) {
             output: None,
             custom_status: None,
             now,
+            continue_as_new: None,
         })
         .await
         .unwrap();
@@ -500,6 +507,7 @@ pub async fn messages_reach_only_live_instances_and_read_after_a_cursor(store: &
             output: Some("1".into()),
             custom_status: None,
             now,
+            continue_as_new: None,
         })
         .await
         .unwrap();
@@ -558,6 +566,7 @@ pub async fn a_rewind_reschedules_the_given_tasks_of_a_failed_instance_only(stor
             output: Some("\"boom\"".into()),
             custom_status: None,
             now,
+            continue_as_new: None,
         })
         .await
         .unwrap();
@@ -628,6 +637,7 @@ pub async fn eager_leases_skip_the_claim_and_settled_items_leave_with_their_epis
         output: None,
         custom_status: None,
         now,
+        continue_as_new: None,
     };
     let lease = crate::store::Lease {
         owner: "me".into(),
@@ -647,7 +657,8 @@ pub async fn eager_leases_skip_the_claim_and_settled_items_leave_with_their_epis
             Some(lease),
         ))
         .await
-        .unwrap();
+        .unwrap()
+        .leased;
     assert_eq!(
         leased.iter().map(|w| w.task_id).collect::<Vec<_>>(),
         vec![0, 1]
@@ -707,6 +718,7 @@ async fn commit(store: &dyn Store, id: &str, events: Vec<Event>, status: Runtime
             output: None,
             custom_status: None,
             now,
+            continue_as_new: None,
         })
         .await
         .unwrap();
@@ -854,4 +866,254 @@ pub async fn the_inbox_is_read_across_instances_after_a_cursor(store: &dyn Store
     let first = store.inbox("i1", 0, 1).await.unwrap();
     assert_eq!(first.len(), 1);
     assert_eq!(store.inbox("i1", first[0].id, 1).await.unwrap().len(), 1);
+}
+
+/// Ends instance `id` with `event`, `status` and `output`; returns what it woke.
+async fn end(
+    store: &dyn Store,
+    id: &str,
+    event: Event,
+    status: RuntimeStatus,
+    output: &str,
+) -> Vec<String> {
+    let first_seq = store.history(id).await.unwrap().len() as u64;
+    let now = Utc::now();
+    store
+        .checkpoint(Checkpoint {
+            output: Some(output.to_string()),
+            ..Checkpoint::new(id, first_seq, vec![(now, event)], status, now)
+        })
+        .await
+        .unwrap()
+        .woken
+}
+
+pub async fn sub_orchestrations_start_report_to_their_parent_and_end_with_it(store: &dyn Store) {
+    let now = Utc::now();
+    store
+        .create_instance("p", "Parent", "null", now)
+        .await
+        .unwrap();
+    let child = |task_id: u32, id: &str| Event::SubOrchestrationScheduled {
+        task_id,
+        name: "Child".into(),
+        instance_id: id.into(),
+        input: task_id.to_string(),
+    };
+    let events = [
+        Event::OrchestratorStarted,
+        child(0, "p:0"),
+        child(1, "p:1"),
+        // Taken by a live instance (the parent itself): the task fails instead.
+        child(2, "p"),
+    ];
+    let first = Checkpoint::new(
+        "p",
+        1,
+        events.into_iter().map(|event| (now, event)).collect(),
+        RuntimeStatus::Running,
+        now,
+    );
+    let mut woken = store.checkpoint(first).await.unwrap().woken;
+    woken.sort();
+    assert_eq!(woken, ["p", "p:0", "p:1"]);
+    for (id, input) in [("p:0", "0"), ("p:1", "1")] {
+        let instance = store.instance(id).await.unwrap().unwrap();
+        assert_eq!(
+            (instance.name.as_str(), instance.status),
+            ("Child", RuntimeStatus::Pending)
+        );
+        assert_eq!(instance.input, input);
+        assert_eq!(instance.parent.as_deref(), Some("p"));
+        assert_eq!(store.history(id).await.unwrap().len(), 1);
+    }
+    let inbox = store.inbox("p", 0, 10).await.unwrap();
+    assert!(
+        matches!(&inbox[..], [m] if matches!(&m.event,
+            Event::SubOrchestrationFailed { task_id: 2, message } if message.contains("exists"))),
+        "{inbox:?}"
+    );
+
+    // A child that completes reports to its parent's task.
+    let done = Event::ExecutionCompleted {
+        result: "10".into(),
+    };
+    let woken = end(store, "p:0", done, RuntimeStatus::Completed, "10").await;
+    assert_eq!(woken, ["p"]);
+    let inbox = store.inbox("p", inbox[0].id, 10).await.unwrap();
+    assert_eq!(
+        inbox.iter().map(|m| &m.event).collect::<Vec<_>>(),
+        [&Event::SubOrchestrationCompleted {
+            task_id: 0,
+            result: "10".into()
+        }]
+    );
+
+    // Terminating the parent terminates the children that have not ended.
+    let stop = Event::ExecutionTerminated {
+        reason: "stop".into(),
+    };
+    let woken = end(store, "p", stop, RuntimeStatus::Terminated, "\"stop\"").await;
+    assert_eq!(woken, ["p:1"]);
+    let inbox = store.inbox("p:1", 0, 10).await.unwrap();
+    assert!(
+        matches!(&inbox[..], [m] if matches!(&m.event,
+            Event::ExecutionTerminated { reason } if reason.contains("'p'"))),
+        "{inbox:?}"
+    );
+    // An ended parent is told nothing.
+    let stop = Event::ExecutionTerminated {
+        reason: "parent".into(),
+    };
+    assert!(
+        end(store, "p:1", stop, RuntimeStatus::Terminated, "\"x\"")
+            .await
+            .is_empty()
+    );
+}
+
+pub async fn continue_as_new_restarts_the_history_and_carries_untaken_events(store: &dyn Store) {
+    let now = Utc::now();
+    store
+        .create_instance("e", "Eternal", "1", now)
+        .await
+        .unwrap();
+    let events = [
+        Event::OrchestratorStarted,
+        Event::TaskScheduled {
+            task_id: 0,
+            name: "A".into(),
+            input: "0".into(),
+            retry: None,
+        },
+        Event::TimerCreated {
+            task_id: 1,
+            fire_at: now + Duration::hours(1),
+        },
+    ];
+    let first = Checkpoint::new(
+        "e",
+        1,
+        events.into_iter().map(|event| (now, event)).collect(),
+        RuntimeStatus::Running,
+        now,
+    );
+    store.checkpoint(first).await.unwrap();
+    let raised = |name: &str, input: &str| Event::EventRaised {
+        name: name.into(),
+        input: input.into(),
+    };
+    store
+        .post_message("e", &raised("later", "3"), now)
+        .await
+        .unwrap();
+
+    let next = super::ContinueAsNew {
+        input: "2".into(),
+        first_task: 2,
+        carried: vec![("x".into(), "\"a\"".into()), ("x".into(), "\"b\"".into())],
+    };
+    let stale = Checkpoint {
+        continue_as_new: Some(next.clone()),
+        ..Checkpoint::new("e", 1, vec![], RuntimeStatus::Running, now)
+    };
+    assert!(matches!(
+        store.checkpoint(stale).await,
+        Err(Error::Conflict { .. })
+    ));
+    let again = Checkpoint {
+        continue_as_new: Some(next),
+        custom_status: Some("\"kept\"".into()),
+        ..Checkpoint::new("e", 4, vec![], RuntimeStatus::Running, now)
+    };
+    assert_eq!(store.checkpoint(again).await.unwrap(), Default::default());
+
+    let history: Vec<Event> = store
+        .history("e")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| event.event)
+        .collect();
+    assert_eq!(
+        history,
+        [
+            Event::ExecutionStarted {
+                name: "Eternal".into(),
+                input: "2".into(),
+                first_task: 2,
+            },
+            raised("x", "\"a\""),
+            raised("x", "\"b\""),
+        ]
+    );
+    let instance = store.instance("e").await.unwrap().unwrap();
+    assert_eq!(instance.input, "2");
+    assert_eq!(instance.status, RuntimeStatus::Running);
+    assert_eq!(instance.custom_status.as_deref(), Some("\"kept\""));
+    // The old execution's work and timer are gone; the inbox is kept.
+    let claimed = store
+        .claim_work("w", 10, now, now + Duration::minutes(1))
+        .await
+        .unwrap();
+    assert!(claimed.is_empty(), "{claimed:?}");
+    assert_eq!(store.next_timer().await.unwrap(), None);
+    let inbox = store.inbox("e", 0, 10).await.unwrap();
+    assert_eq!(
+        inbox.iter().map(|m| &m.event).collect::<Vec<_>>(),
+        [&raised("later", "3")]
+    );
+}
+
+pub async fn progress_counts_each_task_once_across_a_rewind(store: &dyn Store) {
+    store
+        .create_instance("r", "Orch", "null", Utc::now())
+        .await
+        .unwrap();
+    let scheduled = |task_id: u32| Event::TaskScheduled {
+        task_id,
+        name: "A".into(),
+        input: "1".into(),
+        retry: None,
+    };
+    let progress = |scheduled, finished| super::Progress {
+        scheduled,
+        finished,
+    };
+    let events = vec![Event::OrchestratorStarted, scheduled(0), scheduled(1)];
+    commit(store, "r", events, RuntimeStatus::Running).await;
+    assert_eq!(store.progress("r").await.unwrap(), progress(2, 0));
+    let events = vec![
+        Event::OrchestratorStarted,
+        Event::TaskCompleted {
+            task_id: 0,
+            result: "1".into(),
+        },
+        Event::TaskFailed {
+            task_id: 1,
+            message: "no".into(),
+        },
+        Event::ExecutionFailed {
+            message: "no".into(),
+        },
+    ];
+    commit(store, "r", events, RuntimeStatus::Failed).await;
+    assert_eq!(store.progress("r").await.unwrap(), progress(2, 2));
+    let rewound = Event::ExecutionRewound {
+        reason: "again".into(),
+    };
+    store
+        .rewind("r", 8, rewound, vec![scheduled(1)], Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(store.progress("r").await.unwrap(), progress(2, 1));
+    let events = vec![
+        Event::OrchestratorStarted,
+        Event::TaskCompleted {
+            task_id: 1,
+            result: "1".into(),
+        },
+    ];
+    commit(store, "r", events, RuntimeStatus::Running).await;
+    assert_eq!(store.progress("r").await.unwrap(), progress(2, 2));
 }

@@ -155,18 +155,53 @@ impl Host for OrchestrationState {
     fn call_sub_orchestrator(
         &mut self,
         name: String,
-        _input: String,
-        _instance_id: Option<String>,
+        input: String,
+        instance_id: Option<String>,
     ) -> wasmtime::Result<Task> {
-        Err(wasmtime::Error::msg(format!(
-            "call-sub-orchestrator {name}: sub-orchestrations are not supported yet"
-        )))
+        let what = || format!("call-sub-orchestrator {name}");
+        if name.len() > limits::MAX_NAME {
+            return Err(wasmtime::Error::msg(format!(
+                "{}: the orchestrator name is {} bytes, over the limit of {} bytes",
+                what(),
+                name.len(),
+                limits::MAX_NAME
+            )));
+        }
+        if let Some(id) = &instance_id
+            && let Err(reason) = crate::runtime::check_instance_id(id)
+        {
+            return Err(wasmtime::Error::msg(format!("{}: {reason}", what())));
+        }
+        let guest_limits = *self.budget.limits();
+        guest_limits
+            .check_payload(|| format!("the input of {}", what()), &input)
+            .map_err(trap)?;
+        if serde_json::from_str::<serde::de::IgnoredAny>(&input).is_err() {
+            return Err(wasmtime::Error::msg(format!(
+                "{}: the input is not valid JSON: {input}",
+                what()
+            )));
+        }
+        let task = self
+            .replay
+            .call_sub_orchestrator(&name, &input, instance_id, &self.instance_id)
+            .map_err(trap)?;
+        self.check_episode_size()?;
+        Ok(task)
     }
 
-    fn continue_as_new(&mut self, _input: String) -> wasmtime::Result<()> {
-        Err(wasmtime::Error::msg(
-            "continue-as-new is not supported yet",
-        ))
+    fn continue_as_new(&mut self, input: String) -> wasmtime::Result<()> {
+        let guest_limits = *self.budget.limits();
+        guest_limits
+            .check_payload(|| "the input of continue-as-new".to_string(), &input)
+            .map_err(trap)?;
+        if serde_json::from_str::<serde::de::IgnoredAny>(&input).is_err() {
+            return Err(wasmtime::Error::msg(format!(
+                "continue-as-new: the input is not valid JSON: {input}"
+            )));
+        }
+        self.continued = Some(input);
+        Ok(())
     }
 
     async fn when_all(

@@ -76,6 +76,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (instance_id, task_id)
     ) WITHOUT ROWID;
     CREATE INDEX timers_due ON timers (fire_at);",
+    // 5: sub-orchestrations. A child instance names its parent and the parent's task
+    // that waits for it; the index finds a parent's children when it is terminated.
+    "ALTER TABLE instances ADD COLUMN parent_id TEXT;
+     ALTER TABLE instances ADD COLUMN parent_task INTEGER;
+     CREATE INDEX instances_by_parent ON instances (parent_id) WHERE parent_id IS NOT NULL;",
 ];
 
 /// The schema version this build writes.

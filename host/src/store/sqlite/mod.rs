@@ -11,8 +11,8 @@ mod readers;
 mod writer;
 
 use super::{
-    Checkpoint, Error, Event, HistoryEvent, InboxMessage, Instance, InstanceFilter, Progress,
-    Result, RuntimeStatus, Settlement, WorkItem,
+    Checkpoint, Committed, ContinueAsNew, Error, Event, HistoryEvent, InboxMessage, Instance,
+    InstanceFilter, Progress, Result, RuntimeStatus, Settlement, WorkItem,
 };
 use chrono::{DateTime, Utc};
 use readers::Readers;
@@ -115,6 +115,10 @@ fn delete_instance(conn: &Connection, id: &str) -> Result<()> {
         conn.execute(&format!("DELETE FROM {table} WHERE instance_id = ?1"), [id])?;
     }
     conn.execute("DELETE FROM instances WHERE id = ?1", [id])?;
+    // Sub-orchestrations of the deleted instance no longer report to anyone: a new
+    // instance with its id has tasks of its own.
+    conn.prepare_cached("UPDATE instances SET parent_id = NULL WHERE parent_id = ?1")?
+        .execute([id])?;
     Ok(())
 }
 
@@ -132,7 +136,7 @@ fn status_of(conn: &Connection, id: &str) -> Result<Option<RuntimeStatus>> {
 }
 
 const INSTANCE_COLUMNS: &str =
-    "id, name, status, input, output, custom_status, created_at, updated_at";
+    "id, name, status, input, output, custom_status, created_at, updated_at, parent_id";
 
 /// Reads a row of [`INSTANCE_COLUMNS`], loading out-of-line payloads.
 fn instance_row(conn: &Connection, row: &Row<'_>) -> Result<Instance> {
@@ -148,6 +152,7 @@ fn instance_row(conn: &Connection, row: &Row<'_>) -> Result<Instance> {
         custom_status: payload::get_opt(conn, &id, row.get(5)?)?,
         created: time(created)?,
         updated: time(updated)?,
+        parent: row.get(8)?,
         id,
     })
 }
@@ -173,6 +178,7 @@ fn create_instance(
     let started = Event::ExecutionStarted {
         name: name.to_string(),
         input: input.to_string(),
+        first_task: 0,
     };
     conn.execute(
         "INSERT INTO history (instance_id, seq, timestamp, event_type, data) VALUES (?1, 0, ?2, ?3, ?4)",
@@ -187,21 +193,32 @@ fn create_instance(
         custom_status: None,
         created: time(millis(now))?,
         updated: time(millis(now))?,
+        parent: None,
     })
 }
 
-fn checkpoint(conn: &Connection, cp: &Checkpoint) -> Result<Vec<WorkItem>> {
-    let id = cp.instance_id.as_str();
+/// Fails with [`Error::Conflict`] unless `id`'s history is `first_seq` events long.
+fn check_history_length(conn: &Connection, id: &str, first_seq: u64) -> Result<()> {
     let found: i64 = conn
         .prepare_cached("SELECT COALESCE(MAX(seq) + 1, 0) FROM history WHERE instance_id = ?1")?
         .query_row([id], |row| row.get(0))?;
-    if found as u64 != cp.first_seq {
+    if found as u64 != first_seq {
         return Err(Error::Conflict {
             instance: id.to_string(),
-            expected: cp.first_seq,
+            expected: first_seq,
             found: found as u64,
         });
     }
+    Ok(())
+}
+
+fn checkpoint(conn: &Connection, cp: &Checkpoint) -> Result<Committed> {
+    let id = cp.instance_id.as_str();
+    check_history_length(conn, id, cp.first_seq)?;
+    if let Some(next) = &cp.continue_as_new {
+        return continue_as_new(conn, cp, next);
+    }
+    let mut woken = Vec::new();
     let mut append = conn.prepare_cached(
         "INSERT INTO history (instance_id, seq, timestamp, event_type, data) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
@@ -231,6 +248,23 @@ fn checkpoint(conn: &Connection, cp: &Checkpoint) -> Result<Vec<WorkItem>> {
             && !cp.status.is_terminal()
         {
             set_timer.execute(params![id, task_id, millis(*fire_at)])?;
+        }
+        if let Event::SubOrchestrationScheduled {
+            task_id,
+            name,
+            instance_id: child,
+            input,
+        } = event
+            && !cp.status.is_terminal()
+        {
+            let child = Child {
+                parent: id,
+                task_id: *task_id,
+                id: child,
+                name,
+                input,
+            };
+            start_child(conn, &child, *timestamp, &mut woken)?;
         }
         if let Event::TaskScheduled {
             task_id,
@@ -312,8 +346,170 @@ fn checkpoint(conn: &Connection, cp: &Checkpoint) -> Result<Vec<WorkItem>> {
         conn.execute("DELETE FROM work_items WHERE instance_id = ?1", [id])?;
         conn.execute("DELETE FROM inbox WHERE instance_id = ?1", [id])?;
         conn.execute("DELETE FROM timers WHERE instance_id = ?1", [id])?;
+        report_to_parent(conn, cp, &mut woken)?;
+        if cp.status == RuntimeStatus::Terminated {
+            terminate_children(conn, cp, &mut woken)?;
+        }
     }
-    Ok(leased)
+    Ok(Committed { leased, woken })
+}
+
+/// A sub-orchestration to start.
+struct Child<'a> {
+    parent: &'a str,
+    task_id: u32,
+    id: &'a str,
+    name: &'a str,
+    input: &'a str,
+}
+
+/// Creates a sub-orchestration's instance, linked to its parent's task; if its id is
+/// taken by an instance that has not ended, the parent's task fails instead.
+fn start_child(
+    conn: &Connection,
+    child: &Child<'_>,
+    now: DateTime<Utc>,
+    woken: &mut Vec<String>,
+) -> Result<()> {
+    match create_instance(conn, child.id, child.name, child.input, now) {
+        Ok(_) => {
+            conn.prepare_cached(
+                "UPDATE instances SET parent_id = ?2, parent_task = ?3 WHERE id = ?1",
+            )?
+            .execute(params![child.id, child.parent, child.task_id])?;
+            woken.push(child.id.to_string());
+        }
+        Err(Error::InstanceExists(_)) => {
+            let failed = Event::SubOrchestrationFailed {
+                task_id: child.task_id,
+                message: format!(
+                    "cannot start sub-orchestration '{}': an instance with that id exists and has not ended",
+                    child.id
+                ),
+            };
+            post(conn, child.parent, &failed, now)?;
+            woken.push(child.parent.to_string());
+        }
+        Err(other) => return Err(other),
+    }
+    Ok(())
+}
+
+/// Posts an ended sub-orchestration's outcome to its parent's task, if the parent still
+/// waits for it.
+fn report_to_parent(conn: &Connection, cp: &Checkpoint, woken: &mut Vec<String>) -> Result<()> {
+    let id = cp.instance_id.as_str();
+    let parent: Option<(String, u32)> = conn
+        .prepare_cached(
+            "SELECT parent_id, parent_task FROM instances WHERE id = ?1 AND parent_id IS NOT NULL",
+        )?
+        .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let Some((parent, task_id)) = parent else {
+        return Ok(());
+    };
+    if !matches!(status_of(conn, &parent)?, Some(status) if !status.is_terminal()) {
+        return Ok(());
+    }
+    let ending = cp.events.iter().rev().find_map(|(_, event)| match event {
+        Event::ExecutionFailed { message } => Some(message.clone()),
+        Event::ExecutionTerminated { reason } => Some(format!("terminated: {reason}")),
+        _ => None,
+    });
+    let event = match (cp.status, ending) {
+        (RuntimeStatus::Completed, _) => Event::SubOrchestrationCompleted {
+            task_id,
+            result: cp.output.clone().unwrap_or_else(|| "null".to_string()),
+        },
+        (_, message) => Event::SubOrchestrationFailed {
+            task_id,
+            message: message.unwrap_or_else(|| format!("ended {}", cp.status.as_str())),
+        },
+    };
+    post(conn, &parent, &event, cp.now)?;
+    woken.push(parent);
+    Ok(())
+}
+
+/// Passes a parent's termination on to its sub-orchestrations that have not ended.
+fn terminate_children(conn: &Connection, cp: &Checkpoint, woken: &mut Vec<String>) -> Result<()> {
+    let id = cp.instance_id.as_str();
+    let children: Vec<String> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT id FROM instances WHERE parent_id = ?1
+             AND status IN ('Pending', 'Running', 'Suspended')",
+        )?;
+        let rows = stmt.query_map([id], |row| row.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let terminated = Event::ExecutionTerminated {
+        reason: format!("its parent orchestration '{id}' was terminated"),
+    };
+    for child in children {
+        post(conn, &child, &terminated, cp.now)?;
+        woken.push(child);
+    }
+    Ok(())
+}
+
+/// Ends an execution by starting the instance over (see [`ContinueAsNew`]).
+fn continue_as_new(conn: &Connection, cp: &Checkpoint, next: &ContinueAsNew) -> Result<Committed> {
+    let id = cp.instance_id.as_str();
+    let name: String = conn
+        .prepare_cached("SELECT name FROM instances WHERE id = ?1")?
+        .query_row([id], |row| row.get(0))
+        .optional()?
+        .ok_or_else(|| Error::UnknownInstance(id.to_string()))?;
+    for table in ["history", "work_items", "timers"] {
+        conn.execute(&format!("DELETE FROM {table} WHERE instance_id = ?1"), [id])?;
+    }
+    let mut ack = conn.prepare_cached("DELETE FROM inbox WHERE id = ?1 AND instance_id = ?2")?;
+    for message in &cp.consumed {
+        ack.execute(params![message, id])?;
+    }
+    // The old execution's large payloads go with its history; messages still in the
+    // inbox keep theirs.
+    conn.execute(
+        "DELETE FROM payloads WHERE instance_id = ?1
+         AND key NOT IN (SELECT data FROM inbox WHERE instance_id = ?1)",
+        [id],
+    )?;
+    let started = Event::ExecutionStarted {
+        name,
+        input: next.input.clone(),
+        first_task: next.first_task,
+    };
+    let carried = next.carried.iter().map(|(name, input)| Event::EventRaised {
+        name: name.clone(),
+        input: input.clone(),
+    });
+    let mut append = conn.prepare_cached(
+        "INSERT INTO history (instance_id, seq, timestamp, event_type, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (seq, event) in std::iter::once(started).chain(carried).enumerate() {
+        append.execute(params![
+            id,
+            seq as i64,
+            millis(cp.now),
+            event.kind(),
+            encode(conn, id, &event)?
+        ])?;
+    }
+    conn.prepare_cached(
+        "UPDATE instances SET status = 'Running', input = ?2, output = NULL, custom_status = ?3,
+                              updated_at = ?4
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        payload::put(conn, id, &next.input)?,
+        cp.custom_status
+            .as_deref()
+            .map(|s| payload::put(conn, id, s))
+            .transpose()?,
+        millis(cp.now)
+    ])?;
+    Ok(Committed::default())
 }
 
 /// Rewinds a Failed instance (see [`super::Store::rewind`]).
@@ -324,7 +520,7 @@ fn rewind(
     event: &Event,
     reschedule: &[Event],
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<Vec<String>> {
     match status_of(conn, id)? {
         None => return Err(Error::UnknownInstance(id.to_string())),
         Some(RuntimeStatus::Failed) => {}
@@ -335,16 +531,7 @@ fn rewind(
             });
         }
     }
-    let found: i64 = conn
-        .prepare_cached("SELECT COALESCE(MAX(seq) + 1, 0) FROM history WHERE instance_id = ?1")?
-        .query_row([id], |row| row.get(0))?;
-    if found as u64 != first_seq {
-        return Err(Error::Conflict {
-            instance: id.to_string(),
-            expected: first_seq,
-            found: found as u64,
-        });
-    }
+    check_history_length(conn, id, first_seq)?;
     conn.prepare_cached(
         "INSERT INTO history (instance_id, seq, timestamp, event_type, data) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
@@ -363,12 +550,31 @@ fn rewind(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     conn.execute("DELETE FROM timers WHERE instance_id = ?1", [id])?;
+    let mut woken = Vec::new();
     for task in reschedule {
         if let Event::TimerCreated { task_id, fire_at } = task {
             conn.prepare_cached(
                 "INSERT INTO timers (instance_id, task_id, fire_at) VALUES (?1, ?2, ?3)",
             )?
             .execute(params![id, task_id, millis(*fire_at)])?;
+            continue;
+        }
+        // A sub-orchestration that failed starts over as a new instance with its id.
+        if let Event::SubOrchestrationScheduled {
+            task_id,
+            name,
+            instance_id: child,
+            input,
+        } = task
+        {
+            let child = Child {
+                parent: id,
+                task_id: *task_id,
+                id: child,
+                name,
+                input,
+            };
+            start_child(conn, &child, now, &mut woken)?;
             continue;
         }
         let Event::TaskScheduled {
@@ -379,7 +585,7 @@ fn rewind(
         } = task
         else {
             return Err(Error::Corrupt(format!(
-                "a rewind reschedules only TaskScheduled and TimerCreated events, not {}",
+                "a rewind reschedules only TaskScheduled, TimerCreated and SubOrchestrationScheduled events, not {}",
                 task.kind()
             )));
         };
@@ -403,7 +609,7 @@ fn rewind(
         "UPDATE instances SET status = 'Pending', output = NULL, updated_at = ?2 WHERE id = ?1",
     )?
     .execute(params![id, millis(now)])?;
-    Ok(())
+    Ok(woken)
 }
 
 fn claim_work(
@@ -667,7 +873,7 @@ impl super::Store for SqliteStore {
             .await
     }
 
-    async fn checkpoint(&self, cp: Checkpoint) -> Result<Vec<WorkItem>> {
+    async fn checkpoint(&self, cp: Checkpoint) -> Result<Committed> {
         self.writer.write(move |conn| checkpoint(conn, &cp)).await
     }
 
@@ -748,7 +954,7 @@ impl super::Store for SqliteStore {
         event: Event,
         reschedule: Vec<Event>,
         now: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<Vec<String>> {
         let id = id.to_string();
         self.writer
             .write(move |conn| rewind(conn, &id, first_seq, &event, &reschedule, now))
@@ -805,8 +1011,14 @@ impl super::Store for SqliteStore {
             .read(move |conn| {
                 let (scheduled, finished): (i64, i64) = conn
                     .prepare_cached(
+                        // A rewind runs the failed tasks again: only the failures after
+                        // the last rewind count as finished.
                         "SELECT COUNT(*) FILTER (WHERE event_type = 'TaskScheduled'),
-                            COUNT(*) FILTER (WHERE event_type IN ('TaskCompleted', 'TaskFailed'))
+                            COUNT(*) FILTER (WHERE event_type = 'TaskCompleted'
+                                OR event_type = 'TaskFailed' AND seq > COALESCE(
+                                    (SELECT MAX(seq) FROM history
+                                     WHERE instance_id = ?1 AND event_type = 'ExecutionRewound'),
+                                    -1))
                      FROM history WHERE instance_id = ?1",
                     )?
                     .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))?;
