@@ -435,6 +435,37 @@ fn without_the_key_no_dashboard_page_or_data_is_served() {
     assert!(live.contains("failed on purpose with 7"), "{live}");
     assert_eq!(live.matches("<rect class=\"retry\"").count(), 2, "{live}");
 
+    // Sub-orchestrations are bars too, and link to their own instances.
+    let response = server.start_json(
+        &client,
+        "orchestrators/CallSubOrchestrator/parent",
+        r#"{"name":"CallActivity","input":{"name":"Echo","input":5},"count":2}"#,
+    );
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        server.wait_ended(&client, "parent")["runtimeStatus"],
+        "Completed"
+    );
+    let live = get("/ui/instances/parent/live")
+        .text()
+        .expect("the live part");
+    assert_eq!(
+        live.matches("class=\"bar sub-orchestration completed\"")
+            .count(),
+        2,
+        "{live}"
+    );
+    for child in ["parent%3A0", "parent%3A1"] {
+        assert!(
+            live.contains(&format!("href=\"/ui/instances/{child}\"")),
+            "{live}"
+        );
+        assert_eq!(
+            get(&format!("/ui/instances/{child}")).status(),
+            StatusCode::OK
+        );
+    }
+
     // Filters: by status, name and id prefix.
     let listed = |query: &str| {
         get(&format!("/?{query}"))

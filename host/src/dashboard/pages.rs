@@ -469,10 +469,13 @@ fn live_section(instance: &Instance, history: &[HistoryEvent]) -> Markup {
                 dd { (duration(instance_duration(instance, now))) }
             }
             @if progress.scheduled > 0 {
-                h3 id="progress-heading" { "Activities" }
+                h3 id="progress-heading" { "Progress" }
                 p id="progress-text" {
                     (progress.completed) " completed, " (progress.failed) " failed, "
                     (progress.pending) " pending of " (progress.scheduled) " scheduled"
+                    @if timeline.bars.iter().any(|bar| bar.kind == Kind::SubOrchestration) {
+                        " (activities and sub-orchestrations)"
+                    }
                 }
                 progress id="progress" max=(progress.scheduled)
                     value=(progress.completed + progress.failed)
@@ -523,6 +526,11 @@ fn timeline_figure(timeline: &Timeline, instance: &Instance, now: DateTime<Utc>)
         .iter()
         .filter(|bar| bar.outcome == Outcome::Failed)
         .collect();
+    let children: Vec<_> = timeline
+        .bars
+        .iter()
+        .filter(|bar| bar.child.is_some())
+        .collect();
     html! {
         figure class="timeline" {
             figcaption id="timeline-caption" {
@@ -570,8 +578,27 @@ fn timeline_figure(timeline: &Timeline, instance: &Instance, now: DateTime<Utc>)
                 li { span aria-hidden="true" class="swatch failed" {} "failed" }
                 li { span aria-hidden="true" class="swatch timer" {} "timer" }
                 li { span aria-hidden="true" class="swatch event" {} "event wait" }
+                li { span aria-hidden="true" class="swatch sub-orchestration" {} "sub-orchestration" }
                 li { span aria-hidden="true" class="swatch retry" {} "failed attempt (retried)" }
                 li { span aria-hidden="true" class="swatch mark" {} "instance event (raised event, suspend, end)" }
+            }
+        }
+        @if !children.is_empty() {
+            details id="sub-orchestrations" class="children" open[children.len() <= 10] {
+                summary { "Sub-orchestrations (" (children.len()) ")" }
+                ol {
+                    @for bar in children.iter().take(MAX_FAILED_LISTED) {
+                        @if let Some(child) = &bar.child {
+                            li {
+                                a href=(instance_path(child)) { (bar.name) " " code { (child) } }
+                                " " (bar.outcome.as_str())
+                            }
+                        }
+                    }
+                }
+                @if children.len() > MAX_FAILED_LISTED {
+                    p { "… and " (children.len() - MAX_FAILED_LISTED) " more; the instances page lists them all." }
+                }
             }
         }
         @if !failed.is_empty() {
@@ -600,6 +627,12 @@ fn row_title(timeline: &Timeline, row: &Row) -> String {
             Kind::Activity => format!("activity {} (task {})", bar.name, bar.task_id),
             Kind::Timer => format!("timer (task {})", bar.task_id),
             Kind::Event => format!("wait for event {} (task {})", bar.name, bar.task_id),
+            Kind::SubOrchestration => format!(
+                "sub-orchestration {} {} (task {})",
+                bar.name,
+                bar.child.as_deref().unwrap_or_default(),
+                bar.task_id
+            ),
         };
         let state = match (bar.outcome, bar.end) {
             (Outcome::Pending, _) => "pending".to_string(),
@@ -636,7 +669,15 @@ fn row_title(timeline: &Timeline, row: &Row) -> String {
 fn history_row(entry: &HistoryEvent) -> Markup {
     use crate::store::Event;
     let (task, details): (Option<u32>, String) = match &entry.event {
-        Event::ExecutionStarted { name, input } => (None, format!("{name}({input})")),
+        Event::ExecutionStarted { name, input, .. } => (None, format!("{name}({input})")),
+        Event::SubOrchestrationScheduled {
+            task_id,
+            name,
+            instance_id,
+            input,
+        } => (Some(*task_id), format!("{name}({input}) as {instance_id}")),
+        Event::SubOrchestrationCompleted { task_id, result } => (Some(*task_id), result.clone()),
+        Event::SubOrchestrationFailed { task_id, message } => (Some(*task_id), message.clone()),
         Event::OrchestratorStarted => (None, String::new()),
         Event::TaskScheduled {
             task_id,
@@ -672,7 +713,10 @@ fn history_row(entry: &HistoryEvent) -> Markup {
         | Event::ExecutionRewound { reason } => (None, reason.clone()),
     };
     let kind = entry.event.kind();
-    let failed = matches!(kind, "TaskFailed" | "ExecutionFailed" | "TaskRetrying");
+    let failed = matches!(
+        kind,
+        "TaskFailed" | "ExecutionFailed" | "TaskRetrying" | "SubOrchestrationFailed"
+    );
     html! {
         tr class=[failed.then_some("failed")] {
             td { (entry.seq) }

@@ -17,6 +17,7 @@ pub enum Kind {
     Timer,
     /// A wait for an external event.
     Event,
+    SubOrchestration,
 }
 
 impl Kind {
@@ -25,6 +26,7 @@ impl Kind {
             Self::Activity => "activity",
             Self::Timer => "timer",
             Self::Event => "event",
+            Self::SubOrchestration => "sub-orchestration",
         }
     }
 }
@@ -52,8 +54,10 @@ impl Outcome {
 pub struct Bar {
     pub task_id: u32,
     pub kind: Kind,
-    /// The activity's or the event's name; empty for a timer.
+    /// The activity's, the event's or the sub-orchestration's name; empty for a timer.
     pub name: String,
+    /// A sub-orchestration's instance id.
+    pub child: Option<String>,
     pub start: DateTime<Utc>,
     /// When it completed or failed; `None` while pending.
     pub end: Option<DateTime<Utc>>,
@@ -76,7 +80,7 @@ pub struct Mark {
     pub label: String,
 }
 
-/// How far an instance's activities are.
+/// How far an instance's activities and sub-orchestrations are (its fan-outs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
     pub scheduled: usize,
@@ -118,6 +122,7 @@ pub fn build(history: &[HistoryEvent]) -> Timeline {
                 task_id,
                 kind,
                 name: name.to_string(),
+                child: None,
                 start: at,
                 end: None,
                 outcome: Outcome::Pending,
@@ -134,6 +139,15 @@ pub fn build(history: &[HistoryEvent]) -> Timeline {
             }
             Event::TimerCreated { task_id, .. } => {
                 push(*task_id, Kind::Timer, "");
+            }
+            Event::SubOrchestrationScheduled {
+                task_id,
+                name,
+                instance_id,
+                ..
+            } => {
+                let at_bar = push(*task_id, Kind::SubOrchestration, name);
+                timeline.bars[at_bar].child = Some(instance_id.clone());
             }
             Event::EventWaitStarted { task_id, name } => {
                 let at_bar = push(*task_id, Kind::Event, name);
@@ -154,12 +168,15 @@ pub fn build(history: &[HistoryEvent]) -> Timeline {
                     label: name.clone(),
                 });
             }
-            Event::TaskCompleted { task_id, .. } | Event::TimerFired { task_id, .. } => {
+            Event::TaskCompleted { task_id, .. }
+            | Event::TimerFired { task_id, .. }
+            | Event::SubOrchestrationCompleted { task_id, .. } => {
                 if let Some(&at_bar) = index.get(task_id) {
                     finish(&mut timeline.bars[at_bar], at, Outcome::Completed);
                 }
             }
-            Event::TaskFailed { task_id, message } => {
+            Event::TaskFailed { task_id, message }
+            | Event::SubOrchestrationFailed { task_id, message } => {
                 if let Some(&at_bar) = index.get(task_id) {
                     let bar = &mut timeline.bars[at_bar];
                     finish(bar, at, Outcome::Failed);
@@ -204,11 +221,8 @@ pub fn build(history: &[HistoryEvent]) -> Timeline {
             Event::ExecutionStarted { .. } | Event::OrchestratorStarted => {}
         }
     }
-    for bar in timeline
-        .bars
-        .iter()
-        .filter(|bar| bar.kind == Kind::Activity)
-    {
+    let counted = |bar: &&Bar| matches!(bar.kind, Kind::Activity | Kind::SubOrchestration);
+    for bar in timeline.bars.iter().filter(counted) {
         let progress = &mut timeline.progress;
         progress.scheduled += 1;
         match bar.outcome {
@@ -472,6 +486,62 @@ mod tests {
         assert_eq!(timeline.marks.len(), 2);
         assert_eq!(timeline.progress.pending, 1);
         assert_eq!(timeline.progress.scheduled, 1);
+    }
+
+    #[test]
+    fn sub_orchestrations_are_bars_that_name_their_instance() {
+        let timeline = build(&history(vec![
+            (
+                0,
+                Event::SubOrchestrationScheduled {
+                    task_id: 0,
+                    name: "Child".to_string(),
+                    instance_id: "parent:0".to_string(),
+                    input: "null".to_string(),
+                },
+            ),
+            (
+                0,
+                Event::SubOrchestrationScheduled {
+                    task_id: 1,
+                    name: "Child".to_string(),
+                    instance_id: "parent:1".to_string(),
+                    input: "null".to_string(),
+                },
+            ),
+            (
+                2,
+                Event::SubOrchestrationCompleted {
+                    task_id: 0,
+                    result: "1".to_string(),
+                },
+            ),
+            (
+                3,
+                Event::SubOrchestrationFailed {
+                    task_id: 1,
+                    message: "child failed".to_string(),
+                },
+            ),
+        ]));
+        let bars = &timeline.bars;
+        assert_eq!(bars[0].kind, Kind::SubOrchestration);
+        assert_eq!(bars[0].child.as_deref(), Some("parent:0"));
+        assert_eq!(
+            (bars[0].outcome, bars[0].end),
+            (Outcome::Completed, Some(at(2)))
+        );
+        assert_eq!(bars[1].outcome, Outcome::Failed);
+        assert_eq!(bars[1].message.as_deref(), Some("child failed"));
+        assert_eq!(
+            timeline.progress,
+            Progress {
+                scheduled: 2,
+                completed: 1,
+                failed: 1,
+                pending: 0
+            }
+        );
     }
 
     #[test]
