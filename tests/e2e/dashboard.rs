@@ -413,6 +413,10 @@ fn without_the_key_no_dashboard_page_or_data_is_served() {
         "no guest script in the page"
     );
     assert!(!page.contains("<img src=x"), "no guest element in the page");
+    // Nothing inline that the policy would have to allow: one script, from a file.
+    assert_eq!(page.matches("<script").count(), 1);
+    assert!(page.contains("<script src=\"/ui/assets/dashboard.js\" defer></script>"));
+    assert!(!page.contains(" style=") && !page.contains(" onclick="));
     let live = get("/ui/instances/xss/live").text().expect("the live part");
     assert!(
         live.contains("&lt;img src=x"),
