@@ -601,7 +601,7 @@ fn a_thousand_file_backup_is_drawn_in_bounded_rows_and_photographed() {
     assert_eq!(tasks, 1001);
     // The history is paged: 100 events a page.
     assert_eq!(browser.find_all("table.history tbody tr").len(), 100);
-    browser.set_size(1280, 1500);
+    browser.set_size(1280, 1700);
     browser.eval("window.scrollTo(0, 0); return null;");
     std::fs::write(dir.join("instance.png"), browser.screenshot()).expect("write a PNG");
 }

@@ -572,6 +572,11 @@ fn timeline_figure(timeline: &Timeline, instance: &Instance, now: DateTime<Utc>)
                     }
                 }
             }
+            ol class="axis" aria-label="Time since the start" {
+                @for quarter in 0..=4u32 {
+                    li { "+" (duration(chrono::Duration::milliseconds((total_ms * f64::from(quarter) / 4.0) as i64))) }
+                }
+            }
             ul class="legend" aria-label="Legend" {
                 li { span aria-hidden="true" class="swatch completed" {} "completed" }
                 li { span aria-hidden="true" class="swatch pending" {} "pending" }
