@@ -1,8 +1,8 @@
 //! Orchestrations: the [`Context`] an orchestrator receives, typed [`Task`] handles, and
 //! [`RetryOptions`], over the WIT `context` import.
 
-use crate::error::{Error, TaskError, excerpt};
 use crate::LogLevel;
+use crate::error::{Error, TaskError, excerpt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;

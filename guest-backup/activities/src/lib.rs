@@ -57,14 +57,14 @@ fn copy_file_to_blob(file_path: String) -> Result<CopyOutput, Error> {
         Err(other) => return Err(other.into()),
     };
     activity::info(&format!(
-            "Copied '{file_path}'. Total bytes = {}, SHA-256 = {}{}.",
-            copied.bytes,
-            copied.sha256,
-            if copied.uploaded {
-                ""
-            } else {
-                " (unchanged, not uploaded)"
-            }
+        "Copied '{file_path}'. Total bytes = {}, SHA-256 = {}{}.",
+        copied.bytes,
+        copied.sha256,
+        if copied.uploaded {
+            ""
+        } else {
+            " (unchanged, not uploaded)"
+        }
     ));
     Ok(CopyOutput {
         blob: output_location,

@@ -50,9 +50,8 @@ fn backup_site_content(ctx: &Context) -> Result<u64, Error> {
     let mut total_bytes = 0;
     let mut skipped = Vec::new();
     for (file, copied) in files.iter().zip(ctx.when_all(&tasks)) {
-        let copied = copied.map_err(|e| {
-            Error::failed(format!("copying '{file}' failed: {}", e.message))
-        })?;
+        let copied =
+            copied.map_err(|e| Error::failed(format!("copying '{file}' failed: {}", e.message)))?;
         total_bytes += copied.bytes;
         if copied.skipped.is_some() {
             skipped.push(file.as_str());

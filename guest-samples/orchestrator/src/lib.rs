@@ -41,7 +41,8 @@ struct MonitorInput {
 fn monitor(ctx: &Context, input: MonitorInput) -> Result<&'static str, Error> {
     let expiry = ctx.time_after(Duration::from_secs(input.expiry_secs));
     while ctx.current_time() < expiry {
-        if ctx.call_activity::<bool>("E3_GetIsClear", &input.path).get()? {
+        let clear: bool = ctx.call_activity("E3_GetIsClear", &input.path).get()?;
+        if clear {
             return Ok("clear");
         }
         let next = ctx.time_after(Duration::from_secs(input.polling_interval_secs));
@@ -114,7 +115,7 @@ fn periodic_backup(ctx: &Context, input: PeriodicBackupInput) -> Result<(), Erro
     ctx.create_timer_after(Duration::from_secs(input.interval_secs))
         .get()?;
     ctx.continue_as_new(&PeriodicBackupInput {
-        iteration: input.iteration + 1,
+        iteration: input.iteration.saturating_add(1),
         ..input
     })
 }
