@@ -107,7 +107,7 @@ impl Context {
     pub fn create_timer(&self, fire_at: SystemTime) -> Task<()> {
         let millis = fire_at
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| saturating_millis(since));
+            .map_or(0, saturating_millis);
         Task::scheduled("timer", context::create_timer(millis))
     }
 

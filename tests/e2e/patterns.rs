@@ -13,7 +13,7 @@ use std::time::Duration;
 
 pub(crate) const SAMPLES_ORCHESTRATOR: &str = env!("WEFT_GUEST_SAMPLES_ORCHESTRATOR");
 pub(crate) const SAMPLES_ACTIVITIES: &str = env!("WEFT_GUEST_SAMPLES_ACTIVITIES");
-const BACKUP_ORCHESTRATOR: &str = env!("WEFT_GUEST_BACKUP_ORCHESTRATOR");
+pub(crate) const BACKUP_ORCHESTRATOR: &str = env!("WEFT_GUEST_BACKUP_ORCHESTRATOR");
 const WEBHOOKS: &str = "runtime/webhooks/durabletask";
 /// How long any awaited state may take before a test gives up (a safety net, not a
 /// timing assertion).
