@@ -64,6 +64,8 @@
 //! and outputs encoded from its return type. An input that does not decode is
 //! reported as `bad input`, an unknown name with the names the component provides.
 
+#![warn(missing_docs)]
+
 pub mod activity;
 mod error;
 mod macros;
