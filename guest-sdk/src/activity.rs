@@ -108,10 +108,16 @@ pub fn __run<I, O>(
     input: &str,
     activity: impl Activity<I, O>,
 ) -> Result<String, wit::RunError> {
-    activity.run(name, input).map_err(|error| match error {
-        Error::BadInput(message) => wit::RunError::BadInput(message),
-        Error::Failed(message) => wit::RunError::Failed(message),
-    })
+    activity.run(name, input).map_err(wit::RunError::from)
+}
+
+impl From<Error> for wit::RunError {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::BadInput(message) => Self::BadInput(message),
+            Error::Failed(message) => Self::Failed(message),
+        }
+    }
 }
 
 /// The error for a name no registered activity has.

@@ -457,10 +457,16 @@ where
 pub fn __run<M>(name: &str, orchestrator: impl Orchestrator<M>) -> Result<String, wit::RunError> {
     orchestrator
         .run(name, &Context::__new())
-        .map_err(|error| match error {
-            Error::BadInput(message) => wit::RunError::BadInput(message),
-            Error::Failed(message) => wit::RunError::Failed(message),
-        })
+        .map_err(wit::RunError::from)
+}
+
+impl From<Error> for wit::RunError {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::BadInput(message) => Self::BadInput(message),
+            Error::Failed(message) => Self::Failed(message),
+        }
+    }
 }
 
 /// The error for a name no registered orchestrator has.
