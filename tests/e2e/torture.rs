@@ -145,8 +145,8 @@ fn a_backup_survives_sigkill_at_random_moments() {
             let status = wait_output(child, Duration::from_secs(600)).status;
             assert!(
                 status.success(),
-                "the final run failed; see {}",
-                log_path.display()
+                "the final run failed ({status}); its log:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
             );
             true
         };
