@@ -101,9 +101,9 @@ struct PeriodicBackupInput {
 /// then continues as new, so its history stays as short as one iteration's. With the blob
 /// store's `--skip-unchanged` this is a periodic incremental backup.
 fn periodic_backup(ctx: &Context, input: PeriodicBackupInput) -> Result<(), Error> {
-    // Each backup gets an id of its own: the default one derives from the task number,
-    // which starts over with each execution.
-    let backup_id = format!("{}:backup-{}", ctx.instance_id(), input.iteration);
+    // Every iteration's backup has the same id: each replaces the last one, which has
+    // ended, so an eternal backup keeps one sub-orchestration instance, not one per run.
+    let backup_id = format!("{}:backup", ctx.instance_id());
     let total_bytes: u64 = ctx
         .call_sub_orchestrator("E2_BackupSiteContent", &input.path, Some(&backup_id))
         .get()?;
