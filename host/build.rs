@@ -26,7 +26,13 @@ fn main() {
         .parent()
         .expect("host/ lives in the workspace root")
         .to_path_buf();
-    for dir in ["wit", "guest-backup", "guest-testing", "guest-samples"] {
+    for dir in [
+        "wit",
+        "guest-sdk",
+        "guest-backup",
+        "guest-testing",
+        "guest-samples",
+    ] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
     println!(

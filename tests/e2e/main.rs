@@ -20,6 +20,7 @@ mod nondeterminism;
 mod patterns;
 mod rewind;
 mod sandbox;
+mod sdk;
 mod servers;
 mod snapshots;
 mod storage_faults;

@@ -1,7 +1,7 @@
 //! The Durable Functions patterns beyond fan-out/fan-in, with the real binary: durable
 //! timers (across a SIGKILL), external events (over HTTP and from the CLI, with and
-//! without a host running), and the samples E1_HelloSequence, E3_Monitor and
-//! E4_SmsPhoneVerification.
+//! without a host running), and the samples E1_HelloSequence, E3_Monitor,
+//! E4_SmsPhoneVerification and E6_PeriodicBackup (sub-orchestrations, continue-as-new).
 
 use crate::support::*;
 use chrono::{DateTime, Utc};
@@ -13,6 +13,7 @@ use std::time::Duration;
 
 pub(crate) const SAMPLES_ORCHESTRATOR: &str = env!("WEFT_GUEST_SAMPLES_ORCHESTRATOR");
 pub(crate) const SAMPLES_ACTIVITIES: &str = env!("WEFT_GUEST_SAMPLES_ACTIVITIES");
+pub(crate) const BACKUP_ORCHESTRATOR: &str = env!("WEFT_GUEST_BACKUP_ORCHESTRATOR");
 const WEBHOOKS: &str = "runtime/webhooks/durabletask";
 /// How long any awaited state may take before a test gives up (a safety net, not a
 /// timing assertion).
@@ -455,4 +456,139 @@ fn an_instance_waiting_on_a_timer_is_evicted_and_replayed_when_it_fires() {
         "{result}"
     );
     assert_eq!(events(&scratch, "idle", "TimerFired").len(), 1);
+}
+
+/// `weft serve` with the samples and the backup sample, whose `E2_BackupSiteContent`
+/// `E6_PeriodicBackup` runs as a sub-orchestration.
+fn serve_with_backup(scratch: &Scratch) -> Server {
+    Server::start(
+        scratch,
+        "127.0.0.1:0",
+        &[
+            "--components",
+            SAMPLES_ORCHESTRATOR,
+            SAMPLES_ACTIVITIES,
+            BACKUP_ORCHESTRATOR,
+            BACKUP_ACTIVITIES,
+        ],
+    )
+}
+
+/// The rows of an instance's history in the store (every execution's, if a host kept
+/// old ones), read directly rather than through `weft history`.
+fn history_rows(scratch: &Scratch, id: &str) -> i64 {
+    scratch
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM history WHERE instance_id = ?1",
+            [id],
+            |row| row.get(0),
+        )
+        .unwrap_or(0)
+}
+
+/// How many backups the eternal orchestration runs in its test.
+const E6_ITERATIONS: u64 = 1000;
+/// The most history rows one execution of `E6_PeriodicBackup` may hold: one iteration's
+/// events (start, the sub-orchestration and its result, the timer and its firing, three
+/// episodes), with room to spare, and far below what 1,000 iterations would leave
+/// without continue-as-new.
+const E6_MAX_HISTORY_ROWS: i64 = 16;
+
+#[test]
+fn e6_periodic_backup_continues_as_new_with_a_bounded_history() {
+    let scratch = Scratch::new();
+    write(scratch.path(), "site/a.txt", b"abc");
+    write(scratch.path(), "site/b/c.txt", b"hello");
+    let server = serve_with_backup(&scratch);
+    start(
+        &server,
+        "E6_PeriodicBackup",
+        "e6",
+        r#"{"path": "site", "intervalSecs": 0}"#,
+    );
+
+    // Sample the history's size while the iterations run: it never grows with them.
+    let mut most_rows = 0;
+    let status = poll(Duration::from_secs(1800), || {
+        std::thread::sleep(Duration::from_millis(200));
+        most_rows = most_rows.max(history_rows(&scratch, "e6"));
+        let status = scratch.status("e6");
+        let state = status["runtimeStatus"].as_str().unwrap_or_default();
+        assert!(
+            !["Completed", "Failed", "Terminated"].contains(&state),
+            "an eternal orchestration ended: {status}"
+        );
+        let iteration = status["customStatus"]["iteration"].as_u64()?;
+        (iteration + 1 >= E6_ITERATIONS).then_some(status)
+    });
+    assert!(
+        most_rows <= E6_MAX_HISTORY_ROWS,
+        "the history grew to {most_rows} rows"
+    );
+    assert!(most_rows > 0, "the history was never seen");
+
+    // Each iteration backed up the two files (8 bytes) and continued with the next count.
+    assert_eq!(status["customStatus"]["lastTotalBytes"], 8, "{status}");
+    assert!(
+        status["customStatus"]["lastBackupAt"].as_u64() > Some(0),
+        "{status}"
+    );
+    let iteration = status["customStatus"]["iteration"]
+        .as_u64()
+        .unwrap_or_default();
+    assert_eq!(status["input"]["path"], "site", "{status}");
+    assert_eq!(status["input"]["intervalSecs"], 0, "{status}");
+    assert!(
+        status["input"]["iteration"].as_u64() >= Some(iteration),
+        "{status}"
+    );
+    // One sub-orchestration instance, replaced by each iteration: 1,000 backups leave
+    // two instances in the store, not a thousand.
+    // (The latest may be running: the iterations go on.)
+    let backup = scratch.status("e6:backup");
+    assert_eq!(backup["name"], "E2_BackupSiteContent", "{backup}");
+    assert_ne!(backup["runtimeStatus"], "Failed", "{backup}");
+    let instances: i64 = scratch
+        .db()
+        .query_row("SELECT COUNT(*) FROM instances", [], |row| row.get(0))
+        .expect("count instances");
+    assert_eq!(instances, 2);
+    for file in ["site/a.txt", "site/b/c.txt"] {
+        let blob = blob_of(&scratch.data_dir(), &scratch.path().join(file));
+        let original = std::fs::read(scratch.path().join(file)).expect("the site's file");
+        assert_eq!(
+            std::fs::read(&blob).ok(),
+            Some(original),
+            "{}",
+            blob.display()
+        );
+    }
+
+    // An eternal orchestration ends when a client terminates it.
+    scratch.run_ok(&["terminate", "e6", "--reason", "enough"]);
+    assert_eq!(ended(&scratch, "e6")["runtimeStatus"], "Terminated");
+    drop(server);
+}
+
+#[test]
+fn e6_fails_with_the_error_of_its_backup_sub_orchestration() {
+    let scratch = Scratch::new();
+    let server = serve_with_backup(&scratch);
+    start(
+        &server,
+        "E6_PeriodicBackup",
+        "e6-missing",
+        r#"{"path": "does-not-exist", "intervalSecs": 3600}"#,
+    );
+    let status = ended(&scratch, "e6-missing");
+    assert_eq!(status["runtimeStatus"], "Failed", "{status}");
+    let message = status["output"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("E2_BackupSiteContent failed") && message.contains("does-not-exist"),
+        "{status}"
+    );
+    let backup = scratch.status("e6-missing:backup");
+    assert_eq!(backup["runtimeStatus"], "Failed", "{backup}");
+    drop(server);
 }

@@ -1,50 +1,24 @@
 //! `E2_GetFileList` and `E2_CopyFileToBlob`: the cloud-backup sample's activities. They
 //! do their I/O through the host's `fs` and `blob` imports, never directly.
 
-wit_bindgen::generate!({ world: "activities", path: "../../wit" });
+use weft_sdk::Error;
+use weft_sdk::activity::{self, IoError, blob, fs};
 
-use exports::weft::orchestration::activity::{Guest, RunError};
-use weft::orchestration::fs::{self, IoError};
-use weft::orchestration::types::LogLevel;
-use weft::orchestration::{blob, log};
-
-const GET_FILE_LIST: &str = "E2_GetFileList";
-const COPY_FILE_TO_BLOB: &str = "E2_CopyFileToBlob";
-
-struct Activities;
-
-impl Guest for Activities {
-    fn names() -> Vec<String> {
-        vec![GET_FILE_LIST.to_string(), COPY_FILE_TO_BLOB.to_string()]
-    }
-
-    fn run(name: String, input: String) -> Result<String, RunError> {
-        let input: String = serde_json::from_str(&input).map_err(|e| {
-            RunError::BadInput(format!("{name} takes a path as a JSON string: {e}"))
-        })?;
-        let output = match name.as_str() {
-            GET_FILE_LIST => serde_json::to_string(&get_file_list(&input)?),
-            COPY_FILE_TO_BLOB => serde_json::to_string(&copy_file_to_blob(&input)?),
-            _ => return Err(RunError::UnknownName(Self::names())),
-        };
-        output.map_err(|e| RunError::Failed(e.to_string()))
-    }
+weft_sdk::activities! {
+    "E2_GetFileList" => get_file_list,
+    "E2_CopyFileToBlob" => copy_file_to_blob,
 }
 
-fn get_file_list(root_directory: &str) -> Result<Vec<String>, RunError> {
-    log::log(
-        LogLevel::Info,
-        &format!("Searching for files under '{root_directory}'..."),
-    );
-    let files: Vec<String> = fs::list_files(root_directory)
-        .map_err(failed)?
+fn get_file_list(root_directory: String) -> Result<Vec<String>, Error> {
+    activity::info(&format!("Searching for files under '{root_directory}'..."));
+    let files: Vec<String> = fs::list_files(&root_directory)?
         .into_iter()
         .map(|entry| entry.path)
         .collect();
-    log::log(
-        LogLevel::Info,
-        &format!("Found {} file(s) under {root_directory}.", files.len()),
-    );
+    activity::info(&format!(
+        "Found {} file(s) under {root_directory}.",
+        files.len()
+    ));
     Ok(files)
 }
 
@@ -63,19 +37,15 @@ struct CopyOutput {
     skipped: Option<String>,
 }
 
-fn copy_file_to_blob(file_path: &str) -> Result<CopyOutput, RunError> {
-    let output_location = format!("backups/{}", blob_path(file_path));
-    log::log(
-        LogLevel::Info,
-        &format!("Copying '{file_path}' to '{output_location}'."),
-    );
-    let copied = match blob::copy_file(file_path, &output_location) {
+fn copy_file_to_blob(file_path: String) -> Result<CopyOutput, Error> {
+    let output_location = format!("backups/{}", blob_path(&file_path));
+    activity::info(&format!("Copying '{file_path}' to '{output_location}'."));
+    let copied = match blob::copy_file(&file_path, &output_location) {
         Ok(copied) => copied,
         Err(IoError::NotFound(reason)) => {
-            log::log(
-                LogLevel::Warn,
-                &format!("Skipped '{file_path}': it vanished after the listing ({reason})."),
-            );
+            activity::warn(&format!(
+                "Skipped '{file_path}': it vanished after the listing ({reason})."
+            ));
             return Ok(CopyOutput {
                 blob: output_location,
                 bytes: 0,
@@ -84,21 +54,18 @@ fn copy_file_to_blob(file_path: &str) -> Result<CopyOutput, RunError> {
                 skipped: Some(reason),
             });
         }
-        Err(other) => return Err(failed(other)),
+        Err(other) => return Err(other.into()),
     };
-    log::log(
-        LogLevel::Info,
-        &format!(
-            "Copied '{file_path}'. Total bytes = {}, SHA-256 = {}{}.",
-            copied.bytes,
-            copied.sha256,
-            if copied.uploaded {
-                ""
-            } else {
-                " (unchanged, not uploaded)"
-            }
-        ),
-    );
+    activity::info(&format!(
+        "Copied '{file_path}'. Total bytes = {}, SHA-256 = {}{}.",
+        copied.bytes,
+        copied.sha256,
+        if copied.uploaded {
+            ""
+        } else {
+            " (unchanged, not uploaded)"
+        }
+    ));
     Ok(CopyOutput {
         blob: output_location,
         bytes: copied.bytes,
@@ -127,16 +94,6 @@ fn blob_path(file_path: &str) -> String {
         .collect::<Vec<_>>()
         .join("/")
 }
-
-fn failed(error: IoError) -> RunError {
-    RunError::Failed(match error {
-        IoError::AccessDenied(message) | IoError::NotFound(message) | IoError::Other(message) => {
-            message
-        }
-    })
-}
-
-export!(Activities);
 
 #[cfg(test)]
 mod tests {

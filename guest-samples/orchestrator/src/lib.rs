@@ -1,49 +1,31 @@
 //! The Durable Functions samples beside the backup, named as theirs are:
 //! `E1_HelloSequence` (function chaining), `E3_Monitor` (a polling loop on durable
-//! timers) and `E4_SmsPhoneVerification` (human interaction: an external event or a
-//! timeout), and two orchestrators that show one primitive each, `DurableTimer` and
-//! `WaitForEvent`.
+//! timers), `E4_SmsPhoneVerification` (human interaction: an external event or a
+//! timeout) and `E6_PeriodicBackup` (an eternal orchestration: a backup as a
+//! sub-orchestration, a timer, then continue-as-new), and two orchestrators that show one
+//! primitive each, `DurableTimer` and `WaitForEvent`.
 
-wit_bindgen::generate!({ world: "orchestration", path: "../../wit" });
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::time::Duration;
+use weft_sdk::{Context, Error};
 
-use exports::weft::orchestration::orchestrator::{Guest, RunError};
-use serde::Deserialize;
-use weft::orchestration::context;
-
-const NAMES: &[&str] = &[
-    "E1_HelloSequence",
-    "E3_Monitor",
-    "E4_SmsPhoneVerification",
-    "DurableTimer",
-    "WaitForEvent",
-];
-
-struct Samples;
-
-impl Guest for Samples {
-    fn names() -> Vec<String> {
-        NAMES.iter().map(|name| name.to_string()).collect()
-    }
-
-    fn run(name: String) -> Result<String, RunError> {
-        match name.as_str() {
-            "E1_HelloSequence" => hello_sequence(),
-            "E3_Monitor" => monitor(),
-            "E4_SmsPhoneVerification" => sms_phone_verification(),
-            "DurableTimer" => durable_timer(),
-            "WaitForEvent" => wait_for_event(),
-            _ => Err(RunError::UnknownName(Self::names())),
-        }
-    }
+weft_sdk::orchestrators! {
+    "E1_HelloSequence" => hello_sequence,
+    "E3_Monitor" => monitor,
+    "E4_SmsPhoneVerification" => sms_phone_verification,
+    "E6_PeriodicBackup" => periodic_backup,
+    "DurableTimer" => durable_timer,
+    "WaitForEvent" => wait_for_event,
 }
 
 /// Function chaining: one activity after the other, each with its own input.
-fn hello_sequence() -> Result<String, RunError> {
-    let mut outputs: Vec<String> = Vec::new();
+fn hello_sequence(ctx: &Context) -> Result<Vec<String>, Error> {
+    let mut outputs = Vec::new();
     for city in ["Tokyo", "Seattle", "London"] {
-        outputs.push(call("E1_SayHello", &city)?);
+        outputs.push(ctx.call_activity("E1_SayHello", &city).get()?);
     }
-    Ok(json(&outputs))
+    Ok(outputs)
 }
 
 #[derive(Deserialize)]
@@ -56,19 +38,17 @@ struct MonitorInput {
 
 /// The monitor: until the expiry, asks whether the file is there, and if not sleeps on
 /// a durable timer. The instance holds nothing while it sleeps.
-fn monitor() -> Result<String, RunError> {
-    let input: MonitorInput = input()?;
-    let expiry = context::current_time().saturating_add(input.expiry_secs.saturating_mul(1000));
-    while context::current_time() < expiry {
-        if call::<bool>("E3_GetIsClear", &input.path)? {
-            return Ok(json(&"clear"));
+fn monitor(ctx: &Context, input: MonitorInput) -> Result<&'static str, Error> {
+    let expiry = ctx.time_after(Duration::from_secs(input.expiry_secs));
+    while ctx.current_time() < expiry {
+        let clear: bool = ctx.call_activity("E3_GetIsClear", &input.path).get()?;
+        if clear {
+            return Ok("clear");
         }
-        let next = context::current_time()
-            .saturating_add(input.polling_interval_secs.saturating_mul(1000))
-            .min(expiry);
-        context::when_all(&[context::create_timer(next)]);
+        let next = ctx.time_after(Duration::from_secs(input.polling_interval_secs));
+        ctx.create_timer(next.min(expiry)).get()?;
     }
-    Ok(json(&"expired"))
+    Ok("expired")
 }
 
 #[derive(Deserialize)]
@@ -85,24 +65,59 @@ fn default_timeout() -> u64 {
 
 /// Human interaction: sends a code, then takes up to three answers (the external event
 /// `SmsChallengeResponse`) before one deadline, a durable timer.
-fn sms_phone_verification() -> Result<String, RunError> {
-    let input: VerificationInput = input()?;
-    let code: u32 = call("E4_SendSmsChallenge", &input.phone)?;
-    let deadline = context::current_time().saturating_add(input.timeout_secs.saturating_mul(1000));
-    let timeout = context::create_timer(deadline);
-    let mut authorized = false;
+fn sms_phone_verification(ctx: &Context, input: VerificationInput) -> Result<bool, Error> {
+    let code: u32 = ctx
+        .call_activity("E4_SendSmsChallenge", &input.phone)
+        .get()?;
+    let timeout = ctx.create_timer_after(Duration::from_secs(input.timeout_secs));
     for _ in 0..3 {
-        let response = context::wait_for_external_event("SmsChallengeResponse");
-        if context::when_any(&[response, timeout]) == 1 {
-            break;
+        let response = ctx.wait_for_external_event::<Value>("SmsChallengeResponse");
+        if ctx.when_any(&[&response, &timeout]) == 1 {
+            return Ok(false);
         }
-        let answer = context::when_all(&[response]).pop().and_then(Result::ok);
-        if answer.and_then(|text| serde_json::from_str::<u32>(&text).ok()) == Some(code) {
-            authorized = true;
-            break;
+        // An answer that is not a number is a wrong answer, not a failure.
+        if response.get()?.as_u64() == Some(u64::from(code)) {
+            return Ok(true);
         }
     }
-    Ok(json(&authorized))
+    Ok(false)
+}
+
+/// The input of `E6_PeriodicBackup`, and of each execution it continues as.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PeriodicBackupInput {
+    /// The directory to back up.
+    path: String,
+    /// The wait between the end of one backup and the start of the next.
+    interval_secs: u64,
+    /// How many backups ran before this execution (0 at first).
+    #[serde(default)]
+    iteration: u64,
+}
+
+/// An eternal orchestration: backs up a directory with `E2_BackupSiteContent` as a
+/// sub-orchestration, reports the result in its custom status, sleeps on a durable timer,
+/// then continues as new, so its history stays as short as one iteration's. With the blob
+/// store's `--skip-unchanged` this is a periodic incremental backup.
+fn periodic_backup(ctx: &Context, input: PeriodicBackupInput) -> Result<(), Error> {
+    // Every iteration's backup has the same id: each replaces the last one, which has
+    // ended, so an eternal backup keeps one sub-orchestration instance, not one per run.
+    let backup_id = format!("{}:backup", ctx.instance_id());
+    let total_bytes: u64 = ctx
+        .call_sub_orchestrator("E2_BackupSiteContent", &input.path, Some(&backup_id))
+        .get()?;
+    ctx.set_custom_status(&json!({
+        "lastTotalBytes": total_bytes,
+        "lastBackupAt": ctx.current_time_millis(),
+        "iteration": input.iteration,
+    }))?;
+    ctx.create_timer_after(Duration::from_secs(input.interval_secs))
+        .get()?;
+    ctx.continue_as_new(&PeriodicBackupInput {
+        iteration: input.iteration.saturating_add(1),
+        ..input
+    })
 }
 
 #[derive(Deserialize)]
@@ -113,11 +128,11 @@ struct TimerInput {
 
 /// Waits on one durable timer; returns when it was due and the orchestration time
 /// after it fired (never earlier).
-fn durable_timer() -> Result<String, RunError> {
-    let input: TimerInput = input()?;
-    let fire_at = context::current_time().saturating_add(input.delay_ms);
-    context::when_all(&[context::create_timer(fire_at)]);
-    Ok(serde_json::json!({ "fireAt": fire_at, "firedAt": context::current_time() }).to_string())
+fn durable_timer(ctx: &Context, input: TimerInput) -> Result<Value, Error> {
+    let fire_at = ctx.current_time_millis().saturating_add(input.delay_ms);
+    ctx.create_timer_after(Duration::from_millis(input.delay_ms))
+        .get()?;
+    Ok(json!({ "fireAt": fire_at, "firedAt": ctx.current_time_millis() }))
 }
 
 #[derive(Deserialize)]
@@ -127,42 +142,10 @@ struct EventInput {
 }
 
 /// Waits for `count` events named `name`, one after the other; returns their data.
-fn wait_for_event() -> Result<String, RunError> {
-    let input: EventInput = input()?;
+fn wait_for_event(ctx: &Context, input: EventInput) -> Result<Vec<Value>, Error> {
     let mut received = Vec::new();
     for _ in 0..input.count {
-        let event = context::wait_for_external_event(&input.name);
-        let data = context::when_all(&[event])
-            .pop()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        received.push(serde_json::from_str::<serde_json::Value>(&data).unwrap_or_default());
+        received.push(ctx.wait_for_external_event(&input.name).get()?);
     }
-    Ok(json(&received))
+    Ok(received)
 }
-
-fn input<T: serde::de::DeserializeOwned>() -> Result<T, RunError> {
-    let text = context::input();
-    serde_json::from_str(&text).map_err(|e| RunError::BadInput(format!("{text}: {e}")))
-}
-
-/// Calls one activity and waits for its result.
-fn call<T: serde::de::DeserializeOwned>(
-    name: &str,
-    input: &impl serde::Serialize,
-) -> Result<T, RunError> {
-    let task = context::call_activity(name, &json(input), None);
-    let output = context::when_all(&[task])
-        .pop()
-        .ok_or_else(|| RunError::Failed(format!("{name} returned nothing")))?
-        .map_err(|e| RunError::Failed(format!("{name} failed: {}", e.message)))?;
-    serde_json::from_str(&output)
-        .map_err(|e| RunError::Failed(format!("unexpected output of {name} {output}: {e}")))
-}
-
-fn json(value: &impl serde::Serialize) -> String {
-    // Serializing strings, numbers and lists of them cannot fail.
-    serde_json::to_string(value).unwrap_or_default()
-}
-
-export!(Samples);

@@ -198,6 +198,10 @@ struct HostArgs {
     /// seconds; over it, the attempt fails (and may be retried).
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     activity_timeout_secs: u64,
+    /// Fail an activity once the host has died this many times while it ran (the first
+    /// death not counted), so that an activity that takes the host down stops doing so.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_host_crashes: u32,
     /// Evict an orchestrator instance that has waited this long (it replays when its
     /// next message comes); 0 keeps instances hot until they end.
     #[arg(long, default_value_t = 30_000)]
@@ -234,6 +238,7 @@ impl HostArgs {
             payload: (self.max_payload_kib as usize) << 10,
         };
         config.activity_timeout = Duration::from_secs(self.activity_timeout_secs);
+        config.max_host_crashes = self.max_host_crashes;
         config.evict_after =
             (self.evict_after_ms > 0).then(|| Duration::from_millis(self.evict_after_ms));
         config.activity_delay = self.test_activity_delay_ms.map(Duration::from_millis);

@@ -20,9 +20,6 @@ use tokio::task::JoinHandle;
 const LEASE: Duration = Duration::from_secs(300);
 /// How often the dispatcher looks for due work when nothing woke it.
 const IDLE_POLL: Duration = Duration::from_millis(500);
-/// How many host deaths while an activity ran (after the first, which is not recorded)
-/// fail it.
-const MAX_HOST_CRASHES: u32 = 3;
 /// How long an ended instance's queued items are checked before they start.
 const ENDED_MEMORY: Duration = Duration::from_secs(600);
 /// How many claimed items the dispatcher keeps ready at most (or the number of activity
@@ -114,7 +111,7 @@ impl Runtime {
         // An item that was leased when a host died is recorded as running before it runs
         // again; one that was running when hosts died too often is failed instead.
         if item.recovered {
-            if item.crashes >= MAX_HOST_CRASHES {
+            if item.crashes >= self.config.max_host_crashes {
                 let message = format!(
                     "activity {} was running when the host died {} times; it is failed so that it stops taking the host down",
                     item.name, item.crashes

@@ -128,6 +128,9 @@ pub struct Config {
     pub guest_limits: GuestLimits,
     /// The longest an activity attempt may take when its retry policy sets no timeout.
     pub activity_timeout: Duration,
+    /// How many host deaths while an activity ran (after the first, which is not
+    /// recorded) fail it, so that an activity that takes the host down stops doing so.
+    pub max_host_crashes: u32,
     /// Test-only: a pause before every activity call, to widen crash windows.
     pub activity_delay: Option<Duration>,
 }
@@ -147,6 +150,7 @@ impl Config {
             evict_after: Some(Duration::from_secs(30)),
             guest_limits: GuestLimits::default(),
             activity_timeout: Duration::from_secs(3600),
+            max_host_crashes: 3,
             activity_delay: None,
         }
     }
