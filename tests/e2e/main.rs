@@ -14,6 +14,7 @@ mod crash_attempts;
 mod faults;
 mod group_commit;
 mod host;
+mod names;
 mod nondeterminism;
 mod patterns;
 mod rewind;
