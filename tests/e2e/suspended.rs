@@ -90,3 +90,49 @@ fn a_suspended_instance_flooded_with_events_gets_them_all_in_order_once_resumed(
         .count();
     assert_eq!(raised, (WHILE_SUSPENDED + AFTER) as usize);
 }
+
+#[test]
+fn a_terminate_behind_more_messages_than_a_suspended_instance_holds_ends_it() {
+    let scratch = Scratch::new();
+    let server = Server::start(
+        &scratch,
+        "127.0.0.1:0",
+        &["--components", SAMPLES_ORCHESTRATOR, SAMPLES_ACTIVITIES],
+    );
+    let client = http_client();
+    let input = serde_json::json!({ "name": "Go", "count": 5 });
+    let started = server.start_json(
+        &client,
+        "orchestrators/WaitForEvent/stuck",
+        &input.to_string(),
+    );
+    assert_eq!(started.status(), 202);
+    wait_for_events(&scratch, "stuck", "EventWaitStarted", 1);
+    let post = |path: &str, body: String| {
+        let response = client
+            .post(server.url(&format!("{INSTANCES}/stuck/{path}")))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .expect("POST");
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+    };
+    post("suspend?reason=hold", String::new());
+    poll(Duration::from_secs(120), || {
+        (server.instance(&client, "stuck")["runtimeStatus"] == "Suspended").then_some(())
+    });
+    for i in 0..1_100 {
+        post("raiseEvent/Other", i.to_string());
+    }
+    post("terminate?reason=enough", String::new());
+    let done = poll(Duration::from_secs(120), || {
+        let body = server.instance(&client, "stuck");
+        (body["runtimeStatus"] != "Suspended").then_some(body)
+    });
+    assert_eq!(done["runtimeStatus"], "Terminated", "{done}");
+    assert_eq!(done["output"], "enough");
+}
