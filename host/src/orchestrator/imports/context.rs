@@ -164,7 +164,9 @@ impl Host for OrchestrationState {
     }
 
     fn continue_as_new(&mut self, _input: String) -> wasmtime::Result<()> {
-        Err(wasmtime::Error::msg("continue-as-new is not supported yet"))
+        Err(wasmtime::Error::msg(
+            "continue-as-new is not supported yet",
+        ))
     }
 
     async fn when_all(
