@@ -1,5 +1,6 @@
 //! Activities reach files only under the allowed directories: absolute paths elsewhere,
-//! `..` escapes and symlinks that point out are refused, and no blob is written.
+//! `..` escapes and symlinks that point out are refused, and no blob is written, even
+//! when a directory is swapped for a symlink (or a file for a FIFO) while backups run.
 
 use crate::support::*;
 
@@ -145,4 +146,195 @@ fn special_files_are_skipped_by_listings_and_refused_without_blocking() {
     let result = copy(&scratch, "site/pipe");
     let error = result["error"].as_str().unwrap_or_default();
     assert!(error.contains("not a regular file"), "{result}");
+}
+
+/// Watches `dir` (not recursively) for any open or read of it or of a file in it.
+struct Watch {
+    fd: i32,
+}
+
+impl Watch {
+    fn new(dir: &std::path::Path) -> Self {
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: plain system calls on a descriptor this value owns.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        assert!(
+            fd >= 0,
+            "inotify_init1: {}",
+            std::io::Error::last_os_error()
+        );
+        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).expect("a C path");
+        // SAFETY: `path` is a valid C string for the duration of the call.
+        let wd =
+            unsafe { libc::inotify_add_watch(fd, path.as_ptr(), libc::IN_OPEN | libc::IN_ACCESS) };
+        assert!(
+            wd >= 0,
+            "inotify_add_watch: {}",
+            std::io::Error::last_os_error()
+        );
+        Self { fd }
+    }
+
+    /// The events seen so far, as (mask, name) pairs.
+    fn events(&self) -> Vec<(u32, String)> {
+        let mut events = Vec::new();
+        let mut buffer = vec![0u8; 64 << 10];
+        loop {
+            // SAFETY: `buffer` is valid for writes of its length.
+            let read = unsafe { libc::read(self.fd, buffer.as_mut_ptr().cast(), buffer.len()) };
+            if read <= 0 {
+                return events;
+            }
+            let mut at = 0;
+            while at + 16 <= read as usize {
+                let field = |offset: usize| {
+                    u32::from_ne_bytes(
+                        buffer[at + offset..at + offset + 4]
+                            .try_into()
+                            .unwrap_or_default(),
+                    )
+                };
+                let (mask, len) = (field(4), field(12) as usize);
+                let name = String::from_utf8_lossy(&buffer[at + 16..at + 16 + len])
+                    .trim_end_matches('\0')
+                    .to_string();
+                events.push((mask, name));
+                at += 16 + len;
+            }
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor is owned by this value and closed once.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+#[test]
+fn a_directory_swapped_for_a_symlink_during_backups_never_leads_outside() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let scratch = Scratch::new();
+    let site = scratch.path().join("site");
+    let outside = scratch.path().join("outside");
+    let marker = format!("OUTSIDE-{}", std::process::id());
+    for i in 0..20 {
+        write(&site, &format!("d/{i}.txt"), &bytes(i, 3000));
+        write(&site, &format!("keep/{i}.txt"), &bytes(100 + i, 3000));
+        // The outside directory mirrors the names inside, so that an escape would find
+        // a file to copy.
+        write(&outside, &format!("{i}.txt"), marker.repeat(100).as_bytes());
+    }
+    write(&site, "f.txt", b"a regular file, now and then a FIFO");
+    let watch = Watch::new(&outside);
+
+    // A thread swaps `site/d` for a symlink to `outside` and back, and `site/f.txt` for a
+    // FIFO and back, as fast as it can, while backups list and copy the tree.
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let swaps = std::sync::Arc::new(AtomicUsize::new(0));
+    let swapper = {
+        let (stop, swaps) = (stop.clone(), swaps.clone());
+        let (site, outside, spare) = (site.clone(), outside.clone(), scratch.path().to_path_buf());
+        std::thread::spawn(move || {
+            let (dir, parked_dir, link) =
+                (site.join("d"), spare.join("parked-d"), spare.join("link"));
+            let (file, parked_file, fifo) = (
+                site.join("f.txt"),
+                spare.join("parked-f"),
+                spare.join("fifo"),
+            );
+            let fifo_c = std::ffi::CString::new(fifo.to_str().unwrap_or_default()).expect("C path");
+            while !stop.load(Ordering::SeqCst) {
+                std::fs::rename(&dir, &parked_dir).expect("park the directory");
+                std::os::unix::fs::symlink(&outside, &link).expect("symlink");
+                std::fs::rename(&link, &dir).expect("swap the symlink in");
+                std::fs::rename(&file, &parked_file).expect("park the file");
+                // SAFETY: `fifo_c` is a valid C string.
+                let made = unsafe { libc::mkfifo(fifo_c.as_ptr(), 0o644) };
+                assert_eq!(made, 0, "mkfifo: {}", std::io::Error::last_os_error());
+                std::fs::rename(&fifo, &file).expect("swap the FIFO in");
+                std::thread::sleep(std::time::Duration::from_millis(3));
+                std::fs::rename(&dir, &link).expect("take the symlink out");
+                std::fs::remove_file(&link).expect("remove the symlink");
+                std::fs::rename(&parked_dir, &dir).expect("put the directory back");
+                std::fs::remove_file(&file).expect("remove the FIFO");
+                std::fs::rename(&parked_file, &file).expect("put the file back");
+                swaps.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(3));
+            }
+        })
+    };
+
+    let site_arg = site.to_str().unwrap_or_default().to_string();
+    let mut outcomes = Vec::new();
+    for round in 0..6 {
+        let id = format!("race-{round}");
+        let child = scratch
+            .weft(&[
+                "run",
+                "E2_BackupSiteContent",
+                "--input",
+                &serde_json::to_string(&site_arg).expect("JSON"),
+                "--instance-id",
+                &id,
+                "--allow-dir",
+                &site_arg,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn weft");
+        // Neither the symlink nor the FIFO may hang a backup: each run ends.
+        let output = wait_output(child, std::time::Duration::from_secs(300));
+        outcomes.push((id, output));
+    }
+    stop.store(true, Ordering::SeqCst);
+    swapper.join().expect("the swapping thread");
+    assert!(swaps.load(Ordering::SeqCst) > 0, "the tree was swapped");
+
+    // Each backup either completed or failed with a refusal, never another way.
+    for (id, output) in &outcomes {
+        if !output.status.success() {
+            let status = scratch.status(id);
+            let message = status["output"].to_string();
+            assert!(
+                message.contains("access denied") || message.contains("not a regular file"),
+                "{id}: {status}\n{}",
+                describe(output)
+            );
+        }
+    }
+    // No byte of the outside files reached the blob store under any name...
+    for (blob, _) in files_under(&scratch.data_dir().join("blobs")) {
+        let content = std::fs::read(&blob).expect("read a blob");
+        assert!(
+            !content
+                .windows(marker.len())
+                .any(|w| w == marker.as_bytes()),
+            "{} holds bytes from outside the allowed directory",
+            blob.display()
+        );
+    }
+    // ...and the outside directory and its files were never opened nor read.
+    let events = watch.events();
+    assert!(
+        events.is_empty(),
+        "the outside directory was touched: {events:?}"
+    );
+    // The watch does see a read (this test's own).
+    std::fs::read(outside.join("0.txt")).expect("read an outside file");
+    assert!(
+        watch.events().iter().any(|(_, name)| name == "0.txt"),
+        "the watch reports reads"
+    );
+    // The files that stayed inside all along were backed up by every completed run.
+    for i in 0..20 {
+        let file = site.join(format!("keep/{i}.txt"));
+        let blob = blob_of(&scratch.data_dir(), &file);
+        assert_eq!(
+            std::fs::read(&blob).expect("a blob of a file that never moved"),
+            bytes(100 + i, 3000)
+        );
+    }
 }

@@ -31,8 +31,9 @@ struct CopyOutput {
     sha256: String,
     /// False when the blob already held these bytes (`--skip-unchanged`).
     uploaded: bool,
-    /// Set when the file vanished between the listing and the copy (a rotated log):
-    /// nothing was copied, and the backup reports it instead of failing.
+    /// Set when the file vanished between the listing and the copy (a rotated log), or
+    /// its name is not UTF-8: nothing was copied, and the backup reports it instead of
+    /// failing.
     #[serde(skip_serializing_if = "Option::is_none")]
     skipped: Option<String>,
 }
@@ -44,7 +45,7 @@ fn copy_file_to_blob(file_path: String) -> Result<CopyOutput, Error> {
         Ok(copied) => copied,
         Err(IoError::NotFound(reason)) => {
             activity::warn(&format!(
-                "Skipped '{file_path}': it vanished after the listing ({reason})."
+                "Skipped '{file_path}': it cannot be read by the name listed ({reason})."
             ));
             return Ok(CopyOutput {
                 blob: output_location,

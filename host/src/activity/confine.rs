@@ -7,6 +7,12 @@
 //! dir (its database, API key and blobs) is never readable by activities. Only regular
 //! files are read: a FIFO, socket or device is skipped by listings and refused by opens,
 //! without blocking. Paths are reported to guests as absolute paths.
+//!
+//! A name that is not UTF-8 cannot cross the WIT boundary as it is. Listings report such a
+//! file under its lossy name (U+FFFD for the bad bytes), so that it is counted and named
+//! rather than silently left out; opening a lossy name that stands for such a file is
+//! refused with [`Error::NotUtf8`] (never resolved to another file that happens to carry
+//! U+FFFD in its real name), which guests see as `not-found` with a message that says why.
 
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
@@ -22,6 +28,10 @@ pub enum Error {
     Private(String),
     #[error("not found: {0}")]
     NotFound(String),
+    /// The path names a file whose real name is not UTF-8 (as a listing reports it,
+    /// lossily), or is ambiguous with one: it cannot be opened by this name.
+    #[error("not backed up: {0}: the name is not UTF-8 (shown with U+FFFD for its invalid bytes)")]
+    NotUtf8(String),
     #[error("{path}: {source}")]
     Io { path: String, source: io::Error },
 }
@@ -137,6 +147,9 @@ impl Confinement {
         if relative.as_os_str().is_empty() {
             return Err(Error::other(path, "is a directory, not a file"));
         }
+        if stands_for_a_name_that_is_not_utf8(&root.dir, &relative) {
+            return Err(Error::NotUtf8(path.to_string()));
+        }
         let file = root
             .dir
             .open_with(
@@ -236,20 +249,63 @@ impl Confinement {
                     tracing::info!(path = %shown_path.display(), "skipping a special file (FIFO, socket or device)");
                     continue;
                 };
-                match shown_path.to_str() {
-                    Some(path) => files.push(FileEntry {
-                        path: path.to_string(),
-                        size,
-                    }),
+                // A name that is not UTF-8 is listed lossily, so that the caller counts and
+                // reports it; opening that lossy name is refused (see `open_file`).
+                let path = match shown_path.to_str() {
+                    Some(path) => path.to_string(),
                     None => {
-                        tracing::warn!(path = %shown_path.display(), "skipping a file whose name is not UTF-8")
+                        let lossy = shown_path.to_string_lossy().into_owned();
+                        tracing::warn!(path = %lossy, "listing a file whose name is not UTF-8 under a lossy name; it cannot be copied");
+                        lossy
                     }
-                }
+                };
+                files.push(FileEntry { path, size });
             }
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(files)
     }
+}
+
+/// Whether `relative` (under `root`) is, or runs through, the lossy form of a name that is
+/// not UTF-8: some component holding U+FFFD has a sibling whose real name is not UTF-8 and
+/// reads the same lossily. Only paths with U+FFFD pay for the directory reads, and a
+/// real file named with U+FFFD that such a sibling shadows is refused too, since the two
+/// cannot be told apart by name.
+fn stands_for_a_name_that_is_not_utf8(root: &Dir, relative: &Path) -> bool {
+    if !relative
+        .to_string_lossy()
+        .contains(char::REPLACEMENT_CHARACTER)
+    {
+        return false;
+    }
+    let mut parent = PathBuf::new();
+    for component in relative.components() {
+        let name = component.as_os_str();
+        let suspicious = name
+            .to_str()
+            .is_some_and(|name| name.contains(char::REPLACEMENT_CHARACTER));
+        if suspicious {
+            let dir = if parent.as_os_str().is_empty() {
+                root.try_clone()
+            } else {
+                root.open_dir(&parent)
+            };
+            let Ok(entries) = dir.and_then(|dir| dir.entries()) else {
+                // The open that follows reports why the path cannot be used.
+                return false;
+            };
+            let shadowed = entries.flatten().any(|entry| {
+                let sibling = entry.file_name();
+                sibling.to_str().is_none() && sibling.to_string_lossy() == name.to_string_lossy()
+            });
+            if shadowed {
+                return true;
+            }
+        }
+        parent.push(name);
+    }
+    false
 }
 
 fn fd_of(file: &std::fs::File) -> i32 {
@@ -348,5 +404,58 @@ mod tests {
             confinement.list_files(top.path().to_str().unwrap_or_default()),
             Err(Error::Denied(_))
         ));
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_listed_lossily_and_refused_by_that_name() {
+        use std::os::unix::ffi::OsStrExt;
+        let top = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let allowed = top.path().join("allowed");
+        let bad_dir = allowed.join(std::ffi::OsStr::from_bytes(b"dir\xfe"));
+        std::fs::create_dir_all(&bad_dir).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            allowed.join(std::ffi::OsStr::from_bytes(b"a\xff.txt")),
+            "bad",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        // A real file whose name reads the same as the lossy form of the one above.
+        std::fs::write(allowed.join("a\u{FFFD}.txt"), "real").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(bad_dir.join("in.txt"), "in").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(allowed.join("ok\u{FFFD}.txt"), "ok").unwrap_or_else(|e| panic!("{e}"));
+        let confinement =
+            Confinement::new(std::slice::from_ref(&allowed), &[]).unwrap_or_else(|e| panic!("{e}"));
+        let files = confinement
+            .list_files(allowed.to_str().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let base = allowed.display().to_string();
+        let mut listed: Vec<_> = files.iter().map(|f| (f.path.clone(), f.size)).collect();
+        // Two entries share the lossy path; their order is the directory's.
+        listed.sort();
+        assert_eq!(
+            listed,
+            vec![
+                (format!("{base}/a\u{FFFD}.txt"), 3),
+                (format!("{base}/a\u{FFFD}.txt"), 4),
+                (format!("{base}/dir\u{FFFD}/in.txt"), 2),
+                (format!("{base}/ok\u{FFFD}.txt"), 2),
+            ],
+        );
+        // Neither the lossy name nor the real file it shadows is opened by that name, and
+        // a file inside a directory whose name is not UTF-8 is refused the same way.
+        for path in [
+            format!("{base}/a\u{FFFD}.txt"),
+            format!("{base}/dir\u{FFFD}/in.txt"),
+        ] {
+            match confinement.open_file(&path) {
+                Err(Error::NotUtf8(p)) => assert_eq!(p, path),
+                other => panic!("{path}: expected NotUtf8, got {:?}", other.map(|(_, s)| s)),
+            }
+        }
+        // A real name with U+FFFD that nothing shadows opens as usual.
+        let ok = format!("{base}/ok\u{FFFD}.txt");
+        assert_eq!(
+            confinement.open_file(&ok).map(|(_, size)| size).ok(),
+            Some(2)
+        );
     }
 }

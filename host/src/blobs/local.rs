@@ -10,10 +10,11 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as BlobPath;
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// The first path segment reserved for Weft's own files in a `file://` store.
@@ -56,7 +57,8 @@ impl LocalDir {
         }
     }
 
-    /// Copies `file` into the blob; see [`super::Blobs::copy_file`].
+    /// Copies `file` into the blob; see [`super::Blobs::copy_file`]. A full disk is
+    /// waited out (see [`while_disk_full`]).
     pub(super) async fn copy(
         &self,
         file: File,
@@ -70,29 +72,43 @@ impl LocalDir {
         } else {
             None
         };
-        let this = self.clone();
-        let location = location.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            this.copy_blocking(&file, size, &location, skip_unchanged)
+        // Shared with each try's thread, so that the memory stays reserved while a thread
+        // that outlived a cancelled copy still holds it.
+        let permit = Arc::new(permit);
+        let file = Arc::new(file);
+        while_disk_full(location, || {
+            let (this, location) = (self.clone(), location.clone());
+            let (file, permit) = (file.clone(), permit.clone());
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    this.copy_blocking(&file, size, &location, skip_unchanged)
+                })
+                .await
+                .map_err(|e| Failure::Local(format!("the copying thread failed: {e}")))?
+            }
         })
         .await
-        .map_err(|e| Failure::Local(format!("the copying thread failed: {e}")))?
     }
 
-    /// Writes a small blob whole.
+    /// Writes a small blob whole, waiting out a full disk.
     pub(super) async fn put(&self, location: &BlobPath, data: Vec<u8>) -> Result<(), Failure> {
-        let this = self.clone();
-        let location = location.clone();
-        tokio::task::spawn_blocking(move || {
-            this.write_durably(&location, data.len() as u64, |out| {
-                out.write_all(&data)?;
-                Ok(hex(Sha256::digest(&data)))
-            })
-            .map(|_| ())
+        let data = Arc::new(data);
+        while_disk_full(location, || {
+            let (this, location, data) = (self.clone(), location.clone(), data.clone());
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    this.write_durably(&location, data.len() as u64, |out| {
+                        out.write_all(&data)?;
+                        Ok(hex(Sha256::digest(data.as_slice())))
+                    })
+                    .map(|_| ())
+                })
+                .await
+                .map_err(|e| Failure::Local(format!("the writing thread failed: {e}")))?
+            }
         })
         .await
-        .map_err(|e| Failure::Local(format!("the writing thread failed: {e}")))?
     }
 
     fn copy_blocking(
@@ -260,12 +276,13 @@ fn mtime_ns(metadata: &std::fs::Metadata) -> i128 {
 /// Copies `source` into `out` in the kernel while this thread's twin hashes it; both
 /// must see exactly `size` bytes.
 fn copy_and_hash(source: &File, out: &mut File, size: u64) -> Result<String, Failure> {
+    // `io::copy` between files uses `copy_file_range` on Linux; it starts at the file's
+    // offset, which a try cut short by a full disk left behind (the hashing thread reads
+    // with `pread`, which leaves the offset alone).
+    let mut reader = source;
+    reader.seek(SeekFrom::Start(0))?;
     std::thread::scope(|scope| {
         let hashing = scope.spawn(|| hash_file(source, size));
-        // `io::copy` between files uses `copy_file_range` on Linux; it starts at the
-        // file's offset, 0 for a file just opened (the hashing thread reads with
-        // `pread`, which leaves the offset alone).
-        let mut reader = source;
         let copied = std::io::copy(&mut reader, out);
         let sha256 = hashing
             .join()
@@ -275,6 +292,39 @@ fn copy_and_hash(source: &File, out: &mut File, size: u64) -> Result<String, Fai
         }
         Ok(sha256)
     })
+}
+
+/// The longest pause between two tries of a write that found the disk full.
+const DISK_FULL_PAUSE_MAX: Duration = Duration::from_secs(5);
+
+/// Whether a write failed only because the filesystem (or the user's quota) is full.
+fn disk_full(failure: &Failure) -> bool {
+    matches!(failure, Failure::Read(error)
+        if matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)))
+}
+
+/// Runs `write` until it does not fail for a full disk, pausing with back-off in between.
+/// A full disk is the host's passing trouble, not the activity's: failing the attempt
+/// would spend the retry policy's few attempts in a second or two and fail the backup,
+/// while space usually comes back (a log rotated, a temporary file deleted). The wait is
+/// bounded by the attempt's deadline and cancelled with its instance, which drop this
+/// future; every try starts from scratch (its temporary file is removed on failure).
+async fn while_disk_full<T, F, Fut>(location: &BlobPath, mut write: F) -> Result<T, Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Failure>>,
+{
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match write().await {
+            Err(failure) if disk_full(&failure) => {
+                tracing::warn!(blob = %location, "the blob store's disk is full; trying again in {pause:?} ({failure})");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(DISK_FULL_PAUSE_MAX);
+            }
+            other => return other,
+        }
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<(), Failure> {

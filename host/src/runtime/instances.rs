@@ -2,7 +2,7 @@
 //! inbox has news; and the client requests (terminate, suspend, resume) that reach an
 //! instance through its inbox.
 
-use super::{Error, Runtime, lock};
+use super::{Error, Runtime, SETTLE_RETRIES, lock};
 use crate::orchestrator::{self, Delivery, InstanceEnv};
 use crate::store::{self, Event, RuntimeStatus};
 use chrono::Utc;
@@ -101,6 +101,24 @@ impl Runtime {
         Ok(())
     }
 
+    /// Releases the leases of an instance's work items, retrying with back-off through a
+    /// passing storage fault (a full disk, a lock held by another program): a lease left
+    /// to this process would keep its item from ever running again until a restart, and
+    /// the instance replayed after a host failure would wait for it forever.
+    async fn release_leases_patiently(&self, id: &str) {
+        let mut pause = Duration::from_millis(50);
+        for attempt in 1..=SETTLE_RETRIES {
+            match self.store.release_instance_leases(id).await {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::error!(instance = %id, attempt, "cannot release its leases: {error}");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
     pub(super) fn spawn_instance(self: &Arc<Self>, id: String) {
         let (wake, deliveries) = {
             let mut hot = lock(&self.hot);
@@ -127,9 +145,8 @@ impl Runtime {
             // Outcomes handed to a task that did not end its instance may be lost with
             // it (an instance that evicts itself first drains them): run them again.
             if !matches!(result, Ok(Some(status)) if status.is_terminal() || status == RuntimeStatus::Running || status == RuntimeStatus::Suspended)
-                && let Err(error) = runtime.store.release_instance_leases(&id).await
             {
-                tracing::error!(instance = %id, "cannot release its leases: {error}");
+                runtime.release_leases_patiently(&id).await;
             }
             if result.is_ok() {
                 lock(&runtime.host_retries).remove(&id);

@@ -15,7 +15,11 @@ impl From<confine::Error> for IoError {
             confine::Error::Denied(_) | confine::Error::Private(_) => {
                 IoError::AccessDenied(error.to_string())
             }
-            confine::Error::NotFound(_) => IoError::NotFound(error.to_string()),
+            // No file has the lossy name a listing gave for a name that is not UTF-8, and
+            // `not-found` is what guests already treat as "skip and report this file".
+            confine::Error::NotFound(_) | confine::Error::NotUtf8(_) => {
+                IoError::NotFound(error.to_string())
+            }
             confine::Error::Io { .. } => IoError::Other(error.to_string()),
         }
     }
