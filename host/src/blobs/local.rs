@@ -2,7 +2,10 @@
 //! `std::io::copy`) into a temporary file while another thread hashes it, then fsynced,
 //! renamed over the blob and its directory fsynced, so that a completed copy survives a
 //! power loss. The SHA-256 goes in a sidecar under `<root>/.weft-meta/`, which the
-//! directory has no other place for.
+//! directory has no other place for; it is written only once the blob is
+//! durable and is not itself synced, so a power loss can lose a sidecar (the next
+//! `--skip-unchanged` run then copies that file again) but never leave one that vouches
+//! for bytes the blob does not hold.
 
 use super::upload::{Failure, grew, hash_file, hex, read_exact_at, reserve};
 use super::{Copied, SHA256_KEY};
@@ -152,8 +155,8 @@ impl LocalDir {
     }
 
     /// Fills a temporary file with `fill` (which returns the SHA-256 of what it wrote),
-    /// fsyncs it, renames it over the blob, fsyncs the directory, then records the
-    /// SHA-256 in the blob's sidecar.
+    /// fsyncs it, renames it over the blob and fsyncs the directory (new directories
+    /// included), then records the SHA-256 in the blob's sidecar.
     fn write_durably(
         &self,
         location: &BlobPath,
@@ -188,6 +191,7 @@ impl LocalDir {
                 return Err(error);
             }
         };
+        // Only now that the blob is durable does anything vouch for it.
         self.record(location, &target, size, &sha256)?;
         Ok(sha256)
     }
@@ -209,11 +213,12 @@ impl LocalDir {
 
     fn temp_file(&self) -> Result<PathBuf, Failure> {
         let dir = self.root.join(META_DIR).join("tmp");
-        create_dirs_durably(&dir)?;
+        create_dirs(&dir)?;
         Ok(dir.join(uuid::Uuid::new_v4().simple().to_string()))
     }
 
-    /// Writes the sidecar of the blob now at `target`, durably.
+    /// Writes the sidecar of the blob now at `target` (see the module's note on why it
+    /// is not synced).
     fn record(
         &self,
         location: &BlobPath,
@@ -242,11 +247,10 @@ impl LocalDir {
                 .create_new(true)
                 .open(&temp)?;
             out.write_all(&json)?;
-            out.sync_all()?;
             drop(out);
-            create_dirs_durably(&dir)?;
+            create_dirs(&dir)?;
             std::fs::rename(&temp, &path)?;
-            sync_dir(&dir)
+            Ok::<_, Failure>(())
         })();
         if written.is_err() {
             let _ = std::fs::remove_file(&temp);
@@ -325,6 +329,20 @@ where
             other => return other,
         }
     }
+}
+
+/// Creates `dir` and its missing parents, for what need not survive a power loss (the
+/// sidecars, the temporary files that a blob's durable rename moves out).
+fn create_dirs(dir: &Path) -> Result<(), Failure> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Failure::Local(format!(
+            "cannot create the directory {}: {e}",
+            dir.display()
+        ))
+    })
 }
 
 fn sync_dir(dir: &Path) -> Result<(), Failure> {
