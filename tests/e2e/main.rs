@@ -23,5 +23,4 @@ mod servers;
 mod snapshots;
 mod storage_faults;
 mod support;
-mod suspended;
 mod torture;
