@@ -23,4 +23,5 @@ mod servers;
 mod snapshots;
 mod storage_faults;
 mod support;
+mod suspended;
 mod torture;

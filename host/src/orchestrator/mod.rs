@@ -70,6 +70,9 @@ pub struct Eager {
 /// instance stays bounded however many messages clients post (the rest are taken by the
 /// next episodes, which open without sleeping while the inbox has more).
 const INBOX_BATCH: usize = 10_000;
+/// The most messages a suspended instance holds in memory until it resumes; the rest
+/// wait in the inbox.
+const HELD_MAX: usize = 1_024;
 /// The most work items one episode leases eagerly; the rest wait to be claimed.
 const EAGER_MAX: usize = 256;
 /// How long eagerly leased work items stay leased (as for claimed ones).
@@ -141,8 +144,12 @@ pub struct OrchestrationState {
     consumed: Vec<i64>,
     /// The id of the last inbox message read: each read asks only for newer ones.
     inbox_cursor: i64,
-    /// Completions read while the instance was suspended, delivered once it resumes.
+    /// Completions read while the instance was suspended, delivered once it resumes; at
+    /// most [`HELD_MAX`].
     held: Vec<store::InboxMessage>,
+    /// Set while messages after `inbox_cursor` were left in the inbox because `held` was
+    /// full: the id of the last message looked at for a resume or terminate.
+    scan_cursor: Option<i64>,
     /// Whether the inbox may hold messages not read yet: set when the instance is woken
     /// (every writer of the inbox wakes it), cleared once everything is read, so that an
     /// episode opened by a result handed over in memory reads no database.
@@ -183,6 +190,7 @@ impl OrchestrationState {
             consumed: Vec::new(),
             inbox_cursor: 0,
             held: Vec::new(),
+            scan_cursor: None,
             inbox_dirty: true,
             deliveries: None,
             arrived: Vec::new(),
@@ -277,36 +285,83 @@ impl OrchestrationState {
     ///
     /// Only messages newer than the last one read are fetched, so a suspended instance
     /// that keeps receiving completions never reads one twice; they are read
-    /// [`INBOX_BATCH`] at a time.
+    /// [`INBOX_BATCH`] at a time. A suspended instance holds at most [`HELD_MAX`] of them
+    /// in memory: past that, it reads on only to find a resume or terminate, leaving the
+    /// other messages in the (durable) inbox, and reads them again once resumed, so that
+    /// the host's memory stays bounded however many messages arrive while it is suspended,
+    /// and every message is still delivered in the order it arrived.
     async fn take_inbox(&mut self) -> Result<bool, store::Error> {
         let mut suspended = self.replay.is_suspended();
         let mut taken = Vec::new();
-        let mut earlier = std::mem::take(&mut self.held);
+        // Where the reading stopped when messages were left in the inbox: reading goes on
+        // from there (for control messages only) while the instance stays suspended.
+        let mut scan = self.scan_cursor.take();
+        let was_scanning = scan.is_some();
+        if !suspended {
+            taken.append(&mut self.held);
+            if scan.take().is_some() {
+                self.inbox_dirty = true;
+            }
+        }
         // One batch at a time. A batch that a suspended instance only holds is followed
         // by the next, so that a resume or terminate behind it is not left unread.
         'read: loop {
             let new = if self.inbox_dirty {
                 self.store_handle()?
-                    .inbox(&self.instance_id, self.inbox_cursor, INBOX_BATCH)
+                    .inbox(
+                        &self.instance_id,
+                        scan.unwrap_or(self.inbox_cursor),
+                        INBOX_BATCH,
+                    )
                     .await?
             } else {
                 Vec::new()
             };
             let full = new.len() == INBOX_BATCH;
             self.inbox_dirty = full;
-            if let Some(last) = new.last() {
-                self.inbox_cursor = last.id;
-            }
-            for message in earlier.drain(..).chain(new) {
+            for message in new {
+                let control = matches!(
+                    message.event,
+                    store::Event::ExecutionSuspended { .. }
+                        | store::Event::ExecutionResumed { .. }
+                        | store::Event::ExecutionTerminated { .. }
+                );
+                if suspended && !control && scan.is_none() && self.held.len() >= HELD_MAX {
+                    // Held enough: this message and the ones after it stay in the inbox.
+                    scan = Some(self.inbox_cursor);
+                }
+                match &mut scan {
+                    Some(at) => *at = message.id,
+                    None => self.inbox_cursor = message.id,
+                }
+                // A control message taken past the held ones is deleted only by the
+                // episode's checkpoint; reading from the cursor again must skip it.
+                if self.consumed.contains(&message.id) {
+                    continue;
+                }
                 match &message.event {
                     store::Event::ExecutionSuspended { .. } => suspended = true,
-                    store::Event::ExecutionResumed { .. } => suspended = false,
+                    store::Event::ExecutionResumed { .. } => {
+                        suspended = false;
+                        // What arrived while suspended comes right after the resume, in
+                        // order: the held messages, then those left in the inbox, read
+                        // again from the cursor by the next episodes.
+                        taken.push(message);
+                        taken.append(&mut self.held);
+                        if scan.take().is_some() {
+                            self.inbox_dirty = true;
+                            break 'read;
+                        }
+                        continue;
+                    }
                     store::Event::ExecutionTerminated { .. } => {
                         taken.push(message);
                         break 'read;
                     }
                     _ if suspended => {
-                        self.held.push(message);
+                        if scan.is_none() {
+                            self.held.push(message);
+                        }
                         continue;
                     }
                     _ => {}
@@ -317,6 +372,10 @@ impl OrchestrationState {
                 break;
             }
         }
+        if scan.is_some() && !was_scanning {
+            tracing::info!(instance = %self.instance_id, held = self.held.len(), "suspended with more messages than it holds; the rest wait in the inbox until it resumes");
+        }
+        self.scan_cursor = scan;
         // Outcomes handed over in memory come after the inbox's messages. While the
         // instance is suspended they are recorded in the inbox instead, durably, to be
         // read with the held ones once it resumes.
