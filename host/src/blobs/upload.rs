@@ -19,7 +19,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub(super) enum Failure {
     #[error("{0}")]
     Store(#[from] object_store::Error),
-    #[error("reading the file: {0}")]
+    /// Reading the file, or (for `file://`) writing the blob: one message fits both.
+    #[error("copying the file: {0}")]
     Read(#[from] std::io::Error),
     #[error(
         "the file changed while it was copied (its size or SHA-256 differs from the first read); the partial upload was aborted"
