@@ -474,19 +474,6 @@ fn serve_with_backup(scratch: &Scratch) -> Server {
     )
 }
 
-/// The rows of an instance's history in the store (every execution's, if a host kept
-/// old ones), read directly rather than through `weft history`.
-fn history_rows(scratch: &Scratch, id: &str) -> i64 {
-    scratch
-        .db()
-        .query_row(
-            "SELECT COUNT(*) FROM history WHERE instance_id = ?1",
-            [id],
-            |row| row.get(0),
-        )
-        .unwrap_or(0)
-}
-
 /// How many backups the eternal orchestration runs in its test.
 const E6_ITERATIONS: u64 = 1000;
 /// The most history rows one execution of `E6_PeriodicBackup` may hold: one iteration's
@@ -512,7 +499,7 @@ fn e6_periodic_backup_continues_as_new_with_a_bounded_history() {
     let mut most_rows = 0;
     let status = poll(Duration::from_secs(1800), || {
         std::thread::sleep(Duration::from_millis(200));
-        most_rows = most_rows.max(history_rows(&scratch, "e6"));
+        most_rows = most_rows.max(scratch.history_rows("e6"));
         let status = scratch.status("e6");
         let state = status["runtimeStatus"].as_str().unwrap_or_default();
         assert!(
@@ -549,11 +536,7 @@ fn e6_periodic_backup_continues_as_new_with_a_bounded_history() {
     let backup = scratch.status("e6:backup");
     assert_eq!(backup["name"], "E2_BackupSiteContent", "{backup}");
     assert_ne!(backup["runtimeStatus"], "Failed", "{backup}");
-    let instances: i64 = scratch
-        .db()
-        .query_row("SELECT COUNT(*) FROM instances", [], |row| row.get(0))
-        .expect("count instances");
-    assert_eq!(instances, 2);
+    assert_eq!(scratch.instance_count(), 2);
     for file in ["site/a.txt", "site/b/c.txt"] {
         let blob = blob_of(&scratch.data_dir(), &scratch.path().join(file));
         let original = std::fs::read(scratch.path().join(file)).expect("the site's file");

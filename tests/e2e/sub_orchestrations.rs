@@ -43,18 +43,6 @@ fn post(client: &Client, server: &Server, path: &str, body: &str) {
     assert_eq!(response.status(), 202, "POST {path}");
 }
 
-/// The rows of `id`'s history in the database (read with SQLite itself).
-fn history_rows(scratch: &Scratch, id: &str) -> i64 {
-    scratch
-        .db()
-        .query_row(
-            "SELECT COUNT(*) FROM history WHERE instance_id = ?1",
-            [id],
-            |row| row.get(0),
-        )
-        .expect("count history rows")
-}
-
 #[test]
 fn a_sub_orchestrations_output_and_failure_reach_its_parent() {
     let scratch = Scratch::new();
@@ -190,13 +178,9 @@ fn continue_as_new_keeps_the_history_small_and_carries_events_over() {
     assert_eq!(eternal["output"], 300);
     assert_eq!(eternal["customStatus"], json!({"n": 300}));
     // 300 executions, one history of a handful of events: the last execution's.
-    let rows = history_rows(&scratch, "eternal");
+    let rows = scratch.history_rows("eternal");
     assert!((1..=8).contains(&rows), "{rows} history rows");
-    let instances: i64 = scratch
-        .db()
-        .query_row("SELECT COUNT(*) FROM instances", [], |row| row.get(0))
-        .expect("count instances");
-    assert_eq!(instances, 2);
+    assert_eq!(scratch.instance_count(), 2);
 }
 
 #[test]
@@ -221,5 +205,5 @@ fn an_eternal_orchestration_survives_a_sigkill_between_executions() {
     let server = serve(&scratch);
     let eternal = wait_status(&client, &server, "eternal", "Completed");
     assert_eq!(eternal["output"], 400);
-    assert!(history_rows(&scratch, "eternal") <= 8);
+    assert!(scratch.history_rows("eternal") <= 8);
 }

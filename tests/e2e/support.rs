@@ -122,6 +122,27 @@ impl Scratch {
         )
         .expect("open weft.db read-only")
     }
+
+    /// What `sql` (a `SELECT COUNT(*)`) counts in the database, read directly; 0 while
+    /// there is no database yet.
+    pub fn count(&self, sql: &str, params: impl rusqlite::Params) -> i64 {
+        if !self.data_dir().join("weft.db").exists() {
+            return 0;
+        }
+        self.db()
+            .query_row(sql, params, |row| row.get(0))
+            .expect("count rows")
+    }
+
+    /// The rows of instance `id`'s history in the database.
+    pub fn history_rows(&self, id: &str) -> i64 {
+        self.count("SELECT COUNT(*) FROM history WHERE instance_id = ?1", [id])
+    }
+
+    /// The instances in the database.
+    pub fn instance_count(&self) -> i64 {
+        self.count("SELECT COUNT(*) FROM instances", [])
+    }
 }
 
 /// Waits for a child with a safety deadline, collecting its output.

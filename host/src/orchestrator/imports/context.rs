@@ -57,6 +57,21 @@ impl OrchestrationState {
 }
 
 impl OrchestrationState {
+    /// A payload from the guest (`what`, for the message) must be JSON within the
+    /// payload limit.
+    fn check_json(&self, what: &str, text: &str) -> wasmtime::Result<()> {
+        self.budget
+            .limits()
+            .check_payload(|| what.to_string(), text)
+            .map_err(trap)?;
+        if serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
+            return Err(wasmtime::Error::msg(format!(
+                "{what} is not valid JSON: {text}"
+            )));
+        }
+        Ok(())
+    }
+
     /// What the host holds for the guest until the next commit is bounded: commands
     /// (activities, timers, event waits) and the bytes of their names and inputs.
     fn check_episode_size(&self) -> wasmtime::Result<()> {
@@ -94,15 +109,7 @@ impl Host for OrchestrationState {
                 limits::MAX_NAME
             )));
         }
-        let guest_limits = *self.budget.limits();
-        guest_limits
-            .check_payload(|| format!("the input of call-activity {name}"), &input)
-            .map_err(trap)?;
-        if serde_json::from_str::<serde::de::IgnoredAny>(&input).is_err() {
-            return Err(wasmtime::Error::msg(format!(
-                "call-activity {name}: the input is not valid JSON: {input}"
-            )));
-        }
+        self.check_json(&format!("the input of call-activity {name}"), &input)?;
         let retry = retry.map(|policy| store::RetryPolicy {
             max_attempts: policy.max_attempts.max(1),
             first_retry_interval_ms: policy.first_retry_interval_ms,
@@ -172,16 +179,7 @@ impl Host for OrchestrationState {
         {
             return Err(wasmtime::Error::msg(format!("{}: {reason}", what())));
         }
-        let guest_limits = *self.budget.limits();
-        guest_limits
-            .check_payload(|| format!("the input of {}", what()), &input)
-            .map_err(trap)?;
-        if serde_json::from_str::<serde::de::IgnoredAny>(&input).is_err() {
-            return Err(wasmtime::Error::msg(format!(
-                "{}: the input is not valid JSON: {input}",
-                what()
-            )));
-        }
+        self.check_json(&format!("the input of {}", what()), &input)?;
         let task = self
             .replay
             .call_sub_orchestrator(&name, &input, instance_id, &self.instance_id)
@@ -191,15 +189,7 @@ impl Host for OrchestrationState {
     }
 
     fn continue_as_new(&mut self, input: String) -> wasmtime::Result<()> {
-        let guest_limits = *self.budget.limits();
-        guest_limits
-            .check_payload(|| "the input of continue-as-new".to_string(), &input)
-            .map_err(trap)?;
-        if serde_json::from_str::<serde::de::IgnoredAny>(&input).is_err() {
-            return Err(wasmtime::Error::msg(format!(
-                "continue-as-new: the input is not valid JSON: {input}"
-            )));
-        }
+        self.check_json("the input of continue-as-new", &input)?;
         self.continued = Some(input);
         Ok(())
     }
@@ -251,15 +241,7 @@ impl Host for OrchestrationState {
     }
 
     fn set_custom_status(&mut self, status: String) -> wasmtime::Result<()> {
-        let guest_limits = *self.budget.limits();
-        guest_limits
-            .check_payload(|| "the custom status".to_string(), &status)
-            .map_err(trap)?;
-        if serde_json::from_str::<serde::de::IgnoredAny>(&status).is_err() {
-            return Err(wasmtime::Error::msg(format!(
-                "set-custom-status: not valid JSON: {status}"
-            )));
-        }
+        self.check_json("the custom status", &status)?;
         self.custom_status = Some(status);
         Ok(())
     }

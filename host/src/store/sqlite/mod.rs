@@ -249,21 +249,9 @@ fn checkpoint(conn: &Connection, cp: &Checkpoint) -> Result<Committed> {
         {
             set_timer.execute(params![id, task_id, millis(*fire_at)])?;
         }
-        if let Event::SubOrchestrationScheduled {
-            task_id,
-            name,
-            instance_id: child,
-            input,
-        } = event
+        if let Some(child) = Child::of(id, event)
             && !cp.status.is_terminal()
         {
-            let child = Child {
-                parent: id,
-                task_id: *task_id,
-                id: child,
-                name,
-                input,
-            };
             start_child(conn, &child, *timestamp, &mut woken)?;
         }
         if let Event::TaskScheduled {
@@ -361,6 +349,27 @@ struct Child<'a> {
     id: &'a str,
     name: &'a str,
     input: &'a str,
+}
+
+impl<'a> Child<'a> {
+    /// The sub-orchestration that `event` of instance `parent` starts, if it starts one.
+    fn of(parent: &'a str, event: &'a Event) -> Option<Self> {
+        match event {
+            Event::SubOrchestrationScheduled {
+                task_id,
+                name,
+                instance_id,
+                input,
+            } => Some(Self {
+                parent,
+                task_id: *task_id,
+                id: instance_id,
+                name,
+                input,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// Creates a sub-orchestration's instance, linked to its parent's task; if its id is
@@ -560,20 +569,7 @@ fn rewind(
             continue;
         }
         // A sub-orchestration that failed starts over as a new instance with its id.
-        if let Event::SubOrchestrationScheduled {
-            task_id,
-            name,
-            instance_id: child,
-            input,
-        } = task
-        {
-            let child = Child {
-                parent: id,
-                task_id: *task_id,
-                id: child,
-                name,
-                input,
-            };
+        if let Some(child) = Child::of(id, task) {
             start_child(conn, &child, now, &mut woken)?;
             continue;
         }
