@@ -154,9 +154,8 @@ impl LocalDir {
         })
     }
 
-    /// Fills a temporary file with `fill` (which returns the SHA-256 of what it wrote),
-    /// fsyncs it, renames it over the blob and fsyncs the directory (new directories
-    /// included), then records the SHA-256 in the blob's sidecar.
+    /// Writes the blob with `fill` (which returns the SHA-256 of what it wrote), durably
+    /// (see [`LocalDir::replace`]), then records the SHA-256 in the blob's sidecar.
     fn write_durably(
         &self,
         location: &BlobPath,
@@ -164,36 +163,52 @@ impl LocalDir {
         fill: impl FnOnce(&mut File) -> Result<String, Failure>,
     ) -> Result<String, Failure> {
         let target = self.blob_file(location)?;
+        let sha256 = self.replace(&target, true, fill)?;
+        // Only now that the blob is durable does anything vouch for it.
+        self.record(location, &target, size, &sha256)?;
+        Ok(sha256)
+    }
+
+    /// Puts a file at `target` whole or not at all: `fill` writes a temporary file, which
+    /// is renamed over `target` (and removed if anything fails). When `durable`, the file
+    /// is fsynced before the rename and its directory after it (new directories
+    /// included), so that it survives a power loss.
+    fn replace<T>(
+        &self,
+        target: &Path,
+        durable: bool,
+        fill: impl FnOnce(&mut File) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
         let parent = target
             .parent()
-            .ok_or_else(|| Failure::Local("a blob has a directory".to_string()))?
-            .to_path_buf();
+            .ok_or_else(|| Failure::Local(format!("{} has no directory", target.display())))?;
         let temp = self.temp_file()?;
         let written = (|| {
             let mut out = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .open(&temp)?;
-            let sha256 = fill(&mut out)?;
-            out.sync_all()?;
-            drop(out);
-            create_dirs_durably(&parent)?;
-            std::fs::rename(&temp, &target).map_err(|e| {
-                Failure::Local(format!("cannot put the blob at {}: {e}", target.display()))
-            })?;
-            sync_dir(&parent)?;
-            Ok::<_, Failure>(sha256)
-        })();
-        let sha256 = match written {
-            Ok(sha256) => sha256,
-            Err(error) => {
-                let _ = std::fs::remove_file(&temp);
-                return Err(error);
+            let filled = fill(&mut out)?;
+            if durable {
+                out.sync_all()?;
             }
-        };
-        // Only now that the blob is durable does anything vouch for it.
-        self.record(location, &target, size, &sha256)?;
-        Ok(sha256)
+            drop(out);
+            if durable {
+                create_dirs_durably(parent)?;
+            } else {
+                create_dirs(parent)?;
+            }
+            std::fs::rename(&temp, target)
+                .map_err(|e| Failure::Local(format!("cannot put {}: {e}", target.display())))?;
+            if durable {
+                sync_dir(parent)?;
+            }
+            Ok::<_, Failure>(filled)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        written
     }
 
     fn blob_file(&self, location: &BlobPath) -> Result<PathBuf, Failure> {
@@ -235,27 +250,9 @@ impl LocalDir {
             mtime_ns: mtime_ns(&metadata),
         };
         let json = serde_json::to_vec(&sidecar).map_err(|e| Failure::Local(e.to_string()))?;
-        let path = self.sidecar_file(location);
-        let dir = path
-            .parent()
-            .ok_or_else(|| Failure::Local("a sidecar has a directory".to_string()))?
-            .to_path_buf();
-        let temp = self.temp_file()?;
-        let written = (|| {
-            let mut out = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp)?;
-            out.write_all(&json)?;
-            drop(out);
-            create_dirs(&dir)?;
-            std::fs::rename(&temp, &path)?;
-            Ok::<_, Failure>(())
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&temp);
-        }
-        written
+        self.replace(&self.sidecar_file(location), false, |out| {
+            Ok(out.write_all(&json)?)
+        })
     }
 
     /// The recorded size and SHA-256 of the blob at `target`, if its sidecar still
