@@ -25,19 +25,13 @@ pub async fn schedule(store: &dyn Store, id: &str, first_seq: u64, tasks: &[u32]
         )
     }));
     store
-        .checkpoint(Checkpoint {
-            instance_id: id.to_string(),
+        .checkpoint(Checkpoint::new(
+            id,
             first_seq,
             events,
-            consumed: vec![],
-            settled: vec![],
-            lease: None,
-            status: RuntimeStatus::Running,
-            output: None,
-            custom_status: None,
+            RuntimeStatus::Running,
             now,
-            continue_as_new: None,
-        })
+        ))
         .await
         .unwrap();
 }
@@ -85,10 +79,10 @@ pub async fn a_checkpoint_appends_events_and_enqueues_their_work_atomically(stor
     // A writer that does not know the history's length is refused, and changes nothing.
     let now = Utc::now();
     let refused = store
-        .checkpoint(Checkpoint {
-            instance_id: "i1".into(),
-            first_seq: 1,
-            events: vec![(
+        .checkpoint(Checkpoint::new(
+            "i1",
+            1,
+            vec![(
                 now,
                 Event::TaskScheduled {
                     task_id: 2,
@@ -97,15 +91,9 @@ pub async fn a_checkpoint_appends_events_and_enqueues_their_work_atomically(stor
                     retry: None,
                 },
             )],
-            consumed: vec![],
-            settled: vec![],
-            lease: None,
-            status: RuntimeStatus::Running,
-            output: None,
-            custom_status: None,
+            RuntimeStatus::Running,
             now,
-            continue_as_new: None,
-        })
+        ))
         .await;
     assert!(
         matches!(
@@ -185,20 +173,19 @@ pub async fn completing_work_moves_the_result_to_the_inbox_once(store: &dyn Stor
     schedule(store, "i1", 3, &[1]).await;
     store
         .checkpoint(Checkpoint {
-            instance_id: "i1".into(),
-            first_seq: 5,
-            events: vec![
-                (now, done),
-                (now, Event::ExecutionCompleted { result: "7".into() }),
-            ],
             consumed: vec![inbox[0].id],
-            settled: vec![],
-            lease: None,
-            status: RuntimeStatus::Completed,
             output: Some("7".into()),
             custom_status: Some("\"done\"".into()),
-            now,
-            continue_as_new: None,
+            ..Checkpoint::new(
+                "i1",
+                5,
+                vec![
+                    (now, done),
+                    (now, Event::ExecutionCompleted { result: "7".into() }),
+                ],
+                RuntimeStatus::Completed,
+                now,
+            )
         })
         .await
         .unwrap();
@@ -240,17 +227,8 @@ pub async fn a_late_result_never_settles_another_item_or_attempt(store: &dyn Sto
     let ended = Event::ExecutionCompleted { result: "0".into() };
     store
         .checkpoint(Checkpoint {
-            instance_id: "a".into(),
-            first_seq: 3,
-            events: vec![(now, ended)],
-            consumed: vec![],
-            settled: vec![],
-            lease: None,
-            status: RuntimeStatus::Completed,
             output: Some("0".into()),
-            custom_status: None,
-            now,
-            continue_as_new: None,
+            ..Checkpoint::new("a", 3, vec![(now, ended)], RuntimeStatus::Completed, now)
         })
         .await
         .unwrap();
@@ -363,24 +341,18 @@ pub async fn creating_over_an_ended_instance_replaces_it_and_over_a_live_one_fai
         Err(Error::InstanceExists(_))
     ));
     store
-        .checkpoint(Checkpoint {
-            instance_id: "x".into(),
-            first_seq: 1,
-            events: vec![(
+        .checkpoint(Checkpoint::new(
+            "x",
+            1,
+            vec![(
                 now,
                 Event::ExecutionFailed {
                     message: "no".into(),
                 },
             )],
-            consumed: vec![],
-            settled: vec![],
-            lease: None,
-            status: RuntimeStatus::Failed,
-            output: None,
-            custom_status: None,
+            RuntimeStatus::Failed,
             now,
-            continue_as_new: None,
-        })
+        ))
         .await
         .unwrap();
     let again = store.create_instance("x", "Orch", "3", now).await.unwrap();
@@ -456,17 +428,14 @@ pub async fn large_payloads_round_trip_out_of_line(store: &dyn Store) {
     assert_eq!(inbox[0].event, done);
     store
         .checkpoint(Checkpoint {
-            instance_id: "big".into(),
-            first_seq: 3,
-            events: vec![(now, done.clone())],
             consumed: vec![inbox[0].id],
-            settled: vec![],
-            lease: None,
-            status: RuntimeStatus::Running,
-            output: None,
-            custom_status: None,
-            now,
-            continue_as_new: None,
+            ..Checkpoint::new(
+                "big",
+                3,
+                vec![(now, done.clone())],
+                RuntimeStatus::Running,
+                now,
+            )
         })
         .await
         .unwrap();
@@ -497,17 +466,14 @@ pub async fn messages_reach_only_live_instances_and_read_after_a_cursor(store: &
     assert_eq!(after[0].id, all[1].id);
     store
         .checkpoint(Checkpoint {
-            instance_id: "m".into(),
-            first_seq: 1,
-            events: vec![(now, Event::ExecutionCompleted { result: "1".into() })],
-            consumed: vec![],
-            settled: vec![],
-            lease: None,
-            status: RuntimeStatus::Completed,
             output: Some("1".into()),
-            custom_status: None,
-            now,
-            continue_as_new: None,
+            ..Checkpoint::new(
+                "m",
+                1,
+                vec![(now, Event::ExecutionCompleted { result: "1".into() })],
+                RuntimeStatus::Completed,
+                now,
+            )
         })
         .await
         .unwrap();
@@ -551,22 +517,19 @@ pub async fn a_rewind_reschedules_the_given_tasks_of_a_failed_instance_only(stor
     let now = Utc::now();
     store
         .checkpoint(Checkpoint {
-            instance_id: "i1".into(),
-            first_seq: 4,
-            events: vec![(
-                now,
-                Event::ExecutionFailed {
-                    message: "boom".into(),
-                },
-            )],
-            consumed: vec![],
-            status: RuntimeStatus::Failed,
-            settled: vec![],
-            lease: None,
             output: Some("\"boom\"".into()),
-            custom_status: None,
-            now,
-            continue_as_new: None,
+            ..Checkpoint::new(
+                "i1",
+                4,
+                vec![(
+                    now,
+                    Event::ExecutionFailed {
+                        message: "boom".into(),
+                    },
+                )],
+                RuntimeStatus::Failed,
+                now,
+            )
         })
         .await
         .unwrap();
@@ -627,17 +590,9 @@ pub async fn eager_leases_skip_the_claim_and_settled_items_leave_with_their_epis
         )
     };
     let checkpoint = |first_seq, events, settled, lease| Checkpoint {
-        instance_id: "e".into(),
-        first_seq,
-        events,
-        consumed: vec![],
         settled,
         lease,
-        status: RuntimeStatus::Running,
-        output: None,
-        custom_status: None,
-        now,
-        continue_as_new: None,
+        ..Checkpoint::new("e", first_seq, events, RuntimeStatus::Running, now)
     };
     let lease = crate::store::Lease {
         owner: "me".into(),
@@ -707,19 +662,13 @@ async fn commit(store: &dyn Store, id: &str, events: Vec<Event>, status: Runtime
     let first_seq = store.history(id).await.unwrap().len() as u64;
     let now = Utc::now();
     store
-        .checkpoint(Checkpoint {
-            instance_id: id.to_string(),
+        .checkpoint(Checkpoint::new(
+            id,
             first_seq,
-            events: events.into_iter().map(|event| (now, event)).collect(),
-            consumed: vec![],
-            settled: vec![],
-            lease: None,
+            events.into_iter().map(|event| (now, event)).collect(),
             status,
-            output: None,
-            custom_status: None,
             now,
-            continue_as_new: None,
-        })
+        ))
         .await
         .unwrap();
 }
