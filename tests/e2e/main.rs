@@ -24,6 +24,7 @@ mod sandbox;
 mod sdk;
 mod servers;
 mod snapshots;
+mod start_trap;
 mod storage_faults;
 mod sub_orchestrations;
 mod support;

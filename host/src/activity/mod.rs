@@ -23,6 +23,8 @@ pub enum Error {
         "{origin} is not an activity component (world weft:orchestration/activities): {reason}"
     )]
     WrongWorld { origin: String, reason: String },
+    #[error("{origin} cannot start (its start function failed): {reason}")]
+    Start { origin: String, reason: String },
     #[error("{origin}: listing its activities failed: {reason}")]
     Names { origin: String, reason: String },
 }
@@ -131,7 +133,10 @@ impl ActivityComponent {
         let instance = pre
             .instantiate_async(&mut store)
             .await
-            .map_err(names_failed)?;
+            .map_err(|e| Error::Start {
+                origin: origin.to_string(),
+                reason: crate::engine::describe_trap(&e),
+            })?;
         let names = instance
             .weft_orchestration_activity()
             .call_names(&mut store)

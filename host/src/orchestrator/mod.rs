@@ -36,6 +36,8 @@ pub enum Error {
         "{origin} is not an orchestration component (world weft:orchestration/orchestration): {reason}"
     )]
     WrongWorld { origin: String, reason: String },
+    #[error("{origin} cannot start (its start function failed): {reason}")]
+    Start { origin: String, reason: String },
     #[error("{origin}: listing its orchestrators failed: {reason}")]
     Names { origin: String, reason: String },
 }
@@ -107,7 +109,10 @@ impl OrchestratorComponent {
         let instance = pre
             .instantiate_async(&mut store)
             .await
-            .map_err(names_failed)?;
+            .map_err(|e| Error::Start {
+                origin: origin.to_string(),
+                reason: engine::describe_trap(&e),
+            })?;
         let names = instance
             .weft_orchestration_orchestrator()
             .call_names(&mut store)
