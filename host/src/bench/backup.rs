@@ -13,11 +13,12 @@ use object_store::ObjectStore;
 use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub struct Options {
     pub files: u64,
@@ -60,7 +61,7 @@ pub fn run(options: &Options, work: &Workdir) -> Result<Value> {
     warm_up_weft(work)?;
 
     let copier = async_runtime()?;
-    let mut samples: [Vec<Sample>; 4] = Default::default();
+    let mut samples: [Vec<Sample>; 5] = Default::default();
     let mut weft_rss_kib = 0;
     for run in 1..=options.runs {
         let weft = weft_backup(&tree, work)?;
@@ -69,10 +70,11 @@ pub fn run(options: &Options, work: &Workdir) -> Result<Value> {
             wall: weft.elapsed,
             cpu: weft.cpu,
         });
-        samples[1].push(copier.block_on(raw_copy(&tree, work))?);
-        samples[2].push(cp(&tree, work)?);
+        samples[1].push(copier.block_on(raw_copy(&tree, work, Durability::None))?);
+        samples[2].push(copier.block_on(raw_copy(&tree, work, Durability::HashAndSync))?);
+        samples[3].push(cp(&tree, work)?);
         if rclone {
-            samples[3].push(rclone_copy(&tree, work)?);
+            samples[4].push(rclone_copy(&tree, work)?);
         }
         let line: Vec<String> = TOOLS
             .iter()
@@ -87,33 +89,37 @@ pub fn run(options: &Options, work: &Workdir) -> Result<Value> {
     finish(copier);
 
     // Medians of wall and CPU time, each on its own; `None` for a tool not run.
-    let [weft, raw, cp, rclone] = samples.map(|samples| {
+    let [weft, raw, durable, cp, rclone] = samples.map(|samples| {
         (!samples.is_empty()).then(|| Sample {
             wall: median(samples.iter().map(|s| s.wall).collect()),
             cpu: median(samples.iter().map(|s| s.cpu).collect()),
         })
     });
-    let (weft, raw, cp) = (
+    let (weft, raw, durable, cp) = (
         weft.unwrap_or_default(),
         raw.unwrap_or_default(),
+        durable.unwrap_or_default(),
         cp.unwrap_or_default(),
     );
     let ratio = |peer: &Sample| round(weft.wall.as_secs_f64() / peer.wall.as_secs_f64().max(1e-9));
     let mib = tree.bytes as f64 / (1 << 20) as f64;
     eprintln!("backup: medians of {} run(s):", options.runs);
-    for (tool, sample) in TOOLS
-        .iter()
-        .zip([Some(&weft), Some(&raw), Some(&cp), rclone.as_ref()])
-    {
+    for (tool, sample) in TOOLS.iter().zip([
+        Some(&weft),
+        Some(&raw),
+        Some(&durable),
+        Some(&cp),
+        rclone.as_ref(),
+    ]) {
         match sample {
             Some(Sample { wall, cpu }) => eprintln!(
-                "  {tool:<26} {:>8.3} s  {:>9.1} files/s  {:>7.1} MiB/s  {:>8.3} s of CPU",
+                "  {tool:<34} {:>8.3} s  {:>9.1} files/s  {:>7.1} MiB/s  {:>8.3} s of CPU",
                 wall.as_secs_f64(),
                 tree.files as f64 / wall.as_secs_f64(),
                 mib / wall.as_secs_f64(),
                 cpu.as_secs_f64()
             ),
-            None => eprintln!("  {tool:<26} not installed"),
+            None => eprintln!("  {tool:<34} not installed"),
         }
     }
     Ok(json!({
@@ -124,22 +130,26 @@ pub fn run(options: &Options, work: &Workdir) -> Result<Value> {
         "max_activities": work.max_activities,
         "weft_ms": millis(weft.wall),
         "raw_object_store_ms": millis(raw.wall),
+        "raw_hash_sync_ms": millis(durable.wall),
         "cp_ms": millis(cp.wall),
         "rclone_ms": rclone.as_ref().map(|s| millis(s.wall)),
         "overhead_ratio": ratio(&raw),
+        "overhead_ratio_same_work": ratio(&durable),
         "vs_rclone": rclone.as_ref().map(ratio),
         "vs_cp": ratio(&cp),
         "weft_cpu_ms": millis(weft.cpu),
         "raw_object_store_cpu_ms": millis(raw.cpu),
+        "raw_hash_sync_cpu_ms": millis(durable.cpu),
         "cp_cpu_ms": millis(cp.cpu),
         "rclone_cpu_ms": rclone.as_ref().map(|s| millis(s.cpu)),
         "weft_peak_rss_mib": round(weft_rss_kib as f64 / 1024.0),
     }))
 }
 
-const TOOLS: [&str; 4] = [
+const TOOLS: [&str; 5] = [
     "weft (E2_BackupSiteContent)",
     "raw object_store copy",
+    "raw copy + SHA-256 + fsync",
     "cp -r",
     "rclone copy",
 ];
@@ -234,10 +244,20 @@ fn weft_backup(tree: &Tree, work: &Workdir) -> Result<Finished> {
     Ok(finished)
 }
 
+/// What a raw copy does besides copying.
+#[derive(Clone, Copy, PartialEq)]
+enum Durability {
+    /// Nothing: the bytes are in the page cache when it ends.
+    None,
+    /// What the sample's `file://` copies do besides recording their results: hash every
+    /// file with SHA-256 while it streams, and fsync every blob and its directory.
+    HashAndSync,
+}
+
 /// The sample's copies without Weft: list the tree, then stream each file into a blob
 /// of the same name through object_store's `BufWriter` (as the `blob` import does), as
 /// many at once as Weft runs activities.
-async fn raw_copy(tree: &Tree, work: &Workdir) -> Result<Sample> {
+async fn raw_copy(tree: &Tree, work: &Workdir, durability: Durability) -> Result<Sample> {
     let out = work.path("out-object-store");
     clean(&[&out])?;
     let (started, cpu) = (Instant::now(), cpu_time_self());
@@ -257,7 +277,7 @@ async fn raw_copy(tree: &Tree, work: &Workdir) -> Result<Sample> {
     })
     .await??;
     let copied: u64 = futures::stream::iter(files)
-        .map(|file| copy_one(store.clone(), file))
+        .map(|file| copy_one(store.clone(), &out, file, durability))
         .buffer_unordered(work.max_activities)
         .try_fold(0, |total, bytes| async move { Ok(total + bytes) })
         .await?;
@@ -274,7 +294,12 @@ async fn raw_copy(tree: &Tree, work: &Workdir) -> Result<Sample> {
     Ok(sample)
 }
 
-async fn copy_one(store: Arc<dyn ObjectStore>, file: PathBuf) -> Result<u64> {
+async fn copy_one(
+    store: Arc<dyn ObjectStore>,
+    out: &Path,
+    file: PathBuf,
+    durability: Durability,
+) -> Result<u64> {
     let relative = file
         .strip_prefix("/")
         .unwrap_or(&file)
@@ -285,8 +310,35 @@ async fn copy_one(store: Arc<dyn ObjectStore>, file: PathBuf) -> Result<u64> {
         .await
         .with_context(|| format!("cannot open {}", file.display()))?;
     let mut writer = BufWriter::new(store, name);
-    let copied = tokio::io::copy(&mut source, &mut writer).await?;
+    let copied = match durability {
+        Durability::None => tokio::io::copy(&mut source, &mut writer).await?,
+        Durability::HashAndSync => {
+            let (mut hasher, mut buffer, mut copied) = (Sha256::new(), vec![0; 1 << 20], 0);
+            loop {
+                let read = source.read(&mut buffer).await?;
+                if read == 0 {
+                    break;
+                }
+                hasher.update(&buffer[..read]);
+                writer.write_all(&buffer[..read]).await?;
+                copied += read as u64;
+            }
+            std::hint::black_box(hasher.finalize());
+            copied
+        }
+    };
     writer.shutdown().await?;
+    if durability == Durability::HashAndSync {
+        let blob = out.join("backups").join(&relative);
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::File::open(&blob)?.sync_all()?;
+            match blob.parent() {
+                Some(dir) => std::fs::File::open(dir)?.sync_all(),
+                None => Ok(()),
+            }
+        })
+        .await??;
+    }
     Ok(copied)
 }
 

@@ -390,6 +390,65 @@ pub async fn concurrent_changes_commit_together_yet_fail_alone(store: &dyn Store
     }
 }
 
+pub async fn a_change_that_fails_halfway_keeps_nothing_of_itself(store: &dyn Store) {
+    let now = Utc::now();
+    let ids: Vec<String> = (0..40).map(|n| format!("h{n}")).collect();
+    for id in &ids {
+        store
+            .create_instance(id, "Orch", "null", now)
+            .await
+            .unwrap();
+    }
+    // Half of the episodes schedule task 0 twice: the second insert fails after the
+    // first succeeded. Sent at once, some share a transaction and some have one alone;
+    // either way a failed episode leaves no trace and the others are kept whole.
+    let episodes = ids.iter().enumerate().map(|(n, id)| {
+        let scheduled = |task_id| {
+            (
+                now,
+                Event::TaskScheduled {
+                    task_id,
+                    name: "A".into(),
+                    input: "null".into(),
+                    retry: None,
+                },
+            )
+        };
+        let mut events = vec![(now, Event::OrchestratorStarted), scheduled(0)];
+        events.push(scheduled(if n % 2 == 0 { 0 } else { 1 }));
+        store.checkpoint(Checkpoint::new(id, 1, events, RuntimeStatus::Running, now))
+    });
+    let results = futures::future::join_all(episodes).await;
+    for (n, (id, result)) in ids.iter().zip(results).enumerate() {
+        let history = store.history(id).await.unwrap();
+        if n % 2 == 0 {
+            assert!(result.is_err(), "{id}: a duplicate task is refused");
+            assert_eq!(
+                history.len(),
+                1,
+                "{id}: nothing of the failed episode is kept"
+            );
+            assert_eq!(store.progress(id).await.unwrap().scheduled, 0);
+        } else {
+            assert!(result.is_ok(), "{id}: {result:?}");
+            assert_eq!(history.len(), 4, "{id}");
+        }
+    }
+    let claimed = store
+        .claim_work("w", 1000, now, now + Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.len(),
+        40,
+        "two items for each of the 20 kept episodes"
+    );
+    assert!(claimed.iter().all(|item| {
+        let n: usize = item.instance_id[1..].parse().unwrap();
+        n % 2 == 1
+    }));
+}
+
 pub async fn large_payloads_round_trip_out_of_line(store: &dyn Store) {
     let now = Utc::now();
     let big: String = serde_json::to_string(

@@ -27,6 +27,9 @@ use writer::Writer;
 /// `sqlite3` shell, a backup tool) before its operation fails.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How many prepared statements a connection keeps (rusqlite's default is 16).
+const STATEMENTS: usize = 128;
+
 /// A [`super::Store`] in one SQLite file.
 pub struct SqliteStore {
     writer: Writer,
@@ -47,6 +50,9 @@ impl SqliteStore {
         let mut conn = Connection::open(path).map_err(|e| unusable(e.into()))?;
         let setup = |conn: &mut Connection| -> Result<()> {
             conn.busy_timeout(BUSY_TIMEOUT)?;
+            // Room for every statement the storage thread runs, so that none is parsed
+            // again because the cache evicted it.
+            conn.set_prepared_statement_cache_capacity(STATEMENTS);
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "FULL")?;
             migrations::migrate(conn)
@@ -322,14 +328,23 @@ fn checkpoint(conn: &Connection, cp: &Checkpoint) -> Result<Committed> {
     for message in &cp.consumed {
         ack.execute(params![message, id])?;
     }
+    // The status is set apart, and only when it changes, so that the usual episode
+    // (Running before and after) leaves the status index's page alone.
+    conn.prepare_cached("UPDATE instances SET status = ?2 WHERE id = ?1 AND status <> ?2")?
+        .execute(params![id, cp.status.as_str()])?;
     conn.prepare_cached(
-        "UPDATE instances SET status = ?2, output = ?3, custom_status = ?4, updated_at = ?5 WHERE id = ?1",
+        "UPDATE instances SET output = ?2, custom_status = ?3, updated_at = ?4 WHERE id = ?1",
     )?
     .execute(params![
         id,
-        cp.status.as_str(),
-        cp.output.as_deref().map(|o| payload::put(conn, id, o)).transpose()?,
-        cp.custom_status.as_deref().map(|s| payload::put(conn, id, s)).transpose()?,
+        cp.output
+            .as_deref()
+            .map(|o| payload::put(conn, id, o))
+            .transpose()?,
+        cp.custom_status
+            .as_deref()
+            .map(|s| payload::put(conn, id, s))
+            .transpose()?,
         millis(cp.now)
     ])?;
     if cp.status.is_terminal() {

@@ -51,6 +51,7 @@ impl Readers {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(super::BUSY_TIMEOUT)?;
+        conn.set_prepared_statement_cache_capacity(super::STATEMENTS);
         Ok(conn)
     }
 

@@ -32,6 +32,7 @@ suite_tests!(
     an_owner_never_reclaims_its_own_leases_but_others_take_expired_ones,
     creating_over_an_ended_instance_replaces_it_and_over_a_live_one_fails,
     concurrent_changes_commit_together_yet_fail_alone,
+    a_change_that_fails_halfway_keeps_nothing_of_itself,
     large_payloads_round_trip_out_of_line,
     messages_reach_only_live_instances_and_read_after_a_cursor,
     a_rewind_reschedules_the_given_tasks_of_a_failed_instance_only,

@@ -4,7 +4,8 @@
 //! A caller sends a job and awaits its answer. The thread takes the first job that
 //! arrives, opens a transaction, and runs every further job already waiting in the same
 //! transaction, each inside its own savepoint, so that one job's failure rolls back only
-//! that job. Then it commits once and answers every caller. With `synchronous=FULL` the
+//! that job (a job alone needs none: its failure rolls back the transaction). Then it
+//! commits once and answers every caller. With `synchronous=FULL` the
 //! commit is durable when it returns, so no caller hears "done" before its change would
 //! survive a crash or a power loss. While one group's commit waits for the disk, the
 //! next group gathers: the busier the store, the larger the groups, and the fewer fsyncs
@@ -13,6 +14,7 @@
 use super::super::{Error, Result};
 use rusqlite::Connection;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// The most jobs committed in one transaction; it bounds how long one caller waits for
@@ -21,9 +23,19 @@ const MAX_GROUP: usize = 4096;
 
 /// Answers a job's caller once the transaction that held the job has ended.
 type Answer = Box<dyn FnOnce(Result<(), String>) + Send>;
-/// A job runs on the storage thread, inside the group's transaction (or is refused, with
-/// the reason, if the transaction could not begin), and returns how to answer its caller.
-type Job = Box<dyn FnOnce(Result<&mut Connection, String>) -> Answer + Send>;
+/// A job runs on the storage thread, inside the group's transaction (in a savepoint of
+/// its own when `Ok(Shared)`), or is refused, with the reason, if the transaction could
+/// not begin. It says whether its change succeeded, and how to answer its caller.
+type Job = Box<dyn FnOnce(Result<Share, String>) -> (bool, Answer) + Send>;
+
+/// Whether a job has the group's transaction to itself.
+enum Share<'a> {
+    /// Alone in it: a failure rolls back the whole transaction.
+    Alone(&'a Connection),
+    /// With others: it runs in a savepoint, so that its failure rolls back only its own
+    /// changes.
+    Shared(&'a Connection),
+}
 
 /// The sending side of the storage thread.
 pub struct Writer {
@@ -51,36 +63,52 @@ impl Writer {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let outcome = match conn {
-                Ok(conn) => in_savepoint(conn, change),
+                Ok(Share::Alone(conn)) => change(conn),
+                Ok(Share::Shared(conn)) => in_savepoint(conn, change),
                 Err(reason) => Err(Error::Commit(reason)),
             };
-            Box::new(move |committed| {
+            let succeeded = outcome.is_ok();
+            let answer: Answer = Box::new(move |committed| {
                 let _ = reply.send(match committed {
                     Ok(()) => outcome,
                     // The job's own error says more than the rollback it caused.
                     Err(_) if outcome.is_err() => outcome,
                     Err(reason) => Err(Error::Commit(reason)),
                 });
-            })
+            });
+            (succeeded, answer)
         });
         self.jobs.send(job).map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
     }
 }
 
-fn in_savepoint<T>(
-    conn: &mut Connection,
-    change: impl FnOnce(&Connection) -> Result<T>,
-) -> Result<T> {
-    let savepoint = conn.savepoint()?;
-    let value = change(&savepoint)?;
-    savepoint.commit()?;
-    Ok(value)
+/// Runs `change` in a savepoint: its failure rolls back its own changes only. The
+/// statements are prepared once (as are the transaction's own), not parsed per job.
+fn in_savepoint<T>(conn: &Connection, change: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    execute(conn, "SAVEPOINT job")?;
+    match change(conn) {
+        Ok(value) => {
+            execute(conn, "RELEASE job")?;
+            Ok(value)
+        }
+        Err(error) => {
+            // Should the rollback fail too, the job's error still says what went wrong;
+            // the group's COMMIT then fails and ends the transaction.
+            let _ = execute(conn, "ROLLBACK TO job").and_then(|()| execute(conn, "RELEASE job"));
+            Err(error)
+        }
+    }
+}
+
+fn execute(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 /// The storage thread's loop; it ends when every [`Writer`] is dropped.
-fn run(mut conn: Connection, queue: mpsc::Receiver<Job>) {
-    while let Ok(first) = queue.recv() {
+fn run(conn: Connection, queue: mpsc::Receiver<Job>) {
+    while let Some(first) = next_job(&queue) {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match queue.try_recv() {
@@ -88,22 +116,63 @@ fn run(mut conn: Connection, queue: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(error) = execute(&conn, "BEGIN IMMEDIATE") {
             let reason = error.to_string();
             for job in group {
-                job(Err(reason.clone()))(Err(reason.clone()));
+                job(Err(reason.clone())).1(Err(reason.clone()));
             }
             continue;
         }
-        let answers: Vec<Answer> = group.into_iter().map(|job| job(Ok(&mut conn))).collect();
-        let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        let alone = group.len() == 1;
+        let mut failed = false;
+        let answers: Vec<Answer> = group
+            .into_iter()
+            .map(|job| {
+                let share = if alone {
+                    Share::Alone(&conn)
+                } else {
+                    Share::Shared(&conn)
+                };
+                let (succeeded, answer) = job(Ok(share));
+                failed |= !succeeded;
+                answer
+            })
+            .collect();
+        let committed = if alone && failed {
+            // The only job failed: nothing of the transaction is to be kept.
+            Err("rolled back".to_string())
+        } else {
+            execute(&conn, "COMMIT").map_err(|e| e.to_string())
+        };
         if committed.is_err() {
             // A failed COMMIT can leave the transaction open; end it so the next group
             // starts clean. Nothing of this group was kept.
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = execute(&conn, "ROLLBACK");
         }
         for answer in answers {
             answer(committed.clone());
+        }
+    }
+}
+
+/// How long the thread stays awake after a commit, looking for the next job, before it
+/// sleeps. The next job often follows soon (an instance's next episode, a moment after
+/// the activity its last commit scheduled), and a sleeping thread must be woken: on a
+/// virtual machine, waking an idle CPU costs tens of microseconds, as much as the
+/// commit's own work. Between looks it yields its CPU to any thread that wants it.
+const LINGER: Duration = Duration::from_micros(300);
+
+/// The next job, waiting for it if none is queued; `None` once every sender is gone.
+fn next_job(queue: &mpsc::Receiver<Job>) -> Option<Job> {
+    let started = Instant::now();
+    loop {
+        match queue.try_recv() {
+            Ok(job) => return Some(job),
+            Err(mpsc::TryRecvError::Disconnected) => return None,
+            Err(mpsc::TryRecvError::Empty) if started.elapsed() < LINGER => {
+                std::thread::yield_now();
+            }
+            Err(mpsc::TryRecvError::Empty) => return queue.recv().ok(),
         }
     }
 }
