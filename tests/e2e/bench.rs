@@ -94,8 +94,10 @@ fn backup_compares_weft_with_its_peers() {
         "bytes",
         "weft_ms",
         "raw_object_store_ms",
+        "raw_hash_sync_ms",
         "cp_ms",
         "overhead_ratio",
+        "overhead_ratio_same_work",
         "vs_cp",
         "weft_peak_rss_mib",
     ] {
