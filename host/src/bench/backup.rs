@@ -9,9 +9,9 @@ use super::tree::{self, Shape, Tree};
 use super::{Workdir, async_runtime, finish, median, millis, remove_dir, round};
 use anyhow::{Context, Result, ensure};
 use futures::{StreamExt, TryStreamExt};
-use object_store::ObjectStore;
 use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -250,7 +250,7 @@ enum Durability {
     /// Nothing: the bytes are in the page cache when it ends.
     None,
     /// What the sample's `file://` copies do besides recording their results: hash every
-    /// file with SHA-256 while it streams, and fsync every blob and its directory.
+    /// file with SHA-256, and fsync every blob and its directory (see [`hash_and_put`]).
     HashAndSync,
 }
 
@@ -306,29 +306,9 @@ async fn copy_one(
         .display()
         .to_string();
     let name = object_store::path::Path::parse(format!("backups/{relative}"))?;
-    let mut source = tokio::fs::File::open(&file)
-        .await
-        .with_context(|| format!("cannot open {}", file.display()))?;
-    let mut writer = BufWriter::new(store, name);
-    let copied = match durability {
-        Durability::None => tokio::io::copy(&mut source, &mut writer).await?,
-        Durability::HashAndSync => {
-            let (mut hasher, mut buffer, mut copied) = (Sha256::new(), vec![0; 1 << 20], 0);
-            loop {
-                let read = source.read(&mut buffer).await?;
-                if read == 0 {
-                    break;
-                }
-                hasher.update(&buffer[..read]);
-                writer.write_all(&buffer[..read]).await?;
-                copied += read as u64;
-            }
-            std::hint::black_box(hasher.finalize());
-            copied
-        }
-    };
-    writer.shutdown().await?;
     if durability == Durability::HashAndSync {
+        let copied = hash_and_put(store, &name, file).await?;
+        // Then the blob and its directory are made durable, as the sample's copies are.
         let blob = out.join("backups").join(&relative);
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             std::fs::File::open(&blob)?.sync_all()?;
@@ -338,7 +318,54 @@ async fn copy_one(
             }
         })
         .await??;
+        return Ok(copied);
     }
+    let mut source = tokio::fs::File::open(&file)
+        .await
+        .with_context(|| format!("cannot open {}", file.display()))?;
+    let mut writer = BufWriter::new(store, name);
+    let copied = tokio::io::copy(&mut source, &mut writer).await?;
+    writer.shutdown().await?;
+    Ok(copied)
+}
+
+/// Hashes `file` with SHA-256 while it goes into the blob `name`: a file of up to 1 MiB
+/// is read and hashed whole on a blocking thread and put in one call; a larger one is
+/// streamed through `BufWriter` in 1 MiB reads. Memory stays bounded either way.
+async fn hash_and_put(
+    store: Arc<dyn ObjectStore>,
+    name: &object_store::path::Path,
+    file: PathBuf,
+) -> Result<u64> {
+    const CHUNK: usize = 1 << 20;
+    let mut source = tokio::fs::File::open(&file)
+        .await
+        .with_context(|| format!("cannot open {}", file.display()))?;
+    let size = source.metadata().await?.len();
+    if size <= CHUNK as u64 {
+        let data = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            let data = std::fs::read(&file)?;
+            std::hint::black_box(Sha256::digest(&data));
+            Ok(data)
+        })
+        .await??;
+        let copied = data.len() as u64;
+        store.put(name, data.into()).await?;
+        return Ok(copied);
+    }
+    let (mut hasher, mut buffer, mut copied) = (Sha256::new(), vec![0; CHUNK], 0);
+    let mut writer = BufWriter::new(store, name.clone());
+    loop {
+        let read = source.read(&mut buffer).await?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        writer.write_all(&buffer[..read]).await?;
+        copied += read as u64;
+    }
+    writer.shutdown().await?;
+    std::hint::black_box(hasher.finalize());
     Ok(copied)
 }
 

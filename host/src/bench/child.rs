@@ -1,6 +1,8 @@
 //! Runs a peer or the `weft` binary itself as a child process and measures it: wall time
-//! from spawn to exit, CPU time, and the child's own peak resident set (`ru_maxrss` from
-//! `wait4`, which counts that one process, not the bench that spawned it).
+//! from spawn to exit, CPU time (from `wait4`), and the child's own peak resident set,
+//! sampled from its `/proc/PID/status` (`VmHWM`) while it runs. Not `ru_maxrss`: a child
+//! spawned by a process holding much memory starts out sharing it, and `ru_maxrss`
+//! keeps that, so it would count the bench's own memory as the child's.
 
 use anyhow::{Context, Result, bail};
 use std::io::Read;
@@ -58,8 +60,10 @@ pub fn run(mut command: Command) -> Result<Finished> {
         .with_context(|| format!("cannot run {program}"))?;
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
+    let peak = PeakRss::watch(child.id());
     let (status, usage) = wait4(child.id()).with_context(|| format!("waiting for {program}"))?;
     let elapsed = started.elapsed();
+    let peak_rss_kib = peak.finish();
     let text = |reader: std::thread::JoinHandle<Vec<u8>>| {
         String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned()
     };
@@ -68,9 +72,62 @@ pub fn run(mut command: Command) -> Result<Finished> {
         code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
         stdout: text(stdout),
         stderr: text(stderr),
-        peak_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+        peak_rss_kib,
         cpu: cpu_time(&usage),
     })
+}
+
+/// Samples a child's peak resident set (`VmHWM`, which the kernel keeps for the program
+/// the child runs since its `exec`) every few milliseconds on a thread of its own.
+struct PeakRss {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sampler: std::thread::JoinHandle<u64>,
+}
+
+impl PeakRss {
+    const EVERY: Duration = Duration::from_millis(2);
+
+    fn watch(pid: u32) -> Self {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = done.clone();
+        let sampler = std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            // The open directory stays that process's: once it has exited, reading
+            // through it fails rather than reading a process that reused the pid.
+            let Ok(dir) = std::fs::File::open(format!("/proc/{pid}")) else {
+                return 0;
+            };
+            let status = format!("/proc/self/fd/{}/status", dir.as_raw_fd());
+            let mut peak = 0;
+            loop {
+                let finished = stop.load(std::sync::atomic::Ordering::Acquire);
+                match std::fs::read_to_string(&status) {
+                    Ok(text) => peak = peak.max(vm_hwm_kib(&text)),
+                    Err(_) => return peak,
+                }
+                if finished {
+                    return peak;
+                }
+                std::thread::sleep(Self::EVERY);
+            }
+        });
+        Self { done, sampler }
+    }
+
+    /// The highest peak seen, in KiB.
+    fn finish(self) -> u64 {
+        self.done.store(true, std::sync::atomic::Ordering::Release);
+        self.sampler.join().unwrap_or(0)
+    }
+}
+
+/// The `VmHWM` line of a `/proc/PID/status` text, in KiB (0 if absent: a zombie's).
+fn vm_hwm_kib(status: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Reads a pipe to its end on a thread, so that a chatty child never blocks on it.
