@@ -1,11 +1,14 @@
 //! `weft bench sequential`: one instance calls `Echo` N times, each call awaited before
 //! the next is scheduled, so every step is a full round trip: an episode committed (it
 //! records the last result and schedules the next call), the activity run, and its result
-//! handed back to the instance.
+//! handed back to the instance. Its peer, in the same run and on the same disk:
+//! SQLite's own rate of one-row commits with Weft's settings (WAL, `synchronous=FULL`),
+//! the floor for a durable step.
 
-use super::{Workdir, millis, per_sec, timed_sum};
+use super::{Workdir, millis, per_sec, round, timed_sum};
 use anyhow::Result;
 use serde_json::{Value, json};
+use std::time::{Duration, Instant};
 
 pub fn run(n: u64, work: &Workdir) -> Result<Value> {
     eprintln!("sequential: {n} Echo activities, one after another");
@@ -17,11 +20,36 @@ pub fn run(n: u64, work: &Workdir) -> Result<Value> {
         elapsed.as_secs_f64() * 1000.0 / n.max(1) as f64
     );
     eprintln!("sequential: {:.3} s of CPU time", cpu.as_secs_f64());
+    let commits = per_sec(n, sqlite_commits(n, work)?);
+    eprintln!(
+        "sequential: SQLite alone, {n} one-row commits (WAL, synchronous=FULL): {commits} commits/s"
+    );
     Ok(json!({
         "scenario": "sequential",
         "n": n,
         "wall_ms": millis(elapsed),
         "cpu_ms": millis(cpu),
         "steps_per_sec": rate,
+        "sqlite_commits_per_sec": commits,
+        "vs_sqlite_commits": round(rate / commits.max(1e-9)),
     }))
+}
+
+/// Times `n` transactions that each insert one row into a fresh database next to the
+/// scenario's, with the settings Weft's store uses.
+fn sqlite_commits(n: u64, work: &Workdir) -> Result<Duration> {
+    let path = work.path("commits.db");
+    let _ = std::fs::remove_file(&path);
+    let conn = rusqlite::Connection::open(&path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute_batch("CREATE TABLE steps (n INTEGER PRIMARY KEY, data TEXT NOT NULL)")?;
+    let started = Instant::now();
+    for step in 0..n {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        conn.prepare_cached("INSERT INTO steps (n, data) VALUES (?1, 'a step')")?
+            .execute([step as i64])?;
+        conn.execute_batch("COMMIT")?;
+    }
+    Ok(started.elapsed())
 }

@@ -108,7 +108,8 @@ fn execute(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 /// The storage thread's loop; it ends when every [`Writer`] is dropped.
 fn run(conn: Connection, queue: mpsc::Receiver<Job>) {
-    while let Some(first) = next_job(&queue) {
+    let mut linger = Linger::default();
+    while let Some(first) = linger.next_job(&queue) {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match queue.try_recv() {
@@ -162,17 +163,42 @@ fn run(conn: Connection, queue: mpsc::Receiver<Job>) {
 /// commit's own work. Between looks it yields its CPU to any thread that wants it.
 const LINGER: Duration = Duration::from_micros(300);
 
-/// The next job, waiting for it if none is queued; `None` once every sender is gone.
-fn next_job(queue: &mpsc::Receiver<Job>) -> Option<Job> {
-    let started = Instant::now();
-    loop {
-        match queue.try_recv() {
-            Ok(job) => return Some(job),
-            Err(mpsc::TryRecvError::Disconnected) => return None,
-            Err(mpsc::TryRecvError::Empty) if started.elapsed() < LINGER => {
-                std::thread::yield_now();
+/// Whether lingering pays: it rises each time the next job came within [`LINGER`] and
+/// falls faster each time a linger ran out, so that a store whose jobs come seldom (or
+/// far apart) sleeps at once instead of spending CPU time in vain.
+#[derive(Default)]
+struct Linger {
+    score: u8,
+}
+
+impl Linger {
+    const MAX: u8 = 8;
+    /// The least score at which the thread lingers.
+    const ON: u8 = 4;
+
+    /// The next job, waiting for it if none is queued; `None` once every sender is gone.
+    fn next_job(&mut self, queue: &mpsc::Receiver<Job>) -> Option<Job> {
+        let started = Instant::now();
+        if self.score >= Self::ON {
+            loop {
+                match queue.try_recv() {
+                    Ok(job) => {
+                        self.score = (self.score + 1).min(Self::MAX);
+                        return Some(job);
+                    }
+                    Err(mpsc::TryRecvError::Disconnected) => return None,
+                    Err(mpsc::TryRecvError::Empty) if started.elapsed() < LINGER => {
+                        std::thread::yield_now();
+                    }
+                    Err(mpsc::TryRecvError::Empty) => break,
+                }
             }
-            Err(mpsc::TryRecvError::Empty) => return queue.recv().ok(),
+            self.score = self.score.saturating_sub(2);
         }
+        let job = queue.recv().ok()?;
+        if started.elapsed() < LINGER {
+            self.score = (self.score + 1).min(Self::MAX);
+        }
+        Some(job)
     }
 }
