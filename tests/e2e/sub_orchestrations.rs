@@ -207,3 +207,26 @@ fn an_eternal_orchestration_survives_a_sigkill_between_executions() {
     assert_eq!(eternal["output"], 400);
     assert!(scratch.history_rows("eternal") <= 8);
 }
+
+#[test]
+fn an_orchestrator_that_calls_itself_without_end_fails_at_the_nesting_bound() {
+    let scratch = Scratch::new();
+    let server = serve(&scratch);
+    let client = http_client();
+    start(&client, &server, "Recurse", "deep", &json!(0));
+    let failed = wait_status(&client, &server, "deep", "Failed");
+    let output = failed["output"].to_string();
+    assert!(
+        output.contains("sub-orchestrations may nest at most 64 deep"),
+        "{failed}"
+    );
+    // The chain stopped at the bound: the root and 64 nested instances, no more.
+    let listed: Value = client
+        .get(server.url(&format!("{INSTANCES}/?top=1000")))
+        .send()
+        .expect("list")
+        .json()
+        .expect("JSON");
+    let count = listed.as_array().map_or(0, Vec::len);
+    assert_eq!(count, 65, "{listed}");
+}

@@ -28,6 +28,7 @@ const NAMES: &[&str] = &[
     "CallSubOrchestrator",
     "Eternal",
     "CarryEvents",
+    "Recurse",
 ];
 
 impl Guest for Testing {
@@ -85,6 +86,7 @@ impl Guest for Testing {
             "CallSubOrchestrator" => call_sub_orchestrator(),
             "Eternal" => eternal(),
             "CarryEvents" => carry_events(),
+            "Recurse" => recurse(),
             _ => Err(RunError::UnknownName(Self::names())),
         }
     }
@@ -254,6 +256,18 @@ fn call_sub_orchestrator() -> Result<String, RunError> {
         })
         .collect();
     Ok(serde_json::Value::Array(results).to_string())
+}
+
+/// Input N: calls itself as a sub-orchestration with N + 1, without end; returns what its
+/// child returns, and fails with its child's failure.
+fn recurse() -> Result<String, RunError> {
+    let depth = input()?.as_u64().unwrap_or(0);
+    let child = context::call_sub_orchestrator("Recurse", &(depth + 1).to_string(), None);
+    match context::when_all(&[child]).pop() {
+        Some(Ok(output)) => Ok(output),
+        Some(Err(error)) => Err(RunError::Failed(error.message)),
+        None => Err(RunError::Failed("no result".to_string())),
+    }
 }
 
 /// `{"n": N, "until": M}`: waits on a timer that is already due, then continues as new

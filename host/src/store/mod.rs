@@ -417,6 +417,11 @@ pub struct ContinueAsNew {
     pub carried: Vec<(String, String)>,
 }
 
+/// How deep sub-orchestrations may nest: the root instance and at most this many levels
+/// below it. An orchestrator that calls itself without end gets its task failed there,
+/// instead of filling the store with instances.
+pub const MAX_NESTING: usize = 64;
+
 /// What a checkpoint did besides recording its events.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Committed {

@@ -1,7 +1,7 @@
 //! The store's behaviour, as a test suite that every backend runs: each function takes a
 //! fresh, empty store.
 
-use super::{Checkpoint, Error, Event, RuntimeStatus, Settlement, Store};
+use super::{Checkpoint, Error, Event, MAX_NESTING, RuntimeStatus, Settlement, Store};
 use chrono::{Duration, Utc};
 
 fn complete(event: &Event) -> Settlement {
@@ -977,6 +977,54 @@ pub async fn sub_orchestrations_start_report_to_their_parent_and_end_with_it(sto
         end(store, "p:1", stop, RuntimeStatus::Terminated, "\"x\"")
             .await
             .is_empty()
+    );
+}
+
+pub async fn sub_orchestrations_nest_at_most_max_nesting_deep(store: &dyn Store) {
+    let now = Utc::now();
+    store
+        .create_instance("n0", "Orch", "null", now)
+        .await
+        .unwrap();
+    for depth in 0..=MAX_NESTING {
+        let events = vec![
+            (now, Event::OrchestratorStarted),
+            (
+                now,
+                Event::SubOrchestrationScheduled {
+                    task_id: 0,
+                    name: "Orch".into(),
+                    instance_id: format!("n{}", depth + 1),
+                    input: "null".into(),
+                },
+            ),
+        ];
+        store
+            .checkpoint(Checkpoint::new(
+                &format!("n{depth}"),
+                1,
+                events,
+                RuntimeStatus::Running,
+                now,
+            ))
+            .await
+            .unwrap();
+    }
+    let deepest = format!("n{MAX_NESTING}");
+    assert!(store.instance(&deepest).await.unwrap().is_some());
+    assert!(
+        store
+            .instance(&format!("n{}", MAX_NESTING + 1))
+            .await
+            .unwrap()
+            .is_none(),
+        "no instance is started below the bound"
+    );
+    let inbox = store.inbox(&deepest, 0, 10).await.unwrap();
+    assert!(
+        matches!(&inbox[..], [message] if matches!(&message.event,
+            Event::SubOrchestrationFailed { task_id: 0, message } if message.contains("nest at most"))),
+        "the deepest instance's task fails: {inbox:?}"
     );
 }
 

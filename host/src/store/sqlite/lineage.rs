@@ -2,7 +2,9 @@
 //! outcome an ended one reports to its parent, a parent's termination passed on to its
 //! children, and the new execution that continue-as-new puts in place of the old.
 
-use super::super::{Checkpoint, Committed, ContinueAsNew, Error, Event, Result, RuntimeStatus};
+use super::super::{
+    Checkpoint, Committed, ContinueAsNew, Error, Event, MAX_NESTING, Result, RuntimeStatus,
+};
 use super::{create_instance, encode, millis, payload, post, status_of};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -37,14 +39,53 @@ impl<'a> Child<'a> {
     }
 }
 
+/// How many ancestors `id` has, counting at most up to `MAX_NESTING + 1`.
+fn nesting(conn: &Connection, id: &str) -> Result<usize> {
+    let mut parent_of = conn.prepare_cached("SELECT parent_id FROM instances WHERE id = ?1")?;
+    let (mut depth, mut current) = (0, id.to_string());
+    while depth <= MAX_NESTING {
+        let parent: Option<String> = parent_of
+            .query_row([&current], |row| row.get(0))
+            .optional()?
+            .flatten();
+        match parent {
+            Some(parent) => {
+                depth += 1;
+                current = parent;
+            }
+            None => break,
+        }
+    }
+    Ok(depth)
+}
+
 /// Creates a sub-orchestration's instance, linked to its parent's task; if its id is
-/// taken by an instance that has not ended, the parent's task fails instead.
+/// taken by an instance that has not ended, or it would nest deeper than
+/// [`MAX_NESTING`], the parent's task fails instead.
 pub(super) fn start_child(
     conn: &Connection,
     child: &Child<'_>,
     now: DateTime<Utc>,
     woken: &mut Vec<String>,
 ) -> Result<()> {
+    let fail_parent = |message: String, woken: &mut Vec<String>| -> Result<()> {
+        let failed = Event::SubOrchestrationFailed {
+            task_id: child.task_id,
+            message,
+        };
+        post(conn, child.parent, &failed, now)?;
+        woken.push(child.parent.to_string());
+        Ok(())
+    };
+    if nesting(conn, child.parent)? + 1 > MAX_NESTING {
+        return fail_parent(
+            format!(
+                "cannot start sub-orchestration '{}': sub-orchestrations may nest at most {MAX_NESTING} deep",
+                child.id
+            ),
+            woken,
+        );
+    }
     match create_instance(conn, child.id, child.name, child.input, now) {
         Ok(_) => {
             conn.prepare_cached(
@@ -53,17 +94,13 @@ pub(super) fn start_child(
             .execute(params![child.id, child.parent, child.task_id])?;
             woken.push(child.id.to_string());
         }
-        Err(Error::InstanceExists(_)) => {
-            let failed = Event::SubOrchestrationFailed {
-                task_id: child.task_id,
-                message: format!(
-                    "cannot start sub-orchestration '{}': an instance with that id exists and has not ended",
-                    child.id
-                ),
-            };
-            post(conn, child.parent, &failed, now)?;
-            woken.push(child.parent.to_string());
-        }
+        Err(Error::InstanceExists(_)) => fail_parent(
+            format!(
+                "cannot start sub-orchestration '{}': an instance with that id exists and has not ended",
+                child.id
+            ),
+            woken,
+        )?,
         Err(other) => return Err(other),
     }
     Ok(())

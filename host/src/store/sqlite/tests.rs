@@ -41,6 +41,7 @@ suite_tests!(
     a_purge_removes_timers_and_rewinds_set_them_again,
     the_inbox_is_read_across_instances_after_a_cursor,
     sub_orchestrations_start_report_to_their_parent_and_end_with_it,
+    sub_orchestrations_nest_at_most_max_nesting_deep,
     continue_as_new_restarts_the_history_and_carries_untaken_events,
     progress_counts_each_task_once_across_a_rewind,
 );
