@@ -230,3 +230,30 @@ fn an_orchestrator_that_calls_itself_without_end_fails_at_the_nesting_bound() {
     let count = listed.as_array().map_or(0, Vec::len);
     assert_eq!(count, 65, "{listed}");
 }
+
+#[test]
+fn continuing_as_new_cancels_the_activities_the_old_execution_left_running() {
+    // Each execution starts an hour-long activity it never waits for. With two activity
+    // slots, the third execution's `Echo` would find both taken by the sleepers of the
+    // first two, unless continuing as new cancels them.
+    let scratch = Scratch::new();
+    let child = scratch
+        .weft(&[
+            "run",
+            "AbandonThenContinue",
+            "--input",
+            r#"{"n": 0, "until": 5}"#,
+            "--max-activities",
+            "2",
+            "--components",
+            TESTING_ORCHESTRATOR,
+            TESTING_ACTIVITIES,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn weft");
+    let output = wait_output(child, PATIENCE);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(last_line(&output), "5");
+}

@@ -29,6 +29,7 @@ const NAMES: &[&str] = &[
     "Eternal",
     "CarryEvents",
     "Recurse",
+    "AbandonThenContinue",
 ];
 
 impl Guest for Testing {
@@ -87,6 +88,7 @@ impl Guest for Testing {
             "Eternal" => eternal(),
             "CarryEvents" => carry_events(),
             "Recurse" => recurse(),
+            "AbandonThenContinue" => abandon_then_continue(),
             _ => Err(RunError::UnknownName(Self::names())),
         }
     }
@@ -268,6 +270,23 @@ fn recurse() -> Result<String, RunError> {
         Some(Err(error)) => Err(RunError::Failed(error.message)),
         None => Err(RunError::Failed("no result".to_string())),
     }
+}
+
+/// `{"n": N, "until": M}`: starts an activity that sleeps for an hour and never waits for
+/// it, awaits `Echo`, then continues as new with N + 1 until that reaches M, which it
+/// returns. Each execution leaves a sleeper behind for the host to cancel.
+fn abandon_then_continue() -> Result<String, RunError> {
+    let input = input()?;
+    let n = input["n"].as_u64().unwrap_or(0) + 1;
+    let until = input["until"].as_u64().unwrap_or(1);
+    let _abandoned = context::call_activity("Sleep", "3600000", None);
+    let echo = context::call_activity("Echo", &n.to_string(), None);
+    context::when_all(&[echo]);
+    if n >= until {
+        return Ok(n.to_string());
+    }
+    context::continue_as_new(&serde_json::json!({ "n": n, "until": until }).to_string());
+    Ok("null".to_string())
 }
 
 /// `{"n": N, "until": M}`: waits on a timer that is already due, then continues as new

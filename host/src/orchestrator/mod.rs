@@ -69,8 +69,9 @@ pub struct Eager {
     pub items: mpsc::UnboundedSender<store::WorkItem>,
 }
 
-/// Wakes another instance (one that a checkpoint created or posted a message to).
-pub type WakeInstance = Arc<dyn Fn(&str) + Send + Sync>;
+/// Does something for the instance of the given id: wakes it (one that a checkpoint
+/// created or posted a message to), or cancels its activities.
+pub type ForInstance = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// The most work items one episode leases eagerly; the rest wait to be claimed.
 const EAGER_MAX: usize = 256;
@@ -164,7 +165,7 @@ pub struct OrchestrationState {
     /// records.
     settled: Vec<(i64, u32)>,
     eager: Option<Eager>,
-    wake_instance: Option<WakeInstance>,
+    wake_instance: Option<ForInstance>,
     custom_status: Option<String>,
     /// The input of the next execution, once the guest asked to continue as new.
     continued: Option<String>,
@@ -393,7 +394,10 @@ pub struct InstanceEnv {
     /// Where the instance hands eagerly leased work items to the dispatcher.
     pub eager: Option<Eager>,
     /// Wakes the instances that its checkpoints start or post messages to.
-    pub wake_instance: Option<WakeInstance>,
+    pub wake_instance: Option<ForInstance>,
+    /// Cancels the running activities of an instance whose execution continued as new:
+    /// their work items went with the old execution, so nothing would take their results.
+    pub abandon_activities: Option<ForInstance>,
 }
 
 /// How one execution of an instance stopped.
@@ -418,6 +422,9 @@ pub async fn run_instance(
         match run_execution(&mut env, registry, &instance).await? {
             Execution::Rested(status) => return Ok(status),
             Execution::ContinuedAsNew => {
+                if let Some(abandon) = &env.abandon_activities {
+                    abandon(&instance.id);
+                }
                 // Let other instances have the thread between executions of a loop
                 // that never waits.
                 tokio::task::yield_now().await;

@@ -139,7 +139,7 @@ impl Runtime {
         let outcome = tokio::select! {
             biased;
             () = cancel.notified() => {
-                tracing::info!(instance = %item.instance_id, task = item.task_id, "activity {} cancelled: its instance ended", item.name);
+                tracing::info!(instance = %item.instance_id, task = item.task_id, "activity {} cancelled: its instance ended or continued as new", item.name);
                 return;
             }
             outcome = run => outcome,
@@ -174,8 +174,9 @@ impl Runtime {
         cancel
     }
 
-    /// Cancels the running activities of an instance that has ended (its work items are
-    /// gone with it), and remembers it for a while so that its queued items do not start.
+    /// Cancels the running activities of an instance that has ended or continued as new
+    /// (their work items are gone with its execution), and remembers it for a while, so
+    /// that a queued item of it starts only if its work item still exists.
     pub(super) fn cancel_activities(&self, instance_id: &str) {
         let now = std::time::Instant::now();
         {

@@ -253,6 +253,7 @@ impl Runtime {
             deliveries: Some(deliveries),
             eager: Some(self.eager.clone()),
             wake_instance: Some(self.waker()),
+            abandon_activities: Some(self.abandoner()),
         };
         let status = orchestrator::run_instance(env, &self.orchestrators, &instance)
             .await
@@ -263,11 +264,23 @@ impl Runtime {
 
     /// A handle that wakes instances (see [`Runtime::wake`]) without keeping the runtime
     /// alive.
-    fn waker(self: &Arc<Self>) -> orchestrator::WakeInstance {
+    fn waker(self: &Arc<Self>) -> orchestrator::ForInstance {
         let runtime = Arc::downgrade(self);
         Arc::new(move |id: &str| {
             if let Some(runtime) = runtime.upgrade() {
                 runtime.wake(id);
+            }
+        })
+    }
+
+    /// A handle that cancels an instance's running activities when its execution
+    /// continues as new (see [`Runtime::cancel_activities`]), without keeping the
+    /// runtime alive.
+    fn abandoner(self: &Arc<Self>) -> orchestrator::ForInstance {
+        let runtime = Arc::downgrade(self);
+        Arc::new(move |id: &str| {
+            if let Some(runtime) = runtime.upgrade() {
+                runtime.cancel_activities(id);
             }
         })
     }
