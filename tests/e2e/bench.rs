@@ -69,6 +69,19 @@ fn sequential_reports_steps_per_second() {
     ] {
         positive(&figures, field);
     }
+    // The disk's I/O pressure around the run: a share in %, or null without the kernel's
+    // pressure stall information.
+    assert!(figures["io_pressure"].is_object(), "{figures:?}");
+    for when in ["before", "after"] {
+        let pressure = &figures["io_pressure"][when];
+        assert!(
+            pressure.is_null()
+                || pressure
+                    .as_f64()
+                    .is_some_and(|p| (0.0..=100.0).contains(&p)),
+            "io_pressure.{when}: {figures:?}"
+        );
+    }
 }
 
 #[test]

@@ -106,7 +106,13 @@ struct Common {
 
 /// Runs one scenario.
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
-    let figures = match args.scenario {
+    let before = io_pressure();
+    if let Some(pressure) = before.filter(|pressure| *pressure >= BUSY_DISK) {
+        eprintln!(
+            "bench: the disk is busy (/proc/pressure/io: some tasks stalled {pressure:.1}% of the last 10 s); timings will vary"
+        );
+    }
+    let mut figures = match args.scenario {
         Scenario::Fanout { n, common } => fanout::run(n, &Workdir::new(&common)?)?,
         Scenario::Sequential { n, common } => sequential::run(n, &Workdir::new(&common)?)?,
         Scenario::Replay { n, common } => replay::run(n, &Workdir::new(&common)?)?,
@@ -139,9 +145,32 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             &Workdir::new(&common)?,
         )?,
     };
+    // How much other I/O the disk served around the run: a timing taken while it was
+    // busy says more about the neighbours than about Weft.
+    if let Some(object) = figures.as_object_mut() {
+        object.insert(
+            "io_pressure".to_string(),
+            serde_json::json!({ "before": before, "after": io_pressure() }),
+        );
+    }
     println!("{}", serde_json::to_string(&figures)?);
     Ok(ExitCode::SUCCESS)
 }
+
+/// The share of the last 10 seconds (in %) in which some task waited for I/O, from the
+/// kernel's pressure stall information; `None` where the kernel does not report it.
+fn io_pressure() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/pressure/io").ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("some "))?
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("avg10="))?
+        .parse()
+        .ok()
+}
+
+/// From this much I/O pressure on, the bench warns that its timings will vary.
+const BUSY_DISK: f64 = 5.0;
 
 /// Where a scenario keeps its files, and the settings every scenario shares.
 struct Workdir {
