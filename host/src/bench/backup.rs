@@ -202,13 +202,36 @@ fn warm_up_weft(work: &Workdir) -> Result<()> {
 }
 
 /// Removes what an earlier run left and flushes it to disk, so that a run neither
-/// competes with the previous run's write-back nor finds its files.
+/// competes with the previous run's write-back nor finds its files; then gives the disk
+/// a few seconds to calm down (see [`settle`]).
 fn clean(dirs: &[&Path]) -> Result<()> {
     for dir in dirs {
         remove_dir(dir)?;
     }
     child::run(Command::new("sync"))?.check("sync")?;
+    settle();
     Ok(())
+}
+
+/// The I/O pressure (see [`super::io_pressure`]) under which the disk counts as calm.
+const CALM: f64 = 2.0;
+/// The longest [`settle`] waits.
+const SETTLE_MAX: Duration = Duration::from_secs(10);
+
+/// Waits, for at most [`SETTLE_MAX`], until the disk's I/O pressure falls under [`CALM`]:
+/// the fsyncs of one tool's run keep a shared disk busy for a while after it ends, and
+/// the next tool would pay for them.
+fn settle() {
+    let started = Instant::now();
+    while super::io_pressure().is_some_and(|pressure| pressure >= CALM) {
+        if started.elapsed() >= SETTLE_MAX {
+            eprintln!(
+                "backup: the disk is still busy after {SETTLE_MAX:?}; going on (timings will vary)"
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Checks that `copy` holds exactly the tree's files and bytes.
