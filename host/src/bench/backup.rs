@@ -353,29 +353,39 @@ async fn copy_one(
 }
 
 /// Hashes `file` with SHA-256 while it goes into the blob `name`: a file of up to 1 MiB
-/// is read and hashed whole on a blocking thread and put in one call; a larger one is
-/// streamed through `BufWriter` in 1 MiB reads. Memory stays bounded either way.
+/// is opened, read and hashed whole in one blocking hand-off and put in one call; a
+/// larger one is streamed through `BufWriter` in 1 MiB reads. Memory stays bounded
+/// either way.
 async fn hash_and_put(
     store: Arc<dyn ObjectStore>,
     name: &object_store::path::Path,
     file: PathBuf,
 ) -> Result<u64> {
     const CHUNK: usize = 1 << 20;
-    let mut source = tokio::fs::File::open(&file)
-        .await
-        .with_context(|| format!("cannot open {}", file.display()))?;
-    let size = source.metadata().await?.len();
-    if size <= CHUNK as u64 {
-        let data = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-            let data = std::fs::read(&file)?;
-            std::hint::black_box(Sha256::digest(&data));
-            Ok(data)
-        })
-        .await??;
-        let copied = data.len() as u64;
-        store.put(name, data.into()).await?;
-        return Ok(copied);
+    enum Opened {
+        Whole(Vec<u8>),
+        Large(std::fs::File),
     }
+    let opened = tokio::task::spawn_blocking(move || -> Result<Opened> {
+        let mut source = std::fs::File::open(&file)
+            .with_context(|| format!("cannot open {}", file.display()))?;
+        if source.metadata()?.len() > CHUNK as u64 {
+            return Ok(Opened::Large(source));
+        }
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut source, &mut data)?;
+        std::hint::black_box(Sha256::digest(&data));
+        Ok(Opened::Whole(data))
+    })
+    .await??;
+    let mut source = match opened {
+        Opened::Whole(data) => {
+            let copied = data.len() as u64;
+            store.put(name, data.into()).await?;
+            return Ok(copied);
+        }
+        Opened::Large(source) => tokio::fs::File::from_std(source),
+    };
     let (mut hasher, mut buffer, mut copied) = (Sha256::new(), vec![0; CHUNK], 0);
     let mut writer = BufWriter::new(store, name.clone());
     loop {
