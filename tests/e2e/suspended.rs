@@ -7,31 +7,34 @@ use std::time::Duration;
 
 const INSTANCES: &str = "runtime/webhooks/durabletask/instances";
 
-#[test]
-fn a_suspended_instance_flooded_with_events_gets_them_all_in_order_once_resumed() {
-    // More than the host holds in memory for a suspended instance (1,024), then more
-    // after the resume.
-    const WHILE_SUSPENDED: u32 = 1_300;
-    const AFTER: u32 = 30;
-    let scratch = Scratch::new();
-    let server = Server::start(
-        &scratch,
+fn serve(scratch: &Scratch) -> Server {
+    Server::start(
+        scratch,
         "127.0.0.1:0",
         &["--components", SAMPLES_ORCHESTRATOR, SAMPLES_ACTIVITIES],
-    );
-    let client = http_client();
-    let input = serde_json::json!({ "name": "Go", "count": WHILE_SUSPENDED + AFTER });
+    )
+}
+
+/// Starts `WaitForEvent` as instance `id`, waiting for `count` events named `Go`, and
+/// suspends it once it waits; returns how to POST a body to one of its routes.
+fn start_suspended<'a>(
+    scratch: &Scratch,
+    server: &'a Server,
+    client: &'a reqwest::blocking::Client,
+    id: &'a str,
+    count: u32,
+) -> impl Fn(&str, String) + 'a {
+    let input = serde_json::json!({ "name": "Go", "count": count });
     let started = server.start_json(
-        &client,
-        "orchestrators/WaitForEvent/flood",
+        client,
+        &format!("orchestrators/WaitForEvent/{id}"),
         &input.to_string(),
     );
     assert_eq!(started.status(), 202);
-    wait_for_events(&scratch, "flood", "EventWaitStarted", 1);
-
-    let post = |path: &str, body: String| {
+    wait_for_events(scratch, id, "EventWaitStarted", 1);
+    let post = move |path: &str, body: String| {
         let response = client
-            .post(server.url(&format!("{INSTANCES}/flood/{path}")))
+            .post(server.url(&format!("{INSTANCES}/{id}/{path}")))
             .header("content-type", "application/json")
             .body(body)
             .send()
@@ -44,8 +47,21 @@ fn a_suspended_instance_flooded_with_events_gets_them_all_in_order_once_resumed(
     };
     post("suspend?reason=hold", String::new());
     poll(Duration::from_secs(120), || {
-        (server.instance(&client, "flood")["runtimeStatus"] == "Suspended").then_some(())
+        (server.instance(client, id)["runtimeStatus"] == "Suspended").then_some(())
     });
+    post
+}
+
+#[test]
+fn a_suspended_instance_flooded_with_events_gets_them_all_in_order_once_resumed() {
+    // More than the host holds in memory for a suspended instance (1,024), then more
+    // after the resume.
+    const WHILE_SUSPENDED: u32 = 1_300;
+    const AFTER: u32 = 30;
+    let scratch = Scratch::new();
+    let server = serve(&scratch);
+    let client = http_client();
+    let post = start_suspended(&scratch, &server, &client, "flood", WHILE_SUSPENDED + AFTER);
     for i in 0..WHILE_SUSPENDED {
         post("raiseEvent/Go", i.to_string());
     }
@@ -94,37 +110,9 @@ fn a_suspended_instance_flooded_with_events_gets_them_all_in_order_once_resumed(
 #[test]
 fn a_terminate_behind_more_messages_than_a_suspended_instance_holds_ends_it() {
     let scratch = Scratch::new();
-    let server = Server::start(
-        &scratch,
-        "127.0.0.1:0",
-        &["--components", SAMPLES_ORCHESTRATOR, SAMPLES_ACTIVITIES],
-    );
+    let server = serve(&scratch);
     let client = http_client();
-    let input = serde_json::json!({ "name": "Go", "count": 5 });
-    let started = server.start_json(
-        &client,
-        "orchestrators/WaitForEvent/stuck",
-        &input.to_string(),
-    );
-    assert_eq!(started.status(), 202);
-    wait_for_events(&scratch, "stuck", "EventWaitStarted", 1);
-    let post = |path: &str, body: String| {
-        let response = client
-            .post(server.url(&format!("{INSTANCES}/stuck/{path}")))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .expect("POST");
-        assert!(
-            response.status().is_success(),
-            "{path}: {}",
-            response.status()
-        );
-    };
-    post("suspend?reason=hold", String::new());
-    poll(Duration::from_secs(120), || {
-        (server.instance(&client, "stuck")["runtimeStatus"] == "Suspended").then_some(())
-    });
+    let post = start_suspended(&scratch, &server, &client, "stuck", 5);
     for i in 0..1_100 {
         post("raiseEvent/Other", i.to_string());
     }
