@@ -173,11 +173,7 @@ fn a_browser_logs_in_and_follows_a_backup_to_completed_with_one_bar_per_file() {
 #[test]
 fn a_browser_suspends_resumes_terminates_and_purges_a_running_instance() {
     let scratch = Scratch::new();
-    let server = Server::start(
-        &scratch,
-        "127.0.0.1:0",
-        &["--components", TESTING_ORCHESTRATOR, TESTING_ACTIVITIES],
-    );
+    let server = Server::testing(&scratch);
     let client = client();
     // Two activities that sleep for an hour: the instance runs until it is ended.
     let response = server.start_json(
@@ -274,11 +270,7 @@ fn routes(id: &str) -> Vec<(&'static str, String)> {
 #[test]
 fn without_the_key_no_dashboard_page_or_data_is_served() {
     let scratch = Scratch::new();
-    let server = Server::start(
-        &scratch,
-        "127.0.0.1:0",
-        &["--components", TESTING_ORCHESTRATOR, TESTING_ACTIVITIES],
-    );
+    let server = Server::testing(&scratch);
     let client = client();
     // A guest's text with HTML in it: the input, and the output that echoes it.
     let response = server.start_json(

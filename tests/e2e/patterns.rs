@@ -106,7 +106,8 @@ fn ended(scratch: &Scratch, id: &str) -> Value {
     })
 }
 
-fn serve(scratch: &Scratch) -> Server {
+/// `weft serve` on loopback with the samples' components.
+pub fn serve(scratch: &Scratch) -> Server {
     let args = with_samples(&[]);
     Server::start(
         scratch,

@@ -11,11 +11,6 @@ use std::time::Duration;
 const INSTANCES: &str = "runtime/webhooks/durabletask/instances";
 const PATIENCE: Duration = Duration::from_secs(120);
 
-fn serve(scratch: &Scratch) -> Server {
-    let args = ["--components", TESTING_ORCHESTRATOR, TESTING_ACTIVITIES];
-    Server::start(scratch, "127.0.0.1:0", &args)
-}
-
 fn start(client: &Client, server: &Server, name: &str, id: &str, input: &Value) {
     let response = server.start_json(
         client,
@@ -46,7 +41,7 @@ fn post(client: &Client, server: &Server, path: &str, body: &str) {
 #[test]
 fn a_sub_orchestrations_output_and_failure_reach_its_parent() {
     let scratch = Scratch::new();
-    let server = serve(&scratch);
+    let server = Server::testing(&scratch);
     let client = http_client();
     let echo = json!({"name": "CallActivity", "input": {"name": "Echo", "input": 5}, "count": 2});
     start(&client, &server, "CallSubOrchestrator", "ok", &echo);
@@ -123,7 +118,7 @@ fn a_sub_orchestrations_output_and_failure_reach_its_parent() {
 #[test]
 fn terminating_a_parent_terminates_its_sub_orchestrations() {
     let scratch = Scratch::new();
-    let server = serve(&scratch);
+    let server = Server::testing(&scratch);
     let client = http_client();
     let forever = json!({
         "name": "CallActivity",
@@ -150,7 +145,7 @@ fn terminating_a_parent_terminates_its_sub_orchestrations() {
 #[test]
 fn continue_as_new_keeps_the_history_small_and_carries_events_over() {
     let scratch = Scratch::new();
-    let server = serve(&scratch);
+    let server = Server::testing(&scratch);
     let client = http_client();
     start(
         &client,
@@ -186,7 +181,7 @@ fn continue_as_new_keeps_the_history_small_and_carries_events_over() {
 #[test]
 fn an_eternal_orchestration_survives_a_sigkill_between_executions() {
     let scratch = Scratch::new();
-    let server = serve(&scratch);
+    let server = Server::testing(&scratch);
     let client = http_client();
     start(
         &client,
@@ -202,7 +197,7 @@ fn an_eternal_orchestration_survives_a_sigkill_between_executions() {
     });
     server.kill();
 
-    let server = serve(&scratch);
+    let server = Server::testing(&scratch);
     let eternal = wait_status(&client, &server, "eternal", "Completed");
     assert_eq!(eternal["output"], 400);
     assert!(scratch.history_rows("eternal") <= 8);
@@ -211,7 +206,7 @@ fn an_eternal_orchestration_survives_a_sigkill_between_executions() {
 #[test]
 fn an_orchestrator_that_calls_itself_without_end_fails_at_the_nesting_bound() {
     let scratch = Scratch::new();
-    let server = serve(&scratch);
+    let server = Server::testing(&scratch);
     let client = http_client();
     start(&client, &server, "Recurse", "deep", &json!(0));
     let failed = wait_status(&client, &server, "deep", "Failed");

@@ -287,6 +287,12 @@ impl Server {
         Self::start_with(scratch, addr, extra, |_| {})
     }
 
+    /// `weft serve` on loopback with the testing guests' components.
+    pub fn testing(scratch: &Scratch) -> Self {
+        let args = ["--components", TESTING_ORCHESTRATOR, TESTING_ACTIVITIES];
+        Self::start(scratch, "127.0.0.1:0", &args)
+    }
+
     /// [`Server::start`], with a last word on the command (its user, its environment).
     pub fn start_with(
         scratch: &Scratch,

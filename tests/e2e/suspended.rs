@@ -1,19 +1,11 @@
 //! A suspended instance holds a bounded number of the messages that reach it in memory
 //! and leaves the rest in its durable inbox; once resumed, it gets every one, in order.
 
-use crate::patterns::{SAMPLES_ACTIVITIES, SAMPLES_ORCHESTRATOR, wait_for_events};
+use crate::patterns::{serve, wait_for_events};
 use crate::support::*;
 use std::time::Duration;
 
 const INSTANCES: &str = "runtime/webhooks/durabletask/instances";
-
-fn serve(scratch: &Scratch) -> Server {
-    Server::start(
-        scratch,
-        "127.0.0.1:0",
-        &["--components", SAMPLES_ORCHESTRATOR, SAMPLES_ACTIVITIES],
-    )
-}
 
 /// Starts `WaitForEvent` as instance `id`, waiting for `count` events named `Go`, and
 /// suspends it once it waits; returns how to POST a body to one of its routes.
