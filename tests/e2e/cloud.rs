@@ -379,21 +379,12 @@ fn blob_store_errors_are_retried_then_fail_with_an_actionable_message() {
     );
 }
 
-/// The sidecar that holds a `file://` blob's SHA-256: `.weft-meta/sha256/<h>/<h>.json`
-/// where `h` is the SHA-256 of the blob name.
-fn sidecar(blob_root: &Path, name: &str) -> Value {
-    use sha2::Digest;
-    let key: String = sha2::Sha256::digest(name.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let path = blob_root
-        .join(".weft-meta/sha256")
-        .join(&key[..2])
-        .join(format!("{key}.json"));
-    let text = std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("sidecar {} of {name}: {e}", path.display()));
-    serde_json::from_slice(&text).expect("the sidecar is JSON")
+/// A `file://` blob's SHA-256, read from its extended attribute `user.sha256`.
+fn sha256_attribute(blob: &Path) -> String {
+    let value = xattr::get(blob, "user.sha256")
+        .unwrap_or_else(|e| panic!("the attributes of {}: {e}", blob.display()))
+        .unwrap_or_else(|| panic!("{} has no user.sha256", blob.display()));
+    String::from_utf8(value).expect("the hash is text")
 }
 
 #[test]
@@ -418,15 +409,29 @@ fn file_blobs_record_sha256_and_keep_backslash_names_apart() {
             std::fs::read(&file).expect("file"),
             "{name}"
         );
-        let recorded = sidecar(&root, &name);
-        assert_eq!(recorded["sha256"], sha256_file(&file).as_str(), "{name}");
-        assert_eq!(recorded["name"], name.as_str());
+        assert_eq!(sha256_attribute(&blob), sha256_file(&file), "{name}");
+        assert_eq!(
+            std::fs::metadata(&blob).and_then(|m| m.modified()).ok(),
+            std::fs::metadata(&file).and_then(|m| m.modified()).ok(),
+            "{name} keeps its source's modification time"
+        );
     }
-    // No temporary file is left behind.
-    let temp = std::fs::read_dir(root.join(".weft-meta/tmp"))
-        .map(|dir| dir.count())
-        .unwrap_or(0);
-    assert_eq!(temp, 0);
+    // No temporary file is left behind: the blobs are exactly the files.
+    let blobs: Vec<String> = files_under(&root)
+        .iter()
+        .map(|(blob, _)| {
+            blob.strip_prefix(&root)
+                .expect("under root")
+                .display()
+                .to_string()
+        })
+        .collect();
+    let mut names: Vec<String> = files_under(&site)
+        .iter()
+        .map(|(file, _)| blob_name(file))
+        .collect();
+    names.sort();
+    assert_eq!(blobs, names);
 }
 
 #[test]
@@ -459,10 +464,20 @@ fn file_blob_skip_unchanged_rewrites_only_the_changed_file() {
     assert_eq!(uploads_recorded(&scratch), 0);
     assert_eq!(identities(), first, "no blob was rewritten");
 
+    // New bytes of the same size, and the file's old modification time put back: only
+    // its hash tells the change.
     let changed = site.join("nine.bin");
+    let modified = std::fs::metadata(&changed)
+        .and_then(|m| m.modified())
+        .expect("mtime");
     let mut content = std::fs::read(&changed).expect("read");
     content[12345] ^= 0xff;
     std::fs::write(&changed, &content).expect("rewrite");
+    std::fs::File::options()
+        .write(true)
+        .open(&changed)
+        .and_then(|file| file.set_modified(modified))
+        .expect("set the old mtime");
     assert_eq!(scratch.run_ok(&args), total.to_string());
     assert_eq!(uploads_recorded(&scratch), 1);
     let third = identities();

@@ -1,42 +1,26 @@
 //! The `file://` fast path: a file is copied by the kernel (`copy_file_range`, through
-//! `std::io::copy`) into a temporary file while another thread hashes it, then fsynced,
-//! renamed over the blob and its directory fsynced, so that a completed copy survives a
-//! power loss. The SHA-256 goes in a sidecar under `<root>/.weft-meta/`, which the
-//! directory has no other place for; it is written only once the blob is
-//! durable and is not itself synced, so a power loss can lose a sidecar (the next
-//! `--skip-unchanged` run then copies that file again) but never leave one that vouches
-//! for bytes the blob does not hold.
+//! `std::io::copy`) into a temporary file beside its blob while another thread hashes
+//! it; the SHA-256 goes in the file's extended attribute `user.sha256` and its
+//! modification time becomes the source's; then the file is fsynced, renamed over the
+//! blob and its directory fsynced, so that a completed copy, hash included, survives a
+//! power loss, and no power loss can leave a hash that vouches for other bytes.
 
+use super::Copied;
 use super::upload::{Failure, grew, hash_file, hex, read_exact_at, reserve};
-use super::{Copied, SHA256_KEY};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as BlobPath;
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::Semaphore;
+use xattr::FileExt;
 
-/// The first path segment reserved for Weft's own files in a `file://` store.
-pub(super) const META_DIR: &str = ".weft-meta";
 /// Files up to this size are read into memory and written in one call; larger ones are
 /// copied by the kernel while a second thread hashes them.
 const SMALL: u64 = 1 << 20;
-
-/// What the sidecar of a blob records. The blob's inode, size and modification time tie
-/// it to one version of the blob: a blob replaced by other means (or by a copy that
-/// crashed before writing its sidecar) no longer matches, and is treated as unknown.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Sidecar {
-    name: String,
-    size: u64,
-    sha256: String,
-    inode: u64,
-    mtime_ns: i128,
-}
 
 /// A blob store in a local directory.
 #[derive(Clone)]
@@ -48,16 +32,6 @@ pub(super) struct LocalDir {
 impl LocalDir {
     pub(super) fn new(root: PathBuf, store: Arc<LocalFileSystem>) -> Self {
         Self { root, store }
-    }
-
-    /// Blob names under [`META_DIR`] would collide with the sidecars.
-    pub(super) fn check_name(&self, location: &BlobPath) -> Result<(), String> {
-        match location.parts().next() {
-            Some(first) if first.as_ref() == META_DIR => Err(format!(
-                "'{META_DIR}/' is reserved for Weft's metadata in a file:// blob store"
-            )),
-            _ => Ok(()),
-        }
     }
 
     /// Copies `file` into the blob; see [`super::Blobs::copy_file`]. A full disk is
@@ -101,7 +75,8 @@ impl LocalDir {
             let (this, location, data) = (self.clone(), location.clone(), data.clone());
             async move {
                 tokio::task::spawn_blocking(move || {
-                    this.write_durably(&location, data.len() as u64, |out| {
+                    let target = this.blob_file(&location)?;
+                    this.write_durably(&target, None, |out| {
                         out.write_all(&data)?;
                         Ok(hex(Sha256::digest(data.as_slice())))
                     })
@@ -122,12 +97,10 @@ impl LocalDir {
         skip_unchanged: bool,
     ) -> Result<Copied, Failure> {
         let target = self.blob_file(location)?;
-        if skip_unchanged
-            && let Some(recorded) = self.recorded(location, &target)
-            && recorded.size == size
-        {
+        let modified = file.metadata()?.modified()?;
+        if skip_unchanged && let Some(recorded) = recorded(&target, size, modified) {
             let sha256 = hash_file(file, size)?;
-            if sha256 == recorded.sha256 {
+            if sha256 == recorded {
                 return Ok(Copied {
                     bytes: size,
                     sha256,
@@ -135,7 +108,7 @@ impl LocalDir {
                 });
             }
         }
-        let sha256 = self.write_durably(location, size, |out| {
+        let sha256 = self.write_durably(&target, Some(modified), |out| {
             if size <= SMALL {
                 let data = read_exact_at(file, 0, size as usize)?;
                 if grew(file, size)? {
@@ -154,56 +127,39 @@ impl LocalDir {
         })
     }
 
-    /// Writes the blob with `fill` (which returns the SHA-256 of what it wrote), durably
-    /// (see [`LocalDir::replace`]), then records the SHA-256 in the blob's sidecar.
+    /// Puts a blob at `target` whole or not at all, and durably: `fill` writes a
+    /// temporary file beside it (see [`temp_beside`]) and returns the SHA-256 of what it
+    /// wrote, which goes in the file's [`SHA256_ATTR`] (and its modification time becomes
+    /// `modified`); the file is fsynced, renamed over `target` and its directory fsynced
+    /// (new directories included). The temporary file is removed if anything fails.
     fn write_durably(
         &self,
-        location: &BlobPath,
-        size: u64,
+        target: &Path,
+        modified: Option<SystemTime>,
         fill: impl FnOnce(&mut File) -> Result<String, Failure>,
     ) -> Result<String, Failure> {
-        let target = self.blob_file(location)?;
-        let sha256 = self.replace(&target, true, fill)?;
-        // Only now that the blob is durable does anything vouch for it.
-        self.record(location, &target, size, &sha256)?;
-        Ok(sha256)
-    }
-
-    /// Puts a file at `target` whole or not at all: `fill` writes a temporary file, which
-    /// is renamed over `target` (and removed if anything fails). When `durable`, the file
-    /// is fsynced before the rename and its directory after it (new directories
-    /// included), so that it survives a power loss.
-    fn replace<T>(
-        &self,
-        target: &Path,
-        durable: bool,
-        fill: impl FnOnce(&mut File) -> Result<T, Failure>,
-    ) -> Result<T, Failure> {
         let parent = target
             .parent()
             .ok_or_else(|| Failure::Local(format!("{} has no directory", target.display())))?;
-        let temp = self.temp_file()?;
+        create_dirs_durably(parent)?;
+        let temp = temp_beside(target)?;
         let written = (|| {
             let mut out = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .open(&temp)?;
-            let filled = fill(&mut out)?;
-            if durable {
-                out.sync_all()?;
+            let sha256 = fill(&mut out)?;
+            out.set_xattr(SHA256_ATTR, sha256.as_bytes())
+                .map_err(|e| self.no_attributes(e))?;
+            if let Some(modified) = modified {
+                out.set_modified(modified)?;
             }
+            out.sync_all()?;
             drop(out);
-            if durable {
-                create_dirs_durably(parent)?;
-            } else {
-                create_dirs(parent)?;
-            }
             std::fs::rename(&temp, target)
                 .map_err(|e| Failure::Local(format!("cannot put {}: {e}", target.display())))?;
-            if durable {
-                sync_dir(parent)?;
-            }
-            Ok::<_, Failure>(filled)
+            sync_dir(parent)?;
+            Ok::<_, Failure>(sha256)
         })();
         if written.is_err() {
             let _ = std::fs::remove_file(&temp);
@@ -211,67 +167,58 @@ impl LocalDir {
         written
     }
 
+    /// What a failed [`SHA256_ATTR`] write means: a filesystem without extended
+    /// attributes is named as such, since retrying will not help.
+    fn no_attributes(&self, error: std::io::Error) -> Failure {
+        if error.raw_os_error() == Some(libc::EOPNOTSUPP) {
+            Failure::Local(format!(
+                "the filesystem of {} does not keep extended attributes, where Weft stores \
+                 each blob's SHA-256 ({SHA256_ATTR}); back up to a directory on ext4, XFS, \
+                 Btrfs or tmpfs",
+                self.root.display()
+            ))
+        } else {
+            error.into()
+        }
+    }
+
     fn blob_file(&self, location: &BlobPath) -> Result<PathBuf, Failure> {
         Ok(self.store.path_to_filesystem(location)?)
     }
-
-    /// The sidecar of a blob: named by the SHA-256 of the blob's name, so that any two
-    /// names have distinct sidecars and no name's sidecar is another blob's directory.
-    fn sidecar_file(&self, location: &BlobPath) -> PathBuf {
-        let key = hex(Sha256::digest(location.as_ref().as_bytes()));
-        self.root
-            .join(META_DIR)
-            .join(SHA256_KEY)
-            .join(&key[..2])
-            .join(format!("{key}.json"))
-    }
-
-    fn temp_file(&self) -> Result<PathBuf, Failure> {
-        let dir = self.root.join(META_DIR).join("tmp");
-        create_dirs(&dir)?;
-        Ok(dir.join(uuid::Uuid::new_v4().simple().to_string()))
-    }
-
-    /// Writes the sidecar of the blob now at `target` (see the module's note on why it
-    /// is not synced).
-    fn record(
-        &self,
-        location: &BlobPath,
-        target: &Path,
-        size: u64,
-        sha256: &str,
-    ) -> Result<(), Failure> {
-        let metadata = std::fs::metadata(target)?;
-        let sidecar = Sidecar {
-            name: location.as_ref().to_string(),
-            size,
-            sha256: sha256.to_string(),
-            inode: metadata.ino(),
-            mtime_ns: mtime_ns(&metadata),
-        };
-        let json = serde_json::to_vec(&sidecar).map_err(|e| Failure::Local(e.to_string()))?;
-        self.replace(&self.sidecar_file(location), false, |out| {
-            Ok(out.write_all(&json)?)
-        })
-    }
-
-    /// The recorded size and SHA-256 of the blob at `target`, if its sidecar still
-    /// describes this very file.
-    fn recorded(&self, location: &BlobPath, target: &Path) -> Option<Sidecar> {
-        let json = std::fs::read(self.sidecar_file(location)).ok()?;
-        let sidecar: Sidecar = serde_json::from_slice(&json).ok()?;
-        let metadata = std::fs::metadata(target).ok()?;
-        (metadata.is_file()
-            && sidecar.name == location.as_ref()
-            && sidecar.size == metadata.len()
-            && sidecar.inode == metadata.ino()
-            && sidecar.mtime_ns == mtime_ns(&metadata))
-        .then_some(sidecar)
-    }
 }
 
-fn mtime_ns(metadata: &std::fs::Metadata) -> i128 {
-    i128::from(metadata.mtime()) * 1_000_000_000 + i128::from(metadata.mtime_nsec())
+/// The extended attribute that holds a `file://` blob's SHA-256 (lowercase hex), as the
+/// user metadata `sha256` does in Azure and S3.
+const SHA256_ATTR: &str = "user.sha256";
+
+/// The SHA-256 recorded with the blob at `target`, if the blob is the copy of a source
+/// file of `size` bytes last modified at `modified` (a copy sets the blob's modification
+/// time to its source's, so a blob rewritten in place, or a touched source, does not
+/// match and is copied again).
+fn recorded(target: &Path, size: u64, modified: SystemTime) -> Option<String> {
+    let blob = File::open(target).ok()?;
+    let metadata = blob.metadata().ok()?;
+    if !metadata.is_file() || metadata.len() != size || metadata.modified().ok()? != modified {
+        return None;
+    }
+    let sha256 = blob.get_xattr(SHA256_ATTR).ok()??;
+    String::from_utf8(sha256).ok()
+}
+
+/// A fresh temporary name in `target`'s own directory (a rename within one directory
+/// takes no filesystem-wide lock, and the file's inode is allocated near its blob's
+/// neighbours): `<name>#<digits>`, the suffix object_store's `LocalFileSystem` gives its
+/// own staging files and leaves out of its listings. A copy cut short by a crash can
+/// leave one behind, as object_store's own writes can; the retried copy writes a new one.
+/// (An `O_TMPFILE` file would leave nothing, but linking it after its fsync changes its
+/// inode again, which would then need a second fsync.)
+fn temp_beside(target: &Path) -> Result<PathBuf, Failure> {
+    let name = target
+        .file_name()
+        .ok_or_else(|| Failure::Local(format!("{} has no file name", target.display())))?;
+    let mut temp = name.to_os_string();
+    temp.push(format!("#{}", rand::random::<u64>()));
+    Ok(target.with_file_name(temp))
 }
 
 /// Copies `source` into `out` in the kernel while this thread's twin hashes it; both
@@ -326,20 +273,6 @@ where
             other => return other,
         }
     }
-}
-
-/// Creates `dir` and its missing parents, for what need not survive a power loss (the
-/// sidecars, the temporary files that a blob's durable rename moves out).
-fn create_dirs(dir: &Path) -> Result<(), Failure> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(dir).map_err(|e| {
-        Failure::Local(format!(
-            "cannot create the directory {}: {e}",
-            dir.display()
-        ))
-    })
 }
 
 fn sync_dir(dir: &Path) -> Result<(), Failure> {

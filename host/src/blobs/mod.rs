@@ -366,9 +366,6 @@ impl Blobs {
         if location.as_ref().is_empty() {
             return Err(invalid("the name is empty".to_string()));
         }
-        if let Backend::Local(local) = &self.backend {
-            local.check_name(&location).map_err(invalid)?;
-        }
         Ok(location)
     }
 
