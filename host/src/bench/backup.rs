@@ -3,6 +3,12 @@
 //! copy at the same concurrency (what the sample's activities do, minus Weft), `cp -r`,
 //! and `rclone copy`. Each tool copies to a fresh local directory; the page cache holds
 //! the tree throughout; runs alternate between the tools, and the median run counts.
+//!
+//! No copy is deleted before the scenario ends. Deleting thousands of files slows the
+//! creation of files on the same filesystem for a while afterwards (ext4 without a
+//! journal, as on the machine of BENCHMARKS.md, skips over inodes deleted in the last
+//! 60 to 360 seconds when it allocates one, and scans them to do so), so a run that
+//! followed the deletion of the previous run's copy measured that scan as much as the tool.
 
 use super::child::{self, Finished, cpu_time_self};
 use super::tree::{self, Shape, Tree};
@@ -57,6 +63,20 @@ pub fn run(options: &Options, work: &Workdir) -> Result<Value> {
             "backup: rclone is not installed, so it is left out (install it with `apt-get install -y rclone`)"
         );
     }
+    let outputs = TOOLS.len() as u64 * u64::from(options.runs);
+    let needed = outputs * tree.bytes + outputs * tree.files * 4096;
+    if let Some(free) = super::free_bytes(&work.root) {
+        ensure!(
+            free > needed,
+            "the copies of {} run(s) of {} tools need about {} MiB and {} has {} MiB free; \
+             use fewer --runs, a smaller tree, or a --data-dir on a larger disk",
+            options.runs,
+            TOOLS.len(),
+            needed >> 20,
+            work.root.display(),
+            free >> 20
+        );
+    }
     // Compiles the sample into the cache, so that no timed run pays for it.
     warm_up_weft(work)?;
 
@@ -64,17 +84,17 @@ pub fn run(options: &Options, work: &Workdir) -> Result<Value> {
     let mut samples: [Vec<Sample>; 5] = Default::default();
     let mut weft_rss_kib = 0;
     for run in 1..=options.runs {
-        let weft = weft_backup(&tree, work)?;
+        let weft = weft_backup(&tree, work, run)?;
         weft_rss_kib = weft_rss_kib.max(weft.peak_rss_kib);
         samples[0].push(Sample {
             wall: weft.elapsed,
             cpu: weft.cpu,
         });
-        samples[1].push(copier.block_on(raw_copy(&tree, work, Durability::None))?);
-        samples[2].push(copier.block_on(raw_copy(&tree, work, Durability::HashAndSync))?);
-        samples[3].push(cp(&tree, work)?);
+        samples[1].push(copier.block_on(raw_copy(&tree, work, run, Durability::None))?);
+        samples[2].push(copier.block_on(raw_copy(&tree, work, run, Durability::HashAndSync))?);
+        samples[3].push(cp(&tree, work, run)?);
         if rclone {
-            samples[4].push(rclone_copy(&tree, work)?);
+            samples[4].push(rclone_copy(&tree, work, run)?);
         }
         let line: Vec<String> = TOOLS
             .iter()
@@ -87,6 +107,12 @@ pub fn run(options: &Options, work: &Workdir) -> Result<Value> {
         eprintln!("backup: run {run}: {}", line.join(", "));
     }
     finish(copier);
+    for run in 1..=options.runs {
+        for tool in OUTPUTS {
+            remove_dir(&output(work, tool, run))?;
+        }
+        remove_dir(&output(work, "weft-data", run))?;
+    }
 
     // Medians of wall and CPU time, each on its own; `None` for a tool not run.
     let [weft, raw, durable, cp, rclone] = samples.map(|samples| {
@@ -154,6 +180,20 @@ const TOOLS: [&str; 5] = [
     "rclone copy",
 ];
 
+/// The names of the tools' copies (see [`output`]), in the order of [`TOOLS`].
+const OUTPUTS: [&str; 5] = [
+    "out-weft",
+    "out-object-store",
+    "out-hash-sync",
+    "out-cp",
+    "out-rclone",
+];
+
+/// Where `tool`'s copy of run `run` goes: a fresh directory for every run.
+fn output(work: &Workdir, tool: &str, run: u32) -> PathBuf {
+    work.path(&format!("{tool}-{run}"))
+}
+
 /// One timed run of a tool: wall time and the CPU time it spent.
 #[derive(Clone, Copy, Default)]
 struct Sample {
@@ -201,9 +241,9 @@ fn warm_up_weft(work: &Workdir) -> Result<()> {
     Ok(())
 }
 
-/// Removes what an earlier run left and flushes it to disk, so that a run neither
-/// competes with the previous run's write-back nor finds its files; then gives the disk
-/// a few seconds to calm down (see [`settle`]).
+/// Flushes what earlier runs wrote, so that a run does not compete with their
+/// write-back, and removes what an earlier bench left in `dirs` (with `--data-dir`);
+/// then gives the disk a few seconds to calm down (see [`settle`]).
 fn clean(dirs: &[&Path]) -> Result<()> {
     for dir in dirs {
         remove_dir(dir)?;
@@ -253,8 +293,11 @@ fn sample_blobs(blobs: &Path, site: &Path) -> PathBuf {
         .join(site.strip_prefix("/").unwrap_or(site))
 }
 
-fn weft_backup(tree: &Tree, work: &Workdir) -> Result<Finished> {
-    let (data, blobs) = (work.path("weft-data"), work.path("out-weft"));
+fn weft_backup(tree: &Tree, work: &Workdir, run: u32) -> Result<Finished> {
+    let (data, blobs) = (
+        output(work, "weft-data", run),
+        output(work, OUTPUTS[0], run),
+    );
     clean(&[&data, &blobs])?;
     let finished = child::run(weft_command(&tree.root, &data, &blobs, work))?.check("weft run")?;
     ensure!(
@@ -280,8 +323,11 @@ enum Durability {
 /// The sample's copies without Weft: list the tree, then stream each file into a blob
 /// of the same name through object_store's `BufWriter` (as the `blob` import does), as
 /// many at once as Weft runs activities.
-async fn raw_copy(tree: &Tree, work: &Workdir, durability: Durability) -> Result<Sample> {
-    let out = work.path("out-object-store");
+async fn raw_copy(tree: &Tree, work: &Workdir, run: u32, durability: Durability) -> Result<Sample> {
+    let out = match durability {
+        Durability::None => output(work, OUTPUTS[1], run),
+        Durability::HashAndSync => output(work, OUTPUTS[2], run),
+    };
     clean(&[&out])?;
     let (started, cpu) = (Instant::now(), cpu_time_self());
     std::fs::create_dir_all(&out)?;
@@ -402,8 +448,8 @@ async fn hash_and_put(
     Ok(copied)
 }
 
-fn cp(tree: &Tree, work: &Workdir) -> Result<Sample> {
-    let out = work.path("out-cp");
+fn cp(tree: &Tree, work: &Workdir, run: u32) -> Result<Sample> {
+    let out = output(work, OUTPUTS[3], run);
     clean(&[&out])?;
     let mut command = Command::new("cp");
     command.arg("-r").arg(&tree.root).arg(&out);
@@ -422,8 +468,8 @@ fn rclone_available() -> bool {
 }
 
 /// `rclone copy` with as many transfers (and checkers) as Weft runs activities.
-fn rclone_copy(tree: &Tree, work: &Workdir) -> Result<Sample> {
-    let out = work.path("out-rclone");
+fn rclone_copy(tree: &Tree, work: &Workdir, run: u32) -> Result<Sample> {
+    let out = output(work, OUTPUTS[4], run);
     clean(&[&out])?;
     let mut command = Command::new("rclone");
     let concurrency = work.max_activities.to_string();

@@ -1,7 +1,8 @@
 //! `weft bench scale`: a backup of many tiny files by the real `weft run` binary, against
 //! a smaller baseline backup of the same kind of files. O(N) costs show as a files/s
-//! ratio near 1; the peak RSS is the `weft run` child's own (`wait4`'s `ru_maxrss`), so
-//! it counts neither the bench nor the tree generator.
+//! ratio near 1; the peak RSS is the `weft run` child's own (its `VmHWM`), so it counts
+//! neither the bench nor the tree generator. Every backup's files stay until the scenario
+//! ends (see [`super::backup`] on why a run must not follow a mass deletion).
 
 use super::backup::weft_command;
 use super::child;
@@ -32,6 +33,11 @@ pub fn run(options: &Options, work: &Workdir) -> Result<Value> {
         files => Some(backup("baseline", files, options, work)?),
     };
     let main = backup("scale", options.files, options, work)?;
+    for label in ["warm-up", "baseline", "scale"] {
+        for dir in dirs(label, work) {
+            remove_dir(&dir)?;
+        }
+    }
     let ratio = baseline
         .as_ref()
         .map(|baseline| round(main.files_per_sec / baseline.files_per_sec.max(1e-9)));
@@ -55,10 +61,14 @@ pub fn run(options: &Options, work: &Workdir) -> Result<Value> {
     }))
 }
 
-/// Generates `files` tiny files, backs them up with `weft run` and cleans up.
+/// The tree, data dir and blob dir of the backup `label`.
+fn dirs(label: &str, work: &Workdir) -> [std::path::PathBuf; 3] {
+    ["site", "weft-data", "out-weft"].map(|dir| work.path(&format!("{dir}-{label}")))
+}
+
+/// Generates `files` tiny files and backs them up with `weft run`.
 fn backup(label: &str, files: u64, options: &Options, work: &Workdir) -> Result<Measured> {
-    let site = work.path(&format!("site-{label}"));
-    let (data, blobs) = (work.path("weft-data"), work.path("out-weft"));
+    let [site, data, blobs] = dirs(label, work);
     for dir in [&site, &data, &blobs] {
         remove_dir(dir)?;
     }
@@ -97,8 +107,5 @@ fn backup(label: &str, files: u64, options: &Options, work: &Workdir) -> Result<
         measured.files_per_sec,
         measured.peak_rss_mib
     );
-    for dir in [&site, &data, &blobs] {
-        remove_dir(dir)?;
-    }
     Ok(measured)
 }

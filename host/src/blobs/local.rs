@@ -222,16 +222,53 @@ fn temp_beside(target: &Path) -> Result<PathBuf, Failure> {
 }
 
 /// Copies `source` into `out` in the kernel while this thread's twin hashes it; both
-/// must see exactly `size` bytes.
+/// must see exactly `size` bytes. The copy goes in pieces of [`WRITE_BEHIND`] bytes, and
+/// the disk starts writing each piece as soon as it is copied (waiting for the piece
+/// before it), so that the fsync after the copy finds little left to write, and dirty
+/// memory stays bounded.
 fn copy_and_hash(source: &File, out: &mut File, size: u64) -> Result<String, Failure> {
-    // `io::copy` between files uses `copy_file_range` on Linux; it starts at the file's
-    // offset, which a try cut short by a full disk left behind (the hashing thread reads
-    // with `pread`, which leaves the offset alone).
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    // `io::copy` between files (a `Take` of one included) uses `copy_file_range` on
+    // Linux; it starts at the file's offset, which a try cut short by a full disk left
+    // behind (the hashing thread reads with `pread`, which leaves the offset alone).
     let mut reader = source;
     reader.seek(SeekFrom::Start(0))?;
     std::thread::scope(|scope| {
         let hashing = scope.spawn(|| hash_file(source, size));
-        let copied = std::io::copy(&mut reader, out);
+        let copied = (|| {
+            let mut copied = 0u64;
+            loop {
+                let piece = std::io::copy(&mut reader.take(WRITE_BEHIND), out)?;
+                if piece == 0 {
+                    return Ok::<_, std::io::Error>(copied);
+                }
+                // Start writing this piece, and wait for the one before it. Only a hint:
+                // the fsync after the copy is what makes the blob durable.
+                let fd = out.as_raw_fd();
+                // SAFETY: plain syscalls on a file descriptor that `out` keeps open.
+                unsafe {
+                    libc::sync_file_range(
+                        fd,
+                        copied as libc::off64_t,
+                        piece as libc::off64_t,
+                        libc::SYNC_FILE_RANGE_WRITE,
+                    );
+                    if copied > 0 {
+                        let before = copied.saturating_sub(WRITE_BEHIND);
+                        libc::sync_file_range(
+                            fd,
+                            before as libc::off64_t,
+                            (copied - before) as libc::off64_t,
+                            libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                                | libc::SYNC_FILE_RANGE_WRITE
+                                | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                        );
+                    }
+                }
+                copied += piece;
+            }
+        })();
         let sha256 = hashing
             .join()
             .map_err(|_| Failure::Local("the hashing thread panicked".to_string()))??;
@@ -241,6 +278,9 @@ fn copy_and_hash(source: &File, out: &mut File, size: u64) -> Result<String, Fai
         Ok(sha256)
     })
 }
+
+/// The piece of a large copy that the disk is asked to write while the next is copied.
+const WRITE_BEHIND: u64 = 32 << 20;
 
 /// The longest pause between two tries of a write that found the disk full.
 const DISK_FULL_PAUSE_MAX: Duration = Duration::from_secs(5);
