@@ -253,24 +253,34 @@ fn clean(dirs: &[&Path]) -> Result<()> {
     Ok(())
 }
 
-/// The I/O pressure (see [`super::io_pressure`]) under which the disk counts as calm.
-const CALM: f64 = 2.0;
+/// The share of a [`CALM_WINDOW`] in which tasks may wait for I/O on a calm disk.
+const CALM: f64 = 0.02;
+/// How long the disk is watched at a time.
+const CALM_WINDOW: Duration = Duration::from_millis(500);
 /// The longest [`settle`] waits.
 const SETTLE_MAX: Duration = Duration::from_secs(10);
 
-/// Waits, for at most [`SETTLE_MAX`], until the disk's I/O pressure falls under [`CALM`]:
-/// the fsyncs of one tool's run keep a shared disk busy for a while after it ends, and
-/// the next tool would pay for them.
+/// Waits, for at most [`SETTLE_MAX`], until tasks waited for I/O during less than
+/// [`CALM`] of the last [`CALM_WINDOW`]: the fsyncs of one tool's run (or other users of
+/// a shared disk) keep it busy for a while after it ends, and the next tool would pay for
+/// them. (The kernel's 10-second average would still count the `sync` just done.)
 fn settle() {
     let started = Instant::now();
-    while super::io_pressure().is_some_and(|pressure| pressure >= CALM) {
+    while let Some(before) = super::io_stall_micros() {
+        std::thread::sleep(CALM_WINDOW);
+        let Some(after) = super::io_stall_micros() else {
+            return;
+        };
+        let stalled = Duration::from_micros(after.saturating_sub(before));
+        if stalled.as_secs_f64() < CALM * CALM_WINDOW.as_secs_f64() {
+            return;
+        }
         if started.elapsed() >= SETTLE_MAX {
             eprintln!(
                 "backup: the disk is still busy after {SETTLE_MAX:?}; going on (timings will vary)"
             );
             return;
         }
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

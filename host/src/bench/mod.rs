@@ -160,13 +160,22 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
 /// The share of the last 10 seconds (in %) in which some task waited for I/O, from the
 /// kernel's pressure stall information; `None` where the kernel does not report it.
 fn io_pressure() -> Option<f64> {
+    io_pressure_field("avg10=")?.parse().ok()
+}
+
+/// The microseconds in which some task waited for I/O since the machine started (the
+/// pressure stall information's `total`); `None` where the kernel does not report it.
+fn io_stall_micros() -> Option<u64> {
+    io_pressure_field("total=")?.parse().ok()
+}
+
+fn io_pressure_field(prefix: &str) -> Option<String> {
     let text = std::fs::read_to_string("/proc/pressure/io").ok()?;
     text.lines()
         .find_map(|line| line.strip_prefix("some "))?
         .split_whitespace()
-        .find_map(|field| field.strip_prefix("avg10="))?
-        .parse()
-        .ok()
+        .find_map(|field| field.strip_prefix(prefix))
+        .map(str::to_string)
 }
 
 /// From this much I/O pressure on, the bench warns that its timings will vary.
