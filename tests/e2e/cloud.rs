@@ -497,6 +497,35 @@ fn file_blob_skip_unchanged_rewrites_only_the_changed_file() {
 }
 
 #[test]
+fn a_fifo_where_a_blob_goes_is_replaced_not_waited_on() {
+    // --skip-unchanged looks at the blob already there; a FIFO must not make it wait for
+    // a writer that never comes.
+    let scratch = Scratch::new();
+    let site = scratch.path().join("site");
+    write(&site, "a.txt", b"abc");
+    let blob = scratch
+        .data_dir()
+        .join("blobs")
+        .join(blob_name(&site.join("a.txt")));
+    std::fs::create_dir_all(blob.parent().expect("a directory")).expect("create");
+    let made = Command::new("mkfifo").arg(&blob).status().expect("mkfifo");
+    assert!(made.success());
+    assert_eq!(
+        scratch.run_ok(&[
+            "run",
+            "E2_BackupSiteContent",
+            "--input",
+            "\"site\"",
+            "--skip-unchanged"
+        ]),
+        "3"
+    );
+    assert!(std::fs::metadata(&blob).expect("blob").is_file());
+    assert_eq!(std::fs::read(&blob).expect("blob"), b"abc");
+    assert_eq!(sha256_attribute(&blob), sha256_file(&site.join("a.txt")));
+}
+
+#[test]
 fn memory_blob_store_takes_more_than_the_buffer_budget() {
     // memory:// keeps every byte it is given; the host's 40 MiB upload budget must not
     // stay reserved for them, or the backup would wait forever.

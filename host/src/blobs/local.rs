@@ -195,13 +195,13 @@ const SHA256_ATTR: &str = "user.sha256";
 /// file of `size` bytes last modified at `modified` (a copy sets the blob's modification
 /// time to its source's, so a blob rewritten in place, or a touched source, does not
 /// match and is copied again).
+/// (Looked up by path, not opened: opening a FIFO planted at `target` would block.)
 fn recorded(target: &Path, size: u64, modified: SystemTime) -> Option<String> {
-    let blob = File::open(target).ok()?;
-    let metadata = blob.metadata().ok()?;
+    let metadata = std::fs::metadata(target).ok()?;
     if !metadata.is_file() || metadata.len() != size || metadata.modified().ok()? != modified {
         return None;
     }
-    let sha256 = blob.get_xattr(SHA256_ATTR).ok()??;
+    let sha256 = xattr::get(target, SHA256_ATTR).ok()??;
     String::from_utf8(sha256).ok()
 }
 
