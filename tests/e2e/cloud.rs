@@ -461,9 +461,17 @@ fn file_blob_skip_unchanged_rewrites_only_the_changed_file() {
     };
     assert_eq!(scratch.run_ok(&args), total.to_string());
     let first = identities();
+    // What a copy killed half-way leaves beside a blob; an up-to-date blob's copy
+    // removes it, though it writes nothing.
+    let leftover = root.join(format!("{}#0", blob_name(&site.join("nine.bin"))));
+    std::fs::write(&leftover, b"half a copy").expect("plant a leftover");
     assert_eq!(scratch.run_ok(&args), total.to_string());
     assert_eq!(uploads_recorded(&scratch), 0);
     assert_eq!(identities(), first, "no blob was rewritten");
+    assert!(
+        !leftover.exists(),
+        "the leftover staging file is still there"
+    );
 
     // New bytes of the same size, and the file's old modification time put back: only
     // its hash tells the change.
@@ -523,6 +531,57 @@ fn a_fifo_where_a_blob_goes_is_replaced_not_waited_on() {
     assert!(std::fs::metadata(&blob).expect("blob").is_file());
     assert_eq!(std::fs::read(&blob).expect("blob"), b"abc");
     assert_eq!(sha256_attribute(&blob), sha256_file(&site.join("a.txt")));
+}
+
+#[test]
+fn a_file_blob_copy_killed_half_way_resumes_to_one_blob_and_no_leftover() {
+    let scratch = Scratch::new();
+    let site = scratch.path().join("site");
+    write(&site, "small.txt", b"small");
+    // Large enough that its copy (written back in 32 MiB pieces) is seen under way.
+    let big = site.join("big.bin");
+    write(&site, "big.bin", &bytes(5, 256 << 20));
+    let root = scratch.data_dir().join("blobs");
+    let blob = root.join(blob_name(&big));
+    let staging = root.join(format!("{}#0", blob_name(&big)));
+    let mut child = scratch
+        .weft(&["run", "E2_BackupSiteContent", "--input", "\"site\""])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn weft");
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while std::fs::metadata(&staging).map_or(true, |m| m.len() == 0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the copy of big.bin never started"
+        );
+        assert!(
+            matches!(child.try_wait(), Ok(None)),
+            "weft ended before the copy of big.bin was seen under way"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    kill(child.id());
+    let _ = child.wait();
+    assert!(!blob.exists(), "the copy finished before the kill");
+    assert!(
+        staging.exists(),
+        "the half-done copy is where the next one looks"
+    );
+
+    scratch.run_ok(&["resume"]);
+    let status = scratch.status(&scratch.instance_ids()[0]);
+    assert_eq!(status["runtimeStatus"], "Completed", "{status}");
+    assert_eq!(status["output"], (256u64 << 20) + 5);
+    assert_eq!(std::fs::read(&blob).expect("blob"), bytes(5, 256 << 20));
+    assert_eq!(sha256_attribute(&blob), sha256_file(&big));
+    // The retried copy took the leftover over: the blobs are exactly the files.
+    let blobs: Vec<PathBuf> = files_under(&root).into_iter().map(|(b, _)| b).collect();
+    assert_eq!(
+        blobs,
+        vec![blob.clone(), root.join(blob_name(&site.join("small.txt")))]
+    );
 }
 
 #[test]

@@ -1,16 +1,17 @@
 //! The `file://` fast path: a file is copied by the kernel (`copy_file_range`, through
-//! `std::io::copy`) into a temporary file beside its blob while another thread hashes
+//! `std::io::copy`) into a staging file beside its blob while another thread hashes
 //! it; the SHA-256 goes in the file's extended attribute `user.sha256` and its
 //! modification time becomes the source's; then the file is fsynced, renamed over the
 //! blob and its directory fsynced, so that a completed copy, hash included, survives a
 //! power loss, and no power loss can leave a hash that vouches for other bytes.
 
 use super::Copied;
+use super::staging::{self, Staging};
 use super::upload::{Failure, grew, hash_file, hex, read_exact_at, reserve};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as BlobPath;
 use sha2::{Digest, Sha256};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -101,6 +102,7 @@ impl LocalDir {
         if skip_unchanged && let Some(recorded) = recorded(&target, size, modified) {
             let sha256 = hash_file(file, size)?;
             if sha256 == recorded {
+                staging::sweep(&target);
                 return Ok(Copied {
                     bytes: size,
                     sha256,
@@ -127,11 +129,11 @@ impl LocalDir {
         })
     }
 
-    /// Puts a blob at `target` whole or not at all, and durably: `fill` writes a
-    /// temporary file beside it (see [`temp_beside`]) and returns the SHA-256 of what it
-    /// wrote, which goes in the file's [`SHA256_ATTR`] (and its modification time becomes
-    /// `modified`); the file is fsynced, renamed over `target` and its directory fsynced
-    /// (new directories included). The temporary file is removed if anything fails.
+    /// Puts a blob at `target` whole or not at all, and durably: `fill` writes a staging
+    /// file beside it (see [`Staging`]) and returns the SHA-256 of what it wrote, which
+    /// goes in the file's [`SHA256_ATTR`] (and its modification time becomes `modified`);
+    /// the file is fsynced, renamed over `target` and its directory fsynced (new
+    /// directories included). The staging file is removed if anything fails.
     fn write_durably(
         &self,
         target: &Path,
@@ -142,27 +144,24 @@ impl LocalDir {
             .parent()
             .ok_or_else(|| Failure::Local(format!("{} has no directory", target.display())))?;
         create_dirs_durably(parent)?;
-        let temp = temp_beside(target)?;
+        let mut staging = Staging::take(target)?;
         let written = (|| {
-            let mut out = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp)?;
-            let sha256 = fill(&mut out)?;
+            let out = &mut staging.file;
+            let sha256 = fill(out)?;
             out.set_xattr(SHA256_ATTR, sha256.as_bytes())
                 .map_err(|e| self.no_attributes(e))?;
             if let Some(modified) = modified {
                 out.set_modified(modified)?;
             }
             out.sync_all()?;
-            drop(out);
-            std::fs::rename(&temp, target)
+            // Renamed while still locked, so that no other copy takes it over meanwhile.
+            std::fs::rename(&staging.path, target)
                 .map_err(|e| Failure::Local(format!("cannot put {}: {e}", target.display())))?;
             sync_dir(parent)?;
             Ok::<_, Failure>(sha256)
         })();
         if written.is_err() {
-            let _ = std::fs::remove_file(&temp);
+            staging.discard();
         }
         written
     }
@@ -203,22 +202,6 @@ fn recorded(target: &Path, size: u64, modified: SystemTime) -> Option<String> {
     }
     let sha256 = xattr::get(target, SHA256_ATTR).ok()??;
     String::from_utf8(sha256).ok()
-}
-
-/// A fresh temporary name in `target`'s own directory (a rename within one directory
-/// takes no filesystem-wide lock, and the file's inode is allocated near its blob's
-/// neighbours): `<name>#<digits>`, the suffix object_store's `LocalFileSystem` gives its
-/// own staging files and leaves out of its listings. A copy cut short by a crash can
-/// leave one behind, as object_store's own writes can; the retried copy writes a new one.
-/// (An `O_TMPFILE` file would leave nothing, but linking it after its fsync changes its
-/// inode again, which would then need a second fsync.)
-fn temp_beside(target: &Path) -> Result<PathBuf, Failure> {
-    let name = target
-        .file_name()
-        .ok_or_else(|| Failure::Local(format!("{} has no file name", target.display())))?;
-    let mut temp = name.to_os_string();
-    temp.push(format!("#{}", rand::random::<u64>()));
-    Ok(target.with_file_name(temp))
 }
 
 /// Copies `source` into `out` in the kernel while this thread's twin hashes it; both
@@ -296,7 +279,7 @@ fn disk_full(failure: &Failure) -> bool {
 /// would spend the retry policy's few attempts in a second or two and fail the backup,
 /// while space usually comes back (a log rotated, a temporary file deleted). The wait is
 /// bounded by the attempt's deadline and cancelled with its instance, which drop this
-/// future; every try starts from scratch (its temporary file is removed on failure).
+/// future; every try starts from scratch (its staging file is removed on failure).
 async fn while_disk_full<T, F, Fut>(location: &BlobPath, mut write: F) -> Result<T, Failure>
 where
     F: FnMut() -> Fut,

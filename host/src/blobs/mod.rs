@@ -4,6 +4,7 @@
 
 mod container;
 mod local;
+mod staging;
 mod upload;
 
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
