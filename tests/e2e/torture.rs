@@ -7,6 +7,7 @@
 
 use crate::support::*;
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -169,15 +170,24 @@ fn a_backup_survives_sigkill_at_random_moments() {
 
     let status = scratch.status("torture");
     assert_eq!(status["output"], total, "{status}");
+    let mut expected = Vec::new();
     for (file, _) in files_under(&site) {
-        let blob =
-            std::fs::read(blob_of(&scratch.data_dir(), &file)).expect("every file has a blob");
+        let blob_path = blob_of(&scratch.data_dir(), &file);
+        let blob = std::fs::read(&blob_path).expect("every file has a blob");
         assert!(
             blob == std::fs::read(&file).expect("source"),
             "blob of {} differs",
             file.display()
         );
+        expected.push(blob_path);
     }
+    // Nothing else: a copy killed half-way left a staging file that its retry took over.
+    let blobs: Vec<PathBuf> = files_under(&scratch.data_dir().join("blobs"))
+        .into_iter()
+        .map(|(blob, _)| blob)
+        .collect();
+    expected.sort();
+    assert_eq!(blobs, expected, "stray files among the blobs");
 
     // No activity whose result was committed before a run started ran again in that run.
     let mut executions: BTreeMap<u64, usize> = BTreeMap::new();
