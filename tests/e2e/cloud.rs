@@ -7,6 +7,7 @@ use crate::servers::*;
 use crate::support::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -412,6 +413,13 @@ fn file_blobs_record_sha256_and_keep_backslash_names_apart() {
         );
         assert_eq!(sha256_attribute(&blob), sha256_file(&file), "{name}");
         assert_eq!(
+            std::fs::metadata(&blob)
+                .map(|m| m.permissions().mode() & 0o1000)
+                .ok(),
+            Some(0),
+            "{name} keeps no staging mark (the sticky bit)"
+        );
+        assert_eq!(
             std::fs::metadata(&blob).and_then(|m| m.modified()).ok(),
             std::fs::metadata(&file).and_then(|m| m.modified()).ok(),
             "{name} keeps its source's modification time"
@@ -461,17 +469,9 @@ fn file_blob_skip_unchanged_rewrites_only_the_changed_file() {
     };
     assert_eq!(scratch.run_ok(&args), total.to_string());
     let first = identities();
-    // What a copy killed half-way leaves beside a blob; an up-to-date blob's copy
-    // removes it, though it writes nothing.
-    let leftover = root.join(format!("{}#0", blob_name(&site.join("nine.bin"))));
-    std::fs::write(&leftover, b"half a copy").expect("plant a leftover");
     assert_eq!(scratch.run_ok(&args), total.to_string());
     assert_eq!(uploads_recorded(&scratch), 0);
     assert_eq!(identities(), first, "no blob was rewritten");
-    assert!(
-        !leftover.exists(),
-        "the leftover staging file is still there"
-    );
 
     // New bytes of the same size, and the file's old modification time put back: only
     // its hash tells the change.
@@ -543,7 +543,16 @@ fn a_file_blob_copy_killed_half_way_resumes_to_one_blob_and_no_leftover() {
     write(&site, "big.bin", &bytes(5, 256 << 20));
     let root = scratch.data_dir().join("blobs");
     let blob = root.join(blob_name(&big));
-    let staging = root.join(format!("{}#0", blob_name(&big)));
+    // The copy's staging file beside the blob, `big.bin#<digits>`, once it has bytes.
+    let staging = || {
+        let dir = blob.parent().expect("a directory");
+        std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let staged =
+                name.starts_with("big.bin#") && entry.metadata().is_ok_and(|m| m.len() > 0);
+            staged.then(|| entry.path())
+        })
+    };
     let mut child = scratch
         .weft(&["run", "E2_BackupSiteContent", "--input", "\"site\""])
         .stdout(Stdio::null())
@@ -551,7 +560,7 @@ fn a_file_blob_copy_killed_half_way_resumes_to_one_blob_and_no_leftover() {
         .spawn()
         .expect("spawn weft");
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
-    while std::fs::metadata(&staging).map_or(true, |m| m.len() == 0) {
+    while staging().is_none() {
         assert!(
             std::time::Instant::now() < deadline,
             "the copy of big.bin never started"
@@ -565,9 +574,11 @@ fn a_file_blob_copy_killed_half_way_resumes_to_one_blob_and_no_leftover() {
     kill(child.id());
     let _ = child.wait();
     assert!(!blob.exists(), "the copy finished before the kill");
-    assert!(
-        staging.exists(),
-        "the half-done copy is where the next one looks"
+    let left = staging().expect("the half-done copy is left");
+    assert_ne!(
+        std::fs::metadata(&left).map_or(0, |m| m.permissions().mode()) & 0o1000,
+        0,
+        "and marked as a staging file (the sticky bit)"
     );
 
     scratch.run_ok(&["resume"]);
@@ -576,7 +587,7 @@ fn a_file_blob_copy_killed_half_way_resumes_to_one_blob_and_no_leftover() {
     assert_eq!(status["output"], (256u64 << 20) + 5);
     assert_eq!(std::fs::read(&blob).expect("blob"), bytes(5, 256 << 20));
     assert_eq!(sha256_attribute(&blob), sha256_file(&big));
-    // The retried copy took the leftover over: the blobs are exactly the files.
+    // The retried copy swept the leftover: the blobs are exactly the files.
     let blobs: Vec<PathBuf> = files_under(&root).into_iter().map(|(b, _)| b).collect();
     assert_eq!(
         blobs,

@@ -6,7 +6,7 @@
 //! power loss, and no power loss can leave a hash that vouches for other bytes.
 
 use super::Copied;
-use super::staging::{self, Staging};
+use super::staging::{Staging, Sweeper};
 use super::upload::{Failure, grew, hash_file, hex, read_exact_at, reserve};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as BlobPath;
@@ -28,11 +28,16 @@ const SMALL: u64 = 1 << 20;
 pub(super) struct LocalDir {
     root: PathBuf,
     store: Arc<LocalFileSystem>,
+    sweeper: Arc<Sweeper>,
 }
 
 impl LocalDir {
     pub(super) fn new(root: PathBuf, store: Arc<LocalFileSystem>) -> Self {
-        Self { root, store }
+        Self {
+            root,
+            store,
+            sweeper: Arc::default(),
+        }
     }
 
     /// Copies `file` into the blob; see [`super::Blobs::copy_file`]. A full disk is
@@ -102,7 +107,9 @@ impl LocalDir {
         if skip_unchanged && let Some(recorded) = recorded(&target, size, modified) {
             let sha256 = hash_file(file, size)?;
             if sha256 == recorded {
-                staging::sweep(&target);
+                if let Some(parent) = target.parent() {
+                    self.sweeper.sweep_once(parent);
+                }
                 return Ok(Copied {
                     bytes: size,
                     sha256,
@@ -133,7 +140,8 @@ impl LocalDir {
     /// file beside it (see [`Staging`]) and returns the SHA-256 of what it wrote, which
     /// goes in the file's [`SHA256_ATTR`] (and its modification time becomes `modified`);
     /// the file is fsynced, renamed over `target` and its directory fsynced (new
-    /// directories included). The staging file is removed if anything fails.
+    /// directories included). The staging file is removed if anything fails before the
+    /// rename. The first write into a directory sweeps it (see [`Sweeper`]).
     fn write_durably(
         &self,
         target: &Path,
@@ -144,26 +152,19 @@ impl LocalDir {
             .parent()
             .ok_or_else(|| Failure::Local(format!("{} has no directory", target.display())))?;
         create_dirs_durably(parent)?;
-        let mut staging = Staging::take(target)?;
-        let written = (|| {
-            let out = &mut staging.file;
-            let sha256 = fill(out)?;
-            out.set_xattr(SHA256_ATTR, sha256.as_bytes())
-                .map_err(|e| self.no_attributes(e))?;
-            if let Some(modified) = modified {
-                out.set_modified(modified)?;
-            }
-            out.sync_all()?;
-            // Renamed while still locked, so that no other copy takes it over meanwhile.
-            std::fs::rename(&staging.path, target)
-                .map_err(|e| Failure::Local(format!("cannot put {}: {e}", target.display())))?;
-            sync_dir(parent)?;
-            Ok::<_, Failure>(sha256)
-        })();
-        if written.is_err() {
-            staging.discard();
+        self.sweeper.sweep_once(parent);
+        let mut staging = Staging::create(target)?;
+        let out = &mut staging.file;
+        let sha256 = fill(out)?;
+        out.set_xattr(SHA256_ATTR, sha256.as_bytes())
+            .map_err(|e| self.no_attributes(e))?;
+        if let Some(modified) = modified {
+            out.set_modified(modified)?;
         }
-        written
+        staging.file.sync_all()?;
+        staging.commit(target)?;
+        sync_dir(parent)?;
+        Ok(sha256)
     }
 
     /// What a failed [`SHA256_ATTR`] write means: a filesystem without extended

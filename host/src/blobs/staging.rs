@@ -1,191 +1,303 @@
 //! Where a `file://` blob is written before it is renamed over the blob: a staging file
-//! beside it, named `<name>#0`, which a copy that died half-way leaves for the next copy
-//! of the same blob to take over, so that a crash leaves no stray partial file behind
-//! once the copy is retried.
+//! beside it, `<name>#<digits>` (the suffix object_store's `LocalFileSystem` gives its own
+//! staging files and leaves out of its listings), and the sweep that removes the staging
+//! files of copies that died half-way.
 //!
-//! A copy holds an exclusive `flock` on its staging file until it has renamed or removed
-//! it; the kernel drops the lock when its process dies. A staging file nobody holds is
-//! therefore left over, and is emptied and reused. Two copies of one blob at once are
-//! rare (two backups of one tree into one directory): the second gets a name of its own,
-//! `<name>#<random digits>`. Either way the suffix is digits after `#`, the staging
-//! suffix that object_store's `LocalFileSystem` uses too and leaves out of its listings.
+//! A staging file is born marked: its mode has the sticky bit ([`MARK`], meaningless on
+//! a regular file), and its digits end in a check of the blob's name (see
+//! [`staging_digits`]). Its copy holds an exclusive `flock` on it, renames it over the
+//! blob and only then clears the mark, or removes it if anything failed. The kernel
+//! drops the lock when the process dies, so a marked staging file that nobody holds is a
+//! leftover. (A sweep that inspects a copy's file the instant it is made, before its
+//! copy holds it, makes that copy take another name.) Leftovers are swept
+//! from a directory the first time this process writes a blob there: a retried copy,
+//! after a restart, sweeps what its killed attempt left. Nothing else is touched: not a
+//! blob (unmarked, or, should a power loss keep a blob's mark, named without the check),
+//! nor anything but a regular file of one link owned by this user, so a file planted
+//! there cannot make a sweep remove another. (The lock must be coherent: a local
+//! filesystem, or NFS with its default locking.)
 
 use super::upload::Failure;
-use std::fs::{File, OpenOptions};
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs::{File, OpenOptions, Permissions};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
-/// A staging file this copy holds, locked, and empty when taken.
+/// The mode bit that marks a staging file: the sticky bit, which Linux ignores on
+/// regular files.
+const MARK: u32 = 0o1000;
+
+/// A staging file this copy writes: removed when dropped, unless committed.
 pub(super) struct Staging {
     pub(super) file: File,
-    pub(super) path: PathBuf,
+    path: PathBuf,
+    /// Its mode, mark included.
+    mode: u32,
+    committed: bool,
 }
 
 impl Staging {
-    /// Takes the staging file of the blob at `target`: its own name if no other copy
-    /// holds it (a leftover is emptied), a fresh name otherwise.
-    pub(super) fn take(target: &Path) -> Result<Self, Failure> {
-        let own = beside(target, 0)?;
-        // The name may be renamed away under a copy that has just opened it; then try
-        // again, a few times at most.
-        for _ in 0..3 {
-            match claim(&own, true) {
-                Claimed::Ours(file, len) => {
-                    if len > 0 {
-                        file.set_len(0)?;
-                    }
-                    return Ok(Self { file, path: own });
+    /// Creates a fresh staging file beside the blob at `target`, marked and locked.
+    pub(super) fn create(target: &Path) -> Result<Self, Failure> {
+        let name = target
+            .file_name()
+            .ok_or_else(|| Failure::Local(format!("{} has no file name", target.display())))?;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut staged = name.to_os_string();
+            staged.push(format!("#{}", staging_digits(name, rand::random())));
+            let path = target.with_file_name(staged);
+            let file = match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o666 | MARK)
+                .open(&path)
+            {
+                Ok(file) => file,
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists && tries < 4 => {
+                    continue;
                 }
-                Claimed::Moved => continue,
-                Claimed::Held | Claimed::Absent => break,
+                Err(error) => return Err(error.into()),
+            };
+            let mut staging = Self {
+                file,
+                path,
+                mode: 0o666 | MARK,
+                committed: false,
+            };
+            // A sweep may have opened it the instant it was made, and may even have
+            // removed it: then take another name. (After a few tries, go on unlocked: a
+            // sweep could then fail this copy, which is retried.)
+            let locked = lock(&staging.file);
+            let metadata = staging.file.metadata()?;
+            staging.mode = metadata.mode();
+            if locked && metadata.nlink() == 1 || tries >= 4 {
+                return Ok(staging);
             }
         }
-        let path = beside(target, rand::random::<u64>().max(1))?;
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        Ok(Self { file, path })
     }
 
-    /// Removes the staging file (after a failed copy); the lock goes with the file.
-    pub(super) fn discard(self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Removes the staging file that a dead copy left beside `target`, if any (a copy that
-/// finds its blob already up to date writes nothing, and would otherwise leave it).
-pub(super) fn sweep(target: &Path) {
-    if let Ok(own) = beside(target, 0)
-        && let Claimed::Ours(_locked, _) = claim(&own, false)
-    {
-        let _ = std::fs::remove_file(&own);
+    /// Renames the staging file over `target` (still holding it), then clears its mark.
+    pub(super) fn commit(mut self, target: &Path) -> Result<(), Failure> {
+        std::fs::rename(&self.path, target)
+            .map_err(|e| Failure::Local(format!("cannot put {}: {e}", target.display())))?;
+        self.committed = true;
+        let mode = self.mode & 0o7777 & !MARK;
+        self.file.set_permissions(Permissions::from_mode(mode))?;
+        Ok(())
     }
 }
 
-enum Claimed {
-    /// Opened, locked, and still under its name: a regular file with no other link, of
-    /// this length.
-    Ours(File, u64),
-    /// Another copy holds it, or something other than a staging file is there.
-    Held,
-    /// It was renamed or removed between the open and the lock.
-    Moved,
-    /// There is none (and none was to be created).
-    Absent,
+impl Drop for Staging {
+    /// A copy that failed, or panicked, removes its staging file (still holding it).
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
-/// Opens (creating it if `create`) and locks the staging file at `path`, never waiting:
-/// a symlink is not followed, a FIFO not waited on, and anything that is not a regular
-/// file of one link is left alone, so a file planted there cannot make a copy truncate
-/// or remove another file.
-fn claim(path: &Path, create: bool) -> Claimed {
-    let mut options = OpenOptions::new();
-    if create {
-        options.write(true).create(true);
-    } else {
-        options.read(true);
+/// The digits of a staging file of the blob `name`: `random` with its low 16 bits
+/// replaced by a hash of `name`, so that a blob whose name merely ends in `#` and digits
+/// is almost never taken for a staging file.
+fn staging_digits(name: &OsStr, random: u64) -> u64 {
+    // FNV-1a: a fixed, well-spread hash of the name's bytes.
+    let hash = name
+        .as_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    (random & !0xffff) | (hash & 0xffff)
+}
+
+/// Whether `name` is `<blob name>#<digits>` with the digits [`staging_digits`] gives.
+fn is_staging_name(name: &OsStr) -> bool {
+    let bytes = name.as_bytes();
+    let Some(hash) = bytes.iter().rposition(|&b| b == b'#') else {
+        return false;
+    };
+    let blob = OsStr::from_bytes(&bytes[..hash]);
+    std::str::from_utf8(&bytes[hash + 1..])
+        .ok()
+        .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|digits| digits.parse::<u64>().ok())
+        .is_some_and(|n| staging_digits(blob, n) == n)
+}
+
+/// How many swept directories [`Sweeper`] remembers; it forgets them all past that, and
+/// sweeps them again (harmless) when next written to.
+const REMEMBERED: usize = 1 << 16;
+
+/// Sweeps each directory once per process, the first time a blob is written there.
+#[derive(Default)]
+pub(super) struct Sweeper {
+    swept: Mutex<HashSet<PathBuf>>,
+}
+
+impl Sweeper {
+    /// Removes the leftover staging files in `dir`, if this process has not yet.
+    pub(super) fn sweep_once(&self, dir: &Path) {
+        {
+            let mut swept = self.swept.lock().unwrap_or_else(PoisonError::into_inner);
+            if swept.contains(dir) {
+                return;
+            }
+            if swept.len() >= REMEMBERED {
+                swept.clear();
+            }
+            swept.insert(dir.to_path_buf());
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if is_staging_name(&entry.file_name()) {
+                remove_if_left_over(&entry.path());
+            }
+        }
     }
-    let file = match options
+}
+
+/// Removes the file at `path` if it is a staging file whose copy is dead: marked, held by
+/// no one, and a regular file of one link owned by this user. Never waits: a symlink is
+/// not followed, and nothing but a regular file is opened.
+fn remove_if_left_over(path: &Path) {
+    if !std::fs::symlink_metadata(path).is_ok_and(|found| found.is_file()) {
+        return;
+    }
+    let Ok(file) = OpenOptions::new()
+        .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-    {
-        Ok(file) => file,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Claimed::Absent,
-        Err(_) => return Claimed::Held,
+    else {
+        return;
     };
-    // SAFETY: a plain syscall on a file descriptor that `file` keeps open.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Claimed::Held;
+    if !lock(&file) {
+        return;
     }
     let (Ok(held), Ok(named)) = (file.metadata(), std::fs::symlink_metadata(path)) else {
-        return Claimed::Moved;
+        return;
     };
-    if (held.dev(), held.ino()) != (named.dev(), named.ino()) {
-        return Claimed::Moved;
+    // SAFETY: `geteuid` cannot fail.
+    let mine = held.uid() == unsafe { libc::geteuid() };
+    if (held.dev(), held.ino()) == (named.dev(), named.ino())
+        && mine
+        && held.is_file()
+        && held.nlink() == 1
+        && held.mode() & MARK != 0
+    {
+        // Removed while locked: a live copy's file is never removed.
+        let _ = std::fs::remove_file(path);
     }
-    if !held.is_file() || held.nlink() != 1 {
-        return Claimed::Held;
-    }
-    Claimed::Ours(file, held.len())
 }
 
-/// `target`'s name with `#<n>` after it.
-fn beside(target: &Path, n: u64) -> Result<PathBuf, Failure> {
-    let name = target
-        .file_name()
-        .ok_or_else(|| Failure::Local(format!("{} has no file name", target.display())))?;
-    let mut staged = name.to_os_string();
-    staged.push(format!("#{n}"));
-    Ok(target.with_file_name(staged))
+/// Takes `file`'s exclusive lock without waiting; false if anyone else holds it.
+fn lock(file: &File) -> bool {
+    // SAFETY: a plain syscall on a file descriptor that `file` keeps open.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::process::Command;
+
+    /// A staging file of `blob` in `dir` that nobody holds, as a killed copy leaves it.
+    fn leftover(dir: &Path, blob: &str) -> PathBuf {
+        let mut staging = Staging::create(&dir.join(blob)).unwrap();
+        staging.committed = true;
+        staging.path.clone()
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
 
     #[test]
-    fn a_leftover_is_emptied_and_reused() {
+    fn a_committed_blob_is_unmarked_and_a_failed_copy_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("blob");
-        std::fs::write(dir.path().join("blob#0"), b"half a copy").unwrap();
-        let mut staging = Staging::take(&target).unwrap();
-        assert_eq!(staging.path, dir.path().join("blob#0"));
+        let mut staging = Staging::create(&target).unwrap();
+        assert!(is_staging_name(staging.path.file_name().unwrap()));
+        assert_ne!(staging.file.metadata().unwrap().mode() & MARK, 0);
         staging.file.write_all(b"new").unwrap();
-        assert_eq!(std::fs::read(&staging.path).unwrap(), b"new");
+        staging.commit(&target).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+        assert_eq!(std::fs::metadata(&target).unwrap().mode() & MARK, 0);
+        drop(Staging::create(&target).unwrap());
+        assert_eq!(names(dir.path()), ["blob"]);
     }
 
     #[test]
-    fn a_held_name_is_left_to_its_holder() {
+    fn a_sweep_removes_leftovers_once_per_directory_and_never_live_files() {
         let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("blob");
-        let first = Staging::take(&target).unwrap();
-        let second = Staging::take(&target).unwrap();
-        assert_ne!(first.path, second.path);
-        assert!(
-            second
-                .path
-                .to_string_lossy()
-                .rsplit_once('#')
-                .is_some_and(|(_, n)| n.bytes().all(|b| b.is_ascii_digit()))
-        );
-        // The holder's file is not swept either.
-        sweep(&target);
-        assert!(first.path.exists());
-        second.discard();
-        drop(first);
-        sweep(&target);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        leftover(dir.path(), "a");
+        leftover(dir.path(), "b.txt");
+        let live = Staging::create(&dir.path().join("c")).unwrap();
+        let live_name = live
+            .path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let sweeper = Sweeper::default();
+        sweeper.sweep_once(dir.path());
+        assert_eq!(names(dir.path()), std::slice::from_ref(&live_name));
+        // Once swept, a directory is not read again by the same process.
+        let again = leftover(dir.path(), "d");
+        sweeper.sweep_once(dir.path());
+        assert!(again.exists());
+        // Another process sweeps it.
+        Sweeper::default().sweep_once(dir.path());
+        assert!(!again.exists());
     }
 
     #[test]
-    fn planted_links_and_fifos_are_not_touched() {
+    fn a_sweep_leaves_blobs_and_planted_files_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let elsewhere = dir.path().join("precious");
-        std::fs::write(&elsewhere, b"keep me").unwrap();
-        for (i, plant) in ["symlink", "hardlink", "fifo"].into_iter().enumerate() {
-            let target = dir.path().join(format!("blob{i}"));
-            let own = beside(&target, 0).unwrap();
-            match plant {
-                "symlink" => std::os::unix::fs::symlink(&elsewhere, &own).unwrap(),
-                "hardlink" => std::fs::hard_link(&elsewhere, &own).unwrap(),
-                _ => assert!(
-                    std::process::Command::new("mkfifo")
-                        .arg(&own)
-                        .status()
-                        .unwrap()
-                        .success()
-                ),
-            }
-            let staging = Staging::take(&target).unwrap();
-            assert_ne!(staging.path, own, "{plant}");
-            sweep(&target);
-            assert!(std::fs::symlink_metadata(&own).is_ok(), "{plant} removed");
-            staging.discard();
-        }
-        assert_eq!(std::fs::read(&elsewhere).unwrap(), b"keep me");
+        let precious = dir.path().join("precious");
+        std::fs::write(&precious, b"keep me").unwrap();
+        std::fs::set_permissions(&precious, Permissions::from_mode(0o1644)).unwrap();
+        // A blob whose name ends in `#` and digits, marked as if a power loss kept it.
+        let blob = dir.path().join("notes#12345");
+        std::fs::write(&blob, b"the blob of a file named notes#12345").unwrap();
+        std::fs::set_permissions(&blob, Permissions::from_mode(0o1644)).unwrap();
+        // Links and a FIFO with staging names, and a directory.
+        let named = |blob: &str| {
+            let mut name = OsStr::new(blob).to_os_string();
+            name.push(format!("#{}", staging_digits(OsStr::new(blob), 7 << 16)));
+            dir.path().join(name)
+        };
+        std::os::unix::fs::symlink(&precious, named("s")).unwrap();
+        std::fs::hard_link(&precious, named("h")).unwrap();
+        let fifo = Command::new("mkfifo").arg(named("f")).status().unwrap();
+        assert!(fifo.success());
+        std::fs::create_dir(named("d")).unwrap();
+        let before = names(dir.path());
+        Sweeper::default().sweep_once(dir.path());
+        assert_eq!(names(dir.path()), before);
+        assert_eq!(std::fs::read(&precious).unwrap(), b"keep me");
+    }
+
+    #[test]
+    fn staging_names_carry_a_check_of_the_blob_name() {
+        let digits = staging_digits(OsStr::new("a#b"), 99 << 16);
+        assert!(is_staging_name(OsStr::new(&format!("a#b#{digits}"))));
+        assert!(!is_staging_name(OsStr::new(&format!("a#c#{digits}"))));
+        assert!(!is_staging_name(OsStr::new("a#")));
+        assert!(!is_staging_name(OsStr::new("a#1b")));
+        assert!(!is_staging_name(OsStr::new("a1")));
     }
 }
