@@ -505,6 +505,53 @@ fn file_blob_skip_unchanged_rewrites_only_the_changed_file() {
 }
 
 #[test]
+fn file_blob_skip_unchanged_does_not_trust_an_unsettled_blob() {
+    // A blob is renamed into place, fsynced, and only then loses the staging mark (the
+    // sticky bit). A power loss in between can leave it marked, with its size, time and
+    // hash in place but bytes that never reached the disk: it must be copied again.
+    let scratch = Scratch::new();
+    let site = scratch.path().join("site");
+    write(&site, "a.txt", b"abc");
+    write(&site, "b.txt", b"defg");
+    let args = [
+        "run",
+        "E2_BackupSiteContent",
+        "--input",
+        "\"site\"",
+        "--skip-unchanged",
+    ];
+    assert_eq!(scratch.run_ok(&args), "7");
+    let blob = scratch
+        .data_dir()
+        .join("blobs")
+        .join(blob_name(&site.join("a.txt")));
+    let modified = std::fs::metadata(&blob)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    std::fs::write(&blob, b"\0\0\0").expect("lose the bytes");
+    let file = std::fs::File::options()
+        .write(true)
+        .open(&blob)
+        .expect("blob");
+    file.set_modified(modified).expect("keep the time");
+    file.set_permissions(std::fs::Permissions::from_mode(0o1644))
+        .expect("keep the mark");
+    assert_eq!(scratch.run_ok(&args), "7");
+    assert_eq!(
+        uploads_recorded(&scratch),
+        1,
+        "only the unsettled blob is copied"
+    );
+    assert_eq!(std::fs::read(&blob).expect("blob"), b"abc");
+    assert_eq!(
+        std::fs::metadata(&blob)
+            .map(|m| m.permissions().mode() & 0o1000)
+            .ok(),
+        Some(0)
+    );
+}
+
+#[test]
 fn a_fifo_where_a_blob_goes_is_replaced_not_waited_on() {
     // --skip-unchanged looks at the blob already there; a FIFO must not make it wait for
     // a writer that never comes.

@@ -1,12 +1,13 @@
 //! The `file://` fast path: a file is copied by the kernel (`copy_file_range`, through
 //! `std::io::copy`) into a staging file beside its blob while another thread hashes
 //! it; the SHA-256 goes in the file's extended attribute `user.sha256` and its
-//! modification time becomes the source's; then the file is fsynced, renamed over the
-//! blob and its directory fsynced, so that a completed copy, hash included, survives a
-//! power loss, and no power loss can leave a hash that vouches for other bytes.
+//! modification time becomes the source's; then the file is renamed over the blob,
+//! fsynced, unmarked (see [`staging`]) and its directory fsynced, so that a completed
+//! copy, hash included, survives a power loss, and no power loss can leave a trusted hash
+//! that vouches for other bytes.
 
 use super::Copied;
-use super::staging::{Staging, Sweeper};
+use super::staging::{self, Staging, Sweeper};
 use super::upload::{Failure, grew, hash_file, hex, read_exact_at, reserve};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as BlobPath;
@@ -139,9 +140,9 @@ impl LocalDir {
     /// Puts a blob at `target` whole or not at all, and durably: `fill` writes a staging
     /// file beside it (see [`Staging`]) and returns the SHA-256 of what it wrote, which
     /// goes in the file's [`SHA256_ATTR`] (and its modification time becomes `modified`);
-    /// the file is fsynced, renamed over `target` and its directory fsynced (new
-    /// directories included). The staging file is removed if anything fails before the
-    /// rename. The first write into a directory sweeps it (see [`Sweeper`]).
+    /// the file is renamed over `target`, fsynced and unmarked, and its directory
+    /// fsynced (new directories included). The staging file is removed if anything fails
+    /// before the rename. The first write into a directory sweeps it (see [`Sweeper`]).
     fn write_durably(
         &self,
         target: &Path,
@@ -161,8 +162,13 @@ impl LocalDir {
         if let Some(modified) = modified {
             out.set_modified(modified)?;
         }
-        staging.file.sync_all()?;
+        // Renamed first, then fsynced: the file's fsync then writes its new directory
+        // entry too on most filesystems, and the directory's fsync has little left to
+        // do. Until the fsync has returned, the blob is marked, and a marked blob is
+        // never trusted (see [`recorded`]), so a power loss cannot leave a hash that
+        // vouches for bytes that never reached the disk.
         staging.commit(target)?;
+        staging.settle()?;
         sync_dir(parent)?;
         Ok(sha256)
     }
@@ -194,11 +200,16 @@ const SHA256_ATTR: &str = "user.sha256";
 /// The SHA-256 recorded with the blob at `target`, if the blob is the copy of a source
 /// file of `size` bytes last modified at `modified` (a copy sets the blob's modification
 /// time to its source's, so a blob rewritten in place, or a touched source, does not
-/// match and is copied again).
+/// match and is copied again), and the blob is durable (not marked: see
+/// [`staging::is_marked`]).
 /// (Looked up by path, not opened: opening a FIFO planted at `target` would block.)
 fn recorded(target: &Path, size: u64, modified: SystemTime) -> Option<String> {
     let metadata = std::fs::metadata(target).ok()?;
-    if !metadata.is_file() || metadata.len() != size || metadata.modified().ok()? != modified {
+    if !metadata.is_file()
+        || staging::is_marked(&metadata)
+        || metadata.len() != size
+        || metadata.modified().ok()? != modified
+    {
         return None;
     }
     let sha256 = xattr::get(target, SHA256_ATTR).ok()??;

@@ -1,21 +1,21 @@
 //! Where a `file://` blob is written before it is renamed over the blob: a staging file
-//! beside it, `<name>#<digits>` (the suffix object_store's `LocalFileSystem` gives its own
-//! staging files and leaves out of its listings), and the sweep that removes the staging
-//! files of copies that died half-way.
+//! beside it, named by the blob's file name up to its first `#`, then `#` and random
+//! digits, and the sweep that removes the staging files of copies that died half-way.
 //!
-//! A staging file is born marked: its mode has the sticky bit ([`MARK`], meaningless on
-//! a regular file), and its digits end in a check of the blob's name (see
-//! [`staging_digits`]). Its copy holds an exclusive `flock` on it, renames it over the
-//! blob and only then clears the mark, or removes it if anything failed. The kernel
-//! drops the lock when the process dies, so a marked staging file that nobody holds is a
-//! leftover. (A sweep that inspects a copy's file the instant it is made, before its
-//! copy holds it, makes that copy take another name.) Leftovers are swept
-//! from a directory the first time this process writes a blob there: a retried copy,
-//! after a restart, sweeps what its killed attempt left. Nothing else is touched: not a
-//! blob (unmarked, or, should a power loss keep a blob's mark, named without the check),
-//! nor anything but a regular file of one link owned by this user, so a file planted
-//! there cannot make a sweep remove another. (The lock must be coherent: a local
-//! filesystem, or NFS with its default locking.)
+//! Such a name can never be a blob's: object_store's `LocalFileSystem` refuses a file
+//! name whose text after its first `#` is all digits (it keeps those for its own staging
+//! files, and leaves them out of its listings). A staging file is also born marked: its
+//! mode has the sticky bit ([`MARK`], meaningless on a regular file). Its copy holds an
+//! exclusive `flock` on it, renames it over the blob, fsyncs it and only then clears the
+//! mark, or removes it if anything failed before the rename. The kernel drops the lock
+//! when the process dies, so a marked staging file that nobody holds is a leftover. (A
+//! sweep that inspects a copy's file the instant it is made, before its copy holds it,
+//! makes that copy take another name.) Leftovers are swept from a directory the first
+//! time this process writes a blob there (or finds one up to date): a retried copy, after
+//! a restart, sweeps what its killed attempt left. Nothing else is touched: not a blob
+//! (never so named), nor anything but a marked regular file of one link owned by this
+//! user, so a file planted there cannot make a sweep remove another. (The lock must be
+//! coherent: a local filesystem, or NFS with its default locking.)
 
 use super::upload::Failure;
 use std::collections::HashSet;
@@ -46,11 +46,16 @@ impl Staging {
         let name = target
             .file_name()
             .ok_or_else(|| Failure::Local(format!("{} has no file name", target.display())))?;
+        let prefix = name
+            .as_bytes()
+            .split(|&b| b == b'#')
+            .next()
+            .unwrap_or_default();
         let mut tries = 0;
         loop {
             tries += 1;
-            let mut staged = name.to_os_string();
-            staged.push(format!("#{}", staging_digits(name, rand::random())));
+            let mut staged = OsStr::from_bytes(prefix).to_os_string();
+            staged.push(format!("#{}", rand::random::<u64>()));
             let path = target.with_file_name(staged);
             let file = match OpenOptions::new()
                 .write(true)
@@ -76,17 +81,33 @@ impl Staging {
             let locked = lock(&staging.file);
             let metadata = staging.file.metadata()?;
             staging.mode = metadata.mode();
-            if locked && metadata.nlink() == 1 || tries >= 4 {
+            let named = metadata.nlink() == 1;
+            if named && (locked || tries >= 4) {
                 return Ok(staging);
+            }
+            if tries >= 4 {
+                return Err(Failure::Local(format!(
+                    "the staging files of {} keep disappearing",
+                    target.display()
+                )));
             }
         }
     }
 
-    /// Renames the staging file over `target` (still holding it), then clears its mark.
-    pub(super) fn commit(mut self, target: &Path) -> Result<(), Failure> {
+    /// Renames the staging file over `target` (still holding it). The blob keeps the
+    /// mark until [`Self::settle`].
+    pub(super) fn commit(&mut self, target: &Path) -> Result<(), Failure> {
         std::fs::rename(&self.path, target)
             .map_err(|e| Failure::Local(format!("cannot put {}: {e}", target.display())))?;
         self.committed = true;
+        Ok(())
+    }
+
+    /// Makes the committed blob's bytes and attributes durable (fsync), then clears its
+    /// mark: a blob without the mark is durable, whatever a power loss keeps (see
+    /// [`is_marked`]).
+    pub(super) fn settle(&self) -> Result<(), Failure> {
+        self.file.sync_all()?;
         let mode = self.mode & 0o7777 & !MARK;
         self.file.set_permissions(Permissions::from_mode(mode))?;
         Ok(())
@@ -102,32 +123,19 @@ impl Drop for Staging {
     }
 }
 
-/// The digits of a staging file of the blob `name`: `random` with its low 16 bits
-/// replaced by a hash of `name`, so that a blob whose name merely ends in `#` and digits
-/// is almost never taken for a staging file.
-fn staging_digits(name: &OsStr, random: u64) -> u64 {
-    // FNV-1a: a fixed, well-spread hash of the name's bytes.
-    let hash = name
-        .as_bytes()
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-    (random & !0xffff) | (hash & 0xffff)
+/// Whether a file carries the staging mark: a staging file, or a blob whose bytes may
+/// not be durable yet (renamed into place, not yet settled; a power loss can leave one).
+pub(super) fn is_marked(metadata: &std::fs::Metadata) -> bool {
+    metadata.mode() & MARK != 0
 }
 
-/// Whether `name` is `<blob name>#<digits>` with the digits [`staging_digits`] gives.
+/// Whether `name` is a staging file's: its text after its first `#` is all digits.
 fn is_staging_name(name: &OsStr) -> bool {
-    let bytes = name.as_bytes();
-    let Some(hash) = bytes.iter().rposition(|&b| b == b'#') else {
-        return false;
-    };
-    let blob = OsStr::from_bytes(&bytes[..hash]);
-    std::str::from_utf8(&bytes[hash + 1..])
-        .ok()
-        .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|digits| digits.parse::<u64>().ok())
-        .is_some_and(|n| staging_digits(blob, n) == n)
+    let name = name.as_bytes();
+    name.iter().position(|&b| b == b'#').is_some_and(|hash| {
+        let digits = &name[hash + 1..];
+        !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
+    })
 }
 
 /// How many swept directories [`Sweeper`] remembers; it forgets them all past that, and
@@ -154,6 +162,9 @@ impl Sweeper {
             swept.insert(dir.to_path_buf());
         }
         let Ok(entries) = std::fs::read_dir(dir) else {
+            // Perhaps for want of file descriptors: the next write tries again.
+            let mut swept = self.swept.lock().unwrap_or_else(PoisonError::into_inner);
+            swept.remove(dir);
             return;
         };
         for entry in entries.flatten() {
@@ -234,8 +245,11 @@ mod tests {
         assert_ne!(staging.file.metadata().unwrap().mode() & MARK, 0);
         staging.file.write_all(b"new").unwrap();
         staging.commit(&target).unwrap();
+        assert!(is_marked(&std::fs::metadata(&target).unwrap()));
+        staging.settle().unwrap();
+        drop(staging);
         assert_eq!(std::fs::read(&target).unwrap(), b"new");
-        assert_eq!(std::fs::metadata(&target).unwrap().mode() & MARK, 0);
+        assert!(!is_marked(&std::fs::metadata(&target).unwrap()));
         drop(Staging::create(&target).unwrap());
         assert_eq!(names(dir.path()), ["blob"]);
     }
@@ -270,16 +284,12 @@ mod tests {
         let precious = dir.path().join("precious");
         std::fs::write(&precious, b"keep me").unwrap();
         std::fs::set_permissions(&precious, Permissions::from_mode(0o1644)).unwrap();
-        // A blob whose name ends in `#` and digits, marked as if a power loss kept it.
-        let blob = dir.path().join("notes#12345");
-        std::fs::write(&blob, b"the blob of a file named notes#12345").unwrap();
+        // A blob whose name has `#` and digits in it, marked as if a power loss kept it.
+        let blob = dir.path().join("notes#v2#12345");
+        std::fs::write(&blob, b"the blob of a file named notes#v2#12345").unwrap();
         std::fs::set_permissions(&blob, Permissions::from_mode(0o1644)).unwrap();
         // Links and a FIFO with staging names, and a directory.
-        let named = |blob: &str| {
-            let mut name = OsStr::new(blob).to_os_string();
-            name.push(format!("#{}", staging_digits(OsStr::new(blob), 7 << 16)));
-            dir.path().join(name)
-        };
+        let named = |prefix: &str| dir.path().join(format!("{prefix}#7"));
         std::os::unix::fs::symlink(&precious, named("s")).unwrap();
         std::fs::hard_link(&precious, named("h")).unwrap();
         let fifo = Command::new("mkfifo").arg(named("f")).status().unwrap();
@@ -292,12 +302,19 @@ mod tests {
     }
 
     #[test]
-    fn staging_names_carry_a_check_of_the_blob_name() {
-        let digits = staging_digits(OsStr::new("a#b"), 99 << 16);
-        assert!(is_staging_name(OsStr::new(&format!("a#b#{digits}"))));
-        assert!(!is_staging_name(OsStr::new(&format!("a#c#{digits}"))));
+    fn staging_names_are_never_blob_names() {
+        let dir = tempfile::tempdir().unwrap();
+        for blob in ["a", "a#b", "a#b#1", "#x"] {
+            let staging = Staging::create(&dir.path().join(blob)).unwrap();
+            let name = staging.path.file_name().unwrap();
+            assert!(is_staging_name(name), "{name:?}");
+            let location = object_store::path::Path::parse(name.to_str().unwrap()).unwrap();
+            let store = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+            assert!(store.path_to_filesystem(&location).is_err(), "{name:?}");
+        }
         assert!(!is_staging_name(OsStr::new("a#")));
         assert!(!is_staging_name(OsStr::new("a#1b")));
+        assert!(!is_staging_name(OsStr::new("a#b#1")));
         assert!(!is_staging_name(OsStr::new("a1")));
     }
 }
