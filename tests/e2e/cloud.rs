@@ -388,6 +388,11 @@ fn sha256_attribute(blob: &Path) -> String {
     String::from_utf8(value).expect("the hash is text")
 }
 
+/// Whether `path` has the sticky bit, the mark of a staging file or an unsettled blob.
+fn staging_mark(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o1000 != 0)
+}
+
 #[test]
 fn file_blobs_record_sha256_and_keep_backslash_names_apart() {
     let scratch = Scratch::new();
@@ -412,13 +417,7 @@ fn file_blobs_record_sha256_and_keep_backslash_names_apart() {
             "{name}"
         );
         assert_eq!(sha256_attribute(&blob), sha256_file(&file), "{name}");
-        assert_eq!(
-            std::fs::metadata(&blob)
-                .map(|m| m.permissions().mode() & 0o1000)
-                .ok(),
-            Some(0),
-            "{name} keeps no staging mark (the sticky bit)"
-        );
+        assert!(!staging_mark(&blob), "{name} keeps no staging mark");
         assert_eq!(
             std::fs::metadata(&blob).and_then(|m| m.modified()).ok(),
             std::fs::metadata(&file).and_then(|m| m.modified()).ok(),
@@ -543,12 +542,7 @@ fn file_blob_skip_unchanged_does_not_trust_an_unsettled_blob() {
         "only the unsettled blob is copied"
     );
     assert_eq!(std::fs::read(&blob).expect("blob"), b"abc");
-    assert_eq!(
-        std::fs::metadata(&blob)
-            .map(|m| m.permissions().mode() & 0o1000)
-            .ok(),
-        Some(0)
-    );
+    assert!(!staging_mark(&blob), "the blob is settled");
 }
 
 #[test]
@@ -622,11 +616,7 @@ fn a_file_blob_copy_killed_half_way_resumes_to_one_blob_and_no_leftover() {
     let _ = child.wait();
     assert!(!blob.exists(), "the copy finished before the kill");
     let left = staging().expect("the half-done copy is left");
-    assert_ne!(
-        std::fs::metadata(&left).map_or(0, |m| m.permissions().mode()) & 0o1000,
-        0,
-        "and marked as a staging file (the sticky bit)"
-    );
+    assert!(staging_mark(&left), "and marked as a staging file");
 
     scratch.run_ok(&["resume"]);
     let status = scratch.status(&scratch.instance_ids()[0]);
