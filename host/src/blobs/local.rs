@@ -7,7 +7,7 @@
 //! that vouches for other bytes.
 
 use super::Copied;
-use super::staging::{self, Staging, Sweeper};
+use super::staging::{self, Abandoned, Renames, Staging, Sweeper};
 use super::upload::{Failure, grew, hash_file, hex, read_exact_at, reserve};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as BlobPath;
@@ -30,6 +30,7 @@ pub(super) struct LocalDir {
     root: PathBuf,
     store: Arc<LocalFileSystem>,
     sweeper: Arc<Sweeper>,
+    renames: Arc<Renames>,
 }
 
 impl LocalDir {
@@ -38,6 +39,7 @@ impl LocalDir {
             root,
             store,
             sweeper: Arc::default(),
+            renames: Arc::default(),
         }
     }
 
@@ -64,9 +66,11 @@ impl LocalDir {
             let (this, location) = (self.clone(), location.clone());
             let (file, permit) = (file.clone(), permit.clone());
             async move {
+                let abandoned = Abandoned::default();
+                let _abandon = abandoned.on_drop();
                 tokio::task::spawn_blocking(move || {
                     let _permit = permit;
-                    this.copy_blocking(&file, size, &location, skip_unchanged)
+                    this.copy_blocking(&file, size, &location, skip_unchanged, &abandoned)
                 })
                 .await
                 .map_err(|e| Failure::Local(format!("the copying thread failed: {e}")))?
@@ -81,9 +85,11 @@ impl LocalDir {
         while_disk_full(location, || {
             let (this, location, data) = (self.clone(), location.clone(), data.clone());
             async move {
+                let abandoned = Abandoned::default();
+                let _abandon = abandoned.on_drop();
                 tokio::task::spawn_blocking(move || {
                     let target = this.blob_file(&location)?;
-                    this.write_durably(&target, None, |out| {
+                    this.write_durably(&target, None, &abandoned, |out| {
                         out.write_all(&data)?;
                         Ok(hex(Sha256::digest(data.as_slice())))
                     })
@@ -102,6 +108,7 @@ impl LocalDir {
         size: u64,
         location: &BlobPath,
         skip_unchanged: bool,
+        abandoned: &Abandoned,
     ) -> Result<Copied, Failure> {
         let target = self.blob_file(location)?;
         let modified = file.metadata()?.modified()?;
@@ -118,7 +125,7 @@ impl LocalDir {
                 });
             }
         }
-        let sha256 = self.write_durably(&target, Some(modified), |out| {
+        let sha256 = self.write_durably(&target, Some(modified), abandoned, |out| {
             if size <= SMALL {
                 let data = read_exact_at(file, 0, size as usize)?;
                 if grew(file, size)? {
@@ -142,11 +149,13 @@ impl LocalDir {
     /// goes in the file's [`SHA256_ATTR`] (and its modification time becomes `modified`);
     /// the file is renamed over `target`, fsynced and unmarked, and its directory
     /// fsynced (new directories included). The staging file is removed if anything fails
-    /// before the rename. The first write into a directory sweeps it (see [`Sweeper`]).
+    /// before the rename, and it is not renamed if its copy was abandoned meanwhile (see
+    /// [`Abandoned`]). The first write into a directory sweeps it (see [`Sweeper`]).
     fn write_durably(
         &self,
         target: &Path,
         modified: Option<SystemTime>,
+        abandoned: &Abandoned,
         fill: impl FnOnce(&mut File) -> Result<String, Failure>,
     ) -> Result<String, Failure> {
         let parent = target
@@ -167,7 +176,7 @@ impl LocalDir {
         // do. Until the fsync has returned, the blob is marked, and a marked blob is
         // never trusted (see [`recorded`]), so a power loss cannot leave a hash that
         // vouches for bytes that never reached the disk.
-        staging.commit(target)?;
+        staging.commit(target, abandoned, &self.renames)?;
         staging.settle()?;
         sync_dir(parent)?;
         Ok(sha256)

@@ -1,6 +1,8 @@
 //! Where a `file://` blob is written before it is renamed over the blob: a staging file
 //! beside it, named by the blob's file name up to its first `#`, then `#` and random
-//! digits, and the sweep that removes the staging files of copies that died half-way.
+//! digits; the sweep that removes the staging files of copies that died half-way; and
+//! the order of renames over one blob in this process (an abandoned copy's thread never
+//! renames after a later copy has).
 //!
 //! Such a name can never be a blob's: object_store's `LocalFileSystem` refuses a file
 //! name whose text after its first `#` is all digits (it keeps those for its own staging
@@ -21,11 +23,13 @@ use super::upload::Failure;
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions, Permissions};
+use std::hash::{Hash, Hasher};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// The mode bit that marks a staging file: the sticky bit, which Linux ignores on
 /// regular files.
@@ -94,9 +98,21 @@ impl Staging {
         }
     }
 
-    /// Renames the staging file over `target` (still holding it). The blob keeps the
-    /// mark until [`Self::settle`].
-    pub(super) fn commit(&mut self, target: &Path) -> Result<(), Failure> {
+    /// Renames the staging file over `target` (still holding it), unless its copy was
+    /// abandoned. The blob keeps the mark until [`Self::settle`].
+    pub(super) fn commit(
+        &mut self,
+        target: &Path,
+        abandoned: &Abandoned,
+        renames: &Renames,
+    ) -> Result<(), Failure> {
+        let _renaming = renames.lock(target);
+        if abandoned.0.load(Ordering::SeqCst) {
+            return Err(Failure::Local(format!(
+                "the copy to {} was abandoned (its attempt timed out or its instance ended)",
+                target.display()
+            )));
+        }
         std::fs::rename(&self.path, target)
             .map_err(|e| Failure::Local(format!("cannot put {}: {e}", target.display())))?;
         self.committed = true;
@@ -120,6 +136,48 @@ impl Drop for Staging {
         if !self.committed {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+/// Set once the copy that started a blocking thread is dropped (its attempt timed out,
+/// or its instance ended) while the thread still runs: the thread then does not put its
+/// blob in place, so a later copy of the same blob, done meanwhile in this process, is
+/// never overwritten with older bytes.
+#[derive(Clone, Default)]
+pub(super) struct Abandoned(Arc<AtomicBool>);
+
+impl Abandoned {
+    /// A guard that sets this when dropped.
+    pub(super) fn on_drop(&self) -> impl Drop + use<> {
+        struct Guard(Arc<AtomicBool>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        Guard(self.0.clone())
+    }
+}
+
+/// Orders the renames over one blob path in this process: a copy checks that it was not
+/// abandoned and renames under the same lock, so an abandoned copy's rename either comes
+/// before a later copy's or never happens. (Striped by the path's hash.)
+pub(super) struct Renames([Mutex<()>; 64]);
+
+impl Default for Renames {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| Mutex::new(())))
+    }
+}
+
+impl Renames {
+    fn lock(&self, target: &Path) -> MutexGuard<'_, ()> {
+        let mut hasher = std::hash::DefaultHasher::new();
+        target.hash(&mut hasher);
+        let stripe = (hasher.finish() % self.0.len() as u64) as usize;
+        self.0[stripe]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -244,13 +302,35 @@ mod tests {
         assert!(is_staging_name(staging.path.file_name().unwrap()));
         assert_ne!(staging.file.metadata().unwrap().mode() & MARK, 0);
         staging.file.write_all(b"new").unwrap();
-        staging.commit(&target).unwrap();
+        let renames = Renames::default();
+        staging
+            .commit(&target, &Abandoned::default(), &renames)
+            .unwrap();
         assert!(is_marked(&std::fs::metadata(&target).unwrap()));
         staging.settle().unwrap();
         drop(staging);
         assert_eq!(std::fs::read(&target).unwrap(), b"new");
         assert!(!is_marked(&std::fs::metadata(&target).unwrap()));
         drop(Staging::create(&target).unwrap());
+        assert_eq!(names(dir.path()), ["blob"]);
+    }
+
+    #[test]
+    fn an_abandoned_copy_does_not_put_its_blob_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("blob");
+        std::fs::write(&target, b"a later copy's bytes").unwrap();
+        let abandoned = Abandoned::default();
+        let mut staging = Staging::create(&target).unwrap();
+        staging.file.write_all(b"older bytes").unwrap();
+        drop(abandoned.on_drop());
+        assert!(
+            staging
+                .commit(&target, &abandoned, &Renames::default())
+                .is_err()
+        );
+        drop(staging);
+        assert_eq!(std::fs::read(&target).unwrap(), b"a later copy's bytes");
         assert_eq!(names(dir.path()), ["blob"]);
     }
 
