@@ -65,16 +65,10 @@ impl LocalDir {
         while_disk_full(location, || {
             let (this, location) = (self.clone(), location.clone());
             let (file, permit) = (file.clone(), permit.clone());
-            async move {
-                let abandoned = Abandoned::default();
-                let _abandon = abandoned.on_drop();
-                tokio::task::spawn_blocking(move || {
-                    let _permit = permit;
-                    this.copy_blocking(&file, size, &location, skip_unchanged, &abandoned)
-                })
-                .await
-                .map_err(|e| Failure::Local(format!("the copying thread failed: {e}")))?
-            }
+            on_thread("copying", move |abandoned| {
+                let _permit = permit;
+                this.copy_blocking(&file, size, &location, skip_unchanged, abandoned)
+            })
         })
         .await
     }
@@ -84,20 +78,14 @@ impl LocalDir {
         let data = Arc::new(data);
         while_disk_full(location, || {
             let (this, location, data) = (self.clone(), location.clone(), data.clone());
-            async move {
-                let abandoned = Abandoned::default();
-                let _abandon = abandoned.on_drop();
-                tokio::task::spawn_blocking(move || {
-                    let target = this.blob_file(&location)?;
-                    this.write_durably(&target, None, &abandoned, |out| {
-                        out.write_all(&data)?;
-                        Ok(hex(Sha256::digest(data.as_slice())))
-                    })
-                    .map(|_| ())
+            on_thread("writing", move |abandoned| {
+                let target = this.blob_file(&location)?;
+                this.write_durably(&target, None, abandoned, |out| {
+                    out.write_all(&data)?;
+                    Ok(hex(Sha256::digest(data.as_slice())))
                 })
-                .await
-                .map_err(|e| Failure::Local(format!("the writing thread failed: {e}")))?
-            }
+                .map(|_| ())
+            })
         })
         .await
     }
@@ -200,6 +188,20 @@ impl LocalDir {
     fn blob_file(&self, location: &BlobPath) -> Result<PathBuf, Failure> {
         Ok(self.store.path_to_filesystem(location)?)
     }
+}
+
+/// Runs `work` on a blocking thread (the `what` thread, in the error should it panic). If
+/// this future is dropped while the thread runs (its attempt timed out, or its instance
+/// ended), the thread finds its copy [`Abandoned`].
+async fn on_thread<T: Send + 'static>(
+    what: &str,
+    work: impl FnOnce(&Abandoned) -> Result<T, Failure> + Send + 'static,
+) -> Result<T, Failure> {
+    let abandoned = Abandoned::default();
+    let _abandon = abandoned.on_drop();
+    tokio::task::spawn_blocking(move || work(&abandoned))
+        .await
+        .map_err(|e| Failure::Local(format!("the {what} thread failed: {e}")))?
 }
 
 /// The extended attribute that holds a `file://` blob's SHA-256 (lowercase hex), as the
