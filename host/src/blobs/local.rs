@@ -4,16 +4,19 @@
 //! modification time becomes the source's; then the file is renamed over the blob,
 //! fsynced, unmarked (see [`staging`]) and its directory fsynced, so that a completed
 //! copy, hash included, survives a power loss, and no power loss can leave a trusted hash
-//! that vouches for other bytes.
+//! that vouches for other bytes. Every path is resolved beneath a handle of the blob
+//! directory, so a symlink in the blob tree never leads outside it.
 
 use super::Copied;
 use super::staging::{self, Abandoned, Renames, Staging, Sweeper};
 use super::upload::{Failure, grew, hash_file, hex, read_exact_at, reserve};
+use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as BlobPath;
 use sha2::{Digest, Sha256};
+use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -24,23 +27,38 @@ use xattr::FileExt;
 /// copied by the kernel while a second thread hashes them.
 const SMALL: u64 = 1 << 20;
 
-/// A blob store in a local directory.
+/// A blob store in a local directory. Every path beneath it is resolved through a handle
+/// of that directory that refuses to leave it, by `..` or by a symlink (as
+/// [`crate::activity::confine`] does for sources): someone who can write in the blob
+/// tree cannot turn a directory into a symlink and so make a copy write, or a read
+/// return, a file elsewhere.
 #[derive(Clone)]
 pub(super) struct LocalDir {
     root: PathBuf,
+    dir: Arc<Dir>,
     store: Arc<LocalFileSystem>,
     sweeper: Arc<Sweeper>,
     renames: Arc<Renames>,
 }
 
+/// What [`LocalDir::get`] found.
+pub(super) enum Got {
+    Bytes(Vec<u8>),
+    /// The blob's size, over the most a read may return.
+    TooBig(u64),
+    NotFound,
+}
+
 impl LocalDir {
-    pub(super) fn new(root: PathBuf, store: Arc<LocalFileSystem>) -> Self {
-        Self {
+    pub(super) fn new(root: PathBuf, store: Arc<LocalFileSystem>) -> std::io::Result<Self> {
+        let dir = Dir::open_ambient_dir(&root, cap_std::ambient_authority())?;
+        Ok(Self {
             root,
+            dir: Arc::new(dir),
             store,
             sweeper: Arc::default(),
             renames: Arc::default(),
-        }
+        })
     }
 
     /// Copies `file` into the blob; see [`super::Blobs::copy_file`]. A full disk is
@@ -79,13 +97,41 @@ impl LocalDir {
         while_disk_full(location, || {
             let (this, location, data) = (self.clone(), location.clone(), data.clone());
             on_thread("writing", move |abandoned| {
-                let target = this.blob_file(&location)?;
-                this.write_durably(&target, None, abandoned, |out| {
+                this.write_durably(&location, None, abandoned, |out| {
                     out.write_all(&data)?;
                     Ok(hex(Sha256::digest(data.as_slice())))
                 })
                 .map(|_| ())
             })
+        })
+        .await
+    }
+
+    /// Reads the blob at `location` whole, unless it is over `max` bytes.
+    pub(super) async fn get(&self, location: &BlobPath, max: u64) -> Result<Got, Failure> {
+        let (this, location) = (self.clone(), location.clone());
+        on_thread("reading", move |_| {
+            let (parent, name) = this.blob_file(&location)?;
+            let dir = match this.open_dir(&location, parent, false) {
+                Err(Failure::Read(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(Got::NotFound);
+                }
+                dir => dir?,
+            };
+            let mut blob = match open_blob(&dir, name) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Got::NotFound),
+                blob => blob?,
+            };
+            let size = blob.metadata()?.len();
+            if size > max {
+                return Ok(Got::TooBig(size));
+            }
+            let mut bytes = Vec::with_capacity(size as usize);
+            (&mut blob).take(max + 1).read_to_end(&mut bytes)?;
+            if bytes.len() as u64 > max {
+                return Ok(Got::TooBig(bytes.len() as u64));
+            }
+            Ok(Got::Bytes(bytes))
         })
         .await
     }
@@ -98,14 +144,12 @@ impl LocalDir {
         skip_unchanged: bool,
         abandoned: &Abandoned,
     ) -> Result<Copied, Failure> {
-        let target = self.blob_file(location)?;
         let modified = file.metadata()?.modified()?;
-        if skip_unchanged && let Some(recorded) = recorded(&target, size, modified) {
+        if skip_unchanged && let Some((dir, recorded)) = self.recorded(location, size, modified) {
             let sha256 = hash_file(file, size)?;
             if sha256 == recorded {
-                if let Some(parent) = target.parent() {
-                    self.sweeper.sweep_once(parent);
-                }
+                let (parent, _) = self.blob_file(location)?;
+                self.sweeper.sweep_once(&dir, parent);
                 return Ok(Copied {
                     bytes: size,
                     sha256,
@@ -113,7 +157,7 @@ impl LocalDir {
                 });
             }
         }
-        let sha256 = self.write_durably(&target, Some(modified), abandoned, |out| {
+        let sha256 = self.write_durably(location, Some(modified), abandoned, |out| {
             if size <= SMALL {
                 let data = read_exact_at(file, 0, size as usize)?;
                 if grew(file, size)? {
@@ -132,26 +176,25 @@ impl LocalDir {
         })
     }
 
-    /// Puts a blob at `target` whole or not at all, and durably: `fill` writes a staging
-    /// file beside it (see [`Staging`]) and returns the SHA-256 of what it wrote, which
-    /// goes in the file's [`SHA256_ATTR`] (and its modification time becomes `modified`);
-    /// the file is renamed over `target`, fsynced and unmarked, and its directory
-    /// fsynced (new directories included). The staging file is removed if anything fails
-    /// before the rename, and it is not renamed if its copy was abandoned meanwhile (see
-    /// [`Abandoned`]). The first write into a directory sweeps it (see [`Sweeper`]).
+    /// Puts the blob at `location` whole or not at all, and durably: `fill` writes a
+    /// staging file beside it (see [`Staging`]) and returns the SHA-256 of what it wrote,
+    /// which goes in the file's [`SHA256_ATTR`] (and its modification time becomes
+    /// `modified`); the file is renamed over the blob, fsynced and unmarked, and its
+    /// directory fsynced (new directories included). The staging file is removed if
+    /// anything fails before the rename, and it is not renamed if its copy was abandoned
+    /// meanwhile (see [`Abandoned`]). The first write into a directory sweeps it (see
+    /// [`Sweeper`]).
     fn write_durably(
         &self,
-        target: &Path,
+        location: &BlobPath,
         modified: Option<SystemTime>,
         abandoned: &Abandoned,
         fill: impl FnOnce(&mut File) -> Result<String, Failure>,
     ) -> Result<String, Failure> {
-        let parent = target
-            .parent()
-            .ok_or_else(|| Failure::Local(format!("{} has no directory", target.display())))?;
-        create_dirs_durably(parent)?;
-        self.sweeper.sweep_once(parent);
-        let mut staging = Staging::create(target)?;
+        let (parent, name) = self.blob_file(location)?;
+        let dir = self.open_dir(location, parent, true)?;
+        self.sweeper.sweep_once(&dir, parent);
+        let mut staging = Staging::create(&dir, name)?;
         let out = &mut staging.file;
         let sha256 = fill(out)?;
         out.set_xattr(SHA256_ATTR, sha256.as_bytes())
@@ -164,10 +207,69 @@ impl LocalDir {
         // do. Until the fsync has returned, the blob is marked, and a marked blob is
         // never trusted (see [`recorded`]), so a power loss cannot leave a hash that
         // vouches for bytes that never reached the disk.
-        staging.commit(target, abandoned, &self.renames)?;
+        staging.commit(name, location.as_ref(), abandoned, &self.renames)?;
         staging.settle()?;
-        sync_dir(parent)?;
+        sync_dir(&dir)?;
         Ok(sha256)
+    }
+
+    /// The SHA-256 recorded with the blob at `location`, and the handle of its directory,
+    /// if the blob is the copy of a source file of `size` bytes last modified at
+    /// `modified` (a copy sets the blob's modification time to its source's, so a blob
+    /// rewritten in place, or a touched source, does not match and is copied again), and
+    /// the blob is durable (not marked: see [`staging::is_marked`]).
+    fn recorded(
+        &self,
+        location: &BlobPath,
+        size: u64,
+        modified: SystemTime,
+    ) -> Option<(Dir, String)> {
+        let (parent, name) = self.blob_file(location).ok()?;
+        let dir = self.open_dir(location, parent, false).ok()?;
+        let blob = open_blob(&dir, name).ok()?;
+        let metadata = blob.metadata().ok()?;
+        if staging::is_marked(&metadata)
+            || metadata.len() != size
+            || metadata.modified().ok()? != modified
+        {
+            return None;
+        }
+        let sha256 = blob.get_xattr(SHA256_ATTR).ok()??;
+        Some((dir, String::from_utf8(sha256).ok()?))
+    }
+
+    /// The handle of the directory `parent` (beneath the blob root) that holds the blob
+    /// at `location`, creating it and its missing parents first if `create` is set.
+    fn open_dir(&self, location: &BlobPath, parent: &Path, create: bool) -> Result<Dir, Failure> {
+        if parent.as_os_str().is_empty() {
+            return Ok(self.dir.try_clone()?);
+        }
+        match self.dir.open_dir(parent) {
+            Err(e) if create && e.kind() == std::io::ErrorKind::NotFound => {
+                create_dirs_durably(&self.dir, parent).map_err(|e| self.outside(location, e))?;
+                self.dir
+                    .open_dir(parent)
+                    .map_err(|e| self.outside(location, e))
+            }
+            opened => opened.map_err(|e| self.outside(location, e)),
+        }
+    }
+
+    /// What a failure to resolve a blob's directory means: one that leads outside the
+    /// blob directory (through a symlink) is named as such.
+    fn outside(&self, location: &BlobPath, error: std::io::Error) -> Failure {
+        // cap-std reports an escape as permission denied.
+        if error.kind() == std::io::ErrorKind::PermissionDenied
+            && error.to_string().contains("outside")
+        {
+            Failure::Local(format!(
+                "{location}: its path leads outside the blob directory {} (through a \
+                 symlink); Weft never writes or reads blobs there",
+                self.root.display()
+            ))
+        } else {
+            error.into()
+        }
     }
 
     /// What a failed [`SHA256_ATTR`] write means: a filesystem without extended
@@ -185,8 +287,15 @@ impl LocalDir {
         }
     }
 
-    fn blob_file(&self, location: &BlobPath) -> Result<PathBuf, Failure> {
-        Ok(self.store.path_to_filesystem(location)?)
+    /// The blob's directory (relative to the blob root) and file name. (object_store
+    /// checks the name: it refuses the names it keeps for staging files, as ours are.)
+    fn blob_file<'a>(&self, location: &'a BlobPath) -> Result<(&'a Path, &'a OsStr), Failure> {
+        self.store.path_to_filesystem(location)?;
+        let path = Path::new(location.as_ref());
+        match (path.parent(), path.file_name()) {
+            (Some(parent), Some(name)) => Ok((parent, name)),
+            _ => Err(Failure::Local(format!("{location} names no file"))),
+        }
     }
 }
 
@@ -208,32 +317,12 @@ async fn on_thread<T: Send + 'static>(
 /// user metadata `sha256` does in Azure and S3.
 const SHA256_ATTR: &str = "user.sha256";
 
-/// The SHA-256 recorded with the blob at `target`, if the blob is the copy of a source
-/// file of `size` bytes last modified at `modified` (a copy sets the blob's modification
-/// time to its source's, so a blob rewritten in place, or a touched source, does not
-/// match and is copied again), and the blob is durable (not marked: see
-/// [`staging::is_marked`]).
-/// (Looked up by path, not opened: opening a FIFO planted at `target` would block.)
-fn recorded(target: &Path, size: u64, modified: SystemTime) -> Option<String> {
-    let metadata = std::fs::metadata(target).ok()?;
-    if !metadata.is_file()
-        || staging::is_marked(&metadata)
-        || metadata.len() != size
-        || metadata.modified().ok()? != modified
-    {
-        return None;
-    }
-    let sha256 = xattr::get(target, SHA256_ATTR).ok()??;
-    String::from_utf8(sha256).ok()
-}
-
 /// Copies `source` into `out` in the kernel while this thread's twin hashes it; both
 /// must see exactly `size` bytes. The copy goes in pieces of [`WRITE_BEHIND`] bytes, and
 /// the disk starts writing each piece as soon as it is copied (waiting for the piece
 /// before it), so that the fsync after the copy finds little left to write, and dirty
 /// memory stays bounded.
 fn copy_and_hash(source: &File, out: &mut File, size: u64) -> Result<String, Failure> {
-    use std::io::Read;
     use std::os::fd::AsRawFd;
     // `io::copy` between files (a `Take` of one included) uses `copy_file_range` on
     // Linux; it starts at the file's offset, which a try cut short by a full disk left
@@ -321,41 +410,128 @@ where
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), Failure> {
-    File::open(dir)?.sync_all()?;
+/// Fsyncs the directory `dir` (through a descriptor of its own: cap-std's directory
+/// handles are `O_PATH`, which cannot be fsynced).
+fn sync_dir(dir: &Dir) -> std::io::Result<()> {
+    dir.open(".")?.sync_all()
+}
+
+/// Opens the blob `name` in `dir` to read it: never a symlink, and never waiting (a FIFO
+/// planted there opens at once, and is then refused).
+fn open_blob(dir: &Dir, name: &OsStr) -> std::io::Result<File> {
+    let blob = dir
+        .open_with(
+            name,
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK),
+        )?
+        .into_std();
+    if !blob.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a regular file",
+            Path::new(name).display()
+        )));
+    }
+    Ok(blob)
+}
+
+/// Creates the directory `path` beneath `root` and its missing parents, fsyncing the
+/// parent of each new directory so that the blob's path survives a power loss along with
+/// the blob.
+fn create_dirs_durably(root: &Dir, path: &Path) -> std::io::Result<()> {
+    let mut made = PathBuf::new();
+    for part in path.components() {
+        let parent = made.clone();
+        made.push(part);
+        match root.create_dir(&made) {
+            Ok(()) => {
+                let parent = if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent.as_path()
+                };
+                root.open(parent)?.sync_all()?;
+            }
+            // There already (perhaps made by another copy a moment ago, which fsyncs its
+            // parent too); a symlink or a file in the way fails the open that follows.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
     Ok(())
 }
 
-/// Creates `dir` and its missing parents, fsyncing the parent of each new directory so
-/// that the blob's path survives a power loss along with the blob.
-fn create_dirs_durably(dir: &Path) -> Result<(), Failure> {
-    if dir.is_dir() {
-        return Ok(());
+#[cfg(test)]
+mod tests {
+    use super::super::{Blobs, Options};
+    use std::path::Path;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
     }
-    let mut missing = Vec::new();
-    let mut current = dir;
-    while !current.is_dir() {
-        missing.push(current);
-        current = match current.parent() {
-            Some(parent) => parent,
-            None => break,
-        };
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_symlink_in_the_blob_tree_leads_no_copy_or_read_outside_it() {
+        let (work, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let root = work.path().join("blobs");
+        let blobs = Blobs::open_dir(&root, &Options::default()).unwrap();
+        std::fs::write(outside.path().join("secret"), b"not a blob").unwrap();
+        let source = work.path().join("source");
+        std::fs::write(&source, b"bytes").unwrap();
+        let open = || std::fs::File::open(&source).unwrap();
+
+        // A directory of the tree replaced by a symlink to elsewhere.
+        std::os::unix::fs::symlink(outside.path(), root.join("backups")).unwrap();
+        let copied = blobs.copy_file(open(), 5, "backups/x").await.unwrap_err();
+        assert!(
+            copied.to_string().contains("outside the blob directory"),
+            "{copied}"
+        );
+        let put = blobs.put("backups/y", b"bytes".to_vec()).await.unwrap_err();
+        assert!(
+            put.to_string().contains("outside the blob directory"),
+            "{put}"
+        );
+        let read = blobs.get("backups/secret").await.unwrap_err();
+        assert!(
+            read.to_string().contains("outside the blob directory"),
+            "{read}"
+        );
+        assert_eq!(names(outside.path()), ["secret"]);
+
+        // A blob that is a symlink is not read through; a copy replaces the link itself.
+        std::os::unix::fs::symlink(outside.path().join("secret"), root.join("z")).unwrap();
+        assert!(blobs.get("z").await.is_err());
+        blobs.copy_file(open(), 5, "z").await.unwrap();
+        assert!(
+            !std::fs::symlink_metadata(root.join("z"))
+                .unwrap()
+                .is_symlink()
+        );
+        assert_eq!(
+            std::fs::read(outside.path().join("secret")).unwrap(),
+            b"not a blob"
+        );
+
+        // A symlink that stays inside the tree is followed.
+        std::fs::create_dir(root.join("real")).unwrap();
+        std::os::unix::fs::symlink("real", root.join("alias")).unwrap();
+        blobs.copy_file(open(), 5, "alias/deep/w").await.unwrap();
+        assert_eq!(std::fs::read(root.join("real/deep/w")).unwrap(), b"bytes");
+        assert_eq!(blobs.get("alias/deep/w").await.unwrap(), b"bytes");
+        assert!(matches!(
+            blobs.get("real/none").await,
+            Err(super::super::BlobError::NotFound(_))
+        ));
+        assert!(matches!(
+            blobs.get("nowhere/none").await,
+            Err(super::super::BlobError::NotFound(_))
+        ));
     }
-    for created in missing.into_iter().rev() {
-        match std::fs::create_dir(created) {
-            Ok(()) => {}
-            // Another copy made it a moment ago; it fsyncs the parent too.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && created.is_dir() => {}
-            Err(e) => {
-                return Err(Failure::Local(format!(
-                    "cannot create the directory {}: {e}",
-                    created.display()
-                )));
-            }
-        }
-        if let Some(parent) = created.parent() {
-            sync_dir(parent)?;
-        }
-    }
-    Ok(())
 }

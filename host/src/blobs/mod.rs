@@ -187,7 +187,8 @@ impl Blobs {
                 .map_err(|e| failed(e.to_string()))?
                 .with_fsync(true),
         );
-        let local = local::LocalDir::new(dir.to_path_buf(), store.clone());
+        let local = local::LocalDir::new(dir.to_path_buf(), store.clone())
+            .map_err(|e| failed(e.to_string()))?;
         Ok(Self::new(store, Backend::Local(local), options, Vec::new()))
     }
 
@@ -335,17 +336,23 @@ impl Blobs {
     pub async fn get(&self, name: &str) -> Result<Vec<u8>, BlobError> {
         use object_store::ObjectStoreExt;
         let location = self.location(name)?;
+        let too_big = |size: u64| BlobError::Failed {
+            name: name.to_string(),
+            reason: format!(
+                "it is {size} bytes, over the {} MiB that blob.get reads; stream large blobs instead",
+                MAX_GET >> 20
+            ),
+        };
+        if let Backend::Local(local) = &self.backend {
+            return match local.get(&location, MAX_GET).await {
+                Ok(local::Got::Bytes(bytes)) => Ok(bytes),
+                Ok(local::Got::TooBig(size)) => Err(too_big(size)),
+                Ok(local::Got::NotFound) => Err(BlobError::NotFound(name.to_string())),
+                Err(error) => Err(self.describe(name, error)),
+            };
+        }
         let bytes = match self.store.get(&location).await {
-            Ok(result) if result.meta.size > MAX_GET => {
-                return Err(BlobError::Failed {
-                    name: name.to_string(),
-                    reason: format!(
-                        "it is {} bytes, over the {} MiB that blob.get reads; stream large blobs instead",
-                        result.meta.size,
-                        MAX_GET >> 20
-                    ),
-                });
-            }
+            Ok(result) if result.meta.size > MAX_GET => return Err(too_big(result.meta.size)),
             Ok(result) => result.bytes().await,
             Err(error) => Err(error),
         };

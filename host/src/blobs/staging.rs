@@ -20,13 +20,14 @@
 //! coherent: a local filesystem, or NFS with its default locking.)
 
 use super::upload::Failure;
+use cap_std::fs::{Dir, MetadataExt as _, OpenOptions, OpenOptionsExt};
 use std::collections::HashSet;
-use std::ffi::OsStr;
-use std::fs::{File, OpenOptions, Permissions};
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, Permissions};
 use std::hash::{Hash, Hasher};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -35,22 +36,21 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 /// regular files.
 const MARK: u32 = 0o1000;
 
-/// A staging file this copy writes: removed when dropped, unless committed.
-pub(super) struct Staging {
+/// A staging file this copy writes in the blob's directory: removed when dropped, unless
+/// committed.
+pub(super) struct Staging<'a> {
     pub(super) file: File,
-    path: PathBuf,
+    dir: &'a Dir,
+    name: OsString,
     /// Its mode, mark included.
     mode: u32,
     committed: bool,
 }
 
-impl Staging {
-    /// Creates a fresh staging file beside the blob at `target`, marked and locked.
-    pub(super) fn create(target: &Path) -> Result<Self, Failure> {
-        let name = target
-            .file_name()
-            .ok_or_else(|| Failure::Local(format!("{} has no file name", target.display())))?;
-        let prefix = name
+impl<'a> Staging<'a> {
+    /// Creates a fresh staging file in `dir` beside its blob `blob`, marked and locked.
+    pub(super) fn create(dir: &'a Dir, blob: &OsStr) -> Result<Self, Failure> {
+        let prefix = blob
             .as_bytes()
             .split(|&b| b == b'#')
             .next()
@@ -58,16 +58,16 @@ impl Staging {
         let mut tries = 0;
         loop {
             tries += 1;
-            let mut staged = OsStr::from_bytes(prefix).to_os_string();
-            staged.push(format!("#{}", rand::random::<u64>()));
-            let path = target.with_file_name(staged);
-            let file = match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o666 | MARK)
-                .open(&path)
-            {
-                Ok(file) => file,
+            let mut name = OsStr::from_bytes(prefix).to_os_string();
+            name.push(format!("#{}", rand::random::<u64>()));
+            let file = match dir.open_with(
+                &name,
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o666 | MARK),
+            ) {
+                Ok(file) => file.into_std(),
                 Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists && tries < 4 => {
                     continue;
                 }
@@ -75,7 +75,8 @@ impl Staging {
             };
             let mut staging = Self {
                 file,
-                path,
+                dir,
+                name,
                 mode: 0o666 | MARK,
                 committed: false,
             };
@@ -92,29 +93,31 @@ impl Staging {
             if tries >= 4 {
                 return Err(Failure::Local(format!(
                     "the staging files of {} keep disappearing",
-                    target.display()
+                    Path::new(blob).display()
                 )));
             }
         }
     }
 
-    /// Renames the staging file over `target` (still holding it), unless its copy was
-    /// abandoned. The blob keeps the mark until [`Self::settle`].
+    /// Renames the staging file over its blob `blob` (still holding it), unless its copy
+    /// was abandoned; `location` names the blob for [`Renames`] and messages. The blob
+    /// keeps the mark until [`Self::settle`].
     pub(super) fn commit(
         &mut self,
-        target: &Path,
+        blob: &OsStr,
+        location: &str,
         abandoned: &Abandoned,
         renames: &Renames,
     ) -> Result<(), Failure> {
-        let _renaming = renames.lock(target);
+        let _renaming = renames.lock(location);
         if abandoned.0.load(Ordering::SeqCst) {
             return Err(Failure::Local(format!(
-                "the copy to {} was abandoned (its attempt timed out or its instance ended)",
-                target.display()
+                "the copy to {location} was abandoned (its attempt timed out or its instance ended)"
             )));
         }
-        std::fs::rename(&self.path, target)
-            .map_err(|e| Failure::Local(format!("cannot put {}: {e}", target.display())))?;
+        self.dir
+            .rename(&self.name, self.dir, blob)
+            .map_err(|e| Failure::Local(format!("cannot put {location}: {e}")))?;
         self.committed = true;
         Ok(())
     }
@@ -130,11 +133,11 @@ impl Staging {
     }
 }
 
-impl Drop for Staging {
+impl Drop for Staging<'_> {
     /// A copy that failed, or panicked, removes its staging file (still holding it).
     fn drop(&mut self) {
         if !self.committed {
-            let _ = std::fs::remove_file(&self.path);
+            let _ = self.dir.remove_file(&self.name);
         }
     }
 }
@@ -171,9 +174,9 @@ impl Default for Renames {
 }
 
 impl Renames {
-    fn lock(&self, target: &Path) -> MutexGuard<'_, ()> {
+    fn lock(&self, location: &str) -> MutexGuard<'_, ()> {
         let mut hasher = std::hash::DefaultHasher::new();
-        target.hash(&mut hasher);
+        location.hash(&mut hasher);
         let stripe = (hasher.finish() % self.0.len() as u64) as usize;
         self.0[stripe]
             .lock()
@@ -183,7 +186,7 @@ impl Renames {
 
 /// Whether a file carries the staging mark: a staging file, or a blob whose bytes may
 /// not be durable yet (renamed into place, not yet settled; a power loss can leave one).
-pub(super) fn is_marked(metadata: &std::fs::Metadata) -> bool {
+pub(super) fn is_marked(metadata: &impl MetadataExt) -> bool {
     metadata.mode() & MARK != 0
 }
 
@@ -207,50 +210,57 @@ pub(super) struct Sweeper {
 }
 
 impl Sweeper {
-    /// Removes the leftover staging files in `dir`, if this process has not yet.
-    pub(super) fn sweep_once(&self, dir: &Path) {
+    /// Removes the leftover staging files in `dir` (at `path` under the blob root), if
+    /// this process has not yet.
+    pub(super) fn sweep_once(&self, dir: &Dir, path: &Path) {
         {
             let mut swept = self.swept.lock().unwrap_or_else(PoisonError::into_inner);
-            if swept.contains(dir) {
+            if swept.contains(path) {
                 return;
             }
             if swept.len() >= REMEMBERED {
                 swept.clear();
             }
-            swept.insert(dir.to_path_buf());
+            swept.insert(path.to_path_buf());
         }
-        let Ok(entries) = std::fs::read_dir(dir) else {
+        let Ok(entries) = dir.entries() else {
             // Perhaps for want of file descriptors: the next write tries again.
             let mut swept = self.swept.lock().unwrap_or_else(PoisonError::into_inner);
-            swept.remove(dir);
+            swept.remove(path);
             return;
         };
         for entry in entries.flatten() {
-            if is_staging_name(&entry.file_name()) {
-                remove_if_left_over(&entry.path());
+            let name = entry.file_name();
+            if is_staging_name(&name) {
+                remove_if_left_over(dir, &name);
             }
         }
     }
 }
 
-/// Removes the file at `path` if it is a staging file whose copy is dead: marked, held by
-/// no one, and a regular file of one link owned by this user. Never waits: a symlink is
-/// not followed, and nothing but a regular file is opened.
-fn remove_if_left_over(path: &Path) {
-    if !std::fs::symlink_metadata(path).is_ok_and(|found| found.is_file()) {
+/// Removes the file `name` in `dir` if it is a staging file whose copy is dead: marked,
+/// held by no one, and a regular file of one link owned by this user. Never waits: a
+/// symlink is not followed, and nothing but a regular file is opened.
+fn remove_if_left_over(dir: &Dir, name: &OsStr) {
+    if !dir
+        .symlink_metadata(name)
+        .is_ok_and(|found| found.is_file())
+    {
         return;
     }
-    let Ok(file) = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-    else {
+    let Ok(file) = dir.open_with(
+        name,
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK),
+    ) else {
         return;
     };
+    let file = file.into_std();
     if !lock(&file) {
         return;
     }
-    let (Ok(held), Ok(named)) = (file.metadata(), std::fs::symlink_metadata(path)) else {
+    let (Ok(held), Ok(named)) = (file.metadata(), dir.symlink_metadata(name)) else {
         return;
     };
     // SAFETY: `geteuid` cannot fail.
@@ -262,7 +272,7 @@ fn remove_if_left_over(path: &Path) {
         && held.mode() & MARK != 0
     {
         // Removed while locked: a live copy's file is never removed.
-        let _ = std::fs::remove_file(path);
+        let _ = dir.remove_file(name);
     }
 }
 
@@ -278,11 +288,16 @@ mod tests {
     use std::io::Write;
     use std::process::Command;
 
+    fn open(dir: &Path) -> Dir {
+        Dir::open_ambient_dir(dir, cap_std::ambient_authority()).unwrap()
+    }
+
     /// A staging file of `blob` in `dir` that nobody holds, as a killed copy leaves it.
     fn leftover(dir: &Path, blob: &str) -> PathBuf {
-        let mut staging = Staging::create(&dir.join(blob)).unwrap();
+        let handle = open(dir);
+        let mut staging = Staging::create(&handle, OsStr::new(blob)).unwrap();
         staging.committed = true;
-        staging.path.clone()
+        dir.join(&staging.name)
     }
 
     fn names(dir: &Path) -> Vec<String> {
@@ -297,36 +312,38 @@ mod tests {
     #[test]
     fn a_committed_blob_is_unmarked_and_a_failed_copy_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
+        let (handle, blob) = (open(dir.path()), OsStr::new("blob"));
         let target = dir.path().join("blob");
-        let mut staging = Staging::create(&target).unwrap();
-        assert!(is_staging_name(staging.path.file_name().unwrap()));
+        let mut staging = Staging::create(&handle, blob).unwrap();
+        assert!(is_staging_name(&staging.name));
         assert_ne!(staging.file.metadata().unwrap().mode() & MARK, 0);
         staging.file.write_all(b"new").unwrap();
         let renames = Renames::default();
         staging
-            .commit(&target, &Abandoned::default(), &renames)
+            .commit(blob, "blob", &Abandoned::default(), &renames)
             .unwrap();
         assert!(is_marked(&std::fs::metadata(&target).unwrap()));
         staging.settle().unwrap();
         drop(staging);
         assert_eq!(std::fs::read(&target).unwrap(), b"new");
         assert!(!is_marked(&std::fs::metadata(&target).unwrap()));
-        drop(Staging::create(&target).unwrap());
+        drop(Staging::create(&handle, blob).unwrap());
         assert_eq!(names(dir.path()), ["blob"]);
     }
 
     #[test]
     fn an_abandoned_copy_does_not_put_its_blob_in_place() {
         let dir = tempfile::tempdir().unwrap();
+        let (handle, blob) = (open(dir.path()), OsStr::new("blob"));
         let target = dir.path().join("blob");
         std::fs::write(&target, b"a later copy's bytes").unwrap();
         let abandoned = Abandoned::default();
-        let mut staging = Staging::create(&target).unwrap();
+        let mut staging = Staging::create(&handle, blob).unwrap();
         staging.file.write_all(b"older bytes").unwrap();
         drop(abandoned.on_drop());
         assert!(
             staging
-                .commit(&target, &abandoned, &Renames::default())
+                .commit(blob, "blob", &abandoned, &Renames::default())
                 .is_err()
         );
         drop(staging);
@@ -337,24 +354,20 @@ mod tests {
     #[test]
     fn a_sweep_removes_leftovers_once_per_directory_and_never_live_files() {
         let dir = tempfile::tempdir().unwrap();
+        let handle = open(dir.path());
         leftover(dir.path(), "a");
         leftover(dir.path(), "b.txt");
-        let live = Staging::create(&dir.path().join("c")).unwrap();
-        let live_name = live
-            .path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
+        let live = Staging::create(&handle, OsStr::new("c")).unwrap();
+        let live_name = live.name.to_string_lossy().into_owned();
         let sweeper = Sweeper::default();
-        sweeper.sweep_once(dir.path());
+        sweeper.sweep_once(&handle, Path::new(""));
         assert_eq!(names(dir.path()), std::slice::from_ref(&live_name));
         // Once swept, a directory is not read again by the same process.
         let again = leftover(dir.path(), "d");
-        sweeper.sweep_once(dir.path());
+        sweeper.sweep_once(&handle, Path::new(""));
         assert!(again.exists());
         // Another process sweeps it.
-        Sweeper::default().sweep_once(dir.path());
+        Sweeper::default().sweep_once(&handle, Path::new(""));
         assert!(!again.exists());
     }
 
@@ -376,7 +389,7 @@ mod tests {
         assert!(fifo.success());
         std::fs::create_dir(named("d")).unwrap();
         let before = names(dir.path());
-        Sweeper::default().sweep_once(dir.path());
+        Sweeper::default().sweep_once(&open(dir.path()), Path::new(""));
         assert_eq!(names(dir.path()), before);
         assert_eq!(std::fs::read(&precious).unwrap(), b"keep me");
     }
@@ -384,9 +397,10 @@ mod tests {
     #[test]
     fn staging_names_are_never_blob_names() {
         let dir = tempfile::tempdir().unwrap();
+        let handle = open(dir.path());
         for blob in ["a", "a#b", "a#b#1", "#x"] {
-            let staging = Staging::create(&dir.path().join(blob)).unwrap();
-            let name = staging.path.file_name().unwrap();
+            let staging = Staging::create(&handle, OsStr::new(blob)).unwrap();
+            let name = &staging.name;
             assert!(is_staging_name(name), "{name:?}");
             let location = object_store::path::Path::parse(name.to_str().unwrap()).unwrap();
             let store = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
