@@ -31,11 +31,11 @@ const SMALL: u64 = 1 << 20;
 /// of that directory that refuses to leave it, by `..` or by a symlink (as
 /// [`crate::activity::confine`] does for sources): someone who can write in the blob
 /// tree cannot turn a directory into a symlink and so make a copy write, or a read
-/// return, a file elsewhere.
+/// return, a file elsewhere. The handle is opened afresh for each operation, so a
+/// directory mounted there, or made again, after Weft started is the one written to.
 #[derive(Clone)]
 pub(super) struct LocalDir {
     root: PathBuf,
-    dir: Arc<Dir>,
     store: Arc<LocalFileSystem>,
     sweeper: Arc<Sweeper>,
     renames: Arc<Renames>,
@@ -50,15 +50,13 @@ pub(super) enum Got {
 }
 
 impl LocalDir {
-    pub(super) fn new(root: PathBuf, store: Arc<LocalFileSystem>) -> std::io::Result<Self> {
-        let dir = Dir::open_ambient_dir(&root, cap_std::ambient_authority())?;
-        Ok(Self {
+    pub(super) fn new(root: PathBuf, store: Arc<LocalFileSystem>) -> Self {
+        Self {
             root,
-            dir: Arc::new(dir),
             store,
             sweeper: Arc::default(),
             renames: Arc::default(),
-        })
+        }
     }
 
     /// Copies `file` into the blob; see [`super::Blobs::copy_file`]. A full disk is
@@ -118,18 +116,22 @@ impl LocalDir {
                 }
                 dir => dir?,
             };
+            let reading = |e: std::io::Error| Failure::Local(format!("reading the blob: {e}"));
             let mut blob = match open_blob(&dir, name) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Got::NotFound),
-                blob => blob?,
+                blob => blob.map_err(reading)?,
             };
-            let size = blob.metadata()?.len();
+            let size = blob.metadata().map_err(reading)?.len();
             if size > max {
                 return Ok(Got::TooBig(size));
             }
             let mut bytes = Vec::with_capacity(size as usize);
-            (&mut blob).take(max + 1).read_to_end(&mut bytes)?;
+            (&mut blob)
+                .take(max + 1)
+                .read_to_end(&mut bytes)
+                .map_err(reading)?;
             if bytes.len() as u64 > max {
-                return Ok(Got::TooBig(bytes.len() as u64));
+                return Ok(Got::TooBig(size.max(bytes.len() as u64)));
             }
             Ok(Got::Bytes(bytes))
         })
@@ -241,17 +243,37 @@ impl LocalDir {
     /// The handle of the directory `parent` (beneath the blob root) that holds the blob
     /// at `location`, creating it and its missing parents first if `create` is set.
     fn open_dir(&self, location: &BlobPath, parent: &Path, create: bool) -> Result<Dir, Failure> {
+        let root = self.open_root(create)?;
         if parent.as_os_str().is_empty() {
-            return Ok(self.dir.try_clone()?);
+            return Ok(root);
         }
-        match self.dir.open_dir(parent) {
+        match root.open_dir(parent) {
             Err(e) if create && e.kind() == std::io::ErrorKind::NotFound => {
-                create_dirs_durably(&self.dir, parent).map_err(|e| self.outside(location, e))?;
-                self.dir
-                    .open_dir(parent)
-                    .map_err(|e| self.outside(location, e))
+                create_dirs_durably(&root, parent).map_err(|e| self.outside(location, e))?;
+                root.open_dir(parent).map_err(|e| self.outside(location, e))
             }
             opened => opened.map_err(|e| self.outside(location, e)),
+        }
+    }
+
+    /// The handle of the blob directory, made again (durably) if `create` is set and it
+    /// was removed since Weft started.
+    fn open_root(&self, create: bool) -> Result<Dir, Failure> {
+        let open = || Dir::open_ambient_dir(&self.root, cap_std::ambient_authority());
+        match open() {
+            Err(e) if create && e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.root).map_err(|e| {
+                    Failure::Local(format!(
+                        "cannot create the blob directory {}: {e}",
+                        self.root.display()
+                    ))
+                })?;
+                if let Some(parent) = self.root.parent() {
+                    File::open(parent)?.sync_all()?;
+                }
+                Ok(open()?)
+            }
+            opened => Ok(opened?),
         }
     }
 
@@ -263,8 +285,9 @@ impl LocalDir {
             && error.to_string().contains("outside")
         {
             Failure::Local(format!(
-                "{location}: its path leads outside the blob directory {} (through a \
-                 symlink); Weft never writes or reads blobs there",
+                "{location}: its path leads outside the blob directory {} through a \
+                 symlink (one that points outside it, or any absolute symlink); Weft \
+                 never writes or reads blobs there",
                 self.root.display()
             ))
         } else {
@@ -427,7 +450,12 @@ fn open_blob(dir: &Dir, name: &OsStr) -> std::io::Result<File> {
                 .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK),
         )?
         .into_std();
-    if !blob.metadata()?.is_file() {
+    let metadata = blob.metadata()?;
+    if metadata.is_dir() {
+        // A directory is no blob (as in object stores, where it is only a prefix).
+        return Err(std::io::ErrorKind::NotFound.into());
+    }
+    if !metadata.is_file() {
         return Err(std::io::Error::other(format!(
             "{} is not a regular file",
             Path::new(name).display()
@@ -533,5 +561,27 @@ mod tests {
             blobs.get("nowhere/none").await,
             Err(super::super::BlobError::NotFound(_))
         ));
+        // A directory is no blob.
+        assert!(matches!(
+            blobs.get("real").await,
+            Err(super::super::BlobError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_blob_directory_removed_or_replaced_after_start_is_the_one_written_to() {
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("blobs");
+        let blobs = Blobs::open_dir(&root, &Options::default()).unwrap();
+        blobs.put("a/one", b"1".to_vec()).await.unwrap();
+        std::fs::rename(&root, work.path().join("moved")).unwrap();
+        assert!(matches!(
+            blobs.get("a/one").await,
+            Err(super::super::BlobError::NotFound(_))
+        ));
+        blobs.put("a/two", b"2".to_vec()).await.unwrap();
+        assert_eq!(std::fs::read(root.join("a/two")).unwrap(), b"2");
+        assert_eq!(names(&root.join("a")), ["two"]);
+        assert_eq!(names(&work.path().join("moved/a")), ["one"]);
     }
 }

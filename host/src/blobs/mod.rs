@@ -187,8 +187,7 @@ impl Blobs {
                 .map_err(|e| failed(e.to_string()))?
                 .with_fsync(true),
         );
-        let local = local::LocalDir::new(dir.to_path_buf(), store.clone())
-            .map_err(|e| failed(e.to_string()))?;
+        let local = local::LocalDir::new(dir.to_path_buf(), store.clone());
         Ok(Self::new(store, Backend::Local(local), options, Vec::new()))
     }
 
@@ -293,11 +292,6 @@ impl Blobs {
             url: cloud.url.to_string(),
         };
         Ok(Self::new(store, backend, options, secrets))
-    }
-
-    /// The object_store behind these blobs.
-    pub fn store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
     }
 
     /// Streams `file` (`size` bytes when opened) into the blob `name`, hashing it on the
