@@ -11,6 +11,9 @@ prints one JSON document.
   blobcheck.py s3 list BUCKET PREFIX          the same for S3 (parts from head_object)
   blobcheck.py s3 wait-upload BUCKET          prints "ready", then waits until a
                                               multipart upload has started
+  blobcheck.py azure|s3 incomplete CONTAINER  the uploads left unfinished: blobs with
+                                              uncommitted blocks, or open multipart
+                                              uploads (name and count)
 
 Connection settings come from the same environment variables Weft reads:
 AZURITE_BLOB_STORAGE_URL (the emulator's well-known account) and AWS_ENDPOINT_URL,
@@ -85,6 +88,16 @@ def azure_wait_upload(container, limit):
     raise SystemExit(f"no upload in progress within {limit} s")
 
 
+def azure_incomplete(container):
+    client = azure_container(container)
+    found = []
+    for props in client.list_blobs(include=["uncommittedblobs"]):
+        _, uncommitted = client.get_blob_client(props.name).get_block_list("uncommitted")
+        if uncommitted:
+            found.append({"name": props.name, "count": len(uncommitted)})
+    return found
+
+
 def s3_client():
     import boto3
 
@@ -136,6 +149,13 @@ def s3_wait_upload(bucket, limit):
     raise SystemExit(f"no upload in progress within {limit} s")
 
 
+def s3_incomplete(bucket):
+    counts = {}
+    for upload in s3_client().list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+        counts[upload["Key"]] = counts.get(upload["Key"], 0) + 1
+    return [{"name": name, "count": count} for name, count in sorted(counts.items())]
+
+
 def main(argv):
     if len(argv) < 3:
         raise SystemExit(__doc__)
@@ -149,6 +169,10 @@ def main(argv):
         result = s3_list(container, rest[0] if rest else "")
     elif (backend, command) == ("s3", "wait-upload"):
         result = s3_wait_upload(container, 120)
+    elif (backend, command) == ("azure", "incomplete"):
+        result = azure_incomplete(container)
+    elif (backend, command) == ("s3", "incomplete"):
+        result = s3_incomplete(container)
     else:
         raise SystemExit(__doc__)
     json.dump(result, sys.stdout)

@@ -143,6 +143,8 @@ fn blob_backup_to_s3_matches_bytes_and_sha256_in_parts_with_bounded_memory() {
 }
 
 fn survives_sigkill_mid_upload(server: &BlobServer) {
+    // A name that must be encoded in a request's path and query.
+    const BIG: &str = "große dateien/100 MiB+1.bin";
     let scratch = Scratch::new();
     let site = scratch.path().join("site");
     write(&site, "small.txt", b"small");
@@ -175,6 +177,8 @@ fn survives_sigkill_mid_upload(server: &BlobServer) {
         !before.contains_key(&uploading),
         "the upload finished before the kill: {before:?}"
     );
+    // The kill left the upload open on the server (parts that are stored and billed).
+    assert_eq!(server.incomplete("killed"), std::slice::from_ref(&uploading));
 
     let resumed = run(&mut weft(&scratch, server, &url, &["resume"]));
     assert!(resumed.status.success(), "{}", resumed.describe());
@@ -182,6 +186,8 @@ fn survives_sigkill_mid_upload(server: &BlobServer) {
     assert_eq!(status["runtimeStatus"], "Completed", "{status}");
     assert_eq!(status["output"], (100u64 << 20) + 5);
     assert_blobs_match(&by_name(server.list("killed", "backups/")), &site);
+    // The retried copy left nothing of the killed one on the server.
+    assert_eq!(server.incomplete("killed"), Vec::<String>::new());
 }
 
 #[test]

@@ -193,6 +193,18 @@ impl BlobServer {
         }
     }
 
+    /// The names of the blobs in `container` whose uploads were left unfinished
+    /// (uncommitted blocks, or open multipart uploads), as the vendor SDK sees them.
+    pub fn incomplete(&self, container: &str) -> Vec<String> {
+        match self.check(&["incomplete", container]) {
+            Value::Array(found) => found
+                .iter()
+                .map(|upload| upload["name"].as_str().unwrap_or_default().to_string())
+                .collect(),
+            other => panic!("unexpected list of unfinished uploads {other}"),
+        }
+    }
+
     /// Starts watching `container` for an upload in progress (uncommitted blocks, or a
     /// started multipart upload); returns once the watcher is polling.
     pub fn watch_upload(&self, container: &str) -> UploadWatch {

@@ -1,7 +1,8 @@
 //! Creating a missing Azure container or S3 bucket (`--create-container`). object_store
 //! has no call for it, so this sends the store's own request (Azure "Create Container",
 //! S3 "CreateBucket"), signed by object_store's public authorizers with the credentials
-//! the store was built with, through object_store's HTTP client.
+//! the store was built with, through object_store's HTTP client ([`send`], which
+//! [`super::orphans`] uses too).
 
 use object_store::ObjectStore;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, AwsAuthorizer, AwsCredentialProvider};
@@ -32,6 +33,7 @@ enum Signer {
 }
 
 /// The credentials of the built store.
+#[derive(Clone)]
 pub(super) enum Credentials {
     Azure(AzureCredentialProvider),
     S3(AwsCredentialProvider),
@@ -132,14 +134,53 @@ pub(super) async fn ensure(
 }
 
 async fn create(target: &Target, credentials: Credentials) -> Result<(), String> {
+    let (status, body) = send(
+        target,
+        http::Method::PUT,
+        &target.url,
+        target.body.clone(),
+        &credentials,
+    )
+    .await?;
+    // 409: it exists already (another process made it between the listing and now).
+    if status.is_success() || status == http::StatusCode::CONFLICT {
+        return Ok(());
+    }
+    Err(format!(
+        "PUT {} answered {status}: {}",
+        target.url,
+        String::from_utf8_lossy(&body)
+            .chars()
+            .take(500)
+            .collect::<String>()
+    ))
+}
+
+impl Target {
+    /// The container's or bucket's URL (for S3 with virtual-hosted requests, the
+    /// endpoint, with a trailing `/`).
+    pub(super) fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// Sends a `method` request to `url` (in `target`'s container or bucket) with `body`,
+/// signed with `credentials`; returns the status and the body of the answer.
+pub(super) async fn send(
+    target: &Target,
+    method: http::Method,
+    url: &str,
+    body: String,
+    credentials: &Credentials,
+) -> Result<(http::StatusCode, bytes::Bytes), String> {
     let client = ReqwestConnector::default()
         .connect(&ClientOptions::new().with_allow_http(target.allow_http))
         .map_err(|e| e.to_string())?;
     let mut request = http::Request::builder()
-        .method(http::Method::PUT)
-        .uri(&target.url)
-        .header(http::header::CONTENT_LENGTH, target.body.len())
-        .body(HttpRequestBody::from(target.body.clone()))
+        .method(method.clone())
+        .uri(url)
+        .header(http::header::CONTENT_LENGTH, body.len())
+        .body(HttpRequestBody::from(body))
         .map_err(|e| format!("cannot build the request: {e}"))?;
     match (&target.signer, credentials) {
         (Signer::Azure { account }, Credentials::Azure(provider)) => {
@@ -160,17 +201,8 @@ async fn create(target: &Target, credentials: Credentials) -> Result<(), String>
     let response = client
         .execute(request)
         .await
-        .map_err(|e| format!("PUT {}: {e}", target.url))?;
+        .map_err(|e| format!("{method} {url}: {e}"))?;
     let status = response.status();
-    // 409: it exists already (another process made it between the listing and now).
-    if status.is_success() || status == http::StatusCode::CONFLICT {
-        return Ok(());
-    }
     let body = response.into_body().bytes().await.unwrap_or_default();
-    let text = String::from_utf8_lossy(&body);
-    Err(format!(
-        "PUT {} answered {status}: {}",
-        target.url,
-        text.chars().take(500).collect::<String>()
-    ))
+    Ok((status, body))
 }

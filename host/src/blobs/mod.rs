@@ -4,6 +4,7 @@
 
 mod container;
 mod local;
+mod orphans;
 mod staging;
 mod upload;
 
@@ -127,6 +128,8 @@ pub struct Blobs {
     budget: Arc<Semaphore>,
     /// Configuration values that must never appear in a message.
     secrets: Vec<String>,
+    /// For S3: aborts the multipart uploads an earlier copy of a blob left open.
+    orphans: Option<orphans::Orphans>,
 }
 
 impl std::fmt::Debug for Blobs {
@@ -208,6 +211,7 @@ impl Blobs {
             skip_unchanged: options.skip_unchanged,
             budget: Arc::new(Semaphore::new(BUFFER_BUDGET)),
             secrets,
+            orphans: None,
         }
     }
 
@@ -254,11 +258,13 @@ impl Blobs {
         let secrets = secrets("AWS_", options);
         let bucket = container_name(url)?;
         let target = container::Target::s3(&builder, &bucket);
+        let bucket_target = container::Target::s3(&builder, &bucket);
         let store = builder.build().map_err(|e| Error::Build {
             url: url.to_string(),
             reason: redact_with(&secrets, e.to_string()),
         })?;
         let credentials = container::Credentials::S3(store.credentials().clone());
+        let orphans = orphans::Orphans::new(bucket_target, credentials.clone());
         let cloud = Cloud {
             kind: "bucket",
             name: bucket,
@@ -266,7 +272,9 @@ impl Blobs {
             target,
             credentials,
         };
-        Self::open_cloud(Arc::new(store), cloud, options, secrets).await
+        let mut blobs = Self::open_cloud(Arc::new(store), cloud, options, secrets).await?;
+        blobs.orphans = Some(orphans);
+        Ok(blobs)
     }
 
     /// The part of opening a cloud store that Azure and S3 share: creating the container
@@ -408,7 +416,7 @@ impl Blobs {
         }
     }
 
-    fn redact(&self, text: String) -> String {
+    pub(super) fn redact(&self, text: String) -> String {
         redact_with(&self.secrets, text)
     }
 }

@@ -259,6 +259,17 @@ pub(super) async fn copy(
             uploaded: false,
         });
     }
+    if let Some(orphans) = &blobs.orphans {
+        match orphans.abort(location).await {
+            Ok(0) => {}
+            Ok(aborted) => {
+                tracing::info!(blob = %location, "aborted {aborted} multipart upload(s) an earlier copy left open");
+            }
+            Err(error) => {
+                tracing::warn!(blob = %location, "cannot abort the multipart uploads an earlier copy left open: {}", blobs.redact(error));
+            }
+        }
+    }
     let options = PutMultipartOptions {
         attributes: attributes(&sha256),
         ..PutMultipartOptions::default()

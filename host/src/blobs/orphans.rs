@@ -1,0 +1,139 @@
+//! Aborting the S3 multipart uploads that an earlier copy of a blob left behind. A copy
+//! that fails aborts its own upload, but one cut short by a crash (or a timed-out attempt,
+//! whose future is simply dropped) leaves the upload open on the server, where its parts
+//! are stored, and billed, until a lifecycle rule removes them. So before a large file
+//! goes up, the open multipart uploads of exactly its key are aborted: the retry of a
+//! killed copy removes what the kill left. (Azure needs nothing of the kind: committing a
+//! block list discards the blob's uncommitted blocks.) object_store has no call for
+//! these, so the requests are S3's own ("ListMultipartUploads", "AbortMultipartUpload"),
+//! signed and sent as [`container::send`] does.
+//!
+//! Two writers uploading the same key at the same moment abort each other's upload; the
+//! one that loses fails its attempt, which is retried.
+
+use super::container::{self, Credentials, Target};
+use object_store::path::Path as BlobPath;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+/// What S3 leaves unencoded in a query value (and, with `/`, in a key in a path).
+const STRICT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+const STRICT_PATH: &AsciiSet = &STRICT.remove(b'/');
+
+/// The open multipart uploads of one S3 bucket.
+pub(super) struct Orphans {
+    bucket: Target,
+    credentials: Credentials,
+}
+
+/// The part of a `ListMultipartUploadsResult` that matters here.
+#[derive(serde::Deserialize)]
+struct Listing {
+    #[serde(default, rename = "Upload")]
+    uploads: Vec<Upload>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Upload {
+    key: String,
+    upload_id: String,
+}
+
+impl Orphans {
+    pub(super) fn new(bucket: Target, credentials: Credentials) -> Self {
+        Self {
+            bucket,
+            credentials,
+        }
+    }
+
+    /// Aborts every open multipart upload of the blob at `location`; returns how many.
+    pub(super) async fn abort(&self, location: &BlobPath) -> Result<usize, String> {
+        let base = self.bucket.url().trim_end_matches('/');
+        let key = location.as_ref();
+        let listing = format!(
+            "{base}?prefix={}&uploads=",
+            utf8_percent_encode(key, STRICT)
+        );
+        let (status, body) = container::send(
+            &self.bucket,
+            http::Method::GET,
+            &listing,
+            String::new(),
+            &self.credentials,
+        )
+        .await?;
+        if !status.is_success() {
+            return Err(format!(
+                "listing the open multipart uploads of {key} answered {status}: {}",
+                excerpt(&body)
+            ));
+        }
+        let listed: Listing = quick_xml::de::from_reader(body.as_ref())
+            .map_err(|e| format!("cannot read the list of open multipart uploads: {e}"))?;
+        let mut aborted = 0;
+        for upload in listed.uploads.iter().filter(|upload| upload.key == key) {
+            let url = format!(
+                "{base}/{}?uploadId={}",
+                utf8_percent_encode(key, STRICT_PATH),
+                utf8_percent_encode(&upload.upload_id, STRICT)
+            );
+            let (status, body) = container::send(
+                &self.bucket,
+                http::Method::DELETE,
+                &url,
+                String::new(),
+                &self.credentials,
+            )
+            .await?;
+            // 404: it ended meanwhile.
+            if !status.is_success() && status != http::StatusCode::NOT_FOUND {
+                return Err(format!(
+                    "aborting an open multipart upload of {key} answered {status}: {}",
+                    excerpt(&body)
+                ));
+            }
+            aborted += 1;
+        }
+        Ok(aborted)
+    }
+}
+
+fn excerpt(body: &[u8]) -> String {
+    String::from_utf8_lossy(body).chars().take(300).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_gives_each_uploads_key_and_id() {
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Bucket>b</Bucket><KeyMarker></KeyMarker><UploadIdMarker></UploadIdMarker>
+  <Prefix>backups/big.bin</Prefix><MaxUploads>1000</MaxUploads><IsTruncated>false</IsTruncated>
+  <Upload><Key>backups/big.bin</Key><UploadId>id-1</UploadId>
+    <Initiator><ID>x</ID></Initiator><StorageClass>STANDARD</StorageClass>
+    <Initiated>2026-11-26T06:00:00.000Z</Initiated></Upload>
+  <Upload><Key>backups/big.bin.2</Key><UploadId>id-2</UploadId></Upload>
+</ListMultipartUploadsResult>"#;
+        let listed: Listing = quick_xml::de::from_reader(xml.as_bytes()).unwrap();
+        let found: Vec<_> = listed
+            .uploads
+            .iter()
+            .map(|u| (u.key.as_str(), u.upload_id.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [("backups/big.bin", "id-1"), ("backups/big.bin.2", "id-2")]
+        );
+        let empty = r#"<ListMultipartUploadsResult><Bucket>b</Bucket><IsTruncated>false</IsTruncated></ListMultipartUploadsResult>"#;
+        let listed: Listing = quick_xml::de::from_reader(empty.as_bytes()).unwrap();
+        assert!(listed.uploads.is_empty());
+    }
+}
