@@ -178,7 +178,10 @@ fn survives_sigkill_mid_upload(server: &BlobServer) {
         "the upload finished before the kill: {before:?}"
     );
     // The kill left the upload open on the server (parts that are stored and billed).
-    assert_eq!(server.incomplete("killed"), std::slice::from_ref(&uploading));
+    assert_eq!(
+        server.incomplete("killed"),
+        std::slice::from_ref(&uploading)
+    );
 
     let resumed = run(&mut weft(&scratch, server, &url, &["resume"]));
     assert!(resumed.status.success(), "{}", resumed.describe());

@@ -10,7 +10,7 @@ use object_store::azure::{
     AzureAuthorizer, AzureConfigKey, AzureCredential, AzureCredentialProvider,
     MicrosoftAzureBuilder,
 };
-use object_store::client::{HttpConnector, HttpRequestBody, ReqwestConnector};
+use object_store::client::{HttpClient, HttpConnector, HttpRequestBody, ReqwestConnector};
 use object_store::path::Path as BlobPath;
 use object_store::{ClientConfigKey, ClientOptions};
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use std::sync::Arc;
 const EMULATOR_ACCOUNT: &str = "devstoreaccount1";
 
 /// Where the container or bucket lives and how to sign a request for it.
+#[derive(Clone)]
 pub(super) struct Target {
     /// The URL that a `PUT` creates it at.
     url: String,
@@ -27,6 +28,7 @@ pub(super) struct Target {
     signer: Signer,
 }
 
+#[derive(Clone)]
 enum Signer {
     Azure { account: String },
     S3 { region: String },
@@ -135,6 +137,7 @@ pub(super) async fn ensure(
 
 async fn create(target: &Target, credentials: Credentials) -> Result<(), String> {
     let (status, body) = send(
+        &target.client()?,
         target,
         http::Method::PUT,
         &target.url,
@@ -162,20 +165,26 @@ impl Target {
     pub(super) fn url(&self) -> &str {
         &self.url
     }
+
+    /// An HTTP client for requests to it (object_store's, with its options).
+    pub(super) fn client(&self) -> Result<HttpClient, String> {
+        ReqwestConnector::default()
+            .connect(&ClientOptions::new().with_allow_http(self.allow_http))
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Sends a `method` request to `url` (in `target`'s container or bucket) with `body`,
-/// signed with `credentials`; returns the status and the body of the answer.
+/// signed with `credentials`, through `client` (see [`Target::client`]); returns the
+/// status and the body of the answer.
 pub(super) async fn send(
+    client: &HttpClient,
     target: &Target,
     method: http::Method,
     url: &str,
     body: String,
     credentials: &Credentials,
 ) -> Result<(http::StatusCode, bytes::Bytes), String> {
-    let client = ReqwestConnector::default()
-        .connect(&ClientOptions::new().with_allow_http(target.allow_http))
-        .map_err(|e| e.to_string())?;
     let mut request = http::Request::builder()
         .method(method.clone())
         .uri(url)

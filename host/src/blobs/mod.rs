@@ -258,13 +258,18 @@ impl Blobs {
         let secrets = secrets("AWS_", options);
         let bucket = container_name(url)?;
         let target = container::Target::s3(&builder, &bucket);
-        let bucket_target = container::Target::s3(&builder, &bucket);
         let store = builder.build().map_err(|e| Error::Build {
             url: url.to_string(),
             reason: redact_with(&secrets, e.to_string()),
         })?;
         let credentials = container::Credentials::S3(store.credentials().clone());
-        let orphans = orphans::Orphans::new(bucket_target, credentials.clone());
+        let orphans =
+            orphans::Orphans::new(target.clone(), credentials.clone()).map_err(|reason| {
+                Error::Build {
+                    url: url.to_string(),
+                    reason: redact_with(&secrets, reason),
+                }
+            })?;
         let cloud = Cloud {
             kind: "bucket",
             name: bucket,

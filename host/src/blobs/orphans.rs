@@ -12,6 +12,7 @@
 //! one that loses fails its attempt, which is retried.
 
 use super::container::{self, Credentials, Target};
+use object_store::client::HttpClient;
 use object_store::path::Path as BlobPath;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -27,6 +28,8 @@ const STRICT_PATH: &AsciiSet = &STRICT.remove(b'/');
 pub(super) struct Orphans {
     bucket: Target,
     credentials: Credentials,
+    /// Made once: a connection is kept for the next large file.
+    client: HttpClient,
 }
 
 /// The part of a `ListMultipartUploadsResult` that matters here.
@@ -44,11 +47,12 @@ struct Upload {
 }
 
 impl Orphans {
-    pub(super) fn new(bucket: Target, credentials: Credentials) -> Self {
-        Self {
+    pub(super) fn new(bucket: Target, credentials: Credentials) -> Result<Self, String> {
+        Ok(Self {
+            client: bucket.client()?,
             bucket,
             credentials,
-        }
+        })
     }
 
     /// Aborts every open multipart upload of the blob at `location`; returns how many.
@@ -60,6 +64,7 @@ impl Orphans {
             utf8_percent_encode(key, STRICT)
         );
         let (status, body) = container::send(
+            &self.client,
             &self.bucket,
             http::Method::GET,
             &listing,
@@ -83,6 +88,7 @@ impl Orphans {
                 utf8_percent_encode(&upload.upload_id, STRICT)
             );
             let (status, body) = container::send(
+                &self.client,
                 &self.bucket,
                 http::Method::DELETE,
                 &url,
