@@ -24,7 +24,8 @@ pub(super) struct Target {
     /// The URL that a `PUT` creates it at.
     url: String,
     body: String,
-    allow_http: bool,
+    /// The store's HTTP settings (plain HTTP, proxy, certificates, timeouts).
+    client: ClientOptions,
     signer: Signer,
 }
 
@@ -41,8 +42,38 @@ pub(super) enum Credentials {
     S3(AwsCredentialProvider),
 }
 
+/// The HTTP settings a request to the store uses, as the store's own builder has them.
+fn client_options(get: impl Fn(ClientConfigKey) -> Option<String>) -> ClientOptions {
+    use ClientConfigKey::*;
+    [
+        AllowHttp,
+        AllowInvalidCertificates,
+        NoSystemCertificates,
+        ConnectTimeout,
+        Http1Only,
+        Http2Only,
+        Http2KeepAliveInterval,
+        Http2KeepAliveTimeout,
+        Http2KeepAliveWhileIdle,
+        Http2MaxFrameSize,
+        PoolIdleTimeout,
+        PoolMaxIdlePerHost,
+        ProxyUrl,
+        ProxyCaCertificate,
+        ProxyExcludes,
+        RandomizeAddresses,
+        ReadTimeout,
+        Timeout,
+    ]
+    .into_iter()
+    .fold(ClientOptions::new(), |options, key| match get(key) {
+        Some(value) => options.with_config(key, value),
+        None => options,
+    })
+}
+
 /// object_store's reading of a boolean configuration value.
-fn truthy(value: Option<String>) -> bool {
+pub(super) fn truthy(value: Option<String>) -> bool {
     value.is_some_and(|v| {
         matches!(
             v.trim().to_ascii_lowercase().as_str(),
@@ -72,30 +103,37 @@ impl Target {
         Self {
             url: format!("{}/{name}?restype=container", base.trim_end_matches('/')),
             body: String::new(),
-            allow_http: emulator
-                || truthy(
-                    builder.get_config_value(&AzureConfigKey::Client(ClientConfigKey::AllowHttp)),
+            client: client_options(|key| builder.get_config_value(&AzureConfigKey::Client(key)))
+                .with_allow_http(
+                    emulator
+                        || truthy(
+                            builder.get_config_value(&AzureConfigKey::Client(
+                                ClientConfigKey::AllowHttp,
+                            )),
+                        ),
                 ),
             signer: Signer::Azure { account },
         }
     }
 
-    /// The bucket `name` of an S3 store configured by `builder`.
+    /// The bucket `name` of an S3 store configured by `builder`, with object_store's
+    /// endpoint rules (the S3 endpoint before the general one; virtual-hosted or path
+    /// style).
     pub(super) fn s3(builder: &AmazonS3Builder, name: &str) -> Self {
         let region = builder
             .get_config_value(&AmazonS3ConfigKey::Region)
             .unwrap_or_else(|| "us-east-1".to_string());
-        let url = match builder.get_config_value(&AmazonS3ConfigKey::Endpoint) {
-            Some(endpoint)
-                if truthy(
-                    builder.get_config_value(&AmazonS3ConfigKey::VirtualHostedStyleRequest),
-                ) =>
-            {
-                // With virtual-hosted requests the endpoint already names the bucket.
-                format!("{}/", endpoint.trim_end_matches('/'))
-            }
-            Some(endpoint) => format!("{}/{name}", endpoint.trim_end_matches('/')),
-            None => format!("https://s3.{region}.amazonaws.com/{name}"),
+        let endpoint = builder
+            .get_config_value(&AmazonS3ConfigKey::S3Endpoint)
+            .or_else(|| builder.get_config_value(&AmazonS3ConfigKey::Endpoint));
+        let virtual_hosted =
+            truthy(builder.get_config_value(&AmazonS3ConfigKey::VirtualHostedStyleRequest));
+        let url = match (endpoint, virtual_hosted) {
+            // With virtual-hosted requests the endpoint already names the bucket.
+            (Some(endpoint), true) => format!("{}/", endpoint.trim_end_matches('/')),
+            (Some(endpoint), false) => format!("{}/{name}", endpoint.trim_end_matches('/')),
+            (None, true) => format!("https://{name}.s3.{region}.amazonaws.com/"),
+            (None, false) => format!("https://s3.{region}.amazonaws.com/{name}"),
         };
         // Outside us-east-1 a bucket is created where the request says.
         let body = if region == "us-east-1" {
@@ -109,9 +147,7 @@ impl Target {
         Self {
             url,
             body,
-            allow_http: truthy(
-                builder.get_config_value(&AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp)),
-            ),
+            client: client_options(|key| builder.get_config_value(&AmazonS3ConfigKey::Client(key))),
             signer: Signer::S3 { region },
         }
     }
@@ -169,7 +205,7 @@ impl Target {
     /// An HTTP client for requests to it (object_store's, with its options).
     pub(super) fn client(&self) -> Result<HttpClient, String> {
         ReqwestConnector::default()
-            .connect(&ClientOptions::new().with_allow_http(self.allow_http))
+            .connect(&self.client)
             .map_err(|e| e.to_string())
     }
 }

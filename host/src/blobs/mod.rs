@@ -258,18 +258,25 @@ impl Blobs {
         let secrets = secrets("AWS_", options);
         let bucket = container_name(url)?;
         let target = container::Target::s3(&builder, &bucket);
+        let skip_signature = builder.get_config_value(&AmazonS3ConfigKey::SkipSignature);
         let store = builder.build().map_err(|e| Error::Build {
             url: url.to_string(),
             reason: redact_with(&secrets, e.to_string()),
         })?;
         let credentials = container::Credentials::S3(store.credentials().clone());
-        let orphans =
-            orphans::Orphans::new(target.clone(), credentials.clone()).map_err(|reason| {
-                Error::Build {
-                    url: url.to_string(),
-                    reason: redact_with(&secrets, reason),
-                }
-            })?;
+        // Unsigned access (a public bucket) cannot abort uploads.
+        let orphans = if container::truthy(skip_signature) {
+            None
+        } else {
+            Some(
+                orphans::Orphans::new(target.clone(), credentials.clone()).map_err(|reason| {
+                    Error::Build {
+                        url: url.to_string(),
+                        reason: redact_with(&secrets, reason),
+                    }
+                })?,
+            )
+        };
         let cloud = Cloud {
             kind: "bucket",
             name: bucket,
@@ -278,7 +285,7 @@ impl Blobs {
             credentials,
         };
         let mut blobs = Self::open_cloud(Arc::new(store), cloud, options, secrets).await?;
-        blobs.orphans = Some(orphans);
+        blobs.orphans = orphans;
         Ok(blobs)
     }
 

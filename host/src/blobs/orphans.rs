@@ -1,17 +1,19 @@
-//! Aborting the S3 multipart uploads that an earlier copy of a blob left behind. A copy
-//! that fails aborts its own upload, but one cut short by a crash (or a timed-out attempt,
-//! whose future is simply dropped) leaves the upload open on the server, where its parts
-//! are stored, and billed, until a lifecycle rule removes them. So before a large file
-//! goes up, the open multipart uploads of exactly its key are aborted: the retry of a
-//! killed copy removes what the kill left. (Azure needs nothing of the kind: committing a
-//! block list discards the blob's uncommitted blocks.) object_store has no call for
-//! these, so the requests are S3's own ("ListMultipartUploads", "AbortMultipartUpload"),
-//! signed and sent as [`container::send`] does.
-//!
-//! Two writers uploading the same key at the same moment abort each other's upload; the
-//! one that loses fails its attempt, which is retried.
+//! Aborting the S3 multipart uploads that a copy killed with its process left behind. A
+//! copy that fails aborts its own upload, but one cut short by a crash leaves the upload
+//! open on the server, where its parts are stored, and billed, until a lifecycle rule
+//! removes them. So before a large file goes up, the open multipart uploads of exactly its
+//! key that began before this process started are aborted: the retry of a killed copy,
+//! after the restart, removes what the kill left. Uploads begun since are left alone, so
+//! that processes uploading the same key at once do not keep aborting each other's (a
+//! process that starts while another uploads the key may abort that upload once; the
+//! other's attempt fails and its retry goes through). (Azure needs nothing of the kind:
+//! committing a block list discards the blob's uncommitted blocks.) object_store has no
+//! call for these, so the requests are S3's own ("ListMultipartUploads",
+//! "AbortMultipartUpload"), signed and sent as [`container::send`] does. This is a
+//! best effort: a failure is only logged.
 
 use super::container::{self, Credentials, Target};
+use chrono::{DateTime, Utc};
 use object_store::client::HttpClient;
 use object_store::path::Path as BlobPath;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -30,6 +32,8 @@ pub(super) struct Orphans {
     credentials: Credentials,
     /// Made once: a connection is kept for the next large file.
     client: HttpClient,
+    /// When this process began to use the bucket: uploads begun before are orphans.
+    since: DateTime<Utc>,
 }
 
 /// The part of a `ListMultipartUploadsResult` that matters here.
@@ -44,6 +48,16 @@ struct Listing {
 struct Upload {
     key: String,
     upload_id: String,
+    /// When the upload began (RFC 3339).
+    initiated: String,
+}
+
+/// The part of an S3 error answer a message may show (never the signature details).
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct Refusal {
+    code: String,
+    message: String,
 }
 
 impl Orphans {
@@ -52,6 +66,7 @@ impl Orphans {
             client: bucket.client()?,
             bucket,
             credentials,
+            since: Utc::now(),
         })
     }
 
@@ -74,14 +89,19 @@ impl Orphans {
         .await?;
         if !status.is_success() {
             return Err(format!(
-                "listing the open multipart uploads of {key} answered {status}: {}",
-                excerpt(&body)
+                "listing the open multipart uploads of {key} answered {status}{}",
+                refusal(&body)
             ));
         }
         let listed: Listing = quick_xml::de::from_reader(body.as_ref())
             .map_err(|e| format!("cannot read the list of open multipart uploads: {e}"))?;
+        let orphaned = |upload: &&Upload| {
+            upload.key == key
+                && DateTime::parse_from_rfc3339(&upload.initiated)
+                    .is_ok_and(|initiated| initiated < self.since)
+        };
         let mut aborted = 0;
-        for upload in listed.uploads.iter().filter(|upload| upload.key == key) {
+        for upload in listed.uploads.iter().filter(orphaned) {
             let url = format!(
                 "{base}/{}?uploadId={}",
                 utf8_percent_encode(key, STRICT_PATH),
@@ -97,10 +117,13 @@ impl Orphans {
             )
             .await?;
             // 404: it ended meanwhile.
-            if !status.is_success() && status != http::StatusCode::NOT_FOUND {
+            if status == http::StatusCode::NOT_FOUND {
+                continue;
+            }
+            if !status.is_success() {
                 return Err(format!(
-                    "aborting an open multipart upload of {key} answered {status}: {}",
-                    excerpt(&body)
+                    "aborting an open multipart upload of {key} answered {status}{}",
+                    refusal(&body)
                 ));
             }
             aborted += 1;
@@ -109,8 +132,15 @@ impl Orphans {
     }
 }
 
-fn excerpt(body: &[u8]) -> String {
-    String::from_utf8_lossy(body).chars().take(300).collect()
+/// `: CODE: MESSAGE` of an S3 error answer, if it is one.
+fn refusal(body: &[u8]) -> String {
+    match quick_xml::de::from_reader::<_, Refusal>(body) {
+        Ok(refusal) if !refusal.code.is_empty() => {
+            let message: String = refusal.message.chars().take(300).collect();
+            format!(": {}: {message}", refusal.code)
+        }
+        _ => String::new(),
+    }
 }
 
 #[cfg(test)]
@@ -126,7 +156,7 @@ mod tests {
   <Upload><Key>backups/big.bin</Key><UploadId>id-1</UploadId>
     <Initiator><ID>x</ID></Initiator><StorageClass>STANDARD</StorageClass>
     <Initiated>2026-11-26T06:00:00.000Z</Initiated></Upload>
-  <Upload><Key>backups/big.bin.2</Key><UploadId>id-2</UploadId></Upload>
+  <Upload><Key>backups/big.bin.2</Key><UploadId>id-2</UploadId><Initiated>x</Initiated></Upload>
 </ListMultipartUploadsResult>"#;
         let listed: Listing = quick_xml::de::from_reader(xml.as_bytes()).unwrap();
         let found: Vec<_> = listed
@@ -138,8 +168,26 @@ mod tests {
             found,
             [("backups/big.bin", "id-1"), ("backups/big.bin.2", "id-2")]
         );
+        assert_eq!(listed.uploads[0].initiated, "2026-11-26T06:00:00.000Z");
         let empty = r#"<ListMultipartUploadsResult><Bucket>b</Bucket><IsTruncated>false</IsTruncated></ListMultipartUploadsResult>"#;
         let listed: Listing = quick_xml::de::from_reader(empty.as_bytes()).unwrap();
         assert!(listed.uploads.is_empty());
+    }
+
+    #[test]
+    fn a_refusal_shows_its_code_and_message_but_not_the_signature() {
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match the signature you provided.</Message>
+<AWSAccessKeyId>AKIDEXAMPLE</AWSAccessKeyId><SignatureProvided>abc123</SignatureProvided></Error>"#;
+        let shown = refusal(xml.as_bytes());
+        assert!(
+            shown.starts_with(": SignatureDoesNotMatch: The request signature"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("AKIDEXAMPLE") && !shown.contains("abc123"),
+            "{shown}"
+        );
+        assert_eq!(refusal(b"<html>proxy error</html>"), "");
     }
 }
