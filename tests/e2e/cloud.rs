@@ -203,6 +203,72 @@ fn blob_upload_killed_mid_file_resumes_to_one_complete_s3_blob() {
     survives_sigkill_mid_upload(&BlobServer::s3());
 }
 
+/// A copy whose future is dropped half-way (an attempt that timed out, an instance that
+/// ended) aborts its multipart upload: nothing is left open on the S3 server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_dropped_mid_upload_leaves_no_open_upload() {
+    let server = BlobServer::s3();
+    let scratch = Scratch::new();
+    let file = write(scratch.path(), "big.bin", &bytes(3, 100 << 20));
+    // The server's settings as configuration keys: the test's own environment is shared.
+    let config = server
+        .env()
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let key = match key.as_str() {
+                "AWS_ENDPOINT_URL" => "aws_endpoint",
+                "AWS_REGION" => "aws_region",
+                "AWS_ACCESS_KEY_ID" => "aws_access_key_id",
+                "AWS_SECRET_ACCESS_KEY" => "aws_secret_access_key",
+                "AWS_ALLOW_HTTP" => "aws_allow_http",
+                _ => return None,
+            };
+            Some((key.to_string(), value))
+        })
+        .collect();
+    let options = weft::blobs::Options {
+        config,
+        create_container: true,
+        skip_unchanged: false,
+    };
+    let blobs = std::sync::Arc::new(
+        weft::blobs::Blobs::open("s3://dropped", &options)
+            .await
+            .expect("open the bucket"),
+    );
+    let watch = server.watch_upload("dropped");
+    let copying = {
+        let blobs = blobs.clone();
+        let source = std::fs::File::open(&file).expect("open the file");
+        tokio::spawn(async move { blobs.copy_file(source, 100 << 20, "big.bin").await })
+    };
+    let uploading = tokio::task::spawn_blocking(move || watch.wait())
+        .await
+        .expect("the watcher");
+    assert_eq!(uploading, "big.bin");
+    copying.abort();
+    assert!(
+        copying.await.is_err(),
+        "the copy finished before it was dropped"
+    );
+
+    // The abort runs in the background: wait for it, up to a deadline.
+    let server = std::sync::Arc::new(server);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let open = loop {
+        let checked = server.clone();
+        let open = tokio::task::spawn_blocking(move || checked.incomplete("dropped"))
+            .await
+            .expect("the checker");
+        if open.is_empty() || std::time::Instant::now() > deadline {
+            break open;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(open, Vec::<String>::new());
+    assert!(server.list("dropped", "").is_empty());
+}
+
 /// Each blob's (etag, last-modified).
 fn versions(server: &BlobServer, container: &str) -> BTreeMap<String, (String, String)> {
     by_name(server.list(container, "backups/"))

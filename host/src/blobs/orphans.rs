@@ -1,6 +1,7 @@
 //! Aborting the S3 multipart uploads that a copy killed with its process left behind. A
-//! copy that fails aborts its own upload, but one cut short by a crash leaves the upload
-//! open on the server, where its parts are stored, and billed, until a lifecycle rule
+//! copy that fails aborts its own upload, and so does one whose future is dropped (see
+//! `AbortOnDrop` in `upload.rs`), but one cut short by a crash leaves the upload open on
+//! the server, where its parts are stored, and billed, until a lifecycle rule
 //! removes them. So before a large file goes up, the open multipart uploads of exactly its
 //! key that began before this process started are aborted: the retry of a killed copy,
 //! after the restart, removes what the kill left. Uploads begun since are left alone, so

@@ -6,7 +6,8 @@ use super::{Blobs, Copied, MAX_PARTS, PART_SIZE, PARTS_IN_FLIGHT, SHA256_KEY};
 use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{
-    Attribute, Attributes, GetOptions, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    Attribute, Attributes, GetOptions, MultipartUpload, PutMultipartOptions, PutOptions,
+    PutPayload, PutResult, UploadPart,
 };
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -274,7 +275,7 @@ pub(super) async fn copy(
         attributes: attributes(&sha256),
         ..PutMultipartOptions::default()
     };
-    let mut upload = match blobs.store.put_multipart_opts(location, options).await {
+    let upload = match blobs.store.put_multipart_opts(location, options).await {
         Err(object_store::Error::NotImplemented { .. })
             if matches!(blobs.backend, super::Backend::Given) =>
         {
@@ -284,6 +285,10 @@ pub(super) async fn copy(
                 .await?
         }
         other => other?,
+    };
+    let mut upload = AbortOnDrop {
+        upload: Some(upload),
+        secrets: blobs.secrets.clone(),
     };
     let mut in_flight = tokio::task::JoinSet::new();
     let streamed = async {
@@ -303,7 +308,7 @@ pub(super) async fn copy(
             offset += len as u64;
             // Each part runs as its own task so that parts progress while the next is
             // read; the part's memory returns to the budget when the store has it.
-            in_flight.spawn(upload.put_part(payload(blobs, data, permit)));
+            in_flight.spawn(upload.put_part(payload(blobs, data, permit))?);
             while in_flight.len() >= PARTS_IN_FLIGHT {
                 finish_one(&mut in_flight).await?;
             }
@@ -319,23 +324,76 @@ pub(super) async fn copy(
     }
     .await;
     match streamed {
-        Ok(()) => match upload.complete().await {
-            Ok(_) => Ok(Copied {
+        Ok(()) => {
+            upload.complete().await?;
+            Ok(Copied {
                 bytes: size,
                 sha256,
                 uploaded: true,
-            }),
-            Err(error) => {
-                let _ = upload.abort().await;
-                Err(error.into())
-            }
-        },
+            })
+        }
         Err(error) => {
             // No partial blob: stop the parts still going, then drop the upload.
             in_flight.abort_all();
             while in_flight.join_next().await.is_some() {}
-            let _ = upload.abort().await;
+            upload.abort().await;
             Err(error)
+        }
+    }
+}
+
+/// A multipart upload that is aborted unless it completes: one dropped half-way (its
+/// attempt timed out, or its instance ended, and the copy's future was dropped) is
+/// aborted by a task of its own, so its parts do not stay on the server.
+struct AbortOnDrop {
+    upload: Option<Box<dyn MultipartUpload>>,
+    /// The store's secrets, kept out of the message should the abort fail.
+    secrets: Vec<String>,
+}
+
+impl AbortOnDrop {
+    fn put_part(&mut self, data: PutPayload) -> Result<UploadPart, Failure> {
+        match &mut self.upload {
+            Some(upload) => Ok(upload.put_part(data)),
+            None => Err(Failure::Local("the upload has ended".to_string())),
+        }
+    }
+
+    /// Completes the upload; if that fails, aborts it.
+    async fn complete(&mut self) -> Result<(), Failure> {
+        let Some(upload) = &mut self.upload else {
+            return Err(Failure::Local("the upload has ended".to_string()));
+        };
+        // Left in place while it completes, so that a drop meanwhile still aborts it.
+        let completed = upload.complete().await;
+        if completed.is_ok() {
+            self.upload = None;
+        } else {
+            self.abort().await;
+        }
+        completed.map(|_| ()).map_err(Failure::from)
+    }
+
+    async fn abort(&mut self) {
+        if let Some(upload) = &mut self.upload {
+            let _ = upload.abort().await;
+            self.upload = None;
+        }
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut upload) = self.upload.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let secrets = std::mem::take(&mut self.secrets);
+            runtime.spawn(async move {
+                if let Err(error) = upload.abort().await {
+                    let reason = super::redact_with(&secrets, error.to_string());
+                    tracing::warn!("cannot abort an abandoned multipart upload: {reason}");
+                }
+            });
         }
     }
 }
