@@ -269,6 +269,48 @@ async fn a_copy_dropped_mid_upload_leaves_no_open_upload() {
     assert!(server.list("dropped", "").is_empty());
 }
 
+/// An instance terminated while a large file goes up: `weft run` ends only once the
+/// abandoned upload is aborted, so nothing is left open on the S3 server.
+#[test]
+fn terminating_a_backup_mid_upload_leaves_no_open_upload() {
+    let server = BlobServer::s3();
+    let scratch = Scratch::new();
+    let site = scratch.path().join("site");
+    write(&site, "big/300MiB.bin", &bytes(5, 300 << 20));
+    let url = server.url("terminated");
+    let watch = server.watch_upload("terminated");
+    let mut child = weft(
+        &scratch,
+        &server,
+        &url,
+        &[
+            "run",
+            "E2_BackupSiteContent",
+            "--input",
+            "\"site\"",
+            "--instance-id",
+            "cut-short",
+            "--create-container",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("spawn weft");
+    assert_eq!(watch.wait(), blob_name(&site.join("big/300MiB.bin")));
+    let terminated = run(&mut scratch.weft(&["terminate", "cut-short"]));
+    assert!(terminated.status.success(), "{}", terminated.describe());
+    let status = child.wait().expect("weft run ends");
+    assert!(!status.success(), "the backup was not terminated: {status}");
+    assert_eq!(
+        scratch.status("cut-short")["runtimeStatus"],
+        "Terminated",
+        "the upload finished before the termination"
+    );
+    assert_eq!(server.incomplete("terminated"), Vec::<String>::new());
+    assert!(server.list("terminated", "backups/").is_empty());
+}
+
 /// Each blob's (etag, last-modified).
 fn versions(server: &BlobServer, container: &str) -> BTreeMap<String, (String, String)> {
     by_name(server.list(container, "backups/"))

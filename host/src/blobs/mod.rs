@@ -130,6 +130,8 @@ pub struct Blobs {
     secrets: Vec<String>,
     /// For S3: aborts the multipart uploads an earlier copy of a blob left open.
     orphans: Option<orphans::Orphans>,
+    /// How many aborts of abandoned uploads are under way (see [`Blobs::finish_aborts`]).
+    aborting: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 impl std::fmt::Debug for Blobs {
@@ -212,6 +214,7 @@ impl Blobs {
             budget: Arc::new(Semaphore::new(BUFFER_BUDGET)),
             secrets,
             orphans: None,
+            aborting: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
     }
 
@@ -333,6 +336,19 @@ impl Blobs {
             _ => upload::copy(self, file, size, &location).await,
         };
         result.map_err(|error| self.describe(name, error))
+    }
+
+    /// Waits, for at most `grace`, for the aborts of uploads abandoned half-way (their
+    /// copies timed out, or their instances ended) to reach the store: a host that ends
+    /// calls it, so that it does not leave their parts on the server.
+    pub async fn finish_aborts(&self, grace: std::time::Duration) {
+        let mut aborting = self.aborting.subscribe();
+        let done = aborting.wait_for(|count| *count == 0);
+        if tokio::time::timeout(grace, done).await.is_err() {
+            tracing::warn!(
+                "uploads abandoned half-way are still being aborted after {grace:?}; their parts stay on the server until its lifecycle rule removes them"
+            );
+        }
     }
 
     /// Writes a small blob whole.

@@ -289,6 +289,7 @@ pub(super) async fn copy(
     let mut upload = AbortOnDrop {
         upload: Some(upload),
         secrets: blobs.secrets.clone(),
+        aborting: blobs.aborting.clone(),
     };
     let mut in_flight = tokio::task::JoinSet::new();
     let streamed = async {
@@ -349,6 +350,8 @@ struct AbortOnDrop {
     upload: Option<Box<dyn MultipartUpload>>,
     /// The store's secrets, kept out of the message should the abort fail.
     secrets: Vec<String>,
+    /// Counts the aborts under way (see [`Blobs::finish_aborts`]).
+    aborting: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 impl AbortOnDrop {
@@ -388,11 +391,14 @@ impl Drop for AbortOnDrop {
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             let secrets = std::mem::take(&mut self.secrets);
+            let aborting = self.aborting.clone();
+            aborting.send_modify(|count| *count += 1);
             runtime.spawn(async move {
                 if let Err(error) = upload.abort().await {
                     let reason = super::redact_with(&secrets, error.to_string());
                     tracing::warn!("cannot abort an abandoned multipart upload: {reason}");
                 }
+                aborting.send_modify(|count| *count -= 1);
             });
         }
     }

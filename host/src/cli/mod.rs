@@ -467,8 +467,15 @@ async fn follow(runtime: &Runtime, id: &str) -> Result<ExitCode> {
         }
     };
     drop(bar);
+    // The activities cancelled as the instance ended let go of their uploads, which are
+    // aborted in the blob store before the process ends.
+    runtime.shutdown(EXIT_GRACE).await;
     finish(&ended?)
 }
+
+/// How long an ending `weft run` waits for its activities to let go, and again for their
+/// abandoned uploads to be aborted.
+const EXIT_GRACE: Duration = Duration::from_secs(3);
 
 /// Where `weft serve` listens and how clients reach it.
 struct Listeners {

@@ -461,7 +461,8 @@ impl Runtime {
     }
 
     /// Stops taking work and waits up to `grace` for running activities to record their
-    /// results. Everything else is already committed or will be redone on the next start.
+    /// results, and up to `grace` again for the uploads they abandoned to be aborted.
+    /// Everything else is already committed or will be redone on the next start.
     pub async fn shutdown(&self, grace: Duration) {
         self.stopping.send_replace(true);
         let all = self.config.max_activities.max(1) as u32;
@@ -475,5 +476,7 @@ impl Runtime {
                 "activities still running after {grace:?} are abandoned; they run again on the next start"
             );
         }
+        // Then the uploads that activities abandoned half-way are aborted in the store.
+        self.io.blobs.finish_aborts(grace).await;
     }
 }
