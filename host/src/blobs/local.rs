@@ -442,6 +442,8 @@ fn sync_dir(dir: &Dir) -> std::io::Result<()> {
 /// Opens the blob `name` in `dir` to read it: never a symlink, and never waiting (a FIFO
 /// planted there opens at once, and is then refused).
 fn open_blob(dir: &Dir, name: &OsStr) -> std::io::Result<File> {
+    use cap_std::fs::MetadataExt as _;
+    use std::os::unix::fs::MetadataExt as _;
     let blob = dir
         .open_with(
             name,
@@ -451,6 +453,18 @@ fn open_blob(dir: &Dir, name: &OsStr) -> std::io::Result<File> {
         )?
         .into_std();
     let metadata = blob.metadata()?;
+    // `O_NOFOLLOW` holds with `openat2`; cap-std's own resolver (kernels before 5.6, or
+    // `openat2` filtered out) follows a last symlink that stays in the tree. The name
+    // must still be the file that was opened.
+    let named = dir.symlink_metadata(name)?;
+    if named.file_type().is_symlink()
+        || (named.dev(), named.ino()) != (metadata.dev(), metadata.ino())
+    {
+        return Err(std::io::Error::other(format!(
+            "{} is a symlink, or was replaced as it was opened",
+            Path::new(name).display()
+        )));
+    }
     if metadata.is_dir() {
         // A directory is no blob (as in object stores, where it is only a prefix).
         return Err(std::io::ErrorKind::NotFound.into());
