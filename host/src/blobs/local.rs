@@ -249,10 +249,12 @@ impl LocalDir {
         }
         match root.open_dir(parent) {
             Err(e) if create && e.kind() == std::io::ErrorKind::NotFound => {
-                create_dirs_durably(&root, parent).map_err(|e| self.outside(location, e))?;
-                root.open_dir(parent).map_err(|e| self.outside(location, e))
+                create_dirs_durably(&root, parent)
+                    .map_err(|e| self.dir_failure(location, parent, e))?;
+                root.open_dir(parent)
+                    .map_err(|e| self.dir_failure(location, parent, e))
             }
-            opened => opened.map_err(|e| self.outside(location, e)),
+            opened => opened.map_err(|e| self.dir_failure(location, parent, e)),
         }
     }
 
@@ -277,9 +279,11 @@ impl LocalDir {
         }
     }
 
-    /// What a failure to resolve a blob's directory means: one that leads outside the
-    /// blob directory (through a symlink) is named as such.
-    fn outside(&self, location: &BlobPath, error: std::io::Error) -> Failure {
+    /// What a failure to resolve (or make) the directory `parent` of the blob at
+    /// `location` means: one that leads outside the blob directory (through a symlink) is
+    /// named as such; a missing directory and a full disk stay I/O errors (for
+    /// [`LocalDir::get`] and [`while_disk_full`]); anything else names the directory.
+    fn dir_failure(&self, location: &BlobPath, parent: &Path, error: std::io::Error) -> Failure {
         // cap-std reports an escape as permission denied.
         if error.kind() == std::io::ErrorKind::PermissionDenied
             && error.to_string().contains("outside")
@@ -290,8 +294,15 @@ impl LocalDir {
                  never writes or reads blobs there",
                 self.root.display()
             ))
-        } else {
+        } else if error.kind() == std::io::ErrorKind::NotFound
+            || matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        {
             error.into()
+        } else {
+            Failure::Local(format!(
+                "{location}: cannot use the directory {}: {error}",
+                self.root.join(parent).display()
+            ))
         }
     }
 
@@ -580,6 +591,11 @@ mod tests {
             blobs.get("real").await,
             Err(super::super::BlobError::NotFound(_))
         ));
+        // A file where a blob's directory goes: the message names it.
+        std::fs::write(root.join("plain"), b"a file").unwrap();
+        let blocked = blobs.copy_file(open(), 5, "plain/w").await.unwrap_err();
+        let expected = format!("cannot use the directory {}", root.join("plain").display());
+        assert!(blocked.to_string().contains(&expected), "{blocked}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
