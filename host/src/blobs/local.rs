@@ -455,27 +455,39 @@ fn sync_dir(dir: &Dir) -> std::io::Result<()> {
 fn open_blob(dir: &Dir, name: &OsStr) -> std::io::Result<File> {
     use cap_std::fs::MetadataExt as _;
     use std::os::unix::fs::MetadataExt as _;
-    let blob = dir
-        .open_with(
-            name,
-            OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK),
-        )?
-        .into_std();
-    let metadata = blob.metadata()?;
     // `O_NOFOLLOW` holds with `openat2`; cap-std's own resolver (kernels before 5.6, or
-    // `openat2` filtered out) follows a last symlink that stays in the tree. The name
-    // must still be the file that was opened.
-    let named = dir.symlink_metadata(name)?;
-    if named.file_type().is_symlink()
-        || (named.dev(), named.ino()) != (metadata.dev(), metadata.ino())
-    {
-        return Err(std::io::Error::other(format!(
-            "{} is a symlink, or was replaced as it was opened",
-            Path::new(name).display()
-        )));
-    }
+    // `openat2` filtered out) follows a last symlink that stays in the tree. So the name
+    // must still be the file that was opened; a copy that renamed a new blob over it
+    // meanwhile makes it open again.
+    let mut tries = 0;
+    let (blob, metadata) = loop {
+        tries += 1;
+        let blob = dir
+            .open_with(
+                name,
+                OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK),
+            )?
+            .into_std();
+        let metadata = blob.metadata()?;
+        let named = dir.symlink_metadata(name)?;
+        if named.file_type().is_symlink() {
+            return Err(std::io::Error::other(format!(
+                "{} is a symlink",
+                Path::new(name).display()
+            )));
+        }
+        if (named.dev(), named.ino()) == (metadata.dev(), metadata.ino()) {
+            break (blob, metadata);
+        }
+        if tries >= 3 {
+            return Err(std::io::Error::other(format!(
+                "{} keeps being replaced as it is opened",
+                Path::new(name).display()
+            )));
+        }
+    };
     if metadata.is_dir() {
         // A directory is no blob (as in object stores, where it is only a prefix).
         return Err(std::io::ErrorKind::NotFound.into());

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{
     Attribute, Attributes, GetOptions, MultipartUpload, PutMultipartOptions, PutOptions,
-    PutPayload, PutResult, UploadPart,
+    PutPayload, PutResult,
 };
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -288,10 +288,10 @@ pub(super) async fn copy(
     };
     let mut upload = AbortOnDrop {
         upload: Some(upload),
+        parts: tokio::task::JoinSet::new(),
         secrets: blobs.secrets.clone(),
         aborting: blobs.aborting.clone(),
     };
-    let mut in_flight = tokio::task::JoinSet::new();
     let streamed = async {
         let mut hasher = Sha256::new();
         let mut offset = 0u64;
@@ -307,15 +307,13 @@ pub(super) async fn copy(
             .await?;
             hasher = updated;
             offset += len as u64;
-            // Each part runs as its own task so that parts progress while the next is
-            // read; the part's memory returns to the budget when the store has it.
-            in_flight.spawn(upload.put_part(payload(blobs, data, permit))?);
-            while in_flight.len() >= PARTS_IN_FLIGHT {
-                finish_one(&mut in_flight).await?;
+            upload.put_part(payload(blobs, data, permit))?;
+            while upload.parts.len() >= PARTS_IN_FLIGHT {
+                finish_one(&mut upload.parts).await?;
             }
         }
-        while !in_flight.is_empty() {
-            finish_one(&mut in_flight).await?;
+        while !upload.parts.is_empty() {
+            finish_one(&mut upload.parts).await?;
         }
         let reader = file.clone();
         if blocking(move || grew(&reader, size)).await? || hex(hasher.finalize()) != sha256 {
@@ -334,9 +332,7 @@ pub(super) async fn copy(
             })
         }
         Err(error) => {
-            // No partial blob: stop the parts still going, then drop the upload.
-            in_flight.abort_all();
-            while in_flight.join_next().await.is_some() {}
+            // No partial blob.
             upload.abort().await;
             Err(error)
         }
@@ -345,9 +341,13 @@ pub(super) async fn copy(
 
 /// A multipart upload that is aborted unless it completes: one dropped half-way (its
 /// attempt timed out, or its instance ended, and the copy's future was dropped) is
-/// aborted by a task of its own, so its parts do not stay on the server.
+/// aborted by a task of its own, so its parts do not stay on the server. An abort first
+/// stops the parts in flight and waits for them, so that none is stored after it.
 struct AbortOnDrop {
     upload: Option<Box<dyn MultipartUpload>>,
+    /// The parts in flight, each a task of its own, so that parts progress while the
+    /// next is read; a part's memory returns to the budget when the store has it.
+    parts: tokio::task::JoinSet<object_store::Result<()>>,
     /// The store's secrets, kept out of the message should the abort fail.
     secrets: Vec<String>,
     /// Counts the aborts under way (see [`Blobs::finish_aborts`]).
@@ -355,9 +355,12 @@ struct AbortOnDrop {
 }
 
 impl AbortOnDrop {
-    fn put_part(&mut self, data: PutPayload) -> Result<UploadPart, Failure> {
+    fn put_part(&mut self, data: PutPayload) -> Result<(), Failure> {
         match &mut self.upload {
-            Some(upload) => Ok(upload.put_part(data)),
+            Some(upload) => {
+                self.parts.spawn(upload.put_part(data));
+                Ok(())
+            }
             None => Err(Failure::Local("the upload has ended".to_string())),
         }
     }
@@ -379,6 +382,7 @@ impl AbortOnDrop {
 
     async fn abort(&mut self) {
         if let Some(upload) = &mut self.upload {
+            stop(&mut self.parts).await;
             let _ = upload.abort().await;
             self.upload = None;
         }
@@ -391,9 +395,11 @@ impl Drop for AbortOnDrop {
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             let secrets = std::mem::take(&mut self.secrets);
+            let mut parts = std::mem::take(&mut self.parts);
             let aborting = self.aborting.clone();
             aborting.send_modify(|count| *count += 1);
             runtime.spawn(async move {
+                stop(&mut parts).await;
                 if let Err(error) = upload.abort().await {
                     let reason = super::redact_with(&secrets, error.to_string());
                     tracing::warn!("cannot abort an abandoned multipart upload: {reason}");
@@ -402,6 +408,12 @@ impl Drop for AbortOnDrop {
             });
         }
     }
+}
+
+/// Stops the parts in flight and waits until none runs.
+async fn stop(parts: &mut tokio::task::JoinSet<object_store::Result<()>>) {
+    parts.abort_all();
+    while parts.join_next().await.is_some() {}
 }
 
 async fn finish_one(

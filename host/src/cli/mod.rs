@@ -467,15 +467,16 @@ async fn follow(runtime: &Runtime, id: &str) -> Result<ExitCode> {
         }
     };
     drop(bar);
+    let code = finish(&ended?)?;
     // The activities cancelled as the instance ended let go of their uploads, which are
     // aborted in the blob store before the process ends.
-    runtime.shutdown(EXIT_GRACE).await;
-    finish(&ended?)
+    runtime.finish_instance(id, EXIT_GRACE).await;
+    Ok(code)
 }
 
-/// How long an ending `weft run` waits for its activities to let go, and again for their
-/// abandoned uploads to be aborted.
-const EXIT_GRACE: Duration = Duration::from_secs(3);
+/// How long an ending `weft run` waits for the instance's cancelled activities to let
+/// go, and again for their abandoned uploads to be aborted.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
 
 /// Where `weft serve` listens and how clients reach it.
 struct Listeners {

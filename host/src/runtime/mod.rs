@@ -461,7 +461,7 @@ impl Runtime {
     }
 
     /// Stops taking work and waits up to `grace` for running activities to record their
-    /// results, and up to `grace` again for the uploads they abandoned to be aborted.
+    /// results, and up to `grace` again for the uploads abandoned half-way to be aborted.
     /// Everything else is already committed or will be redone on the next start.
     pub async fn shutdown(&self, grace: Duration) {
         self.stopping.send_replace(true);
@@ -477,6 +477,18 @@ impl Runtime {
             );
         }
         // Then the uploads that activities abandoned half-way are aborted in the store.
+        self.io.blobs.finish_aborts(grace).await;
+    }
+
+    /// Waits, for at most `grace` each, until the activities of the ended instance `id`
+    /// have let go (those its end cancelled are dropped at once), and until the uploads
+    /// they abandoned half-way are aborted in the blob store: `weft run` calls it before
+    /// it exits.
+    pub async fn finish_instance(&self, id: &str, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        while lock(&self.running).contains_key(id) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         self.io.blobs.finish_aborts(grace).await;
     }
 }
