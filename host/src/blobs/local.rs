@@ -117,11 +117,11 @@ impl LocalDir {
                 dir => dir?,
             };
             let reading = |e: std::io::Error| Failure::Local(format!("reading the blob: {e}"));
-            let mut blob = match open_blob(&dir, name) {
+            let (mut blob, metadata) = match open_blob(&dir, name) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Got::NotFound),
                 blob => blob.map_err(reading)?,
             };
-            let size = blob.metadata().map_err(reading)?.len();
+            let size = metadata.len();
             if size > max {
                 return Ok(Got::TooBig(size));
             }
@@ -228,8 +228,7 @@ impl LocalDir {
     ) -> Option<(Dir, String)> {
         let (parent, name) = self.blob_file(location).ok()?;
         let dir = self.open_dir(location, parent, false).ok()?;
-        let blob = open_blob(&dir, name).ok()?;
-        let metadata = blob.metadata().ok()?;
+        let (blob, metadata) = open_blob(&dir, name).ok()?;
         if staging::is_marked(&metadata)
             || metadata.len() != size
             || metadata.modified().ok()? != modified
@@ -450,9 +449,9 @@ fn sync_dir(dir: &Dir) -> std::io::Result<()> {
     dir.open(".")?.sync_all()
 }
 
-/// Opens the blob `name` in `dir` to read it: never a symlink, and never waiting (a FIFO
-/// planted there opens at once, and is then refused).
-fn open_blob(dir: &Dir, name: &OsStr) -> std::io::Result<File> {
+/// Opens the blob `name` in `dir` to read it, with its metadata: never a symlink, and
+/// never waiting (a FIFO planted there opens at once, and is then refused).
+fn open_blob(dir: &Dir, name: &OsStr) -> std::io::Result<(File, std::fs::Metadata)> {
     use cap_std::fs::MetadataExt as _;
     use std::os::unix::fs::MetadataExt as _;
     // `O_NOFOLLOW` holds with `openat2`; cap-std's own resolver (kernels before 5.6, or
@@ -498,7 +497,7 @@ fn open_blob(dir: &Dir, name: &OsStr) -> std::io::Result<File> {
             Path::new(name).display()
         )));
     }
-    Ok(blob)
+    Ok((blob, metadata))
 }
 
 /// Creates the directory `path` beneath `root` and its missing parents, fsyncing the
@@ -529,17 +528,8 @@ fn create_dirs_durably(root: &Dir, path: &Path) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::staging::tests::names;
     use super::super::{Blobs, Options};
-    use std::path::Path;
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_symlink_in_the_blob_tree_leads_no_copy_or_read_outside_it() {
