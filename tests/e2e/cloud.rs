@@ -142,6 +142,29 @@ fn blob_backup_to_s3_matches_bytes_and_sha256_in_parts_with_bounded_memory() {
     backs_up_a_tree(&BlobServer::s3());
 }
 
+/// `weft run` of the backup sample on the scratch dir's `site` into `url` (the bucket or
+/// container made if missing), started in the background, quiet.
+fn spawn_backup(
+    scratch: &Scratch,
+    server: &BlobServer,
+    url: &str,
+    extra: &[&str],
+) -> std::process::Child {
+    let mut args = vec![
+        "run",
+        "E2_BackupSiteContent",
+        "--input",
+        "\"site\"",
+        "--create-container",
+    ];
+    args.extend(extra);
+    weft(scratch, server, url, &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn weft")
+}
+
 fn survives_sigkill_mid_upload(server: &BlobServer) {
     // A name that must be encoded in a request's path and query.
     const BIG: &str = "große dateien/100 MiB+1.bin";
@@ -151,22 +174,7 @@ fn survives_sigkill_mid_upload(server: &BlobServer) {
     write(&site, BIG, &bytes(7, 100 << 20));
     let url = server.url("killed");
     let watch = server.watch_upload("killed");
-    let mut child = weft(
-        &scratch,
-        server,
-        &url,
-        &[
-            "run",
-            "E2_BackupSiteContent",
-            "--input",
-            "\"site\"",
-            "--create-container",
-        ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("spawn weft");
+    let mut child = spawn_backup(&scratch, server, &url, &[]);
     let uploading = watch.wait();
     kill(child.id());
     let _ = child.wait();
@@ -279,24 +287,7 @@ fn terminating_a_backup_mid_upload_leaves_no_open_upload() {
     write(&site, "big/300MiB.bin", &bytes(5, 300 << 20));
     let url = server.url("terminated");
     let watch = server.watch_upload("terminated");
-    let mut child = weft(
-        &scratch,
-        &server,
-        &url,
-        &[
-            "run",
-            "E2_BackupSiteContent",
-            "--input",
-            "\"site\"",
-            "--instance-id",
-            "cut-short",
-            "--create-container",
-        ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("spawn weft");
+    let mut child = spawn_backup(&scratch, &server, &url, &["--instance-id", "cut-short"]);
     assert_eq!(watch.wait(), blob_name(&site.join("big/300MiB.bin")));
     let terminated = run(&mut scratch.weft(&["terminate", "cut-short"]));
     assert!(terminated.status.success(), "{}", terminated.describe());

@@ -79,15 +79,7 @@ impl Orphans {
             "{base}?prefix={}&uploads=",
             utf8_percent_encode(key, STRICT)
         );
-        let (status, body) = container::send(
-            &self.client,
-            &self.bucket,
-            http::Method::GET,
-            &listing,
-            String::new(),
-            &self.credentials,
-        )
-        .await?;
+        let (status, body) = self.send(http::Method::GET, &listing).await?;
         if !status.is_success() {
             return Err(format!(
                 "listing the open multipart uploads of {key} answered {status}{}",
@@ -108,15 +100,7 @@ impl Orphans {
                 utf8_percent_encode(key, STRICT_PATH),
                 utf8_percent_encode(&upload.upload_id, STRICT)
             );
-            let (status, body) = container::send(
-                &self.client,
-                &self.bucket,
-                http::Method::DELETE,
-                &url,
-                String::new(),
-                &self.credentials,
-            )
-            .await?;
+            let (status, body) = self.send(http::Method::DELETE, &url).await?;
             // 404: it ended meanwhile.
             if status == http::StatusCode::NOT_FOUND {
                 continue;
@@ -130,6 +114,23 @@ impl Orphans {
             aborted += 1;
         }
         Ok(aborted)
+    }
+
+    /// Sends a signed `method` request without a body to `url` in the bucket.
+    async fn send(
+        &self,
+        method: http::Method,
+        url: &str,
+    ) -> Result<(http::StatusCode, bytes::Bytes), String> {
+        container::send(
+            &self.client,
+            &self.bucket,
+            method,
+            url,
+            String::new(),
+            &self.credentials,
+        )
+        .await
     }
 }
 
