@@ -8,7 +8,8 @@ prints one JSON document.
                                               last-modified, committed block count
   blobcheck.py azure wait-upload CONTAINER    prints "ready", then waits until some blob
                                               has uncommitted blocks
-  blobcheck.py s3 list BUCKET PREFIX          the same for S3 (parts from head_object)
+  blobcheck.py s3 list BUCKET PREFIX          the same for S3 (parts from head_object,
+                                              or the multipart ETag's "-N")
   blobcheck.py s3 wait-upload BUCKET          prints "ready", then waits until a
                                               multipart upload has started
   blobcheck.py azure|s3 incomplete CONTAINER  the uploads left unfinished: blobs with
@@ -100,14 +101,27 @@ def azure_incomplete(container):
 
 def s3_client():
     import boto3
+    from botocore.handlers import set_list_objects_encoding_type_url
 
-    return boto3.client(
+    client = boto3.client(
         "s3",
         endpoint_url=os.environ["AWS_ENDPOINT_URL"],
         region_name=os.environ.get("AWS_REGION", "us-east-1"),
         aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID"),
         aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
     )
+    # boto3 asks for URL-encoded keys in listings and decodes them with unquote_plus; a
+    # server that ignores the request (s3s-fs) would have every "+" read as a space.
+    client.meta.events.unregister(
+        "before-parameter-build.s3.ListObjectsV2", set_list_objects_encoding_type_url
+    )
+    return client
+
+
+def etag_parts(etag):
+    """The part count in a multipart upload's ETag ("...-N"), else 1."""
+    _, dash, count = etag.strip('"').rpartition("-")
+    return int(count) if dash and count.isdigit() else 1
 
 
 def s3_list(bucket, prefix):
@@ -126,9 +140,9 @@ def s3_list(bucket, prefix):
                     "size": item["Size"],
                     "sha256": head.get("Metadata", {}).get("sha256"),
                     "content_sha256": sha256_of(iter(lambda: body.read(1 << 20), b"")),
-                    "etag": item["ETag"],
+                    "etag": item.get("ETag", head["ETag"]),
                     "last_modified": item["LastModified"].isoformat(),
-                    "parts": first_part.get("PartsCount", 1),
+                    "parts": first_part.get("PartsCount") or etag_parts(head["ETag"]),
                 }
             )
     return blobs

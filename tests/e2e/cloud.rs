@@ -1,7 +1,7 @@
-//! The backup sample against real blob servers (Azurite, moto's S3 server) with the real
-//! binary, every blob checked with the vendor SDK: bytes and `sha256` metadata, parts of
-//! a large file, peak memory, a SIGKILL mid-upload, `--skip-unchanged`, and the errors a
-//! person must be able to act on.
+//! The backup sample against real blob servers (Azurite; moto's S3 server, and s3s-fs,
+//! which checks every request's signature) with the real binary, every blob checked with
+//! the vendor SDK: bytes and `sha256` metadata, parts of a large file, peak memory, a
+//! SIGKILL mid-upload, `--skip-unchanged`, and the errors a person must be able to act on.
 
 use crate::servers::*;
 use crate::support::*;
@@ -35,12 +35,14 @@ fn run(cmd: &mut Command) -> Measured {
     run_measured(cmd, Duration::from_secs(600))
 }
 
-/// A site with nested directories, an empty file, names with spaces and non-ASCII
-/// letters, and (if `big`) a 100 MiB file.
+/// A site with nested directories, an empty file, names with spaces, non-ASCII letters
+/// and characters a URL gives meaning to, and (if `big`) a 100 MiB file.
 fn site(scratch: &Scratch, big: bool) -> PathBuf {
     let site = scratch.path().join("site");
     write(&site, "empty.txt", b"");
     write(&site, "with space/a file.txt", b"spaces in names");
+    // S3 reads a "+" left unencoded in a path as a space.
+    write(&site, "with space/1+1=2 & more?.txt", b"signs in names");
     write(&site, "ünïcødé/日本語 ñ.txt", "non-ASCII names".as_bytes());
     write(&site, "deep/er/and/deeper/leaf.bin", &bytes(1, 4097));
     write(&site, "nine.bin", &bytes(9, (9 << 20) + 3));
@@ -100,6 +102,20 @@ fn backs_up_a_tree(server: &BlobServer) {
     ));
     assert!(measured.status.success(), "{}", measured.describe());
     assert_eq!(measured.last_line(), total.to_string());
+    // No request was refused for its signature, not even a best-effort one that is only
+    // logged (the check for uploads a killed copy left open).
+    assert!(
+        !measured.stderr.contains("SignatureDoesNotMatch"),
+        "{}",
+        measured.stderr
+    );
+    // s3s-fs cannot list multipart uploads: said once, for the two large files.
+    let unlisted = measured
+        .stderr
+        .matches("the store cannot list open multipart uploads")
+        .count();
+    let expected = usize::from(server.kind == Kind::SignedS3);
+    assert_eq!(unlisted, expected, "{}", measured.stderr);
     assert!(
         measured.peak_rss_kib < 100 * 1024,
         "peak RSS {} KiB is not under 100 MiB",
@@ -140,6 +156,13 @@ fn blob_backup_to_azurite_matches_bytes_and_sha256_in_parts_with_bounded_memory(
 #[test]
 fn blob_backup_to_s3_matches_bytes_and_sha256_in_parts_with_bounded_memory() {
     backs_up_a_tree(&BlobServer::s3());
+}
+
+/// The bucket made with `--create-container`, the multipart upload and every other
+/// request are signed as an S3 server that checks signatures accepts.
+#[test]
+fn blob_backup_to_a_signature_checking_s3_server_matches_bytes_and_sha256_in_parts() {
+    backs_up_a_tree(&BlobServer::signed_s3());
 }
 
 /// `weft run` of the backup sample on the scratch dir's `site` into `url` (the bucket or
@@ -405,6 +428,11 @@ fn blob_skip_unchanged_rewrites_only_changed_s3_blobs() {
     skips_unchanged(&BlobServer::s3());
 }
 
+#[test]
+fn blob_skip_unchanged_rewrites_only_changed_blobs_on_a_signature_checking_s3_server() {
+    skips_unchanged(&BlobServer::signed_s3());
+}
+
 /// Runs a one-file backup that must fail; returns the instance's failure message after
 /// checking that the copy was retried per the sample's policy (3 attempts) and that
 /// `secret` appears nowhere.
@@ -436,16 +464,18 @@ fn fails_clearly(scratch: &Scratch, mut cmd: Command, secret: &str) -> String {
 fn blob_store_errors_are_retried_then_fail_with_an_actionable_message() {
     let azurite = BlobServer::azurite();
     let s3 = BlobServer::s3();
+    let signed_s3 = BlobServer::signed_s3();
     let emulator_key =
         "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
     let args = ["run", "E2_BackupSiteContent", "--input", "\"site\""];
 
-    // A missing container or bucket, without --create-container.
+    // A missing container or bucket, without --create-container (s3s-fs makes a bucket
+    // on its first write, so it is not asked).
     for server in [&azurite, &s3] {
         let scratch = Scratch::new();
         write(scratch.path(), "site/a.txt", b"abc");
         let cmd = weft(&scratch, server, &server.url("missing-container"), &args);
-        let message = fails_clearly(&scratch, cmd, "weft-test-secret");
+        let message = fails_clearly(&scratch, cmd, S3_SECRET);
         let kind = if server.kind == Kind::Azurite {
             "container"
         } else {
@@ -458,33 +488,41 @@ fn blob_store_errors_are_retried_then_fail_with_an_actionable_message() {
         );
     }
 
-    // Bad credentials: a well-formed account key that is not Azurite's.
+    // Bad credentials: a well-formed account key that is not Azurite's; a secret key
+    // that is not the S3 server's.
     let wrong_key = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk=";
     assert_ne!(wrong_key, emulator_key);
-    let scratch = Scratch::new();
-    write(scratch.path(), "site/a.txt", b"abc");
-    let mut created = weft(
-        &scratch,
-        &azurite,
-        &azurite.url("guarded"),
-        &[
-            "run",
-            "E2_BackupSiteContent",
-            "--input",
-            "\"site\"",
-            "--create-container",
-        ],
-    );
-    assert!(run(&mut created).status.success());
-    let scratch = Scratch::new();
-    write(scratch.path(), "site/a.txt", b"abc");
-    let mut cmd = weft(&scratch, &azurite, &azurite.url("guarded"), &args);
-    cmd.env("AZURE_STORAGE_ACCOUNT_KEY", wrong_key);
-    let message = fails_clearly(&scratch, cmd, wrong_key);
-    assert!(
-        message.contains("refused access") && message.contains("credentials"),
-        "{message}"
-    );
+    let wrong_secret = "not-the-weft-test-secret";
+    for (server, variable, wrong) in [
+        (&azurite, "AZURE_STORAGE_ACCOUNT_KEY", wrong_key),
+        (&signed_s3, "AWS_SECRET_ACCESS_KEY", wrong_secret),
+    ] {
+        let scratch = Scratch::new();
+        write(scratch.path(), "site/a.txt", b"abc");
+        let mut created = weft(
+            &scratch,
+            server,
+            &server.url("guarded"),
+            &[
+                "run",
+                "E2_BackupSiteContent",
+                "--input",
+                "\"site\"",
+                "--create-container",
+            ],
+        );
+        let created = run(&mut created);
+        assert!(created.status.success(), "{}", created.describe());
+        let scratch = Scratch::new();
+        write(scratch.path(), "site/a.txt", b"abc");
+        let mut cmd = weft(&scratch, server, &server.url("guarded"), &args);
+        cmd.env(variable, wrong);
+        let message = fails_clearly(&scratch, cmd, wrong);
+        assert!(
+            message.contains("refused access") && message.contains("credentials"),
+            "{message}"
+        );
+    }
 
     // An endpoint nothing listens on.
     let scratch = Scratch::new();

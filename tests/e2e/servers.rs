@@ -1,6 +1,7 @@
-//! Real blob servers for the cloud tests: Azurite (npm) and moto's S3 server (PyPI), each
-//! started on a free loopback port and killed when dropped; the vendor SDKs check what
-//! Weft wrote (`tests/blobcheck.py`); and a way to run `weft` and learn its peak memory.
+//! Real blob servers for the cloud tests: Azurite (npm), moto's S3 server (PyPI) and
+//! s3s-fs (crates.io, the S3 server that checks every request's signature), each started
+//! on a free loopback port and killed when dropped; the vendor SDKs check what Weft wrote
+//! (`tests/blobcheck.py`); and a way to run `weft` and learn its peak memory.
 
 use serde_json::Value;
 use std::io::Read;
@@ -11,13 +12,17 @@ use std::time::{Duration, Instant};
 /// How to install what the cloud tests need; `.ci/run` does all of it.
 const INSTALL: &str = "install the test blob servers and SDKs with .ci/run, or by hand:\n  \
      npm install --prefix ~/.cache/weft/npm azurite@3.35.0\n  \
-     python3 -m pip install --user 'moto[server]>=5,<6' boto3 azure-storage-blob";
+     python3 -m pip install --user 'moto[server]>=5,<6' boto3 azure-storage-blob\n  \
+     cargo install s3s-fs --version 0.14.1 --locked --features binary --root ~/.cache/weft/s3s";
 
 /// Which server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Azurite,
+    /// moto: the S3 API in full (multipart uploads listed), but any signature passes.
     S3,
+    /// s3s-fs: refuses a request whose signature does not match its secret key.
+    SignedS3,
 }
 
 /// A blob server on 127.0.0.1, killed when dropped.
@@ -48,6 +53,22 @@ fn azurite_binary() -> PathBuf {
     }
     PathBuf::from("azurite-blob")
 }
+
+/// `s3s-fs`: `WEFT_S3S_FS`, the copy `.ci/run` installs, or one on the PATH.
+fn s3s_fs_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("WEFT_S3S_FS") {
+        return PathBuf::from(path);
+    }
+    let cached = home().join(".cache/weft/s3s/bin/s3s-fs");
+    if cached.exists() {
+        return cached;
+    }
+    PathBuf::from("s3s-fs")
+}
+
+/// The S3 servers' key pair.
+const S3_KEY_ID: &str = "weft-test";
+pub const S3_SECRET: &str = "weft-test-secret";
 
 /// Fails the test, saying how to install what is missing, unless the SDKs import.
 fn require_python_sdks() {
@@ -95,6 +116,31 @@ impl BlobServer {
         })
     }
 
+    /// s3s-fs, storing in a directory of its own, with the test key pair: every request
+    /// must be signed with [`S3_SECRET`].
+    pub fn signed_s3() -> Self {
+        require_python_sdks();
+        let binary = s3s_fs_binary();
+        Self::start(Kind::SignedS3, |dir| {
+            let root = dir.join("data");
+            std::fs::create_dir(&root).expect("the s3s-fs data directory");
+            let mut cmd = Command::new(&binary);
+            // Its address is logged at the info level only.
+            cmd.current_dir(dir).env("RUST_LOG", "info").args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--access-key",
+                S3_KEY_ID,
+                "--secret-key",
+                S3_SECRET,
+            ]);
+            cmd.arg(root);
+            cmd
+        })
+    }
+
     fn start(kind: Kind, command: impl FnOnce(&Path) -> Command) -> Self {
         let dir = tempfile::tempdir().expect("a directory for the server");
         let log = dir.path().join("server.log");
@@ -112,13 +158,18 @@ impl BlobServer {
             _dir: dir,
         };
         // The server prints the port it bound: Azurite "listens on http://127.0.0.1:N",
-        // moto "Running on http://127.0.0.1:N".
+        // moto "Running on http://127.0.0.1:N", s3s-fs "server is running at
+        // http://127.0.0.1:N".
         let start = Instant::now();
         loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             let port = text
                 .lines()
-                .filter(|line| line.contains("listens on") || line.contains("Running on"))
+                .filter(|line| {
+                    ["listens on", "Running on", "running at"]
+                        .iter()
+                        .any(|said| line.contains(said))
+                })
                 .filter_map(|line| line.rsplit(':').next())
                 .find_map(|port| port.trim().parse::<u16>().ok());
             if let Some(port) = port {
@@ -144,11 +195,11 @@ impl BlobServer {
                 ("AZURE_STORAGE_USE_EMULATOR", "true".into()),
                 ("AZURITE_BLOB_STORAGE_URL", endpoint),
             ],
-            Kind::S3 => vec![
+            Kind::S3 | Kind::SignedS3 => vec![
                 ("AWS_ENDPOINT_URL", endpoint),
                 ("AWS_REGION", "us-east-1".into()),
-                ("AWS_ACCESS_KEY_ID", "weft-test".into()),
-                ("AWS_SECRET_ACCESS_KEY", "weft-test-secret".into()),
+                ("AWS_ACCESS_KEY_ID", S3_KEY_ID.into()),
+                ("AWS_SECRET_ACCESS_KEY", S3_SECRET.into()),
                 ("AWS_ALLOW_HTTP", "true".into()),
             ],
         };
@@ -159,16 +210,21 @@ impl BlobServer {
     pub fn url(&self, container: &str) -> String {
         match self.kind {
             Kind::Azurite => format!("az://{container}"),
-            Kind::S3 => format!("s3://{container}"),
+            Kind::S3 | Kind::SignedS3 => format!("s3://{container}"),
+        }
+    }
+
+    /// `blobcheck.py`'s name for the server's API.
+    fn backend(&self) -> &'static str {
+        match self.kind {
+            Kind::Azurite => "azure",
+            Kind::S3 | Kind::SignedS3 => "s3",
         }
     }
 
     fn check(&self, args: &[&str]) -> Value {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/blobcheck.py");
-        let backend = match self.kind {
-            Kind::Azurite => "azure",
-            Kind::S3 => "s3",
-        };
+        let backend = self.backend();
         let output = Command::new(python())
             .arg(script)
             .arg(backend)
@@ -210,10 +266,7 @@ impl BlobServer {
     pub fn watch_upload(&self, container: &str) -> UploadWatch {
         use std::io::BufRead;
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/blobcheck.py");
-        let backend = match self.kind {
-            Kind::Azurite => "azure",
-            Kind::S3 => "s3",
-        };
+        let backend = self.backend();
         let mut child = Command::new(python())
             .arg(script)
             .args([backend, "wait-upload", container])

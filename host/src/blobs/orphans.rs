@@ -11,13 +11,15 @@
 //! committing a block list discards the blob's uncommitted blocks.) object_store has no
 //! call for these, so the requests are S3's own ("ListMultipartUploads",
 //! "AbortMultipartUpload"), signed and sent as [`container::send`] does. This is a
-//! best effort: a failure is only logged.
+//! best effort: a failure is only logged, and a store that cannot list multipart uploads
+//! (it answers 501) is said so once and not asked again.
 
 use super::container::{self, Credentials, Target};
 use chrono::{DateTime, Utc};
 use object_store::client::HttpClient;
 use object_store::path::Path as BlobPath;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What S3 leaves unencoded in a query value (and, with `/`, in a key in a path).
 const STRICT: &AsciiSet = &NON_ALPHANUMERIC
@@ -35,6 +37,8 @@ pub(super) struct Orphans {
     client: HttpClient,
     /// When this process began to use the bucket: uploads begun before are orphans.
     since: DateTime<Utc>,
+    /// The store answered that it cannot list multipart uploads.
+    unsupported: AtomicBool,
 }
 
 /// The part of a `ListMultipartUploadsResult` that matters here.
@@ -68,11 +72,15 @@ impl Orphans {
             bucket,
             credentials,
             since: Utc::now(),
+            unsupported: AtomicBool::new(false),
         })
     }
 
     /// Aborts every open multipart upload of the blob at `location`; returns how many.
     pub(super) async fn abort(&self, location: &BlobPath) -> Result<usize, String> {
+        if self.unsupported.load(Ordering::Relaxed) {
+            return Ok(0);
+        }
         let base = self.bucket.url().trim_end_matches('/');
         let key = location.as_ref();
         let listing = format!(
@@ -80,6 +88,17 @@ impl Orphans {
             utf8_percent_encode(key, STRICT)
         );
         let (status, body) = self.send(http::Method::GET, &listing).await?;
+        if status == http::StatusCode::NOT_IMPLEMENTED {
+            if self.unsupported.swap(true, Ordering::Relaxed) {
+                return Ok(0);
+            }
+            return Err(format!(
+                "the store cannot list open multipart uploads ({status}{}), so the parts of \
+                 uploads a killed copy left open stay until a lifecycle rule of the bucket \
+                 removes them; not asking again",
+                refusal(&body)
+            ));
+        }
         if !status.is_success() {
             return Err(format!(
                 "listing the open multipart uploads of {key} answered {status}{}",
