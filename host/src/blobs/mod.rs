@@ -536,6 +536,24 @@ fn secrets(prefix: &str, options: &Options) -> Vec<String> {
 fn redact_with(secrets: &[String], text: String) -> String {
     // Stores answer with indented XML; one line reads better in a status or a log.
     let mut text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    // A refused signature comes back with how the server signed (S3: the canonical
+    // request and the string to sign, in text and in hex; Azure: the string to sign):
+    // kilobytes that bury the reason and help no one who is not debugging a signer.
+    for tag in SIGNING_DETAILS {
+        let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+        while let Some(start) = text.find(&open) {
+            let end = text[start..]
+                .find(&close)
+                .map_or(text.len(), |e| start + e + close.len());
+            text.replace_range(start..end, "");
+        }
+    }
+    if let Some(start) = text.find(AZURE_STRING_TO_SIGN) {
+        let end = text[start..]
+            .find("</AuthenticationErrorDetail>")
+            .map_or(text.len(), |e| start + e);
+        text.replace_range(start..end, "");
+    }
     for secret in secrets {
         if text.contains(secret.as_str()) {
             text = text.replace(secret.as_str(), "***");
@@ -555,9 +573,52 @@ fn redact_with(secrets: &[String], text: String) -> String {
     text
 }
 
+/// The elements of an S3 refusal that show how the server signed the request.
+const SIGNING_DETAILS: [&str; 5] = [
+    "CanonicalRequest",
+    "CanonicalRequestBytes",
+    "StringToSign",
+    "StringToSignBytes",
+    "SignatureProvided",
+];
+
+/// Where Azure's `AuthenticationErrorDetail` starts to show how the server signed.
+const AZURE_STRING_TO_SIGN: &str = "Server used following string to sign:";
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_signature_is_told_without_how_it_was_signed() {
+        let s3 = r#"Server returned non-2xx status code: 403 Forbidden: <?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match the signature you provided. Check your key and signing method.</Message>
+<AWSAccessKeyId>AKIDEXAMPLE</AWSAccessKeyId><StringToSign>AWS4-HMAC-SHA256
+20261126T000000Z
+20261126/us-east-1/s3/aws4_request
+abc</StringToSign><SignatureProvided>f00d</SignatureProvided><StringToSignBytes>41 57 53</StringToSignBytes>
+<CanonicalRequest>PUT
+/b/k
+</CanonicalRequest><CanonicalRequestBytes>50 55 54</CanonicalRequestBytes><RequestId>R1</RequestId></Error>"#;
+        assert_eq!(
+            redact_with(&[], s3.to_string()),
+            "Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\" \
+             encoding=\"UTF-8\"?> <Error><Code>SignatureDoesNotMatch</Code><Message>The \
+             request signature we calculated does not match the signature you provided. \
+             Check your key and signing method.</Message> \
+             <AWSAccessKeyId>AKIDEXAMPLE</AWSAccessKeyId> <RequestId>R1</RequestId></Error>"
+        );
+        let azure = "<Error><Code>AuthenticationFailed</Code><AuthenticationErrorDetail>The MAC \
+             signature found in the HTTP request 'c2ln' is not the same as any computed \
+             signature. Server used following string to sign: 'PUT\n\n\nx-ms-date:...'.\
+             </AuthenticationErrorDetail></Error>";
+        assert_eq!(
+            redact_with(&[], azure.to_string()),
+            "<Error><Code>AuthenticationFailed</Code><AuthenticationErrorDetail>The MAC \
+             signature found in the HTTP request 'c2ln' is not the same as any computed \
+             signature. </AuthenticationErrorDetail></Error>"
+        );
+    }
 
     #[test]
     fn secrets_and_signatures_are_redacted() {
