@@ -3,25 +3,31 @@
 #   1. one 2 GiB file to file://, hashed, vs `cp`, `cp` + `sync` and `openssl dgst -sha256` (and
 #      Weft's peak RSS, /usr/bin/time -v);
 #   2. 10,000 files of 1-64 KiB + 5 x 50 MiB to file:// vs `rclone copy`;
-#   3. the same tree to Azurite and to moto's S3 server vs `rclone copy` to the same
-#      server and a raw object_store copy (host/examples/raw_copy.rs) at the same
-#      concurrency (16 files at once, 8 MiB parts, 4 parts in flight per file);
-#   4. peak RSS of one 2 GiB file to Azurite and to S3 (one run each).
+#   3. the same tree to Azurite, to moto's S3 server and to s3s-fs (an S3 server in Rust,
+#      storing on disk, far faster than moto) vs `rclone copy` to the same server and a
+#      raw object_store copy (host/examples/raw_copy.rs) at the same concurrency (16
+#      files at once, 8 MiB parts, 4 parts in flight per file);
+#   4. peak RSS of one 2 GiB file to each server (one run each).
 # Needs: a release build (built here), rclone (apt-get install -y rclone), GNU time
-# (apt-get install -y time), Azurite and moto (as .ci/run installs them).
+# (apt-get install -y time), Azurite, moto and s3s-fs (as .ci/run installs them).
 # Usage: bench/blobs.sh [WORK_DIR]   (default /tmp/weft-bench; needs ~8 GiB free);
-# LOCAL_ONLY=1 runs only the file:// sections 1 and 2.
+# SECTIONS="local azure s3 s3s" (the default) picks what runs; LOCAL_ONLY=1 is
+# SECTIONS=local.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 WORK=${1:-/tmp/weft-bench}
 RUNS=${RUNS:-3}
+SECTIONS=${SECTIONS:-local azure s3 s3s}
+[ -n "${LOCAL_ONLY:-}" ] && SECTIONS=local
+section() { [[ " $SECTIONS " == *" $1 "* ]]; }
 mkdir -p "$WORK"
 
 cargo build --release -p weft --bin weft --example raw_copy >&2
 WEFT=$REPO/target/release/weft
 RAW=$REPO/target/release/examples/raw_copy
 AZURITE=${WEFT_AZURITE:-$HOME/.cache/weft/npm/node_modules/.bin/azurite-blob}
+S3S_FS=${WEFT_S3S_FS:-$HOME/.cache/weft/s3s/bin/s3s-fs}
 EMULATOR_KEY="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 for tool in rclone /usr/bin/time "$AZURITE" python3; do
   command -v "$tool" >/dev/null || { echo "missing $tool; see the header of $0" >&2; exit 1; }
@@ -95,6 +101,7 @@ echo "# weft blob benchmarks, $(date -u +%FT%TZ), $(nproc) cores, $(uname -r)"
 echo "# weft $(git -C "$REPO" rev-parse --short HEAD), rclone $(rclone version | head -1 | awk '{print $2}')"
 
 # --- 1. 2 GiB to file:// vs cp ----------------------------------------------------------
+if section local; then
 # Weft fsyncs the blob before it reports success; `cp` + `sync FILE` is the durable peer.
 cp_sync() { cp "$1" "$2/" && sync "$2/$(basename "$1")"; }
 # `openssl dgst -sha256` (SHA-NI, as Weft's sha2) is the floor of any copy that hashes
@@ -127,6 +134,7 @@ rm -rf "$OUT"/rclone-tree* "$OUT"/weft-tree* "$WORK"/data.*
 sync
 wm=$(median "${w[@]}"); rm_=$(median "${r[@]}")
 echo "tree file:// | weft ${wm}s (runs ${w[*]}) | rclone ${rm_}s (runs ${r[*]}) | weft/rclone $(ratio "$wm" "$rm_")"
+fi
 
 # --- 3. tree to Azurite and S3 vs rclone and raw object_store ---------------------------
 start_server() { # $1 = log file, rest = command; prints the port
@@ -135,7 +143,7 @@ start_server() { # $1 = log file, rest = command; prints the port
   echo $! > "$log.pid"
   for _ in $(seq 600); do
     local port
-    port=$(grep -oE '(listens on|Running on) http://127.0.0.1:[0-9]+' "$log" | grep -oE '[0-9]+$' | head -1 || true)
+    port=$(grep -oE '(listens on|Running on|running at) http://127.0.0.1:[0-9]+' "$log" | grep -oE '[0-9]+$' | head -1 || true)
     [ -n "$port" ] && { echo "$port"; return; }
     sleep 0.1
   done
@@ -143,10 +151,13 @@ start_server() { # $1 = log file, rest = command; prints the port
 }
 stop_server() { kill "$(cat "$1.pid")" 2>/dev/null || true; wait "$(cat "$1.pid")" 2>/dev/null || true; }
 
-# Starts a fresh server of kind $1 (azure|s3) and points Weft, rclone and raw_copy at it;
-# sets SCHEME and LOG. A fresh server per run keeps memory and disk use flat.
+# Starts a fresh server of kind $1 (azure|s3|s3s) for run $2 and points Weft, rclone and
+# raw_copy at it; sets SCHEME and LOG. A fresh server per run keeps memory use flat;
+# s3s-fs stores on disk, in a fresh directory per run, all deleted only at the end of the
+# section (files created soon after thousands were deleted are slow to create, see
+# section 2).
 serve() {
-  local kind=$1 port
+  local kind=$1 run=$2 port
   LOG=$WORK/$kind-server.log
   if [ "$kind" = azure ]; then
     port=$(cd "$WORK" && start_server "$LOG" "$AZURITE" --inMemoryPersistence --skipApiVersionCheck \
@@ -165,7 +176,13 @@ print(generate_account_sas('devstoreaccount1', '$EMULATOR_KEY',
       RCLONE_CONFIG_BENCH_SAS_URL="http://127.0.0.1:$port/devstoreaccount1?$sas"
     SCHEME=az
   else
-    port=$(cd "$WORK" && start_server "$LOG" python3 -m moto.server -H 127.0.0.1 -p 0)
+    if [ "$kind" = s3s ]; then
+      mkdir -p "$WORK/s3s-data.$run"
+      port=$(cd "$WORK" && RUST_LOG=info start_server "$LOG" "$S3S_FS" --host 127.0.0.1 --port 0 \
+        --access-key bench --secret-key bench-secret "$WORK/s3s-data.$run")
+    else
+      port=$(cd "$WORK" && start_server "$LOG" python3 -m moto.server -H 127.0.0.1 -p 0)
+    fi
     export AWS_ENDPOINT_URL=http://127.0.0.1:$port AWS_ALLOW_HTTP=true AWS_REGION=us-east-1 \
       AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret
     export RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other \
@@ -176,30 +193,46 @@ print(generate_account_sas('devstoreaccount1', '$EMULATOR_KEY',
   fi
 }
 
-cloud() { # $1 = azure|s3
+# "$2 $3 ..." rotated left by $1.
+rotate() {
+  local n=$1; shift
+  local all=("$@"); local k=$(( n % ${#all[@]} ))
+  echo "${all[@]:k}" "${all[@]:0:k}"
+}
+
+cloud() { # $1 = azure|s3|s3s
   local kind=$1 w=() r=() x=()
+  rm -rf "$WORK"/s3s-data.*
   for i in $(seq "$RUNS"); do
-    serve "$kind"
-    r+=("$(seconds rclone copy --transfers 16 --checkers 16 "$WORK/tree" "bench:rclone-tree")")
-    weft_backup "$WORK/empty" "$SCHEME://weft-tree" --create-container > /dev/null
-    w+=("$(seconds weft_backup "$WORK/tree" "$SCHEME://weft-tree")")
-    rclone mkdir "bench:raw-tree" > /dev/null 2>&1
-    x+=("$(seconds "$RAW" "$WORK/tree" "$SCHEME://raw-tree" 16)")
+    serve "$kind" "$i"
+    # The tools take turns to go first: the server slows as it fills.
+    for tool in $(rotate "$i" rclone weft raw); do
+      case $tool in
+        rclone)
+          r+=("$(seconds rclone copy --transfers 16 --checkers 16 "$WORK/tree" "bench:rclone-tree")") ;;
+        weft)
+          weft_backup "$WORK/empty" "$SCHEME://weft-tree" --create-container > /dev/null
+          w+=("$(seconds weft_backup "$WORK/tree" "$SCHEME://weft-tree")") ;;
+        raw)
+          rclone mkdir "bench:raw-tree" > /dev/null 2>&1
+          x+=("$(seconds "$RAW" "$WORK/tree" "$SCHEME://raw-tree" 16)") ;;
+      esac
+    done
     rm -rf "$WORK"/data.*
     stop_server "$LOG"
   done
   local wm rm_ xm
   wm=$(median "${w[@]}"); rm_=$(median "${r[@]}"); xm=$(median "${x[@]}")
   echo "tree $kind | weft ${wm}s (runs ${w[*]}) | rclone ${rm_}s (runs ${r[*]}) | raw object_store ${xm}s (runs ${x[*]}) | weft/rclone $(ratio "$wm" "$rm_") | weft/raw $(ratio "$wm" "$xm")"
-  serve "$kind"
+  serve "$kind" rss
   weft_backup "$WORK/empty" "$SCHEME://weft-big" --create-container > /dev/null
   local rss
   rss=$(peak_mib "$WORK/big" "$SCHEME://weft-big")
   echo "2GiB $kind | weft peak RSS ${rss} MiB (one run)"
   rm -rf "$WORK"/data.*
   stop_server "$LOG"
+  rm -rf "$WORK"/s3s-data.*
 }
-# LOCAL_ONLY=1 stops here (no emulators needed).
-[ -n "${LOCAL_ONLY:-}" ] && exit 0
-cloud azure
-cloud s3
+for kind in azure s3 s3s; do
+  if section "$kind"; then cloud "$kind"; fi
+done

@@ -62,6 +62,9 @@ impl Error {
 struct Root {
     path: PathBuf,
     dir: Dir,
+    /// Whether a private path lies beneath this root (or the root beneath one): only then
+    /// can a file opened beneath it be private.
+    holds_private: bool,
 }
 
 /// The allowed directories, and the places inside them that stay closed.
@@ -85,19 +88,27 @@ impl Confinement {
     /// guests pass are resolved against the current directory.
     pub fn new(roots: &[PathBuf], private: &[PathBuf]) -> Result<Self, Error> {
         let cwd = std::env::current_dir().map_err(|e| Error::io(Path::new("."), e))?;
+        let private: Vec<PathBuf> = private
+            .iter()
+            .filter_map(|path| std::fs::canonicalize(path).ok())
+            .collect();
         let mut resolved = Vec::new();
         for root in roots {
             let path = std::fs::canonicalize(root).map_err(|e| Error::io(root, e))?;
             let dir = Dir::open_ambient_dir(&path, ambient_authority())
                 .map_err(|e| Error::io(&path, e))?;
-            resolved.push(Root { path, dir });
+            let holds_private = private
+                .iter()
+                .any(|p| p.starts_with(&path) || path.starts_with(p));
+            resolved.push(Root {
+                path,
+                dir,
+                holds_private,
+            });
         }
         Ok(Self {
             roots: resolved,
-            private: private
-                .iter()
-                .filter_map(|path| std::fs::canonicalize(path).ok())
-                .collect(),
+            private,
             cwd,
         })
     }
@@ -168,8 +179,10 @@ impl Confinement {
                 "not a regular file (a directory, FIFO, socket or device)",
             ));
         }
-        // Where the opened file really is, whatever symlinks led there.
-        if let Ok(opened) = std::fs::read_link(format!("/proc/self/fd/{}", fd_of(&file)))
+        // Where the opened file really is, whatever symlinks led there (the handle kept
+        // it beneath its root, so where no private path is, there is nothing to ask).
+        if root.holds_private
+            && let Ok(opened) = std::fs::read_link(format!("/proc/self/fd/{}", fd_of(&file)))
             && self.is_private(&opened)
         {
             return Err(Error::Private(path.to_string()));
@@ -381,6 +394,13 @@ mod tests {
         let private = allowed.join("data/weft.db");
         assert!(matches!(
             confinement.open_file(private.to_str().unwrap_or_default()),
+            Err(Error::Private(_))
+        ));
+        // Nor through a symlink that stays inside the root.
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("data/weft.db", allowed.join("db-link")).unwrap_or_default();
+        assert!(matches!(
+            confinement.open_file(allowed.join("db-link").to_str().unwrap_or_default()),
             Err(Error::Private(_))
         ));
     }
