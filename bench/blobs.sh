@@ -6,7 +6,8 @@
 #   3. the same tree to Azurite, to moto's S3 server and to s3s-fs (an S3 server in Rust,
 #      storing on disk, far faster than moto) vs `rclone copy` to the same server and a
 #      raw object_store copy (host/examples/raw_copy.rs) at the same concurrency (16
-#      files at once, 8 MiB parts, 4 parts in flight per file);
+#      files at once, 8 MiB parts, 4 parts in flight per file), and the same raw copy
+#      doing Weft's hashing (every file's SHA-256 sent as its `sha256` metadata);
 #   4. peak RSS of one 2 GiB file to each server (one run each).
 # Needs: a release build (built here), rclone (apt-get install -y rclone), GNU time
 # (apt-get install -y time), Azurite, moto and s3s-fs (as .ci/run installs them).
@@ -143,7 +144,7 @@ start_server() { # $1 = log file, rest = command; prints the port
   echo $! > "$log.pid"
   for _ in $(seq 600); do
     local port
-    port=$(grep -oE '(listens on|Running on|running at) http://127.0.0.1:[0-9]+' "$log" | grep -oE '[0-9]+$' | head -1 || true)
+    port=$(grep -aoE '(listens on|Running on|running at) http://127.0.0.1:[0-9]+' "$log" | grep -oE '[0-9]+$' | head -1 || true)
     [ -n "$port" ] && { echo "$port"; return; }
     sleep 0.1
   done
@@ -151,14 +152,17 @@ start_server() { # $1 = log file, rest = command; prints the port
 }
 stop_server() { kill "$(cat "$1.pid")" 2>/dev/null || true; wait "$(cat "$1.pid")" 2>/dev/null || true; }
 
-# Starts a fresh server of kind $1 (azure|s3|s3s) for run $2 and points Weft, rclone and
-# raw_copy at it; sets SCHEME and LOG. A fresh server per run keeps memory use flat;
-# s3s-fs stores on disk, in a fresh directory per run, all deleted only at the end of the
-# section (files created soon after thousands were deleted are slow to create, see
-# section 2).
+# Starts a fresh server of kind $1 (azure|s3|s3s) for the measurement named $2 and points
+# Weft, rclone and raw_copy at it; sets SCHEME and LOG. Every tool gets a fresh server:
+# the emulators slow down as they fill (Azurite, in memory, took 14 to 26 to 47 s for the
+# same copy as the first, second and third tool on one server). s3s-fs stores on disk,
+# in a fresh directory each time, all deleted only at the end of the section (files
+# created soon after thousands were deleted are slow to create, see section 2).
 serve() {
   local kind=$1 run=$2 port
-  LOG=$WORK/$kind-server.log
+  # A log of its own: a server that is still closing writes on in the one before.
+  mkdir -p "$WORK/logs"
+  LOG=$WORK/logs/$kind-server-$run.log
   if [ "$kind" = azure ]; then
     port=$(cd "$WORK" && start_server "$LOG" "$AZURITE" --inMemoryPersistence --skipApiVersionCheck \
       --disableTelemetry --blobHost 127.0.0.1 --blobPort 0)
@@ -201,12 +205,12 @@ rotate() {
 }
 
 cloud() { # $1 = azure|s3|s3s
-  local kind=$1 w=() r=() x=()
-  rm -rf "$WORK"/s3s-data.*
+  local kind=$1 w=() r=() x=() y=()
+  rm -rf "$WORK"/s3s-data.* "$WORK/logs"
   for i in $(seq "$RUNS"); do
-    serve "$kind" "$i"
-    # The tools take turns to go first: the server slows as it fills.
-    for tool in $(rotate "$i" rclone weft raw); do
+    # The tools take turns to go first (the disk, too, remembers what ran before).
+    for tool in $(rotate "$i" rclone weft raw raw-sha256); do
+      serve "$kind" "$i-$tool"
       case $tool in
         rclone)
           r+=("$(seconds rclone copy --transfers 16 --checkers 16 "$WORK/tree" "bench:rclone-tree")") ;;
@@ -216,14 +220,17 @@ cloud() { # $1 = azure|s3|s3s
         raw)
           rclone mkdir "bench:raw-tree" > /dev/null 2>&1
           x+=("$(seconds "$RAW" "$WORK/tree" "$SCHEME://raw-tree" 16)") ;;
+        raw-sha256)
+          rclone mkdir "bench:raw-tree" > /dev/null 2>&1
+          y+=("$(seconds "$RAW" "$WORK/tree" "$SCHEME://raw-tree" 16 --sha256)") ;;
       esac
+      stop_server "$LOG"
     done
     rm -rf "$WORK"/data.*
-    stop_server "$LOG"
   done
-  local wm rm_ xm
-  wm=$(median "${w[@]}"); rm_=$(median "${r[@]}"); xm=$(median "${x[@]}")
-  echo "tree $kind | weft ${wm}s (runs ${w[*]}) | rclone ${rm_}s (runs ${r[*]}) | raw object_store ${xm}s (runs ${x[*]}) | weft/rclone $(ratio "$wm" "$rm_") | weft/raw $(ratio "$wm" "$xm")"
+  local wm rm_ xm ym
+  wm=$(median "${w[@]}"); rm_=$(median "${r[@]}"); xm=$(median "${x[@]}"); ym=$(median "${y[@]}")
+  echo "tree $kind | weft ${wm}s (runs ${w[*]}) | rclone ${rm_}s (runs ${r[*]}) | raw object_store ${xm}s (runs ${x[*]}) | raw + sha256 ${ym}s (runs ${y[*]}) | weft/rclone $(ratio "$wm" "$rm_") | weft/raw $(ratio "$wm" "$xm") | weft/(raw + sha256) $(ratio "$wm" "$ym")"
   serve "$kind" rss
   weft_backup "$WORK/empty" "$SCHEME://weft-big" --create-container > /dev/null
   local rss

@@ -1,12 +1,18 @@
 //! The benchmark peer for Weft's blob uploads (`bench/blobs.sh`): a plain object_store
 //! copy of a directory tree, with no durability, hashing or history, at a given
-//! concurrency. Usage: `raw_copy DIR URL [FILES_AT_ONCE]`; the store is configured from
-//! the environment (`AZURE_*`, `AWS_*`), the way `weft` is, with the same part size and
-//! parts in flight.
+//! concurrency. Usage: `raw_copy DIR URL [FILES_AT_ONCE] [--sha256]`; the store is
+//! configured from the environment (`AZURE_*`, `AWS_*`), the way `weft` is, with the same
+//! part size and parts in flight. With `--sha256` it also does the hashing Weft does:
+//! each file's SHA-256 goes with its blob as the metadata `sha256` (a large file is read
+//! twice, hashed and then uploaded, since S3 takes metadata when an upload starts; Weft
+//! also hashes the second read, to catch a file that changed), still without a history.
 
 use anyhow::{Context, Result};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{
+    Attribute, Attributes, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart,
+};
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 
@@ -20,6 +26,7 @@ async fn main() -> Result<()> {
         anyhow::bail!("usage: raw_copy DIR URL [FILES_AT_ONCE]");
     };
     let at_once: usize = args.next().map_or(Ok(16), |n| n.parse())?;
+    let hashed = args.next().is_some_and(|flag| flag == "--sha256");
     let parsed = url::Url::parse(&url)?;
     let (store, _) = object_store::parse_url_opts(
         &parsed,
@@ -44,7 +51,7 @@ async fn main() -> Result<()> {
                 "backups/{}",
                 file.display().to_string().trim_start_matches('/')
             );
-            copy(&store, &file, &Path::parse(&name)?).await
+            copy(&store, &file, &Path::parse(&name)?, hashed).await
         });
     }
     let mut bytes = 0;
@@ -55,7 +62,18 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-async fn copy(store: &Arc<dyn ObjectStore>, file: &std::path::Path, to: &Path) -> Result<u64> {
+/// The blob attributes that carry `sha256`, as Weft's.
+fn metadata(sha256: impl AsRef<[u8]>) -> Attributes {
+    let hex: String = sha256.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    Attributes::from_iter([(Attribute::Metadata("sha256".into()), hex)])
+}
+
+async fn copy(
+    store: &Arc<dyn ObjectStore>,
+    file: &std::path::Path,
+    to: &Path,
+    hashed: bool,
+) -> Result<u64> {
     let mut source = tokio::fs::File::open(file)
         .await
         .with_context(|| format!("open {}", file.display()))?;
@@ -63,10 +81,25 @@ async fn copy(store: &Arc<dyn ObjectStore>, file: &std::path::Path, to: &Path) -
     if size <= PART_SIZE as u64 {
         let mut data = Vec::with_capacity(size as usize);
         source.read_to_end(&mut data).await?;
-        store.put(to, PutPayload::from(data)).await?;
+        let mut options = PutOptions::default();
+        if hashed {
+            options.attributes = metadata(Sha256::digest(&data));
+        }
+        store.put_opts(to, PutPayload::from(data), options).await?;
         return Ok(size);
     }
-    let upload = store.put_multipart(to).await?;
+    let mut options = PutMultipartOptions::default();
+    if hashed {
+        let path = file.to_path_buf();
+        let digest = tokio::task::spawn_blocking(move || -> Result<_> {
+            let mut hasher = Sha256::new();
+            std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+            Ok(hasher.finalize())
+        })
+        .await??;
+        options.attributes = metadata(digest);
+    }
+    let upload = store.put_multipart_opts(to, options).await?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
     let mut buffer = vec![0u8; 1 << 20];
     loop {
