@@ -38,32 +38,24 @@ fn python() -> String {
     std::env::var("WEFT_TEST_PYTHON").unwrap_or_else(|_| "python3".to_string())
 }
 
-fn home() -> PathBuf {
-    PathBuf::from(std::env::var("HOME").unwrap_or_default())
-}
-
-/// `azurite-blob`: `WEFT_AZURITE`, the copy `.ci/run` installs, or one on the PATH.
-fn azurite_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("WEFT_AZURITE") {
+/// The server program `name`: the path in the environment variable `variable`, the copy
+/// `.ci/run` installs at `cached` (under `~/.cache/weft`), or the one on the PATH.
+fn server_binary(variable: &str, cached: &str, name: &str) -> PathBuf {
+    if let Ok(path) = std::env::var(variable) {
         return PathBuf::from(path);
     }
-    let cached = home().join(".cache/weft/npm/node_modules/.bin/azurite-blob");
+    let cached = PathBuf::from(std::env::var("HOME").unwrap_or_default())
+        .join(".cache/weft")
+        .join(cached);
     if cached.exists() {
         return cached;
     }
-    PathBuf::from("azurite-blob")
+    PathBuf::from(name)
 }
 
-/// `s3s-fs`: `WEFT_S3S_FS`, the copy `.ci/run` installs, or one on the PATH.
-fn s3s_fs_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("WEFT_S3S_FS") {
-        return PathBuf::from(path);
-    }
-    let cached = home().join(".cache/weft/s3s/bin/s3s-fs");
-    if cached.exists() {
-        return cached;
-    }
-    PathBuf::from("s3s-fs")
+/// `tests/blobcheck.py`, the vendor SDKs' view of a server.
+fn blobcheck() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/blobcheck.py")
 }
 
 /// The S3 servers' key pair.
@@ -89,7 +81,11 @@ impl BlobServer {
     /// Azurite's blob service, in memory.
     pub fn azurite() -> Self {
         require_python_sdks();
-        let binary = azurite_binary();
+        let binary = server_binary(
+            "WEFT_AZURITE",
+            "npm/node_modules/.bin/azurite-blob",
+            "azurite-blob",
+        );
         Self::start(Kind::Azurite, |dir| {
             let mut cmd = Command::new(&binary);
             cmd.current_dir(dir).args([
@@ -120,7 +116,7 @@ impl BlobServer {
     /// must be signed with [`S3_SECRET`].
     pub fn signed_s3() -> Self {
         require_python_sdks();
-        let binary = s3s_fs_binary();
+        let binary = server_binary("WEFT_S3S_FS", "s3s/bin/s3s-fs", "s3s-fs");
         Self::start(Kind::SignedS3, |dir| {
             let root = dir.join("data");
             std::fs::create_dir(&root).expect("the s3s-fs data directory");
@@ -223,10 +219,9 @@ impl BlobServer {
     }
 
     fn check(&self, args: &[&str]) -> Value {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/blobcheck.py");
         let backend = self.backend();
         let output = Command::new(python())
-            .arg(script)
+            .arg(blobcheck())
             .arg(backend)
             .args(args)
             .envs(self.env())
@@ -265,10 +260,9 @@ impl BlobServer {
     /// started multipart upload); returns once the watcher is polling.
     pub fn watch_upload(&self, container: &str) -> UploadWatch {
         use std::io::BufRead;
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/blobcheck.py");
         let backend = self.backend();
         let mut child = Command::new(python())
-            .arg(script)
+            .arg(blobcheck())
             .args([backend, "wait-upload", container])
             .envs(self.env())
             .stdout(Stdio::piped())

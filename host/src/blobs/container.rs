@@ -100,18 +100,16 @@ impl Target {
                 .get_config_value(&AzureConfigKey::Endpoint)
                 .unwrap_or_else(|| format!("https://{account}.blob.core.windows.net"))
         };
+        let client = client_options(|key| builder.get_config_value(&AzureConfigKey::Client(key)));
         Self {
             url: format!("{}/{name}?restype=container", base.trim_end_matches('/')),
             body: String::new(),
-            client: client_options(|key| builder.get_config_value(&AzureConfigKey::Client(key)))
-                .with_allow_http(
-                    emulator
-                        || truthy(
-                            builder.get_config_value(&AzureConfigKey::Client(
-                                ClientConfigKey::AllowHttp,
-                            )),
-                        ),
-                ),
+            // The emulator is plain HTTP, which object_store allows it whatever the options.
+            client: if emulator {
+                client.with_allow_http(true)
+            } else {
+                client
+            },
             signer: Signer::Azure { account },
         }
     }
