@@ -13,6 +13,16 @@ const INBOX_BATCH: usize = 10_000;
 /// The most messages a suspended instance holds in memory until it resumes; the rest
 /// wait in the inbox.
 pub(super) const HELD_MAX: usize = 1_024;
+/// How long an episode that only delivers activity outcomes, to code that still waits,
+/// keeps taking the outcomes that follow before it commits. A wide fan-out then records
+/// its results in a few large transactions instead of one small one per moment, each
+/// with its fsync; an outcome the code waits for ends the gathering at once, so no wait
+/// lasts longer for it. A crash loses at most this much of finished work, which runs again.
+pub(super) const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
+/// The most outcomes, and bytes of outcomes, one episode gathers: the memory held for an
+/// instance until its commit stays bounded.
+const GATHER_MAX: usize = 1_024;
+const GATHER_BYTES: usize = 8 << 20;
 
 impl OrchestrationState {
     /// Opens an episode with what the inbox holds that may be delivered now: control
@@ -140,6 +150,78 @@ impl OrchestrationState {
         self.consumed.extend(taken.iter().map(|m| m.id));
         let events = taken.into_iter().map(|m| m.event).chain(delivered);
         self.replay.begin_episode(Utc::now(), events);
+        Ok(true)
+    }
+
+    /// While the code waits and the episode in progress delivers only outcomes handed over
+    /// in memory, takes the next ones into the same episode, for up to [`GATHER`]. Returns
+    /// true if it took some (the wait looks again); false when the episode should be
+    /// committed: the time or the room is up, or anything else arrived (a wake means
+    /// news in the inbox, which the next episode reads).
+    pub(super) async fn gather(&mut self) -> Result<bool, store::Error> {
+        if !self.consumed.is_empty()
+            || !self.arrived.is_empty()
+            || self.replay.is_suspended()
+            || self.settled.len() >= GATHER_MAX
+            || self.gathered_bytes >= GATHER_BYTES
+            || !self.replay.holds_only_completions()
+        {
+            return Ok(false);
+        }
+        let Some(deliveries) = &mut self.deliveries else {
+            return Ok(false);
+        };
+        let until = *self
+            .gather_until
+            .get_or_insert_with(|| tokio::time::Instant::now() + GATHER);
+        let wake = self.wake.clone();
+        let first = tokio::select! {
+            biased;
+            () = wake.notified() => {
+                self.inbox_dirty = true;
+                return Ok(false);
+            }
+            delivery = tokio::time::timeout_at(until, deliveries.recv()) => match delivery {
+                Ok(Some(delivery)) => delivery,
+                // Out of time, or the dispatcher is gone.
+                Ok(None) | Err(_) => return Ok(false),
+            },
+        };
+        let mut taken = vec![first];
+        while self.settled.len() + taken.len() < GATHER_MAX {
+            match deliveries.try_recv() {
+                Ok(delivery) => taken.push(delivery),
+                Err(_) => break,
+            }
+        }
+        // Anything but an outcome opens the next episode, the way it always does.
+        let (outcomes, others): (Vec<Delivery>, Vec<Delivery>) =
+            taken.into_iter().partition(|delivery| {
+                matches!(
+                    delivery.completion,
+                    store::Event::TaskCompleted { .. } | store::Event::TaskFailed { .. }
+                )
+            });
+        self.arrived.extend(others);
+        let settled: Vec<(i64, u32)> = outcomes
+            .iter()
+            .map(|delivery| (delivery.item.id, delivery.item.task_id))
+            .collect();
+        let bytes: usize = outcomes
+            .iter()
+            .map(|delivery| match &delivery.completion {
+                store::Event::TaskCompleted { result, .. } => result.len(),
+                store::Event::TaskFailed { message, .. } => message.len(),
+                _ => 0,
+            })
+            .sum();
+        if settled.is_empty() {
+            return Ok(false);
+        }
+        let completions = outcomes.into_iter().map(|delivery| delivery.completion);
+        self.replay.extend_episode(completions);
+        self.settled.extend(settled);
+        self.gathered_bytes += bytes;
         Ok(true)
     }
 

@@ -164,6 +164,11 @@ pub struct OrchestrationState {
     /// Work items (and their task ids) whose delivered outcomes the episode in progress
     /// records.
     settled: Vec<(i64, u32)>,
+    /// Until when the episode in progress may keep taking completions while the code
+    /// waits (see [`inbox::GATHER`]); set by the first look, cleared by the checkpoint.
+    gather_until: Option<tokio::time::Instant>,
+    /// The bytes of the outcomes the episode in progress has gathered so far.
+    gathered_bytes: usize,
     eager: Option<Eager>,
     wake_instance: Option<ForInstance>,
     custom_status: Option<String>,
@@ -201,6 +206,8 @@ impl OrchestrationState {
             deliveries: None,
             arrived: Vec::new(),
             settled: Vec::new(),
+            gather_until: None,
+            gathered_bytes: 0,
             eager: None,
             wake_instance: None,
             custom_status: None,
@@ -233,6 +240,8 @@ impl OrchestrationState {
         output: Option<&str>,
     ) -> Result<(), store::Error> {
         let store = self.store_handle()?;
+        self.gather_until = None;
+        self.gathered_bytes = 0;
         let (first_seq, events) = self.replay.take_pending();
         if events.is_empty()
             && self.consumed.is_empty()

@@ -461,6 +461,32 @@ impl Replay {
     pub fn begin_episode(&mut self, now: DateTime<Utc>, messages: impl IntoIterator<Item = Event>) {
         self.episodes.push(now);
         self.pending.push((now, Event::OrchestratorStarted));
+        self.deliver(now, messages);
+    }
+
+    /// Adds activity outcomes to the episode that is open and not yet committed, as if
+    /// they had opened it with the others. For code that waits, an episode that delivers
+    /// outcomes one batch after another and one that delivers them all at once are the
+    /// same, since its wait looks at them only once it is satisfied. Only for an episode
+    /// that [holds only completions](Self::holds_only_completions).
+    pub fn extend_episode(&mut self, outcomes: impl IntoIterator<Item = Event>) {
+        let now = self.episodes.last().copied().unwrap_or_default();
+        self.deliver(now, outcomes);
+    }
+
+    /// Whether the uncommitted events are one episode's start and the activity outcomes
+    /// it delivers, and nothing the code did or the outside asked for.
+    pub fn holds_only_completions(&self) -> bool {
+        matches!(self.pending.first(), Some((_, Event::OrchestratorStarted)))
+            && self.pending[1..].iter().all(|(_, event)| {
+                matches!(
+                    event,
+                    Event::TaskCompleted { .. } | Event::TaskFailed { .. }
+                )
+            })
+    }
+
+    fn deliver(&mut self, now: DateTime<Utc>, messages: impl IntoIterator<Item = Event>) {
         for event in messages {
             let keep = match &event {
                 Event::TaskRetrying { task_id, .. } => {

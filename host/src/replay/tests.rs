@@ -223,6 +223,74 @@ fn when_any_picks_the_first_completion_in_history_order() {
 }
 
 #[test]
+fn outcomes_gathered_into_an_open_episode_replay_as_if_delivered_at_once() {
+    let committed = vec![
+        (0, started()),
+        (1, Event::OrchestratorStarted),
+        (1, scheduled(0, "A", "1")),
+        (1, scheduled(1, "B", "2")),
+        (1, scheduled(2, "C", "3")),
+    ];
+    let code = |replay: &mut Replay| -> [u32; 2] {
+        replay.call_activity("A", "1", None).unwrap();
+        let b = replay.call_activity("B", "2", None).unwrap();
+        replay.call_activity("C", "3", None).unwrap();
+        [0, b]
+    };
+
+    // Live: C's outcome opens the episode and does not satisfy the wait for A or B;
+    // B's, then A's, are gathered into the same episode.
+    let mut live = Replay::new(&history(&committed)).unwrap();
+    let tasks = code(&mut live);
+    let mut wait = Wait::default();
+    assert_eq!(live.when_any(&tasks, &mut wait), Ok(None));
+    let _ = live.take_pending();
+    live.begin_episode(at(5), [completed(2, "\"c\"")]);
+    assert!(live.holds_only_completions());
+    assert_eq!(live.when_any(&tasks, &mut wait), Ok(None));
+    live.extend_episode([completed(1, "\"b\""), completed(0, "\"a\"")]);
+    assert!(live.holds_only_completions());
+    assert_eq!(live.when_any(&tasks, &mut wait), Ok(Some(1)));
+    assert_eq!(live.now(), Some(at(5)));
+    let (first_seq, pending) = live.take_pending();
+    assert_eq!(first_seq, committed.len() as u64);
+    assert_eq!(
+        events_of(pending.clone()),
+        vec![
+            Event::OrchestratorStarted,
+            completed(2, "\"c\""),
+            completed(1, "\"b\""),
+            completed(0, "\"a\""),
+        ]
+    );
+    assert!(pending.iter().all(|(when, _)| *when == at(5)));
+
+    // Replayed, the one episode gives the code the same answer at the same "now".
+    let mut recorded = committed.clone();
+    recorded.extend(pending.into_iter().map(|(_, event)| (5, event)));
+    let mut replayed = Replay::new(&history(&recorded)).unwrap();
+    let tasks = code(&mut replayed);
+    assert_eq!(replayed.when_any(&tasks, &mut Wait::default()), Ok(Some(1)));
+    assert_eq!(replayed.now(), Some(at(5)));
+}
+
+#[test]
+fn an_episode_in_which_the_code_did_something_gathers_nothing() {
+    let mut replay = Replay::new(&history(&[
+        (0, started()),
+        (1, Event::OrchestratorStarted),
+        (1, scheduled(0, "List", "\"/r\"")),
+    ]))
+    .unwrap();
+    assert!(!replay.holds_only_completions());
+    let _ = replay.take_pending();
+    replay.begin_episode(at(2), [completed(0, "[\"a\"]")]);
+    assert!(replay.holds_only_completions());
+    assert_eq!(fan_out(&mut replay), Ok(None));
+    assert!(!replay.holds_only_completions());
+}
+
+#[test]
 fn an_episode_in_which_nothing_happened_is_not_recorded() {
     let recorded = history(&[
         (0, started()),

@@ -43,6 +43,9 @@ impl OrchestrationState {
                 return Ok(found);
             }
             self.budget.waited();
+            if self.gather().await.map_err(trap)? {
+                continue;
+            }
             self.checkpoint(self.live_status(), None)
                 .await
                 .map_err(trap)?;
