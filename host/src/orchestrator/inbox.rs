@@ -194,34 +194,25 @@ impl OrchestrationState {
                 Err(_) => break,
             }
         }
-        // Anything but an outcome opens the next episode, the way it always does.
-        let (outcomes, others): (Vec<Delivery>, Vec<Delivery>) =
-            taken.into_iter().partition(|delivery| {
-                matches!(
-                    delivery.completion,
-                    store::Event::TaskCompleted { .. } | store::Event::TaskFailed { .. }
-                )
-            });
-        self.arrived.extend(others);
-        let settled: Vec<(i64, u32)> = outcomes
-            .iter()
-            .map(|delivery| (delivery.item.id, delivery.item.task_id))
-            .collect();
-        let bytes: usize = outcomes
-            .iter()
-            .map(|delivery| match &delivery.completion {
+        let mut outcomes = Vec::with_capacity(taken.len());
+        for delivery in taken {
+            self.gathered_bytes += match &delivery.completion {
                 store::Event::TaskCompleted { result, .. } => result.len(),
                 store::Event::TaskFailed { message, .. } => message.len(),
-                _ => 0,
-            })
-            .sum();
-        if settled.is_empty() {
+                // Anything else opens the next episode, the way it always does.
+                _ => {
+                    self.arrived.push(delivery);
+                    continue;
+                }
+            };
+            self.settled.push((delivery.item.id, delivery.item.task_id));
+            outcomes.push(delivery.completion);
+        }
+        if outcomes.is_empty() {
             return Ok(false);
         }
-        let completions = outcomes.into_iter().map(|delivery| delivery.completion);
-        self.replay.extend_episode(completions);
-        self.settled.extend(settled);
-        self.gathered_bytes += bytes;
+        // The episode held only completions when this began, and still does.
+        self.replay.extend_episode(outcomes);
         Ok(true)
     }
 
