@@ -228,9 +228,12 @@ cloud() { # $1 = azure|s3|s3s
     done
     rm -rf "$WORK"/data.*
   done
-  local wm rm_ xm ym
+  local wm rm_ xm ym paired=() k
   wm=$(median "${w[@]}"); rm_=$(median "${r[@]}"); xm=$(median "${x[@]}"); ym=$(median "${y[@]}")
-  echo "tree $kind | weft ${wm}s (runs ${w[*]}) | rclone ${rm_}s (runs ${r[*]}) | raw object_store ${xm}s (runs ${x[*]}) | raw + sha256 ${ym}s (runs ${y[*]}) | weft/rclone $(ratio "$wm" "$rm_") | weft/raw $(ratio "$wm" "$xm") | weft/(raw + sha256) $(ratio "$wm" "$ym")"
+  # Weft against the raw copy of the same run (minutes apart, not tens of minutes), which
+  # the machine's drifting load disturbs less than the ratio of the medians.
+  for k in "${!w[@]}"; do paired+=("$(ratio "${w[$k]}" "${x[$k]}")"); done
+  echo "tree $kind | weft ${wm}s (runs ${w[*]}) | rclone ${rm_}s (runs ${r[*]}) | raw object_store ${xm}s (runs ${x[*]}) | raw + sha256 ${ym}s (runs ${y[*]}) | weft/rclone $(ratio "$wm" "$rm_") | weft/raw $(ratio "$wm" "$xm") | weft/(raw + sha256) $(ratio "$wm" "$ym") | weft/raw per run $(median "${paired[@]}") (runs ${paired[*]})"
   serve "$kind" rss
   weft_backup "$WORK/empty" "$SCHEME://weft-big" --create-container > /dev/null
   local rss
