@@ -23,7 +23,7 @@ const PARTS_IN_FLIGHT: usize = 4;
 async fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let (Some(dir), Some(url)) = (args.next(), args.next()) else {
-        anyhow::bail!("usage: raw_copy DIR URL [FILES_AT_ONCE]");
+        anyhow::bail!("usage: raw_copy DIR URL [FILES_AT_ONCE] [--sha256]");
     };
     let at_once: usize = args.next().map_or(Ok(16), |n| n.parse())?;
     let hashed = args.next().is_some_and(|flag| flag == "--sha256");
