@@ -1,13 +1,15 @@
 //! The `file://` fast path: a file is copied by the kernel (`copy_file_range`, through
 //! `std::io::copy`) into a staging file beside its blob while another thread hashes
 //! it; the SHA-256 goes in the file's extended attribute `user.sha256` and its
-//! modification time becomes the source's; then the file is renamed over the blob,
-//! fsynced, unmarked (see [`staging`]) and its directory fsynced, so that a completed
-//! copy, hash included, survives a power loss, and no power loss can leave a trusted hash
-//! that vouches for other bytes. Every path is resolved beneath a handle of the blob
+//! modification time becomes the source's; then the file is renamed over the blob, made
+//! durable with its directory entry by a sync of its filesystem shared with the copies
+//! that finish with it (see [`super::group_sync`]), and unmarked (see [`staging`]), so
+//! that a completed copy, hash included, survives a power loss, and no power loss can
+//! leave a trusted hash that vouches for other bytes. Every path is resolved beneath a handle of the blob
 //! directory, so a symlink in the blob tree never leads outside it.
 
 use super::Copied;
+use super::group_sync::Syncs;
 use super::staging::{self, Abandoned, Renames, Staging, Sweeper};
 use super::upload::{Failure, grew, hash_file, hex, read_exact_at, reserve};
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
@@ -39,6 +41,7 @@ pub(super) struct LocalDir {
     store: Arc<LocalFileSystem>,
     sweeper: Arc<Sweeper>,
     renames: Arc<Renames>,
+    syncs: Arc<Syncs>,
 }
 
 /// What [`LocalDir::get`] found.
@@ -56,6 +59,7 @@ impl LocalDir {
             store,
             sweeper: Arc::default(),
             renames: Arc::default(),
+            syncs: Arc::default(),
         }
     }
 
@@ -181,8 +185,8 @@ impl LocalDir {
     /// Puts the blob at `location` whole or not at all, and durably: `fill` writes a
     /// staging file beside it (see [`Staging`]) and returns the SHA-256 of what it wrote,
     /// which goes in the file's [`SHA256_ATTR`] (and its modification time becomes
-    /// `modified`); the file is renamed over the blob, fsynced and unmarked, and its
-    /// directory fsynced (new directories included). The staging file is removed if
+    /// `modified`); the file is renamed over the blob, made durable with its directory
+    /// entry (new directories included) by a group sync, and unmarked. The staging file is removed if
     /// anything fails before the rename, and it is not renamed if its copy was abandoned
     /// meanwhile (see [`Abandoned`]). The first write into a directory sweeps it (see
     /// [`Sweeper`]).
@@ -196,6 +200,8 @@ impl LocalDir {
         let (parent, name) = self.blob_file(location)?;
         let dir = self.open_dir(location, parent, true)?;
         self.sweeper.sweep_once(&dir, parent);
+        let sync = self.syncs.of(&dir)?;
+        let failures = sync.failures();
         let mut staging = Staging::create(&dir, name)?;
         let out = &mut staging.file;
         let sha256 = fill(out)?;
@@ -204,14 +210,13 @@ impl LocalDir {
         if let Some(modified) = modified {
             out.set_modified(modified)?;
         }
-        // Renamed first, then fsynced: the file's fsync then writes its new directory
-        // entry too on most filesystems, and the directory's fsync has little left to
-        // do. Until the fsync has returned, the blob is marked, and a marked blob is
-        // never trusted (see [`recorded`]), so a power loss cannot leave a hash that
-        // vouches for bytes that never reached the disk.
+        // Renamed first, then synced with the directory entry. Until the sync has
+        // returned, the blob is marked, and a marked blob is never trusted (see
+        // [`recorded`]), so a power loss cannot leave a hash that vouches for bytes that
+        // never reached the disk.
         staging.commit(name, location.as_ref(), abandoned, &self.renames)?;
-        staging.settle()?;
-        sync_dir(&dir)?;
+        sync.wait(failures, &staging.file, &dir)?;
+        staging.unmark()?;
         Ok(sha256)
     }
 
@@ -441,12 +446,6 @@ where
             other => return other,
         }
     }
-}
-
-/// Fsyncs the directory `dir` (through a descriptor of its own: cap-std's directory
-/// handles are `O_PATH`, which cannot be fsynced).
-fn sync_dir(dir: &Dir) -> std::io::Result<()> {
-    dir.open(".")?.sync_all()
 }
 
 /// Opens the blob `name` in `dir` to read it, with its metadata: never a symlink, and

@@ -3,6 +3,7 @@
 //! activities need from them: stream a local file into a blob, hashed on the way.
 
 mod container;
+mod group_sync;
 mod local;
 mod orphans;
 mod staging;

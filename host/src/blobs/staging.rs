@@ -8,8 +8,8 @@
 //! name whose text after its first `#` is all digits (it keeps those for its own staging
 //! files, and leaves them out of its listings). A staging file is also born marked: its
 //! mode has the sticky bit ([`MARK`], meaningless on a regular file). Its copy holds an
-//! exclusive `flock` on it, renames it over the blob, fsyncs it and only then clears the
-//! mark, or removes it if anything failed before the rename. The kernel drops the lock
+//! exclusive `flock` on it, renames it over the blob, makes it durable and only then clears
+//! the mark, or removes it if anything failed before the rename. The kernel drops the lock
 //! when the process dies, so a marked staging file that nobody holds is a leftover. (A
 //! sweep that inspects a copy's file the instant it is made, before its copy holds it,
 //! makes that copy take another name.) Leftovers are swept from a directory the first
@@ -101,7 +101,7 @@ impl<'a> Staging<'a> {
 
     /// Renames the staging file over its blob `blob` (still holding it), unless its copy
     /// was abandoned; `location` names the blob for [`Renames`] and messages. The blob
-    /// keeps the mark until [`Self::settle`].
+    /// keeps the mark until [`Self::unmark`].
     pub(super) fn commit(
         &mut self,
         blob: &OsStr,
@@ -122,11 +122,10 @@ impl<'a> Staging<'a> {
         Ok(())
     }
 
-    /// Makes the committed blob's bytes and attributes durable (fsync), then clears its
-    /// mark: a blob without the mark is durable, whatever a power loss keeps (see
+    /// Clears the committed blob's mark, once its bytes and attributes are durable: a
+    /// blob without the mark is durable, whatever a power loss keeps (see
     /// [`is_marked`]).
-    pub(super) fn settle(&self) -> Result<(), Failure> {
-        self.file.sync_all()?;
+    pub(super) fn unmark(&self) -> Result<(), Failure> {
         let mode = self.mode & 0o7777 & !MARK;
         self.file.set_permissions(Permissions::from_mode(mode))?;
         Ok(())
@@ -185,7 +184,7 @@ impl Renames {
 }
 
 /// Whether a file carries the staging mark: a staging file, or a blob whose bytes may
-/// not be durable yet (renamed into place, not yet settled; a power loss can leave one).
+/// not be durable yet (renamed into place, not yet durable; a power loss can leave one).
 pub(super) fn is_marked(metadata: &impl MetadataExt) -> bool {
     metadata.mode() & MARK != 0
 }
@@ -324,7 +323,7 @@ pub(super) mod tests {
             .commit(blob, "blob", &Abandoned::default(), &renames)
             .unwrap();
         assert!(is_marked(&std::fs::metadata(&target).unwrap()));
-        staging.settle().unwrap();
+        staging.unmark().unwrap();
         drop(staging);
         assert_eq!(std::fs::read(&target).unwrap(), b"new");
         assert!(!is_marked(&std::fs::metadata(&target).unwrap()));
