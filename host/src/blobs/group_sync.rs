@@ -8,7 +8,9 @@
 //! Only on filesystems whose `syncfs` is known to write and flush every dirty file
 //! (ext2/3/4, XFS, Btrfs, F2FS, bcachefs, ZFS; tmpfs, which keeps nothing anyway): on
 //! others, a FUSE or network filesystem above all, `syncfs` may not reach the server, so
-//! each blob and its directory are fsynced as before.
+//! each blob and its directory are fsynced as before. A blob over [`ALONE`] bytes is
+//! fsynced alone too: its own bytes are most of what its flush writes, and a sync of the
+//! whole filesystem would also wait for every other process's dirty data there.
 //!
 //! A failed writeback is reported by `syncfs` once per open file description, so each
 //! filesystem has one descriptor, opened before the first blob is written there and kept,
@@ -22,6 +24,9 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+/// Blobs over this size are fsynced alone.
+const ALONE: u64 = 1 << 20;
 
 /// The sync group of each filesystem that blobs were written to, by device number.
 #[derive(Default)]
@@ -96,11 +101,17 @@ impl Sync {
         self.lock().failures
     }
 
-    /// Makes `blob` (a file in `dir`) and its directory entry durable: returns once a
-    /// sync that started after this call has finished, and fails if any sync reported an
-    /// error since `failures` was taken.
-    pub(super) fn wait(&self, failures: u64, blob: &File, dir: &Dir) -> std::io::Result<()> {
-        if !self.whole {
+    /// Makes `blob` (a file of `size` bytes in `dir`) and its directory entry durable:
+    /// returns once a sync that started after this call has finished, and fails if any
+    /// sync reported an error since `failures` was taken.
+    pub(super) fn wait(
+        &self,
+        failures: u64,
+        blob: &File,
+        size: u64,
+        dir: &Dir,
+    ) -> std::io::Result<()> {
+        if !self.whole || size > ALONE {
             blob.sync_all()?;
             return dir.open(".")?.sync_all();
         }
@@ -169,7 +180,7 @@ mod tests {
                 scope.spawn(|| {
                     for _ in 0..20 {
                         let before = group.lock().started;
-                        group.wait(group.failures(), &blob, &dir).unwrap();
+                        group.wait(group.failures(), &blob, 0, &dir).unwrap();
                         assert!(group.lock().finished > before);
                     }
                 });
@@ -191,13 +202,13 @@ mod tests {
             state.failures += 1;
             state.last_failure = Some((std::io::ErrorKind::Other, Some(libc::EIO), "EIO".into()));
         }
-        let error = group.wait(before, &blob, &dir).unwrap_err();
+        let error = group.wait(before, &blob, 0, &dir).unwrap_err();
         assert_eq!(error.raw_os_error(), Some(libc::EIO));
-        group.wait(group.failures(), &blob, &dir).unwrap();
+        group.wait(group.failures(), &blob, 0, &dir).unwrap();
     }
 
     #[test]
-    fn other_filesystems_fsync_each_blob_and_its_directory() {
+    fn large_blobs_and_other_filesystems_fsync_each_blob_and_its_directory() {
         let (_work, dir, blob, group) = group();
         let fsyncing = Sync {
             whole: false,
@@ -205,7 +216,9 @@ mod tests {
             state: Mutex::default(),
             finished: Condvar::new(),
         };
-        fsyncing.wait(0, &blob, &dir).unwrap();
+        fsyncing.wait(0, &blob, 0, &dir).unwrap();
         assert_eq!(fsyncing.lock().started, 0);
+        group.wait(0, &blob, ALONE + 1, &dir).unwrap();
+        assert_eq!(group.lock().started, 0);
     }
 }

@@ -2,11 +2,12 @@
 //! `std::io::copy`) into a staging file beside its blob while another thread hashes
 //! it; the SHA-256 goes in the file's extended attribute `user.sha256` and its
 //! modification time becomes the source's; then the file is renamed over the blob, made
-//! durable with its directory entry by a sync of its filesystem shared with the copies
-//! that finish with it (see [`super::group_sync`]), and unmarked (see [`staging`]), so
-//! that a completed copy, hash included, survives a power loss, and no power loss can
-//! leave a trusted hash that vouches for other bytes. Every path is resolved beneath a handle of the blob
-//! directory, so a symlink in the blob tree never leads outside it.
+//! durable with its directory entry (small blobs by one sync of their filesystem shared
+//! with the copies that finish with them: see [`super::group_sync`]), and unmarked (see
+//! [`staging`]), so that a completed copy, hash included, survives a power loss, and no
+//! power loss can leave a trusted hash that vouches for other bytes. Every path is
+//! resolved beneath a handle of the blob directory, so a symlink in the blob tree never
+//! leads outside it.
 
 use super::Copied;
 use super::group_sync::Syncs;
@@ -99,7 +100,7 @@ impl LocalDir {
         while_disk_full(location, || {
             let (this, location, data) = (self.clone(), location.clone(), data.clone());
             on_thread("writing", move |abandoned| {
-                this.write_durably(&location, None, abandoned, |out| {
+                this.write_durably(&location, data.len() as u64, None, abandoned, |out| {
                     out.write_all(&data)?;
                     Ok(hex(Sha256::digest(data.as_slice())))
                 })
@@ -163,7 +164,7 @@ impl LocalDir {
                 });
             }
         }
-        let sha256 = self.write_durably(location, Some(modified), abandoned, |out| {
+        let sha256 = self.write_durably(location, size, Some(modified), abandoned, |out| {
             if size <= SMALL {
                 let data = read_exact_at(file, 0, size as usize)?;
                 if grew(file, size)? {
@@ -182,17 +183,18 @@ impl LocalDir {
         })
     }
 
-    /// Puts the blob at `location` whole or not at all, and durably: `fill` writes a
-    /// staging file beside it (see [`Staging`]) and returns the SHA-256 of what it wrote,
+    /// Puts the blob at `location` whole or not at all, and durably: `fill` writes `size`
+    /// bytes into a staging file beside it (see [`Staging`]) and returns their SHA-256,
     /// which goes in the file's [`SHA256_ATTR`] (and its modification time becomes
     /// `modified`); the file is renamed over the blob, made durable with its directory
-    /// entry (new directories included) by a group sync, and unmarked. The staging file is removed if
-    /// anything fails before the rename, and it is not renamed if its copy was abandoned
-    /// meanwhile (see [`Abandoned`]). The first write into a directory sweeps it (see
-    /// [`Sweeper`]).
+    /// entry (new directories included; see [`super::group_sync`]), and unmarked. The
+    /// staging file is removed if anything fails before the rename, and it is not renamed
+    /// if its copy was abandoned meanwhile (see [`Abandoned`]). The first write into a
+    /// directory sweeps it (see [`Sweeper`]).
     fn write_durably(
         &self,
         location: &BlobPath,
+        size: u64,
         modified: Option<SystemTime>,
         abandoned: &Abandoned,
         fill: impl FnOnce(&mut File) -> Result<String, Failure>,
@@ -215,7 +217,7 @@ impl LocalDir {
         // [`recorded`]), so a power loss cannot leave a hash that vouches for bytes that
         // never reached the disk.
         staging.commit(name, location.as_ref(), abandoned, &self.renames)?;
-        sync.wait(failures, &staging.file, &dir)?;
+        sync.wait(failures, &staging.file, size, &dir)?;
         staging.unmark()?;
         Ok(sha256)
     }
