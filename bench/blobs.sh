@@ -148,7 +148,8 @@ done
 rm -rf "$OUT"/rclone-tree* "$OUT"/weft-tree* "$WORK"/data.*
 sync
 wm=$(median "${w[@]}"); rm_=$(median "${r[@]}")
-echo "tree file:// | weft ${wm}s (runs ${w[*]}) | rclone ${rm_}s (runs ${r[*]}) | weft/rclone $(ratio "$wm" "$rm_")"
+paired=(); for k in "${!w[@]}"; do paired+=("$(ratio "${w[$k]}" "${r[$k]}")"); done
+echo "tree file:// | weft ${wm}s (runs ${w[*]}) | rclone ${rm_}s (runs ${r[*]}) | weft/rclone $(ratio "$wm" "$rm_") | weft/rclone per run $(median "${paired[@]}") (runs ${paired[*]})"
 fi
 
 # --- 3. tree to Azurite and S3 vs rclone and raw object_store ---------------------------
