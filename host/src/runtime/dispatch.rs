@@ -354,6 +354,8 @@ impl Drop for Registered<'_> {
             items.remove(&self.item.id);
             if items.is_empty() {
                 running.remove(&self.item.instance_id);
+                drop(running);
+                self.runtime.let_go.send_modify(|count| *count += 1);
             }
         }
     }

@@ -188,6 +188,8 @@ pub struct Runtime {
     /// The activity tasks of each instance, by work item id: ending an instance cancels
     /// them.
     running: Mutex<HashMap<String, HashMap<i64, Arc<Notify>>>>,
+    /// Bumped whenever an instance's last running activity task ends.
+    let_go: watch::Sender<u64>,
     /// Instances that ended lately, with when: an item of theirs that waited in the
     /// dispatcher's queue is checked before it starts.
     recently_ended: Mutex<HashMap<String, std::time::Instant>>,
@@ -331,6 +333,7 @@ impl Runtime {
             activity_slots: Arc::new(Semaphore::new(config_max_activities)),
             settling: watch::Sender::new(0),
             running: Mutex::new(HashMap::new()),
+            let_go: watch::Sender::new(0),
             recently_ended: Mutex::new(HashMap::new()),
             stopping: watch::Sender::new(false),
             _lock: lock,
@@ -485,10 +488,11 @@ impl Runtime {
     /// they abandoned half-way are aborted in the blob store: `weft run` calls it before
     /// it exits.
     pub async fn finish_instance(&self, id: &str, grace: Duration) {
-        let deadline = tokio::time::Instant::now() + grace;
-        while lock(&self.running).contains_key(id) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let mut let_go = self.let_go.subscribe();
+        // (The map is looked at under the channel's read lock; `Registered` releases the
+        // map's lock before it bumps the channel.)
+        let all_let_go = let_go.wait_for(|_| !lock(&self.running).contains_key(id));
+        let _ = tokio::time::timeout(grace, all_let_go).await;
         self.io.blobs.finish_aborts(grace).await;
     }
 }
