@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::time::Duration;
 
-const TASKS: u64 = 3000;
+const TASKS: u64 = 30_000;
 
 /// Task ids whose outcome the log says was recorded (logged after the commit returned).
 fn acknowledged(log: &str) -> BTreeSet<u64> {
@@ -55,7 +55,8 @@ fn sigkill_during_group_commits_loses_no_acknowledged_result() {
         rng ^= rng << 17;
         rng % bound
     };
-    let mut args = vec!["run", "FanOut", "--input", "3000", "--instance-id", "fan"];
+    let tasks = TASKS.to_string();
+    let mut args = vec!["run", "FanOut", "--input", &tasks, "--instance-id", "fan"];
     args.extend(components);
     let mut cycles = 0;
     let mut checked_acks = 0;
