@@ -159,17 +159,30 @@ impl Sync {
 mod tests {
     use super::*;
 
-    /// A sync group of a fresh directory, with a file in it.
+    /// A sync group of a fresh directory, with a file in it: one that syncs the whole
+    /// filesystem, whatever filesystem the tests' temporary directory is on.
     fn group() -> (tempfile::TempDir, Dir, File, Arc<Sync>) {
         let work = tempfile::tempdir().unwrap();
         let dir = Dir::open_ambient_dir(work.path(), cap_std::ambient_authority()).unwrap();
         let blob = File::create(work.path().join("blob")).unwrap();
         let syncs = Syncs::default();
-        let group = syncs.of(&dir).unwrap();
-        assert!(Arc::ptr_eq(&group, &syncs.of(&dir).unwrap()));
-        // The tests' temporary directories are on ext4 or tmpfs.
-        assert!(group.whole);
+        let found = syncs.of(&dir).unwrap();
+        assert!(Arc::ptr_eq(&found, &syncs.of(&dir).unwrap()));
+        let group = Arc::new(Sync {
+            whole: true,
+            file: found.file.try_clone().unwrap(),
+            state: Mutex::default(),
+            finished: Condvar::new(),
+        });
         (work, dir, blob, group)
+    }
+
+    #[test]
+    fn only_known_local_filesystems_are_synced_whole() {
+        assert!(!syncs_whole(&File::open("/proc").unwrap()).unwrap());
+        if let Ok(shm) = File::open("/dev/shm") {
+            assert!(syncs_whole(&shm).unwrap(), "/dev/shm is tmpfs");
+        }
     }
 
     #[test]

@@ -184,7 +184,8 @@ impl Renames {
 }
 
 /// Whether a file carries the staging mark: a staging file, or a blob whose bytes may
-/// not be durable yet (renamed into place, not yet durable; a power loss can leave one).
+/// not be durable yet (renamed into place, its sync not yet returned; a power loss can
+/// leave one).
 pub(super) fn is_marked(metadata: &impl MetadataExt) -> bool {
     metadata.mode() & MARK != 0
 }
