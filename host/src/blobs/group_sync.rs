@@ -19,7 +19,7 @@
 //! none that lost bytes is told otherwise. (Keeping the descriptor also keeps the
 //! filesystem from being unmounted under it, so its device number keeps naming it.)
 
-use cap_std::fs::{Dir, MetadataExt as _};
+use cap_std::fs::Dir;
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -33,9 +33,9 @@ const ALONE: u64 = 1 << 20;
 pub(super) struct Syncs(Mutex<HashMap<u64, Arc<Sync>>>);
 
 impl Syncs {
-    /// The sync group of the filesystem that holds `dir`. Call it before writing there.
-    pub(super) fn of(&self, dir: &Dir) -> std::io::Result<Arc<Sync>> {
-        let device = dir.dir_metadata()?.dev();
+    /// The sync group of the filesystem `device` that holds `dir`. Call it before writing
+    /// there.
+    pub(super) fn of(&self, device: u64, dir: &Dir) -> std::io::Result<Arc<Sync>> {
         let mut groups = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(group) = groups.get(&device) {
             return Ok(group.clone());
@@ -158,6 +158,7 @@ impl Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cap_std::fs::MetadataExt as _;
 
     /// A sync group of a fresh directory, with a file in it: one that syncs the whole
     /// filesystem, whatever filesystem the tests' temporary directory is on.
@@ -166,8 +167,9 @@ mod tests {
         let dir = Dir::open_ambient_dir(work.path(), cap_std::ambient_authority()).unwrap();
         let blob = File::create(work.path().join("blob")).unwrap();
         let syncs = Syncs::default();
-        let found = syncs.of(&dir).unwrap();
-        assert!(Arc::ptr_eq(&found, &syncs.of(&dir).unwrap()));
+        let device = dir.dir_metadata().unwrap().dev();
+        let found = syncs.of(device, &dir).unwrap();
+        assert!(Arc::ptr_eq(&found, &syncs.of(device, &dir).unwrap()));
         let group = Arc::new(Sync {
             whole: true,
             file: found.file.try_clone().unwrap(),

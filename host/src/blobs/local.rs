@@ -202,9 +202,9 @@ impl LocalDir {
         let (parent, name) = self.blob_file(location)?;
         let dir = self.open_dir(location, parent, true)?;
         self.sweeper.sweep_once(&dir, parent);
-        let sync = self.syncs.of(&dir)?;
-        let failures = sync.failures();
         let mut staging = Staging::create(&dir, name)?;
+        let sync = self.syncs.of(staging.device, &dir)?;
+        let failures = sync.failures();
         let out = &mut staging.file;
         let sha256 = fill(out)?;
         out.set_xattr(SHA256_ATTR, sha256.as_bytes())

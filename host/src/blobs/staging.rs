@@ -44,6 +44,8 @@ pub(super) struct Staging<'a> {
     name: OsString,
     /// Its mode, mark included.
     mode: u32,
+    /// The device of its filesystem.
+    pub(super) device: u64,
     committed: bool,
 }
 
@@ -78,6 +80,7 @@ impl<'a> Staging<'a> {
                 dir,
                 name,
                 mode: 0o666 | MARK,
+                device: 0,
                 committed: false,
             };
             // A sweep may have opened it the instant it was made, and may even have
@@ -86,6 +89,7 @@ impl<'a> Staging<'a> {
             let locked = lock(&staging.file);
             let metadata = staging.file.metadata()?;
             staging.mode = metadata.mode();
+            staging.device = metadata.dev();
             let named = metadata.nlink() == 1;
             if named && (locked || tries >= 4) {
                 return Ok(staging);
