@@ -42,12 +42,7 @@ impl Syncs {
         }
         // cap-std's directory handles are `O_PATH`, which `syncfs` refuses.
         let file = dir.open(".")?.into_std();
-        let group = Arc::new(Sync {
-            whole: syncs_whole(&file)?,
-            file,
-            state: Mutex::default(),
-            finished: Condvar::new(),
-        });
+        let group = Arc::new(Sync::new(syncs_whole(&file)?, file));
         groups.insert(device, group.clone());
         Ok(group)
     }
@@ -90,12 +85,21 @@ struct State {
     /// Syncs started, and finished; one runs when they differ.
     started: u64,
     finished: u64,
-    /// Errors reported so far, and the last one.
+    /// Errors reported so far, and the last one's `errno`.
     failures: u64,
-    last_failure: Option<(std::io::ErrorKind, Option<i32>, String)>,
+    last_failure: Option<i32>,
 }
 
 impl Sync {
+    fn new(whole: bool, file: File) -> Self {
+        Self {
+            whole,
+            file,
+            state: Mutex::default(),
+            finished: Condvar::new(),
+        }
+    }
+
     /// The errors reported so far: take it before writing, and give it to [`Self::wait`].
     pub(super) fn failures(&self) -> u64 {
         self.lock().failures
@@ -125,13 +129,12 @@ impl Sync {
                 drop(state);
                 // SAFETY: a plain syscall on a descriptor that `self.file` keeps open.
                 let synced = unsafe { libc::syncfs(self.file.as_raw_fd()) };
-                let error = (synced != 0).then(std::io::Error::last_os_error);
+                let error = std::io::Error::last_os_error().raw_os_error();
                 state = self.lock();
                 state.finished = this;
-                if let Some(error) = error {
+                if synced != 0 {
                     state.failures += 1;
-                    state.last_failure =
-                        Some((error.kind(), error.raw_os_error(), error.to_string()));
+                    state.last_failure = Some(error.unwrap_or(libc::EIO));
                 }
                 self.finished.notify_all();
             } else {
@@ -141,11 +144,10 @@ impl Sync {
                     .unwrap_or_else(PoisonError::into_inner);
             }
         }
-        match &state.last_failure {
-            Some((kind, code, message)) if state.failures != failures => Err(match code {
-                Some(code) => std::io::Error::from_raw_os_error(*code),
-                None => std::io::Error::new(*kind, message.clone()),
-            }),
+        match state.last_failure {
+            Some(errno) if state.failures != failures => {
+                Err(std::io::Error::from_raw_os_error(errno))
+            }
             _ => Ok(()),
         }
     }
@@ -170,12 +172,7 @@ mod tests {
         let device = dir.dir_metadata().unwrap().dev();
         let found = syncs.of(device, &dir).unwrap();
         assert!(Arc::ptr_eq(&found, &syncs.of(device, &dir).unwrap()));
-        let group = Arc::new(Sync {
-            whole: true,
-            file: found.file.try_clone().unwrap(),
-            state: Mutex::default(),
-            finished: Condvar::new(),
-        });
+        let group = Arc::new(Sync::new(true, found.file.try_clone().unwrap()));
         (work, dir, blob, group)
     }
 
@@ -215,7 +212,7 @@ mod tests {
         {
             let mut state = group.lock();
             state.failures += 1;
-            state.last_failure = Some((std::io::ErrorKind::Other, Some(libc::EIO), "EIO".into()));
+            state.last_failure = Some(libc::EIO);
         }
         let error = group.wait(before, &blob, 0, &dir).unwrap_err();
         assert_eq!(error.raw_os_error(), Some(libc::EIO));
@@ -225,12 +222,7 @@ mod tests {
     #[test]
     fn large_blobs_and_other_filesystems_fsync_each_blob_and_its_directory() {
         let (_work, dir, blob, group) = group();
-        let fsyncing = Sync {
-            whole: false,
-            file: group.file.try_clone().unwrap(),
-            state: Mutex::default(),
-            finished: Condvar::new(),
-        };
+        let fsyncing = Sync::new(false, group.file.try_clone().unwrap());
         fsyncing.wait(0, &blob, 0, &dir).unwrap();
         assert_eq!(fsyncing.lock().started, 0);
         group.wait(0, &blob, ALONE + 1, &dir).unwrap();
