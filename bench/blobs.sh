@@ -83,6 +83,14 @@ seconds() {
 }
 median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
+# "MEDIAN (runs R1 R2 ...)": the ratios of the arrays named $1 and $2, run by run (the
+# tools of one run go back to back, so their ratio drifts less with the machine's load).
+per_run() {
+  local -n num=$1 den=$2
+  local ratios=() k
+  for k in "${!num[@]}"; do ratios+=("$(ratio "${num[$k]}" "${den[$k]}")"); done
+  echo "$(median "${ratios[@]}") (runs ${ratios[*]})"
+}
 # Peak RSS in MiB (GNU time) of a backup of $1 into blob store $2, with extra args.
 peak_mib() {
   local input=$1 url=$2; shift 2
@@ -148,8 +156,7 @@ done
 rm -rf "$OUT"/rclone-tree* "$OUT"/weft-tree* "$WORK"/data.*
 sync
 wm=$(median "${w[@]}"); rm_=$(median "${r[@]}")
-paired=(); for k in "${!w[@]}"; do paired+=("$(ratio "${w[$k]}" "${r[$k]}")"); done
-echo "tree file:// | weft ${wm}s (runs ${w[*]}) | rclone ${rm_}s (runs ${r[*]}) | weft/rclone $(ratio "$wm" "$rm_") | weft/rclone per run $(median "${paired[@]}") (runs ${paired[*]})"
+echo "tree file:// | weft ${wm}s (runs ${w[*]}) | rclone ${rm_}s (runs ${r[*]}) | weft/rclone $(ratio "$wm" "$rm_") | weft/rclone per run $(per_run w r)"
 fi
 
 # --- 3. tree to Azurite and S3 vs rclone and raw object_store ---------------------------
@@ -245,12 +252,11 @@ cloud() { # $1 = azure|s3|s3s
     done
     rm -rf "$WORK"/data.*
   done
-  local wm rm_ xm ym paired=() k
+  local wm rm_ xm ym
   wm=$(median "${w[@]}"); rm_=$(median "${r[@]}"); xm=$(median "${x[@]}"); ym=$(median "${y[@]}")
   # Weft against the raw copy of the same run (minutes apart, not tens of minutes), which
   # the machine's drifting load disturbs less than the ratio of the medians.
-  for k in "${!w[@]}"; do paired+=("$(ratio "${w[$k]}" "${x[$k]}")"); done
-  echo "tree $kind | weft ${wm}s (runs ${w[*]}) | rclone ${rm_}s (runs ${r[*]}) | raw object_store ${xm}s (runs ${x[*]}) | raw + sha256 ${ym}s (runs ${y[*]}) | weft/rclone $(ratio "$wm" "$rm_") | weft/raw $(ratio "$wm" "$xm") | weft/(raw + sha256) $(ratio "$wm" "$ym") | weft/raw per run $(median "${paired[@]}") (runs ${paired[*]})"
+  echo "tree $kind | weft ${wm}s (runs ${w[*]}) | rclone ${rm_}s (runs ${r[*]}) | raw object_store ${xm}s (runs ${x[*]}) | raw + sha256 ${ym}s (runs ${y[*]}) | weft/rclone $(ratio "$wm" "$rm_") | weft/raw $(ratio "$wm" "$xm") | weft/(raw + sha256) $(ratio "$wm" "$ym") | weft/raw per run $(per_run w x)"
   serve "$kind" rss
   weft_backup "$WORK/empty" "$SCHEME://weft-big" --create-container > /dev/null
   local rss
