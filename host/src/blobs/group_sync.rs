@@ -1,9 +1,12 @@
 //! Group sync for `file://` blobs: the copies that finish together wait for one `syncfs`
 //! of their filesystem, which makes all their bytes, attributes and directory entries
-//! durable at once, instead of fsyncing each blob and its directory (two disk flushes per
-//! blob). As a database's group commit: a copy waits for a sync that *started* after its
-//! rename; while one runs, the copies that finish meanwhile wait for the next, which the
-//! first of them starts as soon as the running one returns.
+//! (and the directories made for them: see [`NewDirs`]) durable at once, instead of
+//! fsyncing each blob and its directory (two disk flushes per blob). As a database's
+//! group commit: a blob waits for a sync that *started* after its rename; while one
+//! runs, the blobs renamed meanwhile wait for the next. Each filesystem's syncs run on a
+//! thread of its own, which unmarks the blobs of a sync once it has returned and then
+//! tells their copies: a copy's thread is free as soon as its blob is renamed, and its
+//! task waits without one.
 //!
 //! Only on filesystems whose `syncfs` is known to write and flush every dirty file
 //! (ext2/3/4, XFS, Btrfs, F2FS, bcachefs, ZFS; tmpfs, which keeps nothing anyway): on
@@ -19,11 +22,16 @@
 //! none that lost bytes is told otherwise. (Keeping the descriptor also keeps the
 //! filesystem from being unmounted under it, so its device number keeps naming it.)
 
+use super::staging::Committed;
+use super::upload::Failure;
 use cap_std::fs::Dir;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// Blobs over this size are fsynced alone.
 const ALONE: u64 = 1 << 20;
@@ -71,24 +79,39 @@ fn syncs_whole(file: &File) -> std::io::Result<bool> {
     ))
 }
 
-/// One filesystem's group: its descriptor, and the syncs started and finished.
+/// One filesystem's group: its descriptor, the blobs waiting for a sync, and the errors
+/// its syncs reported. A thread of its own runs its syncs while blobs wait, so that a
+/// copy's thread is free once its blob is renamed, and its task waits without a thread.
 pub(super) struct Sync {
     /// Whether a `syncfs` makes every file there durable; if not, each is fsynced.
     whole: bool,
     file: File,
     state: Mutex<State>,
-    finished: Condvar,
+    queued: Condvar,
 }
 
 #[derive(Default)]
 struct State {
-    /// Syncs started, and finished; one runs when they differ.
-    started: u64,
-    finished: u64,
+    /// The blobs renamed into place since the running sync (if any) started.
+    waiting: Vec<Waiting>,
+    /// Whether the sync thread runs.
+    syncing: bool,
+    /// Syncs finished.
+    synced: u64,
     /// Errors reported so far, and the last one's `errno`.
     failures: u64,
     last_failure: Option<i32>,
 }
+
+/// A blob waiting for a sync, and the copy to tell once it is durable and unmarked.
+struct Waiting {
+    blob: Committed,
+    failures: u64,
+    done: oneshot::Sender<Result<(), Failure>>,
+}
+
+/// How long the sync thread waits for more blobs before it ends.
+const IDLE: Duration = Duration::from_secs(2);
 
 impl Sync {
     fn new(whole: bool, file: File) -> Self {
@@ -96,59 +119,102 @@ impl Sync {
             whole,
             file,
             state: Mutex::default(),
-            finished: Condvar::new(),
+            queued: Condvar::new(),
         }
     }
 
-    /// The errors reported so far: take it before writing, and give it to [`Self::wait`].
+    /// The errors reported so far: take it before writing, and give it to
+    /// [`Self::durable`].
     pub(super) fn failures(&self) -> u64 {
         self.lock().failures
     }
 
-    /// Makes `blob` (a file of `size` bytes in `dir`) and its directory entry durable:
-    /// returns once a sync that started after this call has finished, and fails if any
-    /// sync reported an error since `failures` was taken.
-    pub(super) fn wait(
-        &self,
+    /// Whether a blob of `size` bytes is made durable alone: by fsyncing it and its
+    /// directory ([`fsync`]), not by [`Self::durable`].
+    pub(super) fn alone(&self, size: u64) -> bool {
+        !self.whole || size > ALONE
+    }
+
+    /// Makes `blob` (renamed into place) and its directory entry durable, then unmarks
+    /// it: returns once a sync that started after this call has finished, and fails if
+    /// any sync reported an error since `failures` was taken.
+    pub(super) async fn durable(
+        self: &Arc<Self>,
+        blob: Committed,
         failures: u64,
-        blob: &File,
-        size: u64,
-        dir: &Dir,
-    ) -> std::io::Result<()> {
-        if !self.whole || size > ALONE {
-            blob.sync_all()?;
-            return dir.open(".")?.sync_all();
+    ) -> Result<(), Failure> {
+        let (done, synced) = oneshot::channel();
+        {
+            let mut state = self.lock();
+            state.waiting.push(Waiting {
+                blob,
+                failures,
+                done,
+            });
+            if state.syncing {
+                self.queued.notify_one();
+            } else {
+                let this = self.clone();
+                std::thread::Builder::new()
+                    .name("weft-sync".to_string())
+                    .spawn(move || this.run())
+                    .map_err(|e| Failure::Local(format!("cannot start a sync thread: {e}")))?;
+                state.syncing = true;
+            }
         }
-        let mut state = self.lock();
-        // The running sync, if any, may have started before the caller's write.
-        let needed = state.started + 1;
-        while state.finished < needed {
-            if state.started == state.finished {
-                state.started += 1;
-                let this = state.started;
-                drop(state);
-                // SAFETY: a plain syscall on a descriptor that `self.file` keeps open.
-                let synced = unsafe { libc::syncfs(self.file.as_raw_fd()) };
-                let error = std::io::Error::last_os_error().raw_os_error();
-                state = self.lock();
-                state.finished = this;
+        synced
+            .await
+            .map_err(|_| Failure::Local("the sync thread failed".to_string()))?
+    }
+
+    /// The sync thread: syncs the filesystem for each batch of waiting blobs, then
+    /// unmarks them and tells their copies; ends when none came for [`IDLE`].
+    fn run(&self) {
+        // Should this thread fail, the next blob starts another, and the blobs it held
+        // fail (their senders dropped).
+        struct Ended<'a>(&'a Sync);
+        impl Drop for Ended<'_> {
+            fn drop(&mut self) {
+                self.0.lock().syncing = false;
+            }
+        }
+        let _ended = Ended(self);
+        loop {
+            let batch = {
+                let mut state = self.lock();
+                while state.waiting.is_empty() {
+                    let (waited, timeout) = self
+                        .queued
+                        .wait_timeout(state, IDLE)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    state = waited;
+                    if timeout.timed_out() && state.waiting.is_empty() {
+                        return;
+                    }
+                }
+                std::mem::take(&mut state.waiting)
+            };
+            // SAFETY: a plain syscall on a descriptor that `self.file` keeps open.
+            let synced = unsafe { libc::syncfs(self.file.as_raw_fd()) };
+            let error = std::io::Error::last_os_error().raw_os_error();
+            let (failures, last_failure) = {
+                let mut state = self.lock();
+                state.synced += 1;
                 if synced != 0 {
                     state.failures += 1;
                     state.last_failure = Some(error.unwrap_or(libc::EIO));
                 }
-                self.finished.notify_all();
-            } else {
-                state = self
-                    .finished
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner);
+                (state.failures, state.last_failure)
+            };
+            for waiting in batch {
+                let result = match last_failure {
+                    Some(errno) if failures != waiting.failures => {
+                        Err(std::io::Error::from_raw_os_error(errno).into())
+                    }
+                    _ => waiting.blob.unmark(),
+                };
+                let _ = waiting.done.send(result);
             }
-        }
-        match state.last_failure {
-            Some(errno) if state.failures != failures => {
-                Err(std::io::Error::from_raw_os_error(errno))
-            }
-            _ => Ok(()),
         }
     }
 
@@ -157,23 +223,97 @@ impl Sync {
     }
 }
 
+/// Makes `blob` and its directory `dir` durable by fsyncing both.
+pub(super) fn fsync(blob: &File, dir: &Dir) -> std::io::Result<()> {
+    blob.sync_all()?;
+    dir.open(".")?.sync_all()
+}
+
+/// The directories beneath the blob directory (by their paths there) that copies made,
+/// or were making, and whose entries may not be durable yet. A copy into one of them
+/// settles them all before it reports success: a sync of the whole filesystem after
+/// its blob's rename covers them, and otherwise it fsyncs the parent of each. (A
+/// directory found there was noted before it was made, so a copy that did not make it
+/// still finds it here.)
+#[derive(Default)]
+pub(super) struct NewDirs(Mutex<HashSet<PathBuf>>);
+
+impl NewDirs {
+    /// Notes that `dir` is about to be made.
+    pub(super) fn making(&self, dir: &Path) {
+        self.lock().insert(dir.to_path_buf());
+    }
+
+    /// Makes durable the entries of the new directories among `dir` and its ancestors,
+    /// where a blob was just made durable: by fsyncing the parent of each (beneath
+    /// `root`) if the blob was fsynced alone, or by nothing more if a sync of the whole
+    /// filesystem (`root: None`) did it.
+    pub(super) fn settle(&self, dir: &Path, root: Option<&Dir>) -> std::io::Result<()> {
+        let new: Vec<&Path> = {
+            let made = self.lock();
+            dir.ancestors().filter(|d| made.contains(*d)).collect()
+        };
+        if new.is_empty() {
+            return Ok(());
+        }
+        if let Some(root) = root {
+            for made in &new {
+                match made.parent() {
+                    Some(parent) if !parent.as_os_str().is_empty() => root.open(parent),
+                    _ => root.open("."),
+                }?
+                .sync_all()?;
+            }
+        }
+        let mut made = self.lock();
+        for dir in new {
+            made.remove(dir);
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashSet<PathBuf>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blobs::staging::{Abandoned, Renames, Staging, is_marked};
     use cap_std::fs::MetadataExt as _;
+    use std::ffi::OsStr;
 
-    /// A sync group of a fresh directory, with a file in it: one that syncs the whole
-    /// filesystem, whatever filesystem the tests' temporary directory is on.
-    fn group() -> (tempfile::TempDir, Dir, File, Arc<Sync>) {
+    /// A sync group of a fresh directory: one that syncs the whole filesystem, whatever
+    /// filesystem the tests' temporary directory is on.
+    fn group() -> (tempfile::TempDir, Dir, Arc<Sync>) {
         let work = tempfile::tempdir().unwrap();
         let dir = Dir::open_ambient_dir(work.path(), cap_std::ambient_authority()).unwrap();
-        let blob = File::create(work.path().join("blob")).unwrap();
         let syncs = Syncs::default();
         let device = dir.dir_metadata().unwrap().dev();
         let found = syncs.of(device, &dir).unwrap();
         assert!(Arc::ptr_eq(&found, &syncs.of(device, &dir).unwrap()));
         let group = Arc::new(Sync::new(true, found.file.try_clone().unwrap()));
-        (work, dir, blob, group)
+        (work, dir, group)
+    }
+
+    /// The blob `name` in `dir`, written and renamed into place, still marked.
+    fn committed(dir: &Dir, name: &str) -> Committed {
+        let staging = Staging::create(dir, OsStr::new(name)).unwrap();
+        let blob = staging
+            .commit(
+                OsStr::new(name),
+                name,
+                &Abandoned::default(),
+                &Renames::default(),
+            )
+            .unwrap();
+        assert!(is_marked(&blob.file().metadata().unwrap()));
+        blob
+    }
+
+    fn marked(work: &tempfile::TempDir, name: &str) -> bool {
+        is_marked(&std::fs::metadata(work.path().join(name)).unwrap())
     }
 
     #[test]
@@ -184,48 +324,86 @@ mod tests {
         }
     }
 
-    #[test]
-    fn concurrent_waiters_share_syncs_and_each_sees_one_that_started_after_it() {
-        let (_work, dir, blob, group) = group();
-        std::thread::scope(|scope| {
-            for _ in 0..8 {
-                scope.spawn(|| {
-                    for _ in 0..20 {
-                        let before = group.lock().started;
-                        group.wait(group.failures(), &blob, 0, &dir).unwrap();
-                        assert!(group.lock().finished > before);
-                    }
-                });
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_copies_share_syncs_and_each_waits_for_one_that_started_after_it() {
+        let (work, dir, group) = group();
+        let mut copies = tokio::task::JoinSet::new();
+        for copy in 0..8 {
+            let names: Vec<String> = (0..20).map(|i| format!("blob{copy}-{i}")).collect();
+            let blobs: Vec<Committed> = names.iter().map(|name| committed(&dir, name)).collect();
+            let group = group.clone();
+            copies.spawn(async move {
+                for blob in blobs {
+                    let before = group.lock().synced;
+                    group.durable(blob, group.failures()).await.unwrap();
+                    assert!(group.lock().synced > before);
+                }
+                names
+            });
+        }
+        for names in copies.join_all().await {
+            for name in names {
+                assert!(!marked(&work, &name), "{name} is durable, so unmarked");
             }
-        });
+        }
         let state = group.lock();
-        assert_eq!(state.started, state.finished);
-        // Each wait starts at most one sync.
-        assert!(state.finished <= 160, "{}", state.finished);
+        // Each wait needs at most one sync.
+        assert!(state.synced <= 160, "{}", state.synced);
         assert_eq!(state.failures, 0);
     }
 
-    #[test]
-    fn an_error_fails_every_copy_that_began_before_it_was_reported() {
-        let (_work, dir, blob, group) = group();
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_error_fails_every_copy_that_began_before_it_was_reported() {
+        let (work, dir, group) = group();
         let before = group.failures();
         {
             let mut state = group.lock();
             state.failures += 1;
             state.last_failure = Some(libc::EIO);
         }
-        let error = group.wait(before, &blob, 0, &dir).unwrap_err();
-        assert_eq!(error.raw_os_error(), Some(libc::EIO));
-        group.wait(group.failures(), &blob, 0, &dir).unwrap();
+        let failed = group
+            .durable(committed(&dir, "a"), before)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(failed, Failure::Read(ref e) if e.raw_os_error() == Some(libc::EIO)),
+            "{failed}"
+        );
+        assert!(
+            marked(&work, "a"),
+            "a blob that may have lost bytes stays marked"
+        );
+        group
+            .durable(committed(&dir, "b"), group.failures())
+            .await
+            .unwrap();
+        assert!(!marked(&work, "b"));
     }
 
     #[test]
-    fn large_blobs_and_other_filesystems_fsync_each_blob_and_its_directory() {
-        let (_work, dir, blob, group) = group();
-        let fsyncing = Sync::new(false, group.file.try_clone().unwrap());
-        fsyncing.wait(0, &blob, 0, &dir).unwrap();
-        assert_eq!(fsyncing.lock().started, 0);
-        group.wait(0, &blob, ALONE + 1, &dir).unwrap();
-        assert_eq!(group.lock().started, 0);
+    fn large_blobs_and_other_filesystems_are_fsynced_alone() {
+        let (_work, _dir, group) = group();
+        assert!(!group.alone(ALONE));
+        assert!(group.alone(ALONE + 1));
+        let other = Sync::new(false, group.file.try_clone().unwrap());
+        assert!(other.alone(0));
+    }
+
+    #[test]
+    fn new_directories_are_settled_by_the_copies_beneath_them() {
+        let (work, dir, _group) = group();
+        let new_dirs = NewDirs::default();
+        for made in ["a", "a/b", "a/b/c", "x"] {
+            new_dirs.making(Path::new(made));
+            std::fs::create_dir(work.path().join(made)).unwrap();
+        }
+        // Fsynced alone: the parent of each new directory on the way is fsynced.
+        new_dirs.settle(Path::new("a/b"), Some(&dir)).unwrap();
+        let left: HashSet<PathBuf> = new_dirs.lock().clone();
+        assert_eq!(left, HashSet::from(["a/b/c".into(), "x".into()]));
+        // Covered by a sync of the whole filesystem.
+        new_dirs.settle(Path::new("a/b/c"), None).unwrap();
+        new_dirs.settle(Path::new("y"), None).unwrap();
+        assert_eq!(*new_dirs.lock(), HashSet::from(["x".into()]));
     }
 }

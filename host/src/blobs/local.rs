@@ -10,8 +10,8 @@
 //! leads outside it.
 
 use super::Copied;
-use super::group_sync::Syncs;
-use super::staging::{self, Abandoned, Renames, Staging, Sweeper};
+use super::group_sync::{self, NewDirs, Sync, Syncs};
+use super::staging::{self, Abandoned, Committed, Renames, Staging, Sweeper};
 use super::upload::{Failure, grew, hash_file, hex, read_exact_at, reserve};
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
 use object_store::local::LocalFileSystem;
@@ -43,6 +43,23 @@ pub(super) struct LocalDir {
     sweeper: Arc<Sweeper>,
     renames: Arc<Renames>,
     syncs: Arc<Syncs>,
+    new_dirs: Arc<NewDirs>,
+}
+
+/// What a write returns once its blob is in place: `value`, and what is left to make the
+/// blob durable, if anything (see [`LocalDir::durable`]).
+pub(super) struct Written<T> {
+    value: T,
+    syncing: Option<Syncing>,
+}
+
+/// A blob in place that waits for a sync of its filesystem, with the directory (beneath
+/// the blob directory) that holds it.
+struct Syncing {
+    blob: Committed,
+    failures: u64,
+    sync: Arc<Sync>,
+    parent: PathBuf,
 }
 
 /// What [`LocalDir::get`] found.
@@ -61,37 +78,75 @@ impl LocalDir {
             sweeper: Arc::default(),
             renames: Arc::default(),
             syncs: Arc::default(),
+            new_dirs: Arc::default(),
         }
     }
 
-    /// Copies `file` into the blob; see [`super::Blobs::copy_file`]. A full disk is
-    /// waited out (see [`while_disk_full`]).
-    pub(super) async fn copy(
+    /// Copies the file that `open` opens into the blob; see [`super::Blobs::copy_from`].
+    /// The file is opened and (on the first try) copied on one blocking thread, and the
+    /// copy's task then waits for its blob's sync without a thread. A full disk is waited
+    /// out (see [`while_disk_full`]).
+    pub(super) async fn copy<E: Send + 'static>(
         &self,
-        file: File,
-        size: u64,
+        open: impl FnOnce() -> Result<(File, u64), E> + Send + 'static,
         location: &BlobPath,
         skip_unchanged: bool,
         budget: &Arc<Semaphore>,
-    ) -> Result<Copied, Failure> {
-        let permit = if size <= SMALL {
-            Some(reserve(budget, size as usize).await?)
-        } else {
-            None
+    ) -> Result<Result<Copied, Failure>, E> {
+        let first = {
+            let (this, location, budget) = (self.clone(), location.clone(), budget.clone());
+            on_thread("copying", move |abandoned| {
+                let (file, size) = match open() {
+                    Ok(opened) => opened,
+                    Err(error) => return Ok(Err(error)),
+                };
+                // Memory for a small file, if it is free now; else the copy waits for it.
+                let permit = match size <= SMALL {
+                    true => budget.try_acquire_many_owned(size as u32).ok(),
+                    false => None,
+                };
+                let tried = (size > SMALL || permit.is_some())
+                    .then(|| this.copy_blocking(&file, size, &location, skip_unchanged, abandoned));
+                Ok(Ok((file, size, permit, tried)))
+            })
+            .await
+        };
+        let (file, size, permit, mut tried) = match first {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(refused)) => return Err(refused),
+            Err(failure) => return Ok(Err(failure)),
+        };
+        let permit = match permit {
+            None if size <= SMALL => match reserve(budget, size as usize).await {
+                Ok(permit) => Some(permit),
+                Err(failure) => return Ok(Err(failure)),
+            },
+            permit => permit,
         };
         // Shared with each try's thread, so that the memory stays reserved while a thread
         // that outlived a cancelled copy still holds it.
         let permit = Arc::new(permit);
         let file = Arc::new(file);
-        while_disk_full(location, || {
+        Ok(while_disk_full(location, || {
+            let tried = tried.take();
             let (this, location) = (self.clone(), location.clone());
             let (file, permit) = (file.clone(), permit.clone());
-            on_thread("copying", move |abandoned| {
-                let _permit = permit;
-                this.copy_blocking(&file, size, &location, skip_unchanged, abandoned)
-            })
+            async move {
+                let written = match tried {
+                    Some(tried) => tried?,
+                    None => {
+                        let this = this.clone();
+                        on_thread("copying", move |abandoned| {
+                            let _permit = permit;
+                            this.copy_blocking(&file, size, &location, skip_unchanged, abandoned)
+                        })
+                        .await?
+                    }
+                };
+                this.durable(written).await
+            }
         })
-        .await
+        .await)
     }
 
     /// Writes a small blob whole, waiting out a full disk.
@@ -99,15 +154,35 @@ impl LocalDir {
         let data = Arc::new(data);
         while_disk_full(location, || {
             let (this, location, data) = (self.clone(), location.clone(), data.clone());
-            on_thread("writing", move |abandoned| {
-                this.write_durably(&location, data.len() as u64, None, abandoned, |out| {
-                    out.write_all(&data)?;
-                    Ok(hex(Sha256::digest(data.as_slice())))
+            async move {
+                let writer = this.clone();
+                let written = on_thread("writing", move |abandoned| {
+                    writer.write_durably(&location, data.len() as u64, None, abandoned, |out| {
+                        out.write_all(&data)?;
+                        Ok(hex(Sha256::digest(data.as_slice())))
+                    })
                 })
-                .map(|_| ())
-            })
+                .await?;
+                this.durable(written).await.map(|_| ())
+            }
         })
         .await
+    }
+
+    /// What a write left to do once its blob is in place: waits for the sync that makes
+    /// it durable (with the directories made for it), which unmarks it.
+    async fn durable<T>(&self, written: Written<T>) -> Result<T, Failure> {
+        if let Some(Syncing {
+            blob,
+            failures,
+            sync,
+            parent,
+        }) = written.syncing
+        {
+            sync.durable(blob, failures).await?;
+            self.new_dirs.settle(&parent, None)?;
+        }
+        Ok(written.value)
     }
 
     /// Reads the blob at `location` whole, unless it is over `max` bytes.
@@ -150,21 +225,24 @@ impl LocalDir {
         location: &BlobPath,
         skip_unchanged: bool,
         abandoned: &Abandoned,
-    ) -> Result<Copied, Failure> {
+    ) -> Result<Written<Copied>, Failure> {
         let modified = file.metadata()?.modified()?;
         if skip_unchanged && let Some((dir, recorded)) = self.recorded(location, size, modified) {
             let sha256 = hash_file(file, size)?;
             if sha256 == recorded {
                 let (parent, _) = self.blob_file(location)?;
                 self.sweeper.sweep_once(&dir, parent);
-                return Ok(Copied {
-                    bytes: size,
-                    sha256,
-                    uploaded: false,
+                return Ok(Written {
+                    value: Copied {
+                        bytes: size,
+                        sha256,
+                        uploaded: false,
+                    },
+                    syncing: None,
                 });
             }
         }
-        let sha256 = self.write_durably(location, size, Some(modified), abandoned, |out| {
+        let written = self.write_durably(location, size, Some(modified), abandoned, |out| {
             if size <= SMALL {
                 let data = read_exact_at(file, 0, size as usize)?;
                 if grew(file, size)? {
@@ -176,10 +254,13 @@ impl LocalDir {
                 copy_and_hash(file, out, size)
             }
         })?;
-        Ok(Copied {
-            bytes: size,
-            sha256,
-            uploaded: true,
+        Ok(Written {
+            value: Copied {
+                bytes: size,
+                sha256: written.value,
+                uploaded: true,
+            },
+            syncing: written.syncing,
         })
     }
 
@@ -187,7 +268,8 @@ impl LocalDir {
     /// bytes into a staging file beside it (see [`Staging`]) and returns their SHA-256,
     /// which goes in the file's [`SHA256_ATTR`] (and its modification time becomes
     /// `modified`); the file is renamed over the blob, made durable with its directory
-    /// entry (new directories included; see [`super::group_sync`]), and unmarked. The
+    /// entry and the new directories above it, and unmarked: here if it is fsynced alone,
+    /// else by the sync that the [`Written`] waits for (see [`super::group_sync`]). The
     /// staging file is removed if anything fails before the rename, and it is not renamed
     /// if its copy was abandoned meanwhile (see [`Abandoned`]). The first write into a
     /// directory sweeps it (see [`Sweeper`]).
@@ -198,9 +280,10 @@ impl LocalDir {
         modified: Option<SystemTime>,
         abandoned: &Abandoned,
         fill: impl FnOnce(&mut File) -> Result<String, Failure>,
-    ) -> Result<String, Failure> {
+    ) -> Result<Written<String>, Failure> {
         let (parent, name) = self.blob_file(location)?;
-        let dir = self.open_dir(location, parent, true)?;
+        let root = self.open_root(true)?;
+        let dir = self.open_dir_in(&root, location, parent, true)?;
         self.sweeper.sweep_once(&dir, parent);
         let mut staging = Staging::create(&dir, name)?;
         let sync = self.syncs.of(staging.device, &dir)?;
@@ -212,14 +295,28 @@ impl LocalDir {
         if let Some(modified) = modified {
             out.set_modified(modified)?;
         }
-        // Renamed first, then synced with the directory entry. Until the sync has
-        // returned, the blob is marked, and a marked blob is never trusted (see
-        // [`recorded`]), so a power loss cannot leave a hash that vouches for bytes that
-        // never reached the disk.
-        staging.commit(name, location.as_ref(), abandoned, &self.renames)?;
-        sync.wait(failures, &staging.file, size, &dir)?;
-        staging.unmark()?;
-        Ok(sha256)
+        // Renamed first, then made durable. Until then, the blob is marked, and a marked
+        // blob is never trusted (see [`recorded`]), so a power loss cannot leave a hash
+        // that vouches for bytes that never reached the disk.
+        let blob = staging.commit(name, location.as_ref(), abandoned, &self.renames)?;
+        if sync.alone(size) {
+            group_sync::fsync(blob.file(), &dir)?;
+            self.new_dirs.settle(parent, Some(&root))?;
+            blob.unmark()?;
+            return Ok(Written {
+                value: sha256,
+                syncing: None,
+            });
+        }
+        Ok(Written {
+            value: sha256,
+            syncing: Some(Syncing {
+                blob,
+                failures,
+                sync,
+                parent: parent.to_path_buf(),
+            }),
+        })
     }
 
     /// The SHA-256 recorded with the blob at `location`, and the handle of its directory,
@@ -249,13 +346,24 @@ impl LocalDir {
     /// The handle of the directory `parent` (beneath the blob root) that holds the blob
     /// at `location`, creating it and its missing parents first if `create` is set.
     fn open_dir(&self, location: &BlobPath, parent: &Path, create: bool) -> Result<Dir, Failure> {
-        let root = self.open_root(create)?;
+        self.open_dir_in(&self.open_root(create)?, location, parent, create)
+    }
+
+    /// [`Self::open_dir`] beneath the handle `root` of the blob directory. New
+    /// directories are not durable until [`NewDirs::settle`]d.
+    fn open_dir_in(
+        &self,
+        root: &Dir,
+        location: &BlobPath,
+        parent: &Path,
+        create: bool,
+    ) -> Result<Dir, Failure> {
         if parent.as_os_str().is_empty() {
-            return Ok(root);
+            return Ok(root.try_clone()?);
         }
         match root.open_dir(parent) {
             Err(e) if create && e.kind() == std::io::ErrorKind::NotFound => {
-                create_dirs_durably(&root, parent)
+                self.create_dirs(root, parent)
                     .map_err(|e| self.dir_failure(location, parent, e))?;
                 root.open_dir(parent)
                     .map_err(|e| self.dir_failure(location, parent, e))
@@ -283,6 +391,25 @@ impl LocalDir {
             }
             opened => Ok(opened?),
         }
+    }
+
+    /// Creates the directory `path` beneath `root` and its missing parents. Each is
+    /// noted in [`NewDirs`] before it is made, so that no copy into it reports success
+    /// before its entry is durable, whichever copy made it.
+    fn create_dirs(&self, root: &Dir, path: &Path) -> std::io::Result<()> {
+        let mut made = PathBuf::new();
+        for part in path.components() {
+            made.push(part);
+            self.new_dirs.making(&made);
+            match root.create_dir(&made) {
+                // There already (perhaps made by another copy a moment ago); a symlink or
+                // a file in the way fails the open that follows.
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// What a failure to resolve (or make) the directory `parent` of the blob at
@@ -499,32 +626,6 @@ fn open_blob(dir: &Dir, name: &OsStr) -> std::io::Result<(File, std::fs::Metadat
         )));
     }
     Ok((blob, metadata))
-}
-
-/// Creates the directory `path` beneath `root` and its missing parents, fsyncing the
-/// parent of each new directory so that the blob's path survives a power loss along with
-/// the blob.
-fn create_dirs_durably(root: &Dir, path: &Path) -> std::io::Result<()> {
-    let mut made = PathBuf::new();
-    for part in path.components() {
-        let parent = made.clone();
-        made.push(part);
-        match root.create_dir(&made) {
-            Ok(()) => {
-                let parent = if parent.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    parent.as_path()
-                };
-                root.open(parent)?.sync_all()?;
-            }
-            // There already (perhaps made by another copy a moment ago, which fsyncs its
-            // parent too); a symlink or a file in the way fails the open that follows.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -318,25 +318,51 @@ impl Blobs {
         Ok(Self::new(store, backend, options, secrets))
     }
 
-    /// Streams `file` (`size` bytes when opened) into the blob `name`, hashing it on the
-    /// way. The blob appears whole or not at all, with its
-    /// SHA-256 as metadata, and is durable when this returns.
+    /// Streams the file that `open` opens (on a blocking thread: a regular file, with its
+    /// size then) into the blob `name`, hashing it on the way. The blob appears whole or
+    /// not at all, with its SHA-256 as metadata, and is durable when this returns. A file
+    /// that `open` refuses is its error, which is reported before a bad name.
+    pub async fn copy_from<E: Send + 'static>(
+        &self,
+        open: impl FnOnce() -> Result<(std::fs::File, u64), E> + Send + 'static,
+        name: &str,
+    ) -> Result<Result<Copied, BlobError>, E> {
+        let opening = |error| upload::Failure::Local(format!("the opening thread failed: {error}"));
+        let location = match self.location(name) {
+            Ok(location) => location,
+            Err(bad_name) => {
+                return match tokio::task::spawn_blocking(open).await {
+                    Ok(Err(refused)) => Err(refused),
+                    _ => Ok(Err(bad_name)),
+                };
+            }
+        };
+        let result = match &self.backend {
+            Backend::Local(local) => {
+                local
+                    .copy(open, &location, self.skip_unchanged, &self.budget)
+                    .await?
+            }
+            _ => match tokio::task::spawn_blocking(open).await {
+                Ok(opened) => {
+                    let (file, size) = opened?;
+                    upload::copy(self, file, size, &location).await
+                }
+                Err(error) => Err(opening(error)),
+            },
+        };
+        Ok(result.map_err(|error| self.describe(name, error)))
+    }
+
+    /// [`Self::copy_from`] a file already open, of `size` bytes.
     pub async fn copy_file(
         &self,
         file: std::fs::File,
         size: u64,
         name: &str,
     ) -> Result<Copied, BlobError> {
-        let location = self.location(name)?;
-        let result = match &self.backend {
-            Backend::Local(local) => {
-                local
-                    .copy(file, size, &location, self.skip_unchanged, &self.budget)
-                    .await
-            }
-            _ => upload::copy(self, file, size, &location).await,
-        };
-        result.map_err(|error| self.describe(name, error))
+        let copied = self.copy_from(move || Ok((file, size)), name).await;
+        copied.unwrap_or_else(|never: std::convert::Infallible| match never {})
     }
 
     /// Waits, for at most `grace`, for the aborts of uploads abandoned half-way (their

@@ -39,14 +39,26 @@ const MARK: u32 = 0o1000;
 /// A staging file this copy writes in the blob's directory: removed when dropped, unless
 /// committed.
 pub(super) struct Staging<'a> {
+    /// Dropped first: the name is removed while the file is still held.
+    named: Named<'a>,
     pub(super) file: File,
-    dir: &'a Dir,
-    name: OsString,
     /// Its mode, mark included.
     mode: u32,
     /// The device of its filesystem.
     pub(super) device: u64,
+}
+
+/// The staging file's name in its directory, removed when dropped unless committed.
+struct Named<'a> {
+    dir: &'a Dir,
+    name: OsString,
     committed: bool,
+}
+
+/// A blob renamed into place and still marked, with its file still held.
+pub(super) struct Committed {
+    file: File,
+    mode: u32,
 }
 
 impl<'a> Staging<'a> {
@@ -76,12 +88,14 @@ impl<'a> Staging<'a> {
                 Err(error) => return Err(error.into()),
             };
             let mut staging = Self {
+                named: Named {
+                    dir,
+                    name,
+                    committed: false,
+                },
                 file,
-                dir,
-                name,
                 mode: 0o666 | MARK,
                 device: 0,
-                committed: false,
             };
             // A sweep may have opened it the instant it was made, and may even have
             // removed it: then take another name. (After a few tries, go on unlocked: a
@@ -105,30 +119,39 @@ impl<'a> Staging<'a> {
 
     /// Renames the staging file over its blob `blob` (still holding it), unless its copy
     /// was abandoned; `location` names the blob for [`Renames`] and messages. The blob
-    /// keeps the mark until [`Self::unmark`].
+    /// keeps the mark until [`Committed::unmark`].
     pub(super) fn commit(
-        &mut self,
+        mut self,
         blob: &OsStr,
         location: &str,
         abandoned: &Abandoned,
         renames: &Renames,
-    ) -> Result<(), Failure> {
+    ) -> Result<Committed, Failure> {
         let _renaming = renames.lock(location);
         if abandoned.0.load(Ordering::SeqCst) {
             return Err(Failure::Local(format!(
                 "the copy to {location} was abandoned (its attempt timed out or its instance ended)"
             )));
         }
-        self.dir
-            .rename(&self.name, self.dir, blob)
+        let Named { dir, name, .. } = &self.named;
+        dir.rename(name, dir, blob)
             .map_err(|e| Failure::Local(format!("cannot put {location}: {e}")))?;
-        self.committed = true;
-        Ok(())
+        self.named.committed = true;
+        Ok(Committed {
+            file: self.file,
+            mode: self.mode,
+        })
+    }
+}
+
+impl Committed {
+    /// The blob's file.
+    pub(super) fn file(&self) -> &File {
+        &self.file
     }
 
-    /// Clears the committed blob's mark, once its bytes and attributes are durable: a
-    /// blob without the mark is durable, whatever a power loss keeps (see
-    /// [`is_marked`]).
+    /// Clears the blob's mark, once its bytes and attributes are durable: a blob without
+    /// the mark is durable, whatever a power loss keeps (see [`is_marked`]).
     pub(super) fn unmark(&self) -> Result<(), Failure> {
         let mode = self.mode & 0o7777 & !MARK;
         self.file.set_permissions(Permissions::from_mode(mode))?;
@@ -136,7 +159,7 @@ impl<'a> Staging<'a> {
     }
 }
 
-impl Drop for Staging<'_> {
+impl Drop for Named<'_> {
     /// A copy that failed, or panicked, removes its staging file (still holding it).
     fn drop(&mut self) {
         if !self.committed {
@@ -300,8 +323,8 @@ pub(super) mod tests {
     fn leftover(dir: &Path, blob: &str) -> PathBuf {
         let handle = open(dir);
         let mut staging = Staging::create(&handle, OsStr::new(blob)).unwrap();
-        staging.committed = true;
-        dir.join(&staging.name)
+        staging.named.committed = true;
+        dir.join(&staging.named.name)
     }
 
     /// The names in `dir`, sorted.
@@ -320,16 +343,16 @@ pub(super) mod tests {
         let (handle, blob) = (open(dir.path()), OsStr::new("blob"));
         let target = dir.path().join("blob");
         let mut staging = Staging::create(&handle, blob).unwrap();
-        assert!(is_staging_name(&staging.name));
+        assert!(is_staging_name(&staging.named.name));
         assert_ne!(staging.file.metadata().unwrap().mode() & MARK, 0);
         staging.file.write_all(b"new").unwrap();
         let renames = Renames::default();
-        staging
+        let committed = staging
             .commit(blob, "blob", &Abandoned::default(), &renames)
             .unwrap();
         assert!(is_marked(&std::fs::metadata(&target).unwrap()));
-        staging.unmark().unwrap();
-        drop(staging);
+        committed.unmark().unwrap();
+        drop(committed);
         assert_eq!(std::fs::read(&target).unwrap(), b"new");
         assert!(!is_marked(&std::fs::metadata(&target).unwrap()));
         drop(Staging::create(&handle, blob).unwrap());
@@ -351,7 +374,6 @@ pub(super) mod tests {
                 .commit(blob, "blob", &abandoned, &Renames::default())
                 .is_err()
         );
-        drop(staging);
         assert_eq!(std::fs::read(&target).unwrap(), b"a later copy's bytes");
         assert_eq!(names(dir.path()), ["blob"]);
     }
@@ -363,7 +385,7 @@ pub(super) mod tests {
         leftover(dir.path(), "a");
         leftover(dir.path(), "b.txt");
         let live = Staging::create(&handle, OsStr::new("c")).unwrap();
-        let live_name = live.name.to_string_lossy().into_owned();
+        let live_name = live.named.name.to_string_lossy().into_owned();
         let sweeper = Sweeper::default();
         sweeper.sweep_once(&handle, Path::new(""));
         assert_eq!(names(dir.path()), std::slice::from_ref(&live_name));
@@ -405,7 +427,7 @@ pub(super) mod tests {
         let handle = open(dir.path());
         for blob in ["a", "a#b", "a#b#1", "#x"] {
             let staging = Staging::create(&handle, OsStr::new(blob)).unwrap();
-            let name = &staging.name;
+            let name = &staging.named.name;
             assert!(is_staging_name(name), "{name:?}");
             let location = object_store::path::Path::parse(name.to_str().unwrap()).unwrap();
             let store = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();

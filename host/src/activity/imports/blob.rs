@@ -24,25 +24,21 @@ impl ActivityState {
     ) -> wasmtime::Result<Result<Copied, IoError>> {
         // Access is checked first: a refused path is reported as such, whatever the name.
         let io = self.io.clone();
-        let opened = {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || io.confinement.open_file(&path)).await?
-        };
-        let (file, size) = match opened {
-            Ok(opened) => opened,
-            Err(error) => return Ok(Err(error.into())),
-        };
-        Ok(self
+        let copied = self
             .io
             .blobs
-            .copy_file(file, size, &name)
-            .await
-            .map(|copied| Copied {
-                bytes: copied.bytes,
-                sha256: copied.sha256,
-                uploaded: copied.uploaded,
-            })
-            .map_err(IoError::from))
+            .copy_from(move || io.confinement.open_file(&path), &name)
+            .await;
+        Ok(match copied {
+            Ok(copied) => copied
+                .map(|copied| Copied {
+                    bytes: copied.bytes,
+                    sha256: copied.sha256,
+                    uploaded: copied.uploaded,
+                })
+                .map_err(IoError::from),
+            Err(refused) => Err(refused.into()),
+        })
     }
 }
 
