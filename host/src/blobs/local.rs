@@ -397,19 +397,26 @@ impl LocalDir {
     /// noted in [`NewDirs`] before it is made, so that no copy into it reports success
     /// before its entry is durable, whichever copy made it.
     fn create_dirs(&self, root: &Dir, path: &Path) -> std::io::Result<()> {
-        let mut made = PathBuf::new();
-        for part in path.components() {
-            made.push(part);
-            self.new_dirs.making(&made);
-            match root.create_dir(&made) {
+        let make = |dir: &Path| {
+            self.new_dirs.making(dir);
+            match root.create_dir(dir) {
                 // There already (perhaps made by another copy a moment ago); a symlink or
                 // a file in the way fails the open that follows.
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                made => made,
             }
+        };
+        // The deepest first: most of a new directory's parents are there already.
+        match make(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => {
+                    self.create_dirs(root, parent)?;
+                    make(path)
+                }
+                _ => Err(e),
+            },
+            made => made,
         }
-        Ok(())
     }
 
     /// What a failure to resolve (or make) the directory `parent` of the blob at
