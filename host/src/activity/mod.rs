@@ -3,7 +3,10 @@
 //! through the host's confined `fs` and `blob` imports.
 
 pub mod confine;
+mod durability;
 mod imports;
+
+pub use durability::Pending;
 
 use crate::bindings::activities::{
     Activities, ActivitiesPre, exports::weft::orchestration::activity::RunError,
@@ -45,6 +48,8 @@ pub struct ActivityState {
     budget: Budget,
     /// What the guest last wrote to stderr.
     stderr: StderrTail,
+    /// Its copies whose blobs are not durable yet.
+    pending: Pending,
 }
 
 impl ActivityState {
@@ -66,6 +71,7 @@ impl ActivityState {
             table: ResourceTable::new(),
             budget: Budget::new(limits),
             stderr,
+            pending: Pending::default(),
         }
     }
 }
@@ -150,7 +156,8 @@ impl ActivityComponent {
     }
 
     /// Runs activity `name` once on `input` in a fresh instance. The error is a message
-    /// for the orchestrator: the activity's own failure or a trap.
+    /// for the orchestrator: the activity's own failure or a trap. Returned with it: the
+    /// activity's copies whose blobs are not durable yet, which its result must wait for.
     #[allow(
         clippy::too_many_arguments,
         reason = "one call site; a struct would only rename them"
@@ -164,18 +171,20 @@ impl ActivityComponent {
         task_id: u32,
         name: &str,
         input: &str,
-    ) -> Result<String, String> {
+    ) -> (Result<String, String>, Pending) {
         let mut store = wasmtime::Store::new(
             engine,
             ActivityState::new(io, instance_id, task_id, guest_limits),
         );
         limits::apply(&mut store);
-        let instance = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| format!("cannot instantiate activity {name}: {e:#}"))?;
-        match instance
+        let instance = match self.pre.instantiate_async(&mut store).await {
+            Ok(instance) => instance,
+            Err(e) => {
+                let failed = format!("cannot instantiate activity {name}: {e:#}");
+                return (Err(failed), Pending::default());
+            }
+        };
+        let result = match instance
             .weft_orchestration_activity()
             .call_run(&mut store, name, &input.to_owned())
             .await
@@ -204,6 +213,7 @@ impl ActivityComponent {
                     crate::engine::describe_trap(&trap)
                 ))),
             },
-        }
+        };
+        (result, std::mem::take(&mut store.data_mut().pending))
     }
 }

@@ -49,8 +49,24 @@ pub(super) struct LocalDir {
 /// What a write returns once its blob is in place: `value`, and what is left to make the
 /// blob durable, if anything (see [`LocalDir::durable`]).
 pub(super) struct Written<T> {
-    value: T,
+    pub(super) value: T,
     syncing: Option<Syncing>,
+}
+
+impl<T> Written<T> {
+    /// Splits off the value, leaving what is left to do.
+    pub(super) fn split(self) -> (T, Written<()>) {
+        let left = Written {
+            value: (),
+            syncing: self.syncing,
+        };
+        (self.value, left)
+    }
+
+    /// Whether the blob is durable already.
+    pub(super) fn is_durable(&self) -> bool {
+        self.syncing.is_none()
+    }
 }
 
 /// A blob in place that waits for a sync of its filesystem, with the directory (beneath
@@ -82,17 +98,18 @@ impl LocalDir {
         }
     }
 
-    /// Copies the file that `open` opens into the blob; see [`super::Blobs::copy_from`].
-    /// The file is opened and (on the first try) copied on one blocking thread, and the
-    /// copy's task then waits for its blob's sync without a thread. A full disk is waited
-    /// out (see [`while_disk_full`]).
+    /// Copies the file that `open` opens into the blob, up to its rename into place; see
+    /// [`super::Blobs::copy_deferred`]. The file is opened and (on the first try) copied
+    /// on one blocking thread; what is left to make the blob durable is returned, to be
+    /// awaited (see [`Self::durable`]) without a thread. A full disk is waited out (see
+    /// [`while_disk_full`]).
     pub(super) async fn copy<E: Send + 'static>(
         &self,
         open: impl FnOnce() -> Result<(File, u64), E> + Send + 'static,
         location: &BlobPath,
         skip_unchanged: bool,
         budget: &Arc<Semaphore>,
-    ) -> Result<Result<Copied, Failure>, E> {
+    ) -> Result<Result<Written<Copied>, Failure>, E> {
         let first = {
             let (this, location, budget) = (self.clone(), location.clone(), budget.clone());
             on_thread("copying", move |abandoned| {
@@ -132,18 +149,16 @@ impl LocalDir {
             let (this, location) = (self.clone(), location.clone());
             let (file, permit) = (file.clone(), permit.clone());
             async move {
-                let written = match tried {
-                    Some(tried) => tried?,
+                match tried {
+                    Some(tried) => tried,
                     None => {
-                        let this = this.clone();
                         on_thread("copying", move |abandoned| {
                             let _permit = permit;
                             this.copy_blocking(&file, size, &location, skip_unchanged, abandoned)
                         })
-                        .await?
+                        .await
                     }
-                };
-                this.durable(written).await
+                }
             }
         })
         .await)
@@ -171,7 +186,7 @@ impl LocalDir {
 
     /// What a write left to do once its blob is in place: waits for the sync that makes
     /// it durable (with the directories made for it), which unmarks it.
-    async fn durable<T>(&self, written: Written<T>) -> Result<T, Failure> {
+    pub(super) async fn durable<T>(&self, written: Written<T>) -> Result<T, Failure> {
         if let Some(Syncing {
             blob,
             failures,
@@ -637,8 +652,39 @@ fn open_blob(dir: &Dir, name: &OsStr) -> std::io::Result<(File, std::fs::Metadat
 
 #[cfg(test)]
 mod tests {
-    use super::super::staging::tests::names;
+    use super::super::staging::{is_marked, tests::names};
     use super::super::{Blobs, Options};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deferred_copy_is_in_place_at_once_and_unmarked_once_durable() {
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("blobs");
+        let blobs = Blobs::open_dir(&root, &Options::default()).unwrap();
+        let source = work.path().join("source");
+        std::fs::write(&source, b"bytes").unwrap();
+        let marked = |blob: &str| is_marked(&std::fs::metadata(root.join(blob)).unwrap());
+        let mut waiting = Vec::new();
+        for blob in ["new/dirs/a", "new/dirs/b", "new/c"] {
+            let source = source.clone();
+            let open = move || std::fs::File::open(&source).map(|file| (file, 5));
+            let (copied, durability) = blobs.copy_deferred(open, blob).await.unwrap().unwrap();
+            assert_eq!((copied.bytes, copied.uploaded), (5, true));
+            assert_eq!(std::fs::read(root.join(blob)).unwrap(), b"bytes");
+            // Marked (not trusted) until durable; durable at once only where each blob is
+            // fsynced alone (a filesystem not synced whole: see `group_sync`).
+            assert_eq!(marked(blob), !durability.is_durable(), "{blob}");
+            waiting.push((blob, durability));
+        }
+        for (blob, durability) in waiting {
+            durability.wait().await.unwrap();
+            assert!(!marked(blob), "{blob} is durable");
+        }
+        // A small blob copied whole, and waited for, is durable at once.
+        let open = move || std::fs::File::open(&source).map(|file| (file, 5));
+        let copied = blobs.copy_from(open, "new/d").await.unwrap().unwrap();
+        assert_eq!(copied.bytes, 5);
+        assert!(!marked("new/d"));
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_symlink_in_the_blob_tree_leads_no_copy_or_read_outside_it() {

@@ -91,6 +91,34 @@ pub struct Copied {
     pub uploaded: bool,
 }
 
+/// What is left to make a copied blob durable (see [`Blobs::copy_deferred`]): nothing
+/// for a cloud blob, or a blob fsynced alone; a sync of its filesystem for a small
+/// `file://` blob. Dropped, the blob still becomes durable, but nobody hears of it.
+#[must_use = "a copy is durable only once its durability has been waited for"]
+pub struct Durability(Option<Box<(local::LocalDir, local::Written<()>, String)>>);
+
+impl Durability {
+    /// Whether the blob is durable already.
+    pub fn is_durable(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Waits until the blob is durable.
+    pub async fn wait(self) -> Result<(), BlobError> {
+        let Some(left) = self.0 else {
+            return Ok(());
+        };
+        let (local, left, name) = *left;
+        local
+            .durable(left)
+            .await
+            .map_err(|failure| BlobError::Failed {
+                reason: format!("cannot make the blob durable: {failure}"),
+                name,
+            })
+    }
+}
+
 /// Why a copy or a blob operation failed; messages never hold a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -327,6 +355,22 @@ impl Blobs {
         open: impl FnOnce() -> Result<(std::fs::File, u64), E> + Send + 'static,
         name: &str,
     ) -> Result<Result<Copied, BlobError>, E> {
+        Ok(match self.copy_deferred(open, name).await? {
+            Ok((copied, durability)) => durability.wait().await.map(|()| copied),
+            Err(error) => Err(error),
+        })
+    }
+
+    /// [`Self::copy_from`], up to the blob's durability: the copy is in place (a reader
+    /// sees it whole) when this returns, and durable once the [`Durability`] returned
+    /// with it has been waited for. Nothing that names the blob may be reported before.
+    /// (A `file://` blob waits for a sync of its filesystem shared with other copies; the
+    /// copy need not sit in its activity meanwhile.)
+    pub async fn copy_deferred<E: Send + 'static>(
+        &self,
+        open: impl FnOnce() -> Result<(std::fs::File, u64), E> + Send + 'static,
+        name: &str,
+    ) -> Result<Result<(Copied, Durability), BlobError>, E> {
         let opening = |error| upload::Failure::Local(format!("the opening thread failed: {error}"));
         let location = match self.location(name) {
             Ok(location) => location,
@@ -338,15 +382,25 @@ impl Blobs {
             }
         };
         let result = match &self.backend {
-            Backend::Local(local) => {
-                local
-                    .copy(open, &location, self.skip_unchanged, &self.budget)
-                    .await?
-            }
+            Backend::Local(local) => local
+                .copy(open, &location, self.skip_unchanged, &self.budget)
+                .await?
+                .map(|written| {
+                    let (copied, left) = written.split();
+                    let durability = match left.is_durable() {
+                        true => Durability(None),
+                        false => {
+                            Durability(Some(Box::new((local.clone(), left, name.to_string()))))
+                        }
+                    };
+                    (copied, durability)
+                }),
             _ => match tokio::task::spawn_blocking(open).await {
                 Ok(opened) => {
                     let (file, size) = opened?;
-                    upload::copy(self, file, size, &location).await
+                    upload::copy(self, file, size, &location)
+                        .await
+                        .map(|copied| (copied, Durability(None)))
                 }
                 Err(error) => Err(opening(error)),
             },

@@ -3,6 +3,7 @@
 //! failure, or a retry at the time its policy says.
 
 use super::{Runtime, SETTLE_RETRIES, lock};
+use crate::activity::Pending;
 use crate::orchestrator::Delivery;
 use crate::store::{self, Event, Settlement, WorkItem};
 use chrono::Utc;
@@ -103,6 +104,9 @@ impl Runtime {
             runtime: &self,
             item: &item,
         };
+        // From here until its outcome is recorded (or it is dropped), a graceful stop
+        // waits for it: its slot is let go before that (see `run_work_item`).
+        let _settling = Settling::new(&self.settling);
         if self.ended_lately(&item.instance_id)
             && !matches!(self.store.work_item_exists(item.id).await, Ok(true))
         {
@@ -135,7 +139,7 @@ impl Runtime {
                 }
             }
         }
-        let run = AssertUnwindSafe(self.run_work_item(&item)).catch_unwind();
+        let run = AssertUnwindSafe(self.run_work_item(&item, permit)).catch_unwind();
         let outcome = tokio::select! {
             biased;
             () = cancel.notified() => {
@@ -156,12 +160,7 @@ impl Runtime {
                 }
             }
         };
-        // The slot bounds running guests; recording the outcome needs none, but a
-        // graceful stop waits for it.
-        self.settling.send_modify(|count| *count += 1);
-        drop(permit);
         self.settle(&item, settlement).await;
-        self.settling.send_modify(|count| *count -= 1);
     }
 
     /// Registers a work item as running, with the handle that cancels it.
@@ -197,8 +196,8 @@ impl Runtime {
             .is_some_and(|at| at.elapsed() < ENDED_MEMORY)
     }
 
-    /// Runs one attempt of a work item and says how to settle it.
-    async fn run_work_item(&self, item: &WorkItem) -> Settlement {
+    /// Runs one attempt of a work item in its activity `slot` and says how to settle it.
+    async fn run_work_item(&self, item: &WorkItem, slot: OwnedSemaphorePermit) -> Settlement {
         if let Some(delay) = self.config.activity_delay {
             tokio::time::sleep(delay).await;
         }
@@ -240,15 +239,33 @@ impl Runtime {
             .as_ref()
             .and_then(|policy| policy.timeout_ms)
             .map_or(self.config.activity_timeout, Duration::from_millis);
-        let outcome = tokio::time::timeout(timeout, run)
+        let deadline = tokio::time::Instant::now() + timeout;
+        let timed_out = || {
+            format!(
+                "activity {} timed out after {} ms",
+                item.name,
+                timeout.as_millis()
+            )
+        };
+        let (outcome, pending) = tokio::time::timeout_at(deadline, run)
             .await
-            .unwrap_or_else(|_| {
-                Err(format!(
-                    "activity {} timed out after {} ms",
-                    item.name,
-                    timeout.as_millis()
-                ))
-            });
+            .unwrap_or_else(|_| (Err(timed_out()), Pending::default()));
+        // The guest is done: its slot goes to the next activity while the blobs it copied
+        // become durable, as its result waits for them. Activities that wait so are
+        // bounded as running ones are.
+        let _waiting = match pending.is_empty() || outcome.is_err() {
+            true => None,
+            false => self.durability_slots.clone().acquire_owned().await.ok(),
+        };
+        drop(slot);
+        let outcome = match outcome {
+            Ok(result) => match tokio::time::timeout_at(deadline, pending.wait_all()).await {
+                Ok(Ok(())) => Ok(result),
+                Ok(Err(failed)) => Err(format!("activity {}: {failed}", item.name)),
+                Err(_) => Err(timed_out()),
+            },
+            failed => failed,
+        };
         let message = match outcome {
             Ok(result) => {
                 return Settlement::Complete {
@@ -338,6 +355,22 @@ impl Runtime {
                 }
             }
         }
+    }
+}
+
+/// Counts a work item as not settled yet, until dropped.
+struct Settling<'a>(&'a tokio::sync::watch::Sender<usize>);
+
+impl<'a> Settling<'a> {
+    fn new(settling: &'a tokio::sync::watch::Sender<usize>) -> Self {
+        settling.send_modify(|count| *count += 1);
+        Self(settling)
+    }
+}
+
+impl Drop for Settling<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|count| *count -= 1);
     }
 }
 

@@ -183,7 +183,10 @@ pub struct Runtime {
     /// Identifies this process's leases.
     owner: String,
     activity_slots: Arc<Semaphore>,
-    /// Activity outcomes being recorded (their slots are already free).
+    /// Activities whose guests are done and whose copied blobs are not durable yet.
+    durability_slots: Arc<Semaphore>,
+    /// Activities started and not settled yet (their slots may be free already: see
+    /// `dispatch::run_work_item`); a graceful stop waits for them.
     settling: watch::Sender<usize>,
     /// The activity tasks of each instance, by work item id: ending an instance cancels
     /// them.
@@ -331,6 +334,7 @@ impl Runtime {
             eager_items: Mutex::new(Some(eager_receiver)),
             owner,
             activity_slots: Arc::new(Semaphore::new(config_max_activities)),
+            durability_slots: Arc::new(Semaphore::new(config_max_activities)),
             settling: watch::Sender::new(0),
             running: Mutex::new(HashMap::new()),
             let_go: watch::Sender::new(0),

@@ -23,20 +23,24 @@ impl ActivityState {
         name: String,
     ) -> wasmtime::Result<Result<Copied, IoError>> {
         // Access is checked first: a refused path is reported as such, whatever the name.
+        // The blob is in place when this returns, and durable before the activity's
+        // result is reported (see [`crate::activity::Pending`]).
         let io = self.io.clone();
         let copied = self
             .io
             .blobs
-            .copy_from(move || io.confinement.open_file(&path), &name)
+            .copy_deferred(move || io.confinement.open_file(&path), &name)
             .await;
         Ok(match copied {
-            Ok(copied) => copied
-                .map(|copied| Copied {
+            Ok(Ok((copied, durability))) => match self.pending.push(durability).await {
+                Ok(()) => Ok(Copied {
                     bytes: copied.bytes,
                     sha256: copied.sha256,
                     uploaded: copied.uploaded,
-                })
-                .map_err(IoError::from),
+                }),
+                Err(failed) => Err(IoError::Other(failed)),
+            },
+            Ok(Err(error)) => Err(IoError::from(error)),
             Err(refused) => Err(refused.into()),
         })
     }
