@@ -252,19 +252,21 @@ impl Runtime {
             .unwrap_or_else(|_| (Err(timed_out()), Pending::default()));
         // The guest is done: its slot goes to the next activity while the blobs it copied
         // become durable, as its result waits for them. Activities that wait so are
-        // bounded as running ones are.
-        let _waiting = match pending.is_empty() || outcome.is_err() {
-            true => None,
-            false => self.durability_slots.clone().acquire_owned().await.ok(),
-        };
-        drop(slot);
+        // bounded as running ones are, and the wait is within the attempt's deadline.
         let outcome = match outcome {
-            Ok(result) => match tokio::time::timeout_at(deadline, pending.wait_all()).await {
-                Ok(Ok(())) => Ok(result),
-                Ok(Err(failed)) => Err(format!("activity {}: {failed}", item.name)),
-                Err(_) => Err(timed_out()),
-            },
-            failed => failed,
+            Ok(result) if !pending.is_empty() => {
+                let durable = async {
+                    let _waiting = self.durability_slots.acquire().await;
+                    drop(slot);
+                    pending.wait_all().await
+                };
+                match tokio::time::timeout_at(deadline, durable).await {
+                    Ok(Ok(())) => Ok(result),
+                    Ok(Err(failed)) => Err(format!("activity {}: {failed}", item.name)),
+                    Err(_) => Err(timed_out()),
+                }
+            }
+            outcome => outcome,
         };
         let message = match outcome {
             Ok(result) => {
