@@ -143,28 +143,36 @@ impl Sync {
         blob: Committed,
         failures: u64,
     ) -> Result<(), Failure> {
-        let (done, synced) = oneshot::channel();
-        {
-            let mut state = self.lock();
-            state.waiting.push(Waiting {
-                blob,
-                failures,
-                done,
-            });
-            if state.syncing {
-                self.queued.notify_one();
-            } else {
-                let this = self.clone();
-                std::thread::Builder::new()
-                    .name("weft-sync".to_string())
-                    .spawn(move || this.run())
-                    .map_err(|e| Failure::Local(format!("cannot start a sync thread: {e}")))?;
-                state.syncing = true;
-            }
-        }
-        synced
+        self.queue(blob, failures)?
             .await
             .map_err(|_| Failure::Local("the sync thread failed".to_string()))?
+    }
+
+    /// Queues `blob` for the next sync (see [`Self::durable`]); the receiver hears once it
+    /// is durable and unmarked, or why not.
+    pub(super) fn queue(
+        self: &Arc<Self>,
+        blob: Committed,
+        failures: u64,
+    ) -> Result<oneshot::Receiver<Result<(), Failure>>, Failure> {
+        let (done, synced) = oneshot::channel();
+        let mut state = self.lock();
+        state.waiting.push(Waiting {
+            blob,
+            failures,
+            done,
+        });
+        if state.syncing {
+            self.queued.notify_one();
+        } else {
+            let this = self.clone();
+            std::thread::Builder::new()
+                .name("weft-sync".to_string())
+                .spawn(move || this.run())
+                .map_err(|e| Failure::Local(format!("cannot start a sync thread: {e}")))?;
+            state.syncing = true;
+        }
+        Ok(synced)
     }
 
     /// The sync thread: syncs the filesystem for each batch of waiting blobs, then

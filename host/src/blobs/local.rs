@@ -200,6 +200,14 @@ impl LocalDir {
         Ok(written.value)
     }
 
+    /// Lets a written blob become durable (and unmarked) with its filesystem's next sync,
+    /// with nobody waiting for it.
+    pub(super) fn let_go<T>(&self, written: Written<T>) {
+        if let Some(syncing) = written.syncing {
+            let _ = syncing.sync.queue(syncing.blob, syncing.failures);
+        }
+    }
+
     /// Reads the blob at `location` whole, unless it is over `max` bytes.
     pub(super) async fn get(&self, location: &BlobPath, max: u64) -> Result<Got, Failure> {
         let (this, location) = (self.clone(), location.clone());
@@ -679,11 +687,24 @@ mod tests {
             durability.wait().await.unwrap();
             assert!(!marked(blob), "{blob} is durable");
         }
-        // A small blob copied whole, and waited for, is durable at once.
-        let open = move || std::fs::File::open(&source).map(|file| (file, 5));
-        let copied = blobs.copy_from(open, "new/d").await.unwrap().unwrap();
+        // A copy whose durability nobody waits for is still made durable, by the sync
+        // that the next copy waits for (or an earlier one).
+        let opener =
+            |source: std::path::PathBuf| move || std::fs::File::open(&source).map(|file| (file, 5));
+        let (_, dropped) = blobs
+            .copy_deferred(opener(source.clone()), "new/dropped")
+            .await
+            .unwrap()
+            .unwrap();
+        drop(dropped);
+        let copied = blobs
+            .copy_from(opener(source), "new/d")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(copied.bytes, 5);
         assert!(!marked("new/d"));
+        assert!(!marked("new/dropped"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

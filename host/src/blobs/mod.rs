@@ -93,9 +93,19 @@ pub struct Copied {
 
 /// What is left to make a copied blob durable (see [`Blobs::copy_deferred`]): nothing
 /// for a cloud blob, or a blob fsynced alone; a sync of its filesystem for a small
-/// `file://` blob. Dropped, the blob still becomes durable, but nobody hears of it.
+/// `file://` blob. Dropped, the blob still becomes durable (and unmarked) with its
+/// filesystem's next sync, but nobody hears of it.
 #[must_use = "a copy is durable only once its durability has been waited for"]
 pub struct Durability(Option<Box<(local::LocalDir, local::Written<()>, String)>>);
+
+impl Drop for Durability {
+    fn drop(&mut self) {
+        if let Some(left) = self.0.take() {
+            let (local, left, _) = *left;
+            local.let_go(left);
+        }
+    }
+}
 
 impl Durability {
     /// Whether the blob is durable already.
@@ -104,8 +114,8 @@ impl Durability {
     }
 
     /// Waits until the blob is durable.
-    pub async fn wait(self) -> Result<(), BlobError> {
-        let Some(left) = self.0 else {
+    pub async fn wait(mut self) -> Result<(), BlobError> {
+        let Some(left) = self.0.take() else {
             return Ok(());
         };
         let (local, left, name) = *left;
