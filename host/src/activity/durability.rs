@@ -35,7 +35,7 @@ impl Pending {
         self.failed.clone().map_or(Ok(()), Err)
     }
 
-    /// Whether no copy waits.
+    /// Whether no copy waits, and none failed to be made durable.
     pub fn is_empty(&self) -> bool {
         self.waiting.is_empty() && self.failed.is_none()
     }
