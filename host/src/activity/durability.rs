@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 
 /// How many of an activity's copies may wait for durability at once; a copy beyond it
 /// first waits for the oldest. Each holds its blob's open file.
-const MAX_WAITING: usize = 64;
+const MAX_WAITING: usize = 16;
 
 /// An activity's copies that wait for durability, oldest first, and the first failure
 /// to make one durable: it fails the activity, whatever its guest then returns (the guest
@@ -49,5 +49,42 @@ impl Pending {
             }
         }
         failed.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blobs::{Blobs, Options};
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_most_max_waiting_copies_wait_and_all_are_durable_when_waited_for() {
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("blobs");
+        let blobs = Blobs::open_dir(&root, &Options::default()).unwrap();
+        let source = work.path().join("source");
+        std::fs::write(&source, b"bytes").unwrap();
+        let mut pending = Pending::default();
+        assert!(pending.is_empty());
+        for i in 0..MAX_WAITING * 2 {
+            let source = source.clone();
+            let open = move || std::fs::File::open(&source).map(|file| (file, 5));
+            let (_, durability) = blobs
+                .copy_deferred(open, &format!("b{i}"))
+                .await
+                .unwrap()
+                .unwrap();
+            pending.push(durability).await.unwrap();
+            assert!(pending.waiting.len() <= MAX_WAITING);
+        }
+        pending.wait_all().await.unwrap();
+        for i in 0..MAX_WAITING * 2 {
+            let mode = std::fs::metadata(root.join(format!("b{i}")))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o1000, 0, "b{i} is durable, so unmarked");
+        }
     }
 }
