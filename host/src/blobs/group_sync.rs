@@ -178,15 +178,17 @@ impl Sync {
     /// The sync thread: syncs the filesystem for each batch of waiting blobs, then
     /// unmarks them and tells their copies; ends when none came for [`IDLE`].
     fn run(&self) {
-        // Should this thread fail, the next blob starts another, and the blobs it held
+        // Should this thread panic, the next blob starts another, and the blobs it held
         // fail (their senders dropped).
-        struct Ended<'a>(&'a Sync);
-        impl Drop for Ended<'_> {
+        struct Panicked<'a>(&'a Sync);
+        impl Drop for Panicked<'_> {
             fn drop(&mut self) {
-                self.0.lock().syncing = false;
+                if std::thread::panicking() {
+                    self.0.lock().syncing = false;
+                }
             }
         }
-        let _ended = Ended(self);
+        let _panicked = Panicked(self);
         loop {
             let batch = {
                 let mut state = self.lock();
@@ -197,6 +199,8 @@ impl Sync {
                         .unwrap_or_else(PoisonError::into_inner);
                     state = waited;
                     if timeout.timed_out() && state.waiting.is_empty() {
+                        // Under the lock: a blob queued from now on starts a new thread.
+                        state.syncing = false;
                         return;
                     }
                 }
@@ -384,6 +388,25 @@ mod tests {
         group
             .durable(committed(&dir, "b"), group.failures())
             .await
+            .unwrap();
+        assert!(!marked(&work, "b"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sync_thread_that_ended_idle_is_started_again() {
+        let (work, dir, group) = group();
+        group
+            .durable(committed(&dir, "a"), group.failures())
+            .await
+            .unwrap();
+        // The thread ends once idle; the next blob must start another, not wait for it.
+        while group.lock().syncing {
+            tokio::time::sleep(IDLE / 4).await;
+        }
+        let again = group.durable(committed(&dir, "b"), group.failures());
+        tokio::time::timeout(Duration::from_secs(60), again)
+            .await
+            .expect("a blob queued after the thread ended is synced")
             .unwrap();
         assert!(!marked(&work, "b"));
     }
