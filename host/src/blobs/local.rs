@@ -49,7 +49,7 @@ pub(super) struct LocalDir {
 /// What a write returns once its blob is in place: `value`, and what is left to make the
 /// blob durable, if anything (see [`LocalDir::durable`]).
 pub(super) struct Written<T> {
-    pub(super) value: T,
+    value: T,
     syncing: Option<Syncing>,
 }
 
