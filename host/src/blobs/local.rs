@@ -10,7 +10,7 @@
 //! leads outside it.
 
 use super::Copied;
-use super::group_sync::{self, NewDirs, Sync, Syncs};
+use super::group_sync::{self, NewDirs, Sync, Syncs, Ticket, Writing};
 use super::staging::{self, Abandoned, Committed, Renames, Staging, Sweeper};
 use super::upload::{Failure, grew, hash_file, hex, read_exact_at, reserve};
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
@@ -30,6 +30,27 @@ use xattr::FileExt;
 /// copied by the kernel while a second thread hashes them.
 const SMALL: u64 = 1 << 20;
 
+/// The most blobs that may wait for a sync at once in one blob directory, each holding
+/// its open file (to unmark it once durable): a copy beyond them waits for room before
+/// it queues its blob. Enough for the copies that finish during a few syncs.
+const HELD: usize = 1024;
+
+/// How many blobs may wait for a sync at once: [`HELD`], or a quarter of the files this
+/// process may open if that is less (the binary raises its limit at start: see
+/// `api::server::raise_descriptor_limit`).
+fn held() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit for the duration of the call.
+    let soft = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
+        0 => limit.rlim_cur,
+        _ => 1024,
+    };
+    usize::try_from(soft / 4).unwrap_or(HELD).clamp(16, HELD)
+}
+
 /// A blob store in a local directory. Every path beneath it is resolved through a handle
 /// of that directory that refuses to leave it, by `..` or by a symlink (as
 /// [`crate::activity::confine`] does for sources): someone who can write in the blob
@@ -44,6 +65,8 @@ pub(super) struct LocalDir {
     renames: Arc<Renames>,
     syncs: Arc<Syncs>,
     new_dirs: Arc<NewDirs>,
+    /// Room for the blobs that wait for a sync; see [`held`].
+    held: Arc<Semaphore>,
 }
 
 /// What a write returns once its blob is in place: `value`, and what is left to make the
@@ -53,20 +76,11 @@ pub(super) struct Written<T> {
     syncing: Option<Syncing>,
 }
 
-impl<T> Written<T> {
-    /// Splits off the value, leaving what is left to do.
-    pub(super) fn split(self) -> (T, Written<()>) {
-        let left = Written {
-            value: (),
-            syncing: self.syncing,
-        };
-        (self.value, left)
-    }
-
-    /// Whether the blob is durable already.
-    pub(super) fn is_durable(&self) -> bool {
-        self.syncing.is_none()
-    }
+/// A blob queued for a sync of its filesystem (see [`LocalDir::queue`]), with the
+/// directory (beneath the blob directory) that holds it.
+pub(super) struct Queued {
+    ticket: Ticket,
+    parent: PathBuf,
 }
 
 /// A blob in place that waits for a sync of its filesystem, with the directory (beneath
@@ -75,6 +89,8 @@ struct Syncing {
     blob: Committed,
     failures: u64,
     sync: Arc<Sync>,
+    /// Counts the copy as being written until its blob is queued.
+    writing: Writing,
     parent: PathBuf,
 }
 
@@ -95,6 +111,7 @@ impl LocalDir {
             renames: Arc::default(),
             syncs: Arc::default(),
             new_dirs: Arc::default(),
+            held: Arc::new(Semaphore::new(held())),
         }
     }
 
@@ -187,25 +204,42 @@ impl LocalDir {
     /// What a write left to do once its blob is in place: waits for the sync that makes
     /// it durable (with the directories made for it), which unmarks it.
     pub(super) async fn durable<T>(&self, written: Written<T>) -> Result<T, Failure> {
-        if let Some(Syncing {
-            blob,
-            failures,
-            sync,
-            parent,
-        }) = written.syncing
-        {
-            sync.durable(blob, failures).await?;
-            self.new_dirs.settle(&parent, None)?;
+        let (value, queued) = self.queue(written).await?;
+        if let Some(queued) = queued {
+            self.synced(queued).await?;
         }
-        Ok(written.value)
+        Ok(value)
     }
 
-    /// Lets a written blob become durable (and unmarked) with its filesystem's next sync,
-    /// with nobody waiting for it.
-    pub(super) fn let_go<T>(&self, written: Written<T>) {
-        if let Some(syncing) = written.syncing {
-            let _ = syncing.sync.queue(syncing.blob, syncing.failures);
+    /// Queues a written blob, if it waits for a sync, for its filesystem's next one, once
+    /// there is room for it (see [`held`]); [`Self::synced`] waits for that sync.
+    pub(super) async fn queue<T>(
+        &self,
+        written: Written<T>,
+    ) -> Result<(T, Option<Queued>), Failure> {
+        let Some(Syncing {
+            mut blob,
+            failures,
+            sync,
+            writing,
+            parent,
+        }) = written.syncing
+        else {
+            return Ok((written.value, None));
+        };
+        if let Ok(permit) = self.held.clone().acquire_owned().await {
+            blob.hold(permit);
         }
+        let ticket = sync.queue(blob, failures)?;
+        drop(writing);
+        Ok((written.value, Some(Queued { ticket, parent })))
+    }
+
+    /// Waits until a queued blob is durable, with the directories made for it.
+    pub(super) async fn synced(&self, queued: Queued) -> Result<(), Failure> {
+        queued.ticket.wait().await?;
+        self.new_dirs.settle(&queued.parent, None)?;
+        Ok(())
     }
 
     /// Reads the blob at `location` whole, unless it is over `max` bytes.
@@ -310,6 +344,7 @@ impl LocalDir {
         self.sweeper.sweep_once(&dir, parent);
         let mut staging = Staging::create(&dir, name)?;
         let sync = self.syncs.of(staging.device, &dir)?;
+        let writing = sync.writing();
         let failures = sync.failures();
         let out = &mut staging.file;
         let sha256 = fill(out)?;
@@ -337,6 +372,7 @@ impl LocalDir {
                 blob,
                 failures,
                 sync,
+                writing,
                 parent: parent.to_path_buf(),
             }),
         })
@@ -678,9 +714,12 @@ mod tests {
             let (copied, durability) = blobs.copy_deferred(open, blob).await.unwrap().unwrap();
             assert_eq!((copied.bytes, copied.uploaded), (5, true));
             assert_eq!(std::fs::read(root.join(blob)).unwrap(), b"bytes");
-            // Marked (not trusted) until durable; durable at once only where each blob is
-            // fsynced alone (a filesystem not synced whole: see `group_sync`).
-            assert_eq!(marked(blob), !durability.is_durable(), "{blob}");
+            // Durable at once only where each blob is fsynced alone (a filesystem not
+            // synced whole: see `group_sync`), and then unmarked; else it is queued for a
+            // sync, which may have unmarked it already.
+            if durability.is_durable() {
+                assert!(!marked(blob), "{blob}");
+            }
             waiting.push((blob, durability));
         }
         for (blob, durability) in waiting {
@@ -705,6 +744,47 @@ mod tests {
         assert_eq!(copied.bytes, 5);
         assert!(!marked("new/d"));
         assert!(!marked("new/dropped"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blobs_that_wait_for_a_sync_take_room_and_give_it_back_once_durable() {
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("blobs");
+        let blobs = Blobs::open_dir(&root, &Options::default()).unwrap();
+        let super::super::Backend::Local(local) = &blobs.backend else {
+            panic!("a local blob store");
+        };
+        assert!(local.held.available_permits() >= 16);
+        // Room for one blob only.
+        local
+            .held
+            .forget_permits(local.held.available_permits() - 1);
+        let source = work.path().join("source");
+        std::fs::write(&source, b"bytes").unwrap();
+        let copy = |name: &'static str| {
+            let source = source.clone();
+            let open = move || std::fs::File::open(&source).map(|file| (file, 5));
+            let copied = blobs.copy_deferred(open, name);
+            async move {
+                let copied = tokio::time::timeout(std::time::Duration::from_secs(60), copied);
+                let (_, durability) = copied.await.expect("room comes back").unwrap().unwrap();
+                durability
+            }
+        };
+        // The second copy waits for the first blob's room, which its sync gives back
+        // though nobody waits for the first.
+        let a = copy("a").await;
+        let b = copy("b").await;
+        a.wait().await.unwrap();
+        b.wait().await.unwrap();
+        for blob in ["a", "b"] {
+            assert!(!is_marked(&std::fs::metadata(root.join(blob)).unwrap()));
+        }
+        assert_eq!(
+            local.held.available_permits(),
+            1,
+            "every room is given back"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,19 +93,10 @@ pub struct Copied {
 
 /// What is left to make a copied blob durable (see [`Blobs::copy_deferred`]): nothing
 /// for a cloud blob, or a blob fsynced alone; a sync of its filesystem for a small
-/// `file://` blob. Dropped, the blob still becomes durable (and unmarked) with its
-/// filesystem's next sync, but nobody hears of it.
+/// `file://` blob, which is queued for it already. Dropped, the blob still becomes
+/// durable (and unmarked) with that sync, but nobody hears of it.
 #[must_use = "a copy is durable only once its durability has been waited for"]
-pub struct Durability(Option<Box<(local::LocalDir, local::Written<()>, String)>>);
-
-impl Drop for Durability {
-    fn drop(&mut self) {
-        if let Some(left) = self.0.take() {
-            let (local, left, _) = *left;
-            local.let_go(left);
-        }
-    }
-}
+pub struct Durability(Option<Box<(local::LocalDir, local::Queued, String)>>);
 
 impl Durability {
     /// Whether the blob is durable already.
@@ -114,13 +105,13 @@ impl Durability {
     }
 
     /// Waits until the blob is durable.
-    pub async fn wait(mut self) -> Result<(), BlobError> {
-        let Some(left) = self.0.take() else {
+    pub async fn wait(self) -> Result<(), BlobError> {
+        let Some(left) = self.0 else {
             return Ok(());
         };
-        let (local, left, name) = *left;
+        let (local, queued, name) = *left;
         local
-            .durable(left)
+            .synced(queued)
             .await
             .map_err(|failure| BlobError::Failed {
                 reason: format!("cannot make the blob durable: {failure}"),
@@ -392,19 +383,18 @@ impl Blobs {
             }
         };
         let result = match &self.backend {
-            Backend::Local(local) => local
-                .copy(open, &location, self.skip_unchanged, &self.budget)
-                .await?
-                .map(|written| {
-                    let (copied, left) = written.split();
-                    let durability = match left.is_durable() {
-                        true => Durability(None),
-                        false => {
-                            Durability(Some(Box::new((local.clone(), left, name.to_string()))))
-                        }
-                    };
-                    (copied, durability)
-                }),
+            Backend::Local(local) => {
+                match local
+                    .copy(open, &location, self.skip_unchanged, &self.budget)
+                    .await?
+                {
+                    Ok(written) => local.queue(written).await.map(|(copied, queued)| {
+                        let left = queued.map(|queued| (local.clone(), queued, name.to_string()));
+                        (copied, Durability(left.map(Box::new)))
+                    }),
+                    Err(failure) => Err(failure),
+                }
+            }
             _ => match tokio::task::spawn_blocking(open).await {
                 Ok(opened) => {
                     let (file, size) = opened?;

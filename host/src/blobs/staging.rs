@@ -31,6 +31,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// The mode bit that marks a staging file: the sticky bit, which Linux ignores on
 /// regular files.
@@ -55,10 +56,12 @@ struct Named<'a> {
     committed: bool,
 }
 
-/// A blob renamed into place and still marked, with its file still held.
+/// A blob renamed into place and still marked, with its file still held (and, while it
+/// waits for a sync, the permit that counts the held file: see [`Self::hold`]).
 pub(super) struct Committed {
     file: File,
     mode: u32,
+    held: Option<OwnedSemaphorePermit>,
 }
 
 impl<'a> Staging<'a> {
@@ -140,11 +143,18 @@ impl<'a> Staging<'a> {
         Ok(Committed {
             file: self.file,
             mode: self.mode,
+            held: None,
         })
     }
 }
 
 impl Committed {
+    /// Keeps `permit` (one of a bounded number of blob files that may be held open at
+    /// once) until the blob's file is closed.
+    pub(super) fn hold(&mut self, permit: OwnedSemaphorePermit) {
+        self.held = Some(permit);
+    }
+
     /// The blob's file.
     pub(super) fn file(&self) -> &File {
         &self.file

@@ -44,6 +44,11 @@ pub const SAMPLE_COMPONENTS: &[(&str, &[u8])] = &[
 /// the next start (about a minute of back-off in all).
 const SETTLE_RETRIES: u32 = 16;
 
+/// The most bytes of results (each counted as at least 1 KiB) that activities whose
+/// guests are done may hold while their copied blobs are made durable; an activity over
+/// it keeps its slot until there is room.
+const WAITING_RESULTS: usize = 64 << 20;
+
 /// Why the runtime could not start or an instance could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -183,8 +188,9 @@ pub struct Runtime {
     /// Identifies this process's leases.
     owner: String,
     activity_slots: Arc<Semaphore>,
-    /// Activities whose guests are done and whose copied blobs are not durable yet.
-    durability_slots: Arc<Semaphore>,
+    /// Bytes of the results of activities whose guests are done and whose copied blobs
+    /// are not durable yet; see [`WAITING_RESULTS`].
+    waiting_results: Arc<Semaphore>,
     /// Activities started and not settled yet (their slots may be free already: see
     /// `dispatch::run_work_item`); a graceful stop waits for them.
     settling: watch::Sender<usize>,
@@ -334,7 +340,7 @@ impl Runtime {
             eager_items: Mutex::new(Some(eager_receiver)),
             owner,
             activity_slots: Arc::new(Semaphore::new(config_max_activities)),
-            durability_slots: Arc::new(Semaphore::new(config_max_activities)),
+            waiting_results: Arc::new(Semaphore::new(WAITING_RESULTS)),
             settling: watch::Sender::new(0),
             running: Mutex::new(HashMap::new()),
             let_go: watch::Sender::new(0),
