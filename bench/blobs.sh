@@ -2,7 +2,8 @@
 # Blob upload benchmarks for BENCHMARKS.md, side by side in one run, medians of 3 runs:
 #   1. one 2 GiB file to file://, hashed, vs `cp`, `cp` + `sync` and `openssl dgst -sha256` (and
 #      Weft's peak RSS, /usr/bin/time -v);
-#   2. 10,000 files of 1-64 KiB + 5 x 50 MiB to file:// vs `rclone copy`;
+#   2. 10,000 files of 1-64 KiB + 5 x 50 MiB to file:// vs `rclone copy`: on this disk,
+#      and (section ext4, as root) on a freshly made ext4 for each tool's run;
 #   3. the same tree to Azurite, to moto's S3 server and to s3s-fs (an S3 server in Rust,
 #      storing on disk, far faster than moto) vs `rclone copy` to the same server and a
 #      raw object_store copy (host/examples/raw_copy.rs) at the same concurrency (16
@@ -12,19 +13,19 @@
 # Needs: a release build (built here), rclone (apt-get install -y rclone), GNU time
 # (apt-get install -y time), Azurite, moto and s3s-fs (as .ci/run installs them).
 # Usage: bench/blobs.sh [WORK_DIR]   (default /tmp/weft-bench; needs ~8 GiB free);
-# SECTIONS="local azure s3 s3s" (the default) picks what runs; LOCAL_ONLY=1 is
-# SECTIONS=local; S3S_DATA=DIR puts s3s-fs's objects there (default WORK_DIR).
+# SECTIONS="local ext4 azure s3 s3s" (the default) picks what runs; LOCAL_ONLY=1 is
+# SECTIONS="local ext4"; S3S_DATA=DIR puts s3s-fs's objects there (default WORK_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 WORK=${1:-/tmp/weft-bench}
 RUNS=${RUNS:-3}
-SECTIONS=${SECTIONS:-local azure s3 s3s}
+SECTIONS=${SECTIONS:-local ext4 azure s3 s3s}
 # Where s3s-fs stores the objects: S3S_DATA=/dev/shm/weft-s3s keeps the shared disk's
 # writeback out of the comparison (about 3 GB of memory per run of the four tools).
 S3S_DATA=${S3S_DATA:-$WORK}
 mkdir -p "$S3S_DATA"
-[ -n "${LOCAL_ONLY:-}" ] && SECTIONS=local
+[ -n "${LOCAL_ONLY:-}" ] && SECTIONS="local ext4"
 section() { [[ " $SECTIONS " == *" $1 "* ]]; }
 mkdir -p "$WORK"
 
@@ -65,9 +66,11 @@ for i in range(5):
 EOF
   touch "$WORK/tree.done"
 fi
-# Warm the page cache: every tool reads from memory.
-cat "$WORK/big/2GiB.bin" > /dev/null
-find "$WORK/tree" -type f -exec cat {} + > /dev/null
+# Every tool reads from memory: the source is read right before each timed run (outside
+# the timing), since memory left untouched for a while may be reclaimed meanwhile (this
+# VM's kernel pages out cold memory: DAMON's `pageout` scheme).
+warm_big() { cat "$WORK/big/2GiB.bin" > /dev/null; }
+warm_tree() { find "$WORK/tree" -type f -exec cat {} + > /dev/null; }
 
 OUT=$WORK/out
 CACHE=$WORK/weft-cache
@@ -83,6 +86,13 @@ seconds() {
 }
 median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
+# "$2 $3 ..." rotated left by $1.
+rotate() {
+  local n=$1; shift
+  local all=("$@"); local k=$(( n % ${#all[@]} ))
+  echo "${all[@]:k}" "${all[@]:0:k}"
+}
+
 # "MEDIAN (runs R1 R2 ...)": the ratios of the arrays named $1 and $2, run by run (the
 # tools of one run go back to back, so their ratio drifts less with the machine's load).
 per_run() {
@@ -129,14 +139,14 @@ w=(); c=(); s=(); h=()
 # (`cp` itself: 5.6 s instead of 0.6 s), so every tool starts from the same state.
 for i in $(seq "$RUNS"); do
   mkdir -p "$OUT/cp$i" "$OUT/cps$i"
-  c+=("$(seconds cp "$WORK/big/2GiB.bin" "$OUT/cp$i/")"); rm -rf "$OUT/cp$i"; sync
-  s+=("$(seconds cp_sync "$WORK/big/2GiB.bin" "$OUT/cps$i")"); rm -rf "$OUT/cps$i"; sync
-  h+=("$(seconds openssl dgst -sha256 "$WORK/big/2GiB.bin")")
-  w+=("$(seconds weft_backup "$WORK/big" "file://$OUT/weft-big$i")")
+  warm_big; c+=("$(seconds cp "$WORK/big/2GiB.bin" "$OUT/cp$i/")"); rm -rf "$OUT/cp$i"; sync
+  warm_big; s+=("$(seconds cp_sync "$WORK/big/2GiB.bin" "$OUT/cps$i")"); rm -rf "$OUT/cps$i"; sync
+  warm_big; h+=("$(seconds openssl dgst -sha256 "$WORK/big/2GiB.bin")")
+  warm_big; w+=("$(seconds weft_backup "$WORK/big" "file://$OUT/weft-big$i")")
   rm -rf "$OUT/weft-big$i" "$WORK"/data.*
   sync
 done
-rss=$(peak_mib "$WORK/big" "file://$OUT/weft-big-rss"); rm -rf "$OUT/weft-big-rss" "$WORK"/data.*
+warm_big; rss=$(peak_mib "$WORK/big" "file://$OUT/weft-big-rss"); rm -rf "$OUT/weft-big-rss" "$WORK"/data.*
 wm=$(median "${w[@]}"); cm=$(median "${c[@]}"); sm=$(median "${s[@]}"); hm=$(median "${h[@]}")
 echo "2GiB file:// | weft ${wm}s (runs ${w[*]}) | cp ${cm}s (runs ${c[*]}) | cp+sync ${sm}s (runs ${s[*]}) | openssl sha256 ${hm}s (runs ${h[*]}) | weft/cp $(ratio "$wm" "$cm") | weft/(cp+sync) $(ratio "$wm" "$sm") | sha256/cp $(ratio "$hm" "$cm") | weft peak RSS ${rss} MiB"
 
@@ -153,15 +163,15 @@ w=(); w32=(); r=()
 # rclone goes first in odd runs and last in even ones: the machine drifts within a run.
 for i in $(seq "$RUNS"); do
   if (( i % 2 )); then
-    sync
+    sync; warm_tree
     r+=("$(seconds rclone copy --transfers 16 --checkers 16 "$WORK/tree" "$OUT/rclone-tree$i")")
   fi
-  sync
+  sync; warm_tree
   w+=("$(seconds weft_backup "$WORK/tree" "file://$OUT/weft-tree$i")")
-  sync
+  sync; warm_tree
   w32+=("$(seconds weft_backup "$WORK/tree" "file://$OUT/weft32-tree$i" --max-activities 32)")
   if (( i % 2 == 0 )); then
-    sync
+    sync; warm_tree
     r+=("$(seconds rclone copy --transfers 16 --checkers 16 "$WORK/tree" "$OUT/rclone-tree$i")")
   fi
 done
@@ -169,6 +179,39 @@ rm -rf "$OUT"/rclone-tree* "$OUT"/weft-tree* "$OUT"/weft32-tree* "$WORK"/data.*
 sync
 wm=$(median "${w[@]}"); w32m=$(median "${w32[@]}"); rm_=$(median "${r[@]}")
 echo "tree file:// | weft ${wm}s (runs ${w[*]}) | weft, 32 activities ${w32m}s (runs ${w32[*]}) | rclone ${rm_}s (runs ${r[*]}) | weft/rclone $(ratio "$wm" "$rm_") | weft/rclone per run $(per_run w r) | weft 32/rclone per run $(per_run w32 r)"
+fi
+
+# --- 2b. tree to a fresh ext4 vs rclone --------------------------------------------------
+# This VM's disk is an ext4 without a journal that has seen many deletions: its inode
+# allocator's scans, and its neighbours' load, swing every tool 1.5 to 3x between rounds.
+# Here each tool's run writes into an ext4 made just before it (defaults, so with a
+# journal, as a user's disk has; its tables initialised at once, not in the background)
+# on a loop device over a file in WORK (direct I/O: no second page cache), so that every
+# run starts from the same state. Needs root, mkfs.ext4 and losetup.
+if section ext4; then
+  MNT=$WORK/mnt; IMG=$WORK/ext4.img
+  mkdir -p "$MNT"
+  fresh_ext4() {
+    rm -f "$IMG"; truncate -s 6G "$IMG"
+    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$IMG"
+    LOOP=$(losetup --direct-io=on -f --show "$IMG")
+    mount "$LOOP" "$MNT"; sync
+  }
+  drop_ext4() { umount "$MNT"; losetup -d "$LOOP"; rm -f "$IMG"; }
+  w=(); r=()
+  for i in $(seq "$RUNS"); do
+    for tool in $(rotate "$i" rclone weft); do
+      fresh_ext4; warm_tree
+      case $tool in
+        rclone) r+=("$(seconds rclone copy --transfers 16 --checkers 16 "$WORK/tree" "$MNT/tree")") ;;
+        weft) w+=("$(seconds weft_backup "$WORK/tree" "file://$MNT/blobs")") ;;
+      esac
+      drop_ext4
+    done
+    rm -rf "$WORK"/data.*
+  done
+  wm=$(median "${w[@]}"); rm_=$(median "${r[@]}")
+  echo "tree fresh ext4 | weft ${wm}s (runs ${w[*]}) | rclone ${rm_}s (runs ${r[*]}) | weft/rclone $(ratio "$wm" "$rm_") | weft/rclone per run $(per_run w r)"
 fi
 
 # --- 3. tree to Azurite and S3 vs rclone and raw object_store ---------------------------
@@ -231,13 +274,6 @@ print(generate_account_sas('devstoreaccount1', '$EMULATOR_KEY',
   fi
 }
 
-# "$2 $3 ..." rotated left by $1.
-rotate() {
-  local n=$1; shift
-  local all=("$@"); local k=$(( n % ${#all[@]} ))
-  echo "${all[@]:k}" "${all[@]:0:k}"
-}
-
 cloud() { # $1 = azure|s3|s3s
   local kind=$1 w=() r=() x=() y=()
   rm -rf "$S3S_DATA"/s3s-data.* "$WORK/logs"
@@ -245,6 +281,7 @@ cloud() { # $1 = azure|s3|s3s
     # The tools take turns to go first (the disk, too, remembers what ran before).
     for tool in $(rotate "$i" rclone weft raw raw-sha256); do
       serve "$kind" "$i-$tool"
+      warm_tree
       case $tool in
         rclone)
           r+=("$(seconds rclone copy --transfers 16 --checkers 16 "$WORK/tree" "bench:rclone-tree")") ;;
@@ -272,7 +309,7 @@ cloud() { # $1 = azure|s3|s3s
   serve "$kind" rss
   weft_backup "$WORK/empty" "$SCHEME://weft-big" --create-container > /dev/null
   local rss
-  rss=$(peak_mib "$WORK/big" "$SCHEME://weft-big")
+  warm_big; rss=$(peak_mib "$WORK/big" "$SCHEME://weft-big")
   echo "2GiB $kind | weft peak RSS ${rss} MiB (one run)"
   rm -rf "$WORK"/data.*
   stop_server "$LOG"
