@@ -372,7 +372,6 @@ impl Blobs {
         open: impl FnOnce() -> Result<(std::fs::File, u64), E> + Send + 'static,
         name: &str,
     ) -> Result<Result<(Copied, Durability), BlobError>, E> {
-        let opening = |error| upload::Failure::Local(format!("the opening thread failed: {error}"));
         let location = match self.location(name) {
             Ok(location) => location,
             Err(bad_name) => {
@@ -395,15 +394,9 @@ impl Blobs {
                     Err(failure) => Err(failure),
                 }
             }
-            _ => match tokio::task::spawn_blocking(open).await {
-                Ok(opened) => {
-                    let (file, size) = opened?;
-                    upload::copy(self, file, size, &location)
-                        .await
-                        .map(|copied| (copied, Durability(None)))
-                }
-                Err(error) => Err(opening(error)),
-            },
+            _ => upload::copy_from(self, open, &location)
+                .await?
+                .map(|copied| (copied, Durability(None))),
         };
         Ok(result.map_err(|error| self.describe(name, error)))
     }

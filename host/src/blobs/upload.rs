@@ -112,10 +112,9 @@ pub(super) async fn reserve(
     budget: &Arc<Semaphore>,
     len: usize,
 ) -> Result<OwnedSemaphorePermit, Failure> {
-    let len = len.min(super::BUFFER_BUDGET) as u32;
     budget
         .clone()
-        .acquire_many_owned(len)
+        .acquire_many_owned(memory(len as u64))
         .await
         .map_err(|_| Failure::Local("the host is shutting down".to_string()))
 }
@@ -211,28 +210,72 @@ async fn unchanged(
     }
 }
 
-/// Copies `file` into `location`; see [`Blobs::copy_file`].
-pub(super) async fn copy(
+/// A small file read whole, with its SHA-256 and the memory it holds.
+type Read = (Result<(Data, String), Failure>, OwnedSemaphorePermit);
+
+/// Reads a file of `size` bytes whole and hashes it.
+fn read_whole(file: &File, size: u64) -> Result<(Data, String), Failure> {
+    let data = read_exact_at(file, 0, size as usize)?;
+    if grew(file, size)? {
+        return Err(Failure::Changed);
+    }
+    let sha256 = hex(Sha256::digest(data.as_ref()));
+    Ok((data, sha256))
+}
+
+/// Copies the file that `open` opens (with its size) into `location`; see
+/// [`Blobs::copy_from`]. A file that goes up in one request is opened, read and hashed
+/// on one blocking thread when memory for it is free then.
+pub(super) async fn copy_from<E: Send + 'static>(
+    blobs: &Blobs,
+    open: impl FnOnce() -> Result<(File, u64), E> + Send + 'static,
+    location: &Path,
+) -> Result<Result<Copied, Failure>, E> {
+    let budget = blobs.budget.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        let (file, size) = open()?;
+        let read: Option<Read> = (size <= part_size(size) as u64)
+            .then(|| budget.try_acquire_many_owned(memory(size)).ok())
+            .flatten()
+            .map(|permit| (read_whole(&file, size), permit));
+        Ok((file, size, read))
+    })
+    .await;
+    Ok(match opened {
+        Ok(Ok((file, size, read))) => copy(blobs, file, size, location, read).await,
+        Ok(Err(refused)) => return Err(refused),
+        Err(error) => Err(Failure::Local(format!(
+            "the opening thread failed: {error}"
+        ))),
+    })
+}
+
+/// The budget a file of `size` bytes read whole takes (see [`reserve`]).
+fn memory(size: u64) -> u32 {
+    size.min(super::BUFFER_BUDGET as u64) as u32
+}
+
+/// Copies `file` into `location`, given what was `read` of it already, if anything.
+async fn copy(
     blobs: &Blobs,
     file: File,
     size: u64,
     location: &Path,
+    read: Option<Read>,
 ) -> Result<Copied, Failure> {
     let file = Arc::new(file);
     let part = part_size(size);
     if size <= part as u64 {
         // One read, hashed in memory, one request.
-        let permit = reserve(&blobs.budget, size as usize).await?;
-        let reader = file.clone();
-        let (data, sha256) = blocking(move || {
-            let data = read_exact_at(&reader, 0, size as usize)?;
-            if grew(&reader, size)? {
-                return Err(Failure::Changed);
+        let (read, permit) = match read {
+            Some(read) => read,
+            None => {
+                let permit = reserve(&blobs.budget, size as usize).await?;
+                let reader = file.clone();
+                (blocking(move || read_whole(&reader, size)).await, permit)
             }
-            let sha256 = hex(Sha256::digest(data.as_ref()));
-            Ok((data, sha256))
-        })
-        .await?;
+        };
+        let (data, sha256) = read?;
         if blobs.skip_unchanged && unchanged(blobs, location, size, &sha256).await? {
             return Ok(Copied {
                 bytes: size,
