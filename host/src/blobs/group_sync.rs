@@ -145,8 +145,8 @@ impl Sync {
         self.lock().failures
     }
 
-    /// Counts a copy as being written to this filesystem until the guard is dropped:
-    /// once it has queued its blob, or given up, or made its blob durable alone.
+    /// Counts a copy whose blob will wait for a sync as being written to this filesystem
+    /// until the guard is dropped: once it has queued its blob, or given up.
     pub(super) fn writing(self: &Arc<Self>) -> Writing {
         self.lock().writing += 1;
         Writing(self.clone())

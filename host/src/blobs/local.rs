@@ -90,7 +90,7 @@ struct Syncing {
     failures: u64,
     sync: Arc<Sync>,
     /// Counts the copy as being written until its blob is queued.
-    writing: Writing,
+    writing: Option<Writing>,
     parent: PathBuf,
 }
 
@@ -344,7 +344,9 @@ impl LocalDir {
         self.sweeper.sweep_once(&dir, parent);
         let mut staging = Staging::create(&dir, name)?;
         let sync = self.syncs.of(staging.device, &dir)?;
-        let writing = sync.writing();
+        // A copy whose blob will wait for a sync is counted from here until it queues the
+        // blob, so that the syncs meanwhile wait for it (see `group_sync`).
+        let writing = (!sync.alone(size)).then(|| sync.writing());
         let failures = sync.failures();
         let out = &mut staging.file;
         let sha256 = fill(out)?;
