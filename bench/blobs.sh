@@ -188,7 +188,9 @@ fi
 # journal, as a user's disk has; its tables initialised at once, not in the background)
 # on a loop device over a file in WORK (direct I/O: no second page cache), so that every
 # run starts from the same state. Needs root, mkfs.ext4 and losetup.
-if section ext4; then
+if section ext4 && { [ "$(id -u)" != 0 ] || ! command -v mkfs.ext4 losetup > /dev/null; }; then
+  echo "tree fresh ext4 | skipped: needs root, mkfs.ext4 and losetup"
+elif section ext4; then
   MNT=$WORK/mnt; IMG=$WORK/ext4.img
   mkdir -p "$MNT"
   fresh_ext4() {
