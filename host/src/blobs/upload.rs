@@ -211,7 +211,7 @@ async fn unchanged(
 }
 
 /// A small file read whole, with its SHA-256 and the memory it holds.
-type Read = (Result<(Data, String), Failure>, OwnedSemaphorePermit);
+type ReadWhole = (Result<(Data, String), Failure>, OwnedSemaphorePermit);
 
 /// Reads a file of `size` bytes whole and hashes it.
 fn read_whole(file: &File, size: u64) -> Result<(Data, String), Failure> {
@@ -234,7 +234,7 @@ pub(super) async fn copy_from<E: Send + 'static>(
     let budget = blobs.budget.clone();
     let opened = tokio::task::spawn_blocking(move || {
         let (file, size) = open()?;
-        let read: Option<Read> = (size <= part_size(size) as u64)
+        let read: Option<ReadWhole> = (size <= part_size(size) as u64)
             .then(|| budget.try_acquire_many_owned(memory(size)).ok())
             .flatten()
             .map(|permit| (read_whole(&file, size), permit));
@@ -261,7 +261,7 @@ async fn copy(
     file: File,
     size: u64,
     location: &Path,
-    read: Option<Read>,
+    read: Option<ReadWhole>,
 ) -> Result<Copied, Failure> {
     let file = Arc::new(file);
     let part = part_size(size);
