@@ -6,7 +6,8 @@ use crate::blobs::Durability;
 use std::collections::VecDeque;
 
 /// How many of an activity's copies may wait for durability at once; a copy beyond it
-/// first waits for the oldest. Each holds its blob's open file.
+/// first waits for the oldest. (Each blob's open file waits in its sync's queue, which
+/// is bounded host-wide: see `blobs`.)
 const MAX_WAITING: usize = 16;
 
 /// An activity's copies that wait for durability, oldest first, and the first failure

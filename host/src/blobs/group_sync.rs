@@ -98,6 +98,8 @@ pub(super) struct Sync {
     whole: bool,
     /// See [`GAP`].
     gap: Duration,
+    /// See [`IDLE`].
+    idle: Duration,
     file: File,
     state: Mutex<State>,
     queued: Condvar,
@@ -133,6 +135,7 @@ impl Sync {
         Self {
             whole,
             gap: GAP,
+            idle: IDLE,
             file,
             state: Mutex::default(),
             queued: Condvar::new(),
@@ -140,7 +143,7 @@ impl Sync {
     }
 
     /// The errors reported so far: take it before writing, and give it to
-    /// [`Self::durable`].
+    /// [`Self::queue`].
     pub(super) fn failures(&self) -> u64 {
         self.lock().failures
     }
@@ -153,14 +156,15 @@ impl Sync {
     }
 
     /// Whether a blob of `size` bytes is made durable alone: by fsyncing it and its
-    /// directory ([`fsync`]), not by [`Self::durable`].
+    /// directory ([`fsync`]), not by a sync of the filesystem ([`Self::queue`]).
     pub(super) fn alone(&self, size: u64) -> bool {
         !self.whole || size > ALONE
     }
 
     /// Makes `blob` (renamed into place) and its directory entry durable, then unmarks
     /// it: returns once a sync that started after this call has finished, and fails if
-    /// any sync reported an error since `failures` was taken.
+    /// any sync reported an error since `failures` was taken. (Copies [`Self::queue`]
+    /// their blobs, and wait on the [`Ticket`] later.)
     #[cfg(test)]
     pub(super) async fn durable(
         self: &Arc<Self>,
@@ -170,9 +174,10 @@ impl Sync {
         self.queue(blob, failures)?.wait().await
     }
 
-    /// Queues `blob` for the next sync (see [`Self::durable`]); the ticket hears once it
-    /// is durable and unmarked, or why not. A ticket dropped unheard leaves the blob to
-    /// be made durable, unmarked and closed all the same.
+    /// Queues `blob` (renamed into place; `failures` taken before it was written) for the
+    /// next sync; the ticket hears once it is durable and unmarked, or why not. A ticket
+    /// dropped unheard leaves the blob to be made durable, unmarked and closed all the
+    /// same.
     pub(super) fn queue(
         self: &Arc<Self>,
         blob: Committed,
@@ -180,14 +185,10 @@ impl Sync {
     ) -> Result<Ticket, Failure> {
         let (done, synced) = oneshot::channel();
         let mut state = self.lock();
-        state.waiting.push(Waiting {
-            blob,
-            failures,
-            done,
-        });
         if state.syncing {
             self.queued.notify_one();
         } else {
+            // Started before the blob is queued: a blob never waits where no thread syncs.
             let this = self.clone();
             std::thread::Builder::new()
                 .name("weft-sync".to_string())
@@ -195,19 +196,28 @@ impl Sync {
                 .map_err(|e| Failure::Local(format!("cannot start a sync thread: {e}")))?;
             state.syncing = true;
         }
+        state.waiting.push(Waiting {
+            blob,
+            failures,
+            done,
+        });
         Ok(Ticket(synced))
     }
 
     /// The sync thread: syncs the filesystem for each batch of waiting blobs, then
     /// unmarks them and tells their copies; ends when none came for [`IDLE`].
     fn run(&self) {
-        // Should this thread panic, the next blob starts another, and the blobs it held
-        // fail (their senders dropped).
+        // Should this thread panic, the next blob starts another, and the blobs it held,
+        // or that wait, fail (their senders dropped), closing their files.
         struct Panicked<'a>(&'a Sync);
         impl Drop for Panicked<'_> {
             fn drop(&mut self) {
                 if std::thread::panicking() {
-                    self.0.lock().syncing = false;
+                    let mut state = self.0.lock();
+                    state.syncing = false;
+                    let stranded = std::mem::take(&mut state.waiting);
+                    drop(state);
+                    drop(stranded);
                 }
             }
         }
@@ -219,7 +229,7 @@ impl Sync {
                 while state.waiting.is_empty() {
                     let (waited, timeout) = self
                         .queued
-                        .wait_timeout(state, IDLE)
+                        .wait_timeout(state, self.idle)
                         .unwrap_or_else(PoisonError::into_inner);
                     state = waited;
                     if timeout.timed_out() && state.waiting.is_empty() {
@@ -256,16 +266,29 @@ impl Sync {
                 }
                 (state.failures, state.last_failure)
             };
-            for waiting in batch {
+            for Waiting {
+                blob,
+                failures: before,
+                done,
+            } in batch
+            {
                 let result = match last_failure {
-                    Some(errno) if failures != waiting.failures => {
+                    Some(errno) if failures != before => {
                         Err(std::io::Error::from_raw_os_error(errno).into())
                     }
-                    _ => waiting.blob.unmark(),
+                    _ => blob.unmark(),
                 };
-                let _ = waiting.done.send(result);
+                // Closed (and its room given back) before its copy hears.
+                drop(blob);
+                let _ = done.send(result);
             }
         }
+    }
+
+    /// Syncs finished so far.
+    #[cfg(test)]
+    pub(super) fn synced(&self) -> u64 {
+        self.lock().synced
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -477,9 +500,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_sync_waits_for_the_copies_being_written_and_a_lone_blob_does_not() {
         let (work, dir, group) = group();
-        // A gap far longer than the test: only a copy that ends lets a sync start.
+        // A gap far longer than the test: only a copy that ends lets a sync start (and
+        // the thread never ends idle meanwhile, to start afresh without a gap).
         let group = Arc::new(Sync {
             gap: Duration::from_secs(3600),
+            idle: Duration::from_secs(3600),
             ..Arc::into_inner(group).unwrap()
         });
         let synced = || group.lock().synced;

@@ -30,12 +30,13 @@ use xattr::FileExt;
 /// copied by the kernel while a second thread hashes them.
 const SMALL: u64 = 1 << 20;
 
-/// The most blobs that may wait for a sync at once in one blob directory, each holding
-/// its open file (to unmark it once durable): a copy beyond them waits for room before
-/// it queues its blob. Enough for the copies that finish during a few syncs.
+/// The most copies that may be under way or wait for a sync at once in one blob
+/// directory, each blob that waits holding its open file (to unmark it once durable): a
+/// copy beyond them waits for room before it starts. Enough for the copies that finish
+/// during a few syncs.
 const HELD: usize = 1024;
 
-/// How many blobs may wait for a sync at once: [`HELD`], or a quarter of the files this
+/// How many copies may be under way or wait for a sync at once: [`HELD`], or a quarter of the files this
 /// process may open if that is less (the binary raises its limit at start: see
 /// `api::server::raise_descriptor_limit`).
 fn held() -> usize {
@@ -65,7 +66,7 @@ pub(super) struct LocalDir {
     renames: Arc<Renames>,
     syncs: Arc<Syncs>,
     new_dirs: Arc<NewDirs>,
-    /// Room for the blobs that wait for a sync; see [`held`].
+    /// Room for the copies under way and the blobs that wait for a sync; see [`held`].
     held: Arc<Semaphore>,
 }
 
@@ -118,8 +119,8 @@ impl LocalDir {
     /// Copies the file that `open` opens into the blob, up to its rename into place; see
     /// [`super::Blobs::copy_deferred`]. The file is opened and (on the first try) copied
     /// on one blocking thread; what is left to make the blob durable is returned, to be
-    /// awaited (see [`Self::durable`]) without a thread. A full disk is waited out (see
-    /// [`while_disk_full`]).
+    /// queued and awaited (see [`Self::queue`]) without a thread. A full disk is waited
+    /// out (see [`while_disk_full`]).
     pub(super) async fn copy<E: Send + 'static>(
         &self,
         open: impl FnOnce() -> Result<(File, u64), E> + Send + 'static,
@@ -127,6 +128,9 @@ impl LocalDir {
         skip_unchanged: bool,
         budget: &Arc<Semaphore>,
     ) -> Result<Result<Written<Copied>, Failure>, E> {
+        // Room for the blob to wait for its sync in (see [`held`]), taken before anything
+        // is opened: once the blob is in place, it is queued at once.
+        let room = self.held.clone().acquire_owned().await.ok();
         let first = {
             let (this, location, budget) = (self.clone(), location.clone(), budget.clone());
             on_thread("copying", move |abandoned| {
@@ -161,7 +165,7 @@ impl LocalDir {
         // that outlived a cancelled copy still holds it.
         let permit = Arc::new(permit);
         let file = Arc::new(file);
-        Ok(while_disk_full(location, || {
+        let written = while_disk_full(location, || {
             let tried = tried.take();
             let (this, location) = (self.clone(), location.clone());
             let (file, permit) = (file.clone(), permit.clone());
@@ -178,7 +182,13 @@ impl LocalDir {
                 }
             }
         })
-        .await)
+        .await;
+        Ok(written.map(|mut written| {
+            if let (Some(syncing), Some(room)) = (&mut written.syncing, room) {
+                syncing.blob.hold(room);
+            }
+            written
+        }))
     }
 
     /// Writes a small blob whole, waiting out a full disk.
@@ -204,21 +214,18 @@ impl LocalDir {
     /// What a write left to do once its blob is in place: waits for the sync that makes
     /// it durable (with the directories made for it), which unmarks it.
     pub(super) async fn durable<T>(&self, written: Written<T>) -> Result<T, Failure> {
-        let (value, queued) = self.queue(written).await?;
+        let (value, queued) = self.queue(written)?;
         if let Some(queued) = queued {
             self.synced(queued).await?;
         }
         Ok(value)
     }
 
-    /// Queues a written blob, if it waits for a sync, for its filesystem's next one, once
-    /// there is room for it (see [`held`]); [`Self::synced`] waits for that sync.
-    pub(super) async fn queue<T>(
-        &self,
-        written: Written<T>,
-    ) -> Result<(T, Option<Queued>), Failure> {
+    /// Queues a written blob, if it waits for a sync, for its filesystem's next one;
+    /// [`Self::synced`] waits for that sync.
+    pub(super) fn queue<T>(&self, written: Written<T>) -> Result<(T, Option<Queued>), Failure> {
         let Some(Syncing {
-            mut blob,
+            blob,
             failures,
             sync,
             writing,
@@ -227,9 +234,6 @@ impl LocalDir {
         else {
             return Ok((written.value, None));
         };
-        if let Ok(permit) = self.held.clone().acquire_owned().await {
-            blob.hold(permit);
-        }
         let ticket = sync.queue(blob, failures)?;
         drop(writing);
         Ok((written.value, Some(Queued { ticket, parent })))
@@ -749,7 +753,8 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn blobs_that_wait_for_a_sync_take_room_and_give_it_back_once_durable() {
+    async fn copies_take_room_that_their_blobs_give_back_once_durable() {
+        use cap_std::fs::MetadataExt as _;
         let work = tempfile::tempdir().unwrap();
         let root = work.path().join("blobs");
         let blobs = Blobs::open_dir(&root, &Options::default()).unwrap();
@@ -757,36 +762,56 @@ mod tests {
             panic!("a local blob store");
         };
         assert!(local.held.available_permits() >= 16);
-        // Room for one blob only.
-        local
-            .held
-            .forget_permits(local.held.available_permits() - 1);
         let source = work.path().join("source");
         std::fs::write(&source, b"bytes").unwrap();
-        let copy = |name: &'static str| {
+        let copy = |name: String| {
             let source = source.clone();
             let open = move || std::fs::File::open(&source).map(|file| (file, 5));
-            let copied = blobs.copy_deferred(open, name);
+            let blobs = &blobs;
             async move {
+                let copied = blobs.copy_deferred(open, &name);
                 let copied = tokio::time::timeout(std::time::Duration::from_secs(60), copied);
                 let (_, durability) = copied.await.expect("room comes back").unwrap().unwrap();
                 durability
             }
         };
-        // The second copy waits for the first blob's room, which its sync gives back
-        // though nobody waits for the first.
-        let a = copy("a").await;
-        let b = copy("b").await;
-        a.wait().await.unwrap();
-        b.wait().await.unwrap();
-        for blob in ["a", "b"] {
-            assert!(!is_marked(&std::fs::metadata(root.join(blob)).unwrap()));
+        let first = copy("first".to_string()).await;
+        let dir = cap_std::fs::Dir::open_ambient_dir(&root, cap_std::ambient_authority()).unwrap();
+        let sync = local
+            .syncs
+            .of(dir.dir_metadata().unwrap().dev(), &dir)
+            .unwrap();
+        if first.is_durable() {
+            // Blobs are fsynced alone here, and never wait for a sync: nothing to test.
+            assert!(
+                sync.alone(0),
+                "only a blob fsynced alone is durable at once"
+            );
+            return;
         }
-        assert_eq!(
-            local.held.available_permits(),
-            1,
-            "every room is given back"
+        first.wait().await.unwrap();
+        // Room for one copy only: each waits until the blob before it is durable and
+        // closed, so no two share a sync, though nobody waits for their durability.
+        local
+            .held
+            .forget_permits(local.held.available_permits() - 1);
+        let before = sync.synced();
+        let copies = (0..6).map(|i| copy(format!("b{i}")));
+        let durabilities = futures::future::join_all(copies).await;
+        for durability in durabilities {
+            durability.wait().await.unwrap();
+        }
+        assert!(
+            sync.synced() - before >= 6,
+            "{} syncs",
+            sync.synced() - before
         );
+        for i in 0..6 {
+            assert!(!is_marked(
+                &std::fs::metadata(root.join(format!("b{i}"))).unwrap()
+            ));
+        }
+        assert_eq!(local.held.available_permits(), 1, "all room is given back");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -387,7 +387,7 @@ impl Blobs {
                     .copy(open, &location, self.skip_unchanged, &self.budget)
                     .await?
                 {
-                    Ok(written) => local.queue(written).await.map(|(copied, queued)| {
+                    Ok(written) => local.queue(written).map(|(copied, queued)| {
                         let left = queued.map(|queued| (local.clone(), queued, name.to_string()));
                         (copied, Durability(left.map(Box::new)))
                     }),

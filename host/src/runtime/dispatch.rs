@@ -251,13 +251,14 @@ impl Runtime {
             .await
             .unwrap_or_else(|_| (Err(timed_out()), Pending::default()));
         // The guest is done: its slot goes to the next activity while the blobs it copied
-        // become durable, as its result waits for them. The results that wait so are
-        // bounded in bytes (as their blobs are in number: see `blobs`), and the wait is
-        // within the attempt's deadline.
+        // become durable, as its result waits for them. What the activities that wait so
+        // hold is bounded in bytes (as their blobs are in number: see `blobs`), and the
+        // wait is within the attempt's deadline.
         let outcome = match outcome {
             Ok(result) if !pending.is_empty() => {
                 let durable = async {
-                    let weight = result.len().clamp(1 << 10, super::WAITING_RESULTS);
+                    let held = result.len() + item.input.len();
+                    let weight = held.clamp(1 << 10, super::WAITING_RESULTS);
                     let _waiting = self.waiting_results.acquire_many(weight as u32).await;
                     drop(slot);
                     pending.wait_all().await

@@ -44,9 +44,9 @@ pub const SAMPLE_COMPONENTS: &[(&str, &[u8])] = &[
 /// the next start (about a minute of back-off in all).
 const SETTLE_RETRIES: u32 = 16;
 
-/// The most bytes of results (each counted as at least 1 KiB) that activities whose
-/// guests are done may hold while their copied blobs are made durable; an activity over
-/// it keeps its slot until there is room.
+/// The most bytes of inputs and results (at least 1 KiB an activity) that activities
+/// whose guests are done may hold while their copied blobs are made durable; an activity
+/// over it keeps its slot until there is room.
 const WAITING_RESULTS: usize = 64 << 20;
 
 /// Why the runtime could not start or an instance could not be started.
@@ -188,8 +188,8 @@ pub struct Runtime {
     /// Identifies this process's leases.
     owner: String,
     activity_slots: Arc<Semaphore>,
-    /// Bytes of the results of activities whose guests are done and whose copied blobs
-    /// are not durable yet; see [`WAITING_RESULTS`].
+    /// Bytes of the inputs and results of activities whose guests are done and whose
+    /// copied blobs are not durable yet; see [`WAITING_RESULTS`].
     waiting_results: Arc<Semaphore>,
     /// Activities started and not settled yet (their slots may be free already: see
     /// `dispatch::run_work_item`); a graceful stop waits for them.
