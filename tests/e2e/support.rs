@@ -377,12 +377,14 @@ impl Server {
             .expect("a JSON status")
     }
 
-    /// Polls an instance until it is neither Pending nor Running; returns its status.
+    /// Polls an instance until it has ended (neither Pending, Running nor Suspended);
+    /// returns its status.
     pub fn wait_ended(&self, client: &reqwest::blocking::Client, id: &str) -> serde_json::Value {
         poll(Duration::from_secs(120), || {
             let body = self.instance(client, id);
-            (body["runtimeStatus"] != "Running" && body["runtimeStatus"] != "Pending")
-                .then_some(body)
+            // A suspended instance has not ended: one just resumed may still say so.
+            let status = &body["runtimeStatus"];
+            (status != "Running" && status != "Pending" && status != "Suspended").then_some(body)
         })
     }
 
