@@ -10,9 +10,10 @@
 //!
 //! Each sync commits the filesystem's journal, and a commit stalls the copies that touch
 //! the blocks it writes (inode tables, bitmaps), so syncs are not run back to back
-//! while copies stream in: a sync starts at most every [`GAP`] while copies to the
-//! filesystem are being written, which lets the blobs that they are about to rename
-//! share it; a blob queued when none is being written is synced at once.
+//! while copies stream in: while copies to the filesystem are being written, a sync
+//! waits for them, until [`GAP`] after the last one started at most, which lets the
+//! blobs that they are about to rename share it; a blob queued when none is being
+//! written is synced at once.
 //!
 //! Only on filesystems whose `syncfs` is known to write and flush every dirty file
 //! (ext2/3/4, XFS, Btrfs, F2FS, bcachefs, ZFS; tmpfs, which keeps nothing anyway): on
