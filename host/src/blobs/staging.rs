@@ -10,9 +10,15 @@
 //! mode has the sticky bit ([`MARK`], meaningless on a regular file). Its copy holds an
 //! exclusive `flock` on it, renames it over the blob, makes it durable and only then clears
 //! the mark, or removes it if anything failed before the rename. The kernel drops the lock
-//! when the process dies, so a marked staging file that nobody holds is a leftover. (A
-//! sweep that inspects a copy's file the instant it is made, before its copy holds it,
-//! makes that copy take another name.) Leftovers are swept from a directory the first
+//! when the process dies, so a marked staging file that nobody holds is a leftover. The
+//! file is made unnamed (`O_TMPFILE`), locked, and only then linked to its name, so no
+//! sweep ever sees it unheld, and its inode is found without the directory's lock (a
+//! named create holds the lock throughout, and on a disk slow to find free inodes the
+//! copies into one directory queue behind each other). Where that is not possible (a
+//! filesystem without `O_TMPFILE`, no `/proc`), it is created by name: a sweep that
+//! inspects it the instant it is made, before its copy holds it, makes that copy take
+//! another name. A crash before the link leaves no name; the inode is freed by the
+//! journal's recovery (or, on ext4 without a journal, by the next `fsck`). Leftovers are swept from a directory the first
 //! time this process writes a blob there (or finds one up to date): a retried copy, after
 //! a restart, sweeps what its killed attempt left. Nothing else is touched: not a blob
 //! (never so named), nor anything but a marked regular file of one link owned by this
@@ -72,6 +78,9 @@ impl<'a> Staging<'a> {
             .split(|&b| b == b'#')
             .next()
             .unwrap_or_default();
+        if let Some(staging) = Self::create_unnamed(dir, prefix)? {
+            return Ok(staging);
+        }
         let mut tries = 0;
         loop {
             tries += 1;
@@ -118,6 +127,73 @@ impl<'a> Staging<'a> {
                 )));
             }
         }
+    }
+
+    /// [`Self::create`] by an unnamed file (`O_TMPFILE`), locked and then linked to its
+    /// staging name: its inode is found without the directory's lock, which a named
+    /// create holds throughout, and no sweep ever sees it unlocked. `None` where the
+    /// filesystem (or a missing `/proc`) does not allow it.
+    fn create_unnamed(dir: &'a Dir, prefix: &[u8]) -> Result<Option<Self>, Failure> {
+        // SAFETY: plain syscalls on descriptors that `dir` and `file` keep open, with
+        // NUL-terminated strings that outlive the calls.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                c".".as_ptr(),
+                libc::O_TMPFILE | libc::O_WRONLY | libc::O_CLOEXEC,
+                (0o666 | MARK) as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return Ok(None);
+        }
+        // SAFETY: `fd` was just opened, and nothing else owns it.
+        let file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        if !lock(&file) {
+            return Ok(None);
+        }
+        let Ok(path) = std::ffi::CString::new(format!("/proc/self/fd/{fd}")) else {
+            return Ok(None);
+        };
+        for _ in 0..4 {
+            let mut name = OsStr::from_bytes(prefix).to_os_string();
+            name.push(format!("#{}", rand::random::<u64>()));
+            let Ok(c_name) = std::ffi::CString::new(name.as_bytes()) else {
+                return Ok(None);
+            };
+            // SAFETY: as above.
+            let linked = unsafe {
+                libc::linkat(
+                    libc::AT_FDCWD,
+                    path.as_ptr(),
+                    dir.as_raw_fd(),
+                    c_name.as_ptr(),
+                    libc::AT_SYMLINK_FOLLOW,
+                )
+            };
+            if linked != 0 {
+                let error = std::io::Error::last_os_error();
+                if error.kind() == std::io::ErrorKind::AlreadyExists {
+                    continue;
+                }
+                return Ok(None);
+            }
+            let mut staging = Self {
+                named: Named {
+                    dir,
+                    name,
+                    committed: false,
+                },
+                file,
+                mode: 0,
+                device: 0,
+            };
+            let metadata = staging.file.metadata()?;
+            staging.mode = metadata.mode();
+            staging.device = metadata.dev();
+            return Ok(Some(staging));
+        }
+        Ok(None)
     }
 
     /// Renames the staging file over its blob `blob` (still holding it), unless its copy
@@ -367,6 +443,26 @@ pub(super) mod tests {
         assert!(!is_marked(&std::fs::metadata(&target).unwrap()));
         drop(Staging::create(&handle, blob).unwrap());
         assert_eq!(names(dir.path()), ["blob"]);
+    }
+
+    #[test]
+    fn a_staging_file_is_held_and_marked_as_soon_as_it_has_a_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = open(dir.path());
+        let staging = Staging::create(&handle, OsStr::new("blob")).unwrap();
+        let named = dir.path().join(&staging.named.name);
+        let other = File::open(&named).unwrap();
+        assert!(!lock(&other), "its copy holds it");
+        let metadata = other.metadata().unwrap();
+        assert_eq!(metadata.nlink(), 1);
+        assert_ne!(metadata.mode() & MARK, 0);
+        let same = staging.file.metadata().unwrap();
+        assert_eq!((same.dev(), same.ino()), (metadata.dev(), metadata.ino()));
+        drop(staging);
+        assert!(
+            names(dir.path()).is_empty(),
+            "a dropped staging file is removed"
+        );
     }
 
     #[test]
