@@ -78,9 +78,14 @@ impl<'a> Staging<'a> {
             .split(|&b| b == b'#')
             .next()
             .unwrap_or_default();
-        if let Some(staging) = Self::create_unnamed(dir, prefix)? {
-            return Ok(staging);
+        match Self::create_unnamed(dir, prefix)? {
+            Some(staging) => Ok(staging),
+            None => Self::create_named(dir, prefix),
         }
+    }
+
+    /// [`Self::create`] by name, where a file cannot be made unnamed.
+    fn create_named(dir: &'a Dir, prefix: &[u8]) -> Result<Self, Failure> {
         let mut tries = 0;
         loop {
             tries += 1;
@@ -99,23 +104,12 @@ impl<'a> Staging<'a> {
                 }
                 Err(error) => return Err(error.into()),
             };
-            let mut staging = Self {
-                named: Named {
-                    dir,
-                    name,
-                    committed: false,
-                },
-                file,
-                mode: 0o666 | MARK,
-                device: 0,
-            };
+            let mut staging = Self::new(dir, name, file);
             // A sweep may have opened it the instant it was made, and may even have
             // removed it: then take another name. (After a few tries, go on unlocked: a
             // sweep could then fail this copy, which is retried.)
             let locked = lock(&staging.file);
-            let metadata = staging.file.metadata()?;
-            staging.mode = metadata.mode();
-            staging.device = metadata.dev();
+            let metadata = staging.stat()?;
             let named = metadata.nlink() == 1;
             if named && (locked || tries >= 4) {
                 return Ok(staging);
@@ -123,10 +117,33 @@ impl<'a> Staging<'a> {
             if tries >= 4 {
                 return Err(Failure::Local(format!(
                     "the staging files of {} keep disappearing",
-                    Path::new(blob).display()
+                    Path::new(OsStr::from_bytes(prefix)).display()
                 )));
             }
         }
+    }
+
+    /// The staging file `file`, named `name` in `dir` (removed when dropped, unless
+    /// committed); see [`Self::stat`].
+    fn new(dir: &'a Dir, name: OsString, file: File) -> Self {
+        Self {
+            named: Named {
+                dir,
+                name,
+                committed: false,
+            },
+            file,
+            mode: 0,
+            device: 0,
+        }
+    }
+
+    /// Notes the file's mode and device, and returns its metadata.
+    fn stat(&mut self) -> std::io::Result<std::fs::Metadata> {
+        let metadata = self.file.metadata()?;
+        self.mode = metadata.mode();
+        self.device = metadata.dev();
+        Ok(metadata)
     }
 
     /// [`Self::create`] by an unnamed file (`O_TMPFILE`), locked and then linked to its
@@ -178,19 +195,8 @@ impl<'a> Staging<'a> {
                 }
                 return Ok(None);
             }
-            let mut staging = Self {
-                named: Named {
-                    dir,
-                    name,
-                    committed: false,
-                },
-                file,
-                mode: 0,
-                device: 0,
-            };
-            let metadata = staging.file.metadata()?;
-            staging.mode = metadata.mode();
-            staging.device = metadata.dev();
+            let mut staging = Self::new(dir, name, file);
+            staging.stat()?;
             return Ok(Some(staging));
         }
         Ok(None)
@@ -449,16 +455,22 @@ pub(super) mod tests {
     fn a_staging_file_is_held_and_marked_as_soon_as_it_has_a_name() {
         let dir = tempfile::tempdir().unwrap();
         let handle = open(dir.path());
-        let staging = Staging::create(&handle, OsStr::new("blob")).unwrap();
-        let named = dir.path().join(&staging.named.name);
-        let other = File::open(&named).unwrap();
-        assert!(!lock(&other), "its copy holds it");
-        let metadata = other.metadata().unwrap();
-        assert_eq!(metadata.nlink(), 1);
-        assert_ne!(metadata.mode() & MARK, 0);
-        let same = staging.file.metadata().unwrap();
-        assert_eq!((same.dev(), same.ino()), (metadata.dev(), metadata.ino()));
-        drop(staging);
+        // Both ways: unnamed where the filesystem allows it (ext4, XFS, Btrfs, tmpfs), and
+        // by name.
+        let unnamed = Staging::create_unnamed(&handle, b"blob").unwrap();
+        let named = Staging::create_named(&handle, b"blob").unwrap();
+        for staging in unnamed.into_iter().chain([named]) {
+            assert!(is_staging_name(&staging.named.name));
+            let path = dir.path().join(&staging.named.name);
+            let other = File::open(&path).unwrap();
+            assert!(!lock(&other), "its copy holds it");
+            let metadata = other.metadata().unwrap();
+            assert_eq!(metadata.nlink(), 1);
+            assert_ne!(metadata.mode() & MARK, 0);
+            assert_eq!(staging.mode, metadata.mode());
+            let same = staging.file.metadata().unwrap();
+            assert_eq!((same.dev(), same.ino()), (metadata.dev(), metadata.ino()));
+        }
         assert!(
             names(dir.path()).is_empty(),
             "a dropped staging file is removed"
