@@ -508,7 +508,6 @@ mod tests {
             idle: Duration::from_secs(3600),
             ..Arc::into_inner(group).unwrap()
         });
-        let synced = || group.lock().synced;
         let lone = |name| {
             let durable = group.durable(committed(&dir, name), group.failures());
             tokio::time::timeout(Duration::from_secs(60), durable)
@@ -522,7 +521,7 @@ mod tests {
             .await
             .expect("a lone blob waits for no gap")
             .unwrap();
-        assert_eq!(synced(), 2);
+        assert_eq!(group.synced(), 2);
         // Blobs queued while a copy is being written wait for it, and share one sync.
         let writing = group.writing();
         let c = group.queue(committed(&dir, "c"), group.failures()).unwrap();
@@ -531,7 +530,7 @@ mod tests {
         drop(writing);
         c.wait().await.unwrap();
         d.wait().await.unwrap();
-        assert_eq!(synced(), 3);
+        assert_eq!(group.synced(), 3);
         assert!(!marked(&work, "c") && !marked(&work, "d"));
     }
 

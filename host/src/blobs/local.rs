@@ -36,9 +36,9 @@ const SMALL: u64 = 1 << 20;
 /// during a few syncs.
 const HELD: usize = 1024;
 
-/// How many copies may be under way or wait for a sync at once: [`HELD`], or a quarter of the files this
-/// process may open if that is less (the binary raises its limit at start: see
-/// `api::server::raise_descriptor_limit`).
+/// How many copies may be under way or wait for a sync at once: [`HELD`], or a quarter
+/// of the files this process may open if that is less (the binary raises its limit at
+/// start: see `api::server::raise_descriptor_limit`).
 fn held() -> usize {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -350,7 +350,8 @@ impl LocalDir {
         let sync = self.syncs.of(staging.device, &dir)?;
         // A copy whose blob will wait for a sync is counted from here until it queues the
         // blob, so that the syncs meanwhile wait for it (see `group_sync`).
-        let writing = (!sync.alone(size)).then(|| sync.writing());
+        let alone = sync.alone(size);
+        let writing = (!alone).then(|| sync.writing());
         let failures = sync.failures();
         let out = &mut staging.file;
         let sha256 = fill(out)?;
@@ -363,7 +364,7 @@ impl LocalDir {
         // blob is never trusted (see [`recorded`]), so a power loss cannot leave a hash
         // that vouches for bytes that never reached the disk.
         let blob = staging.commit(name, location.as_ref(), abandoned, &self.renames)?;
-        if sync.alone(size) {
+        if alone {
             group_sync::fsync(blob.file(), &dir)?;
             self.new_dirs.settle(parent, Some(&root))?;
             blob.unmark()?;

@@ -18,9 +18,9 @@
 //! filesystem without `O_TMPFILE`, no `/proc`), it is created by name: a sweep that
 //! inspects it the instant it is made, before its copy holds it, makes that copy take
 //! another name. A crash before the link leaves no name; the inode is freed by the
-//! journal's recovery (or, on ext4 without a journal, by the next `fsck`). Leftovers are swept from a directory the first
-//! time this process writes a blob there (or finds one up to date): a retried copy, after
-//! a restart, sweeps what its killed attempt left. Nothing else is touched: not a blob
+//! journal's recovery (or, on ext4 without a journal, by the next `fsck`). Leftovers
+//! are swept from a directory the first time this process writes a blob there (or finds
+//! one up to date): a retried copy, after a restart, sweeps what its killed attempt left. Nothing else is touched: not a blob
 //! (never so named), nor anything but a marked regular file of one link owned by this
 //! user, so a file planted there cannot make a sweep remove another. (The lock must be
 //! coherent: a local filesystem, or NFS with its default locking.)
@@ -89,8 +89,7 @@ impl<'a> Staging<'a> {
         let mut tries = 0;
         loop {
             tries += 1;
-            let mut name = OsStr::from_bytes(prefix).to_os_string();
-            name.push(format!("#{}", rand::random::<u64>()));
+            let name = staging_name(prefix);
             let file = match dir.open_with(
                 &name,
                 OpenOptions::new()
@@ -173,8 +172,7 @@ impl<'a> Staging<'a> {
             return Ok(None);
         };
         for _ in 0..4 {
-            let mut name = OsStr::from_bytes(prefix).to_os_string();
-            name.push(format!("#{}", rand::random::<u64>()));
+            let name = staging_name(prefix);
             let Ok(c_name) = std::ffi::CString::new(name.as_bytes()) else {
                 return Ok(None);
             };
@@ -393,6 +391,14 @@ fn remove_if_left_over(dir: &Dir, name: &OsStr) {
         // Removed while locked: a live copy's file is never removed.
         let _ = dir.remove_file(name);
     }
+}
+
+/// A fresh staging name for a blob whose file name begins with `prefix` (up to its first
+/// `#`): the prefix, `#` and random digits.
+fn staging_name(prefix: &[u8]) -> OsString {
+    let mut name = OsStr::from_bytes(prefix).to_os_string();
+    name.push(format!("#{}", rand::random::<u64>()));
+    name
 }
 
 /// Takes `file`'s exclusive lock without waiting; false if anyone else holds it.
