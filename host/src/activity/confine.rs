@@ -229,7 +229,19 @@ impl Confinement {
                 if self.is_private(&real_path) {
                     continue;
                 }
-                let file_type = entry.file_type().map_err(|e| Error::io(&shown_path, e))?;
+                // A file removed between the directory read and its stat has vanished, as
+                // it would have a moment earlier: it is left out, not an error for the rest.
+                let vanished = |path: &Path| {
+                    tracing::info!(path = %path.display(), "skipping a file that vanished while listing");
+                };
+                let file_type = match entry.file_type() {
+                    Ok(file_type) => file_type,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        vanished(&shown_path);
+                        continue;
+                    }
+                    Err(e) => return Err(Error::io(&shown_path, e)),
+                };
                 let size = if file_type.is_dir() {
                     match entry.open_dir() {
                         Ok(child) => pending.push((child, shown_path, real_path)),
@@ -239,10 +251,14 @@ impl Confinement {
                     }
                     continue;
                 } else if file_type.is_file() {
-                    entry
-                        .metadata()
-                        .map_err(|e| Error::io(&shown_path, e))?
-                        .len()
+                    match entry.metadata() {
+                        Ok(metadata) => metadata.len(),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                            vanished(&shown_path);
+                            continue;
+                        }
+                        Err(e) => return Err(Error::io(&shown_path, e)),
+                    }
                 } else if file_type.is_symlink() {
                     // Followed through the handle: a target outside the root is an error.
                     match dir.metadata(&name) {
@@ -424,6 +440,46 @@ mod tests {
             confinement.list_files(top.path().to_str().unwrap_or_default()),
             Err(Error::Denied(_))
         ));
+    }
+
+    #[test]
+    fn files_removed_while_a_directory_is_listed_are_left_out_not_an_error() {
+        let top = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let allowed = top.path().join("allowed");
+        std::fs::create_dir_all(&allowed).unwrap_or_else(|e| panic!("{e}"));
+        let confinement =
+            Confinement::new(std::slice::from_ref(&allowed), &[]).unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<String> = (0..2000).map(|i| format!("{i:04}.txt")).collect();
+        // Rounds of listing while another thread removes the files: a stat that finds a
+        // listed name gone must skip it. Each round lists what was there at some moment.
+        for _ in 0..3 {
+            for name in &names {
+                std::fs::write(allowed.join(name), "x").unwrap_or_else(|e| panic!("{e}"));
+            }
+            let remover = {
+                let (allowed, names) = (allowed.clone(), names.clone());
+                std::thread::spawn(move || {
+                    for name in names.iter().rev() {
+                        std::fs::remove_file(allowed.join(name)).unwrap_or_default();
+                    }
+                })
+            };
+            let listed = confinement
+                .list_files(allowed.to_str().unwrap_or_default())
+                .unwrap_or_else(|e| panic!("a listing failed on a vanished file: {e}"));
+            remover
+                .join()
+                .unwrap_or_else(|_| panic!("the remover panicked"));
+            for file in &listed {
+                let name = Path::new(&file.path).file_name().and_then(|n| n.to_str());
+                assert!(
+                    name.is_some_and(|n| names.iter().any(|m| m == n)),
+                    "{} was never written",
+                    file.path
+                );
+                assert_eq!(file.size, 1, "{}", file.path);
+            }
+        }
     }
 
     #[test]
