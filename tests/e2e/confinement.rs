@@ -338,3 +338,47 @@ fn a_directory_swapped_for_a_symlink_during_backups_never_leads_outside() {
         );
     }
 }
+
+#[test]
+fn a_tree_wider_than_the_descriptor_limit_is_listed_and_backed_up_whole() {
+    use std::os::unix::process::CommandExt;
+    const WIDTH: usize = 1500;
+    let scratch = Scratch::new();
+    let site = scratch.path().join("site");
+    for i in 0..WIDTH {
+        write(&site, &format!("d{i}/f.txt"), &bytes(i as u64, 1 + i % 7));
+    }
+    let total: u64 = files_under(&site).iter().map(|(_, size)| size).sum();
+    // Far fewer descriptors than the tree has directories, soft and hard alike, so that
+    // weft cannot raise the limit: a walk that held every directory open would run out.
+    let mut command = scratch.weft(&["run", "E2_BackupSiteContent", "--input", "\"site\""]);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 256,
+                rlim_max: 256,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            Ok(())
+        });
+    }
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn weft");
+    let output = wait_output(child, std::time::Duration::from_secs(600));
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(
+        last_line(&output),
+        total.to_string(),
+        "{}",
+        describe(&output)
+    );
+    assert_eq!(
+        files_under(&scratch.data_dir().join("blobs")).len(),
+        WIDTH,
+        "one blob per file"
+    );
+}

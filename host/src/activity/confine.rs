@@ -18,6 +18,7 @@ use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
 use std::io;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 /// Why a path cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,12 @@ pub enum Error {
     /// lossily), or is ambiguous with one: it cannot be opened by this name.
     #[error("not backed up: {0}: the name is not UTF-8 (shown with U+FFFD for its invalid bytes)")]
     NotUtf8(String),
+    #[error(
+        "{root}: the listing holds more than {} MiB of names, more than a guest could receive; \
+         list a smaller directory, or raise --guest-memory-mib",
+        .limit >> 20
+    )]
+    TooLarge { root: String, limit: usize },
     #[error("{path}: {source}")]
     Io { path: String, source: io::Error },
 }
@@ -194,7 +201,12 @@ impl Confinement {
     /// directory handles: directories are entered only as real directories (symlinks to
     /// directories are not followed), symlinks to files are listed only when they resolve
     /// inside the same allowed root, and Weft's own directories are left out.
-    pub fn list_files(&self, root: &str) -> Result<Vec<FileEntry>, Error> {
+    ///
+    /// The walk holds open only the directories on its current path, however wide the
+    /// tree, and it stops with [`Error::TooLarge`] once the entries it holds would take
+    /// more than `limit` bytes (counted as a guest receives them: each path, and
+    /// [`ENTRY_BYTES`] per entry), so that a huge tree costs the host a bounded amount.
+    pub fn list_files(&self, root: &str, limit: usize) -> Result<Vec<FileEntry>, Error> {
         let (allowed, relative, absolute) = self.locate(root)?;
         let canonical = std::fs::canonicalize(&absolute).map_err(|e| Error::io(&absolute, e))?;
         if !canonical.starts_with(&allowed.path) {
@@ -219,8 +231,26 @@ impl Confinement {
                 })?
         };
         let mut files = Vec::new();
-        let mut pending = vec![(top, absolute, canonical)];
-        while let Some((dir, shown, real)) = pending.pop() {
+        let mut held = 0usize;
+        let mut hold = |path: &Path| {
+            held = held.saturating_add(path.as_os_str().len() + ENTRY_BYTES);
+            if held > limit {
+                return Err(Error::TooLarge {
+                    root: root.to_string(),
+                    limit,
+                });
+            }
+            Ok(())
+        };
+        let mut pending = Vec::new();
+        let mut next = Some((Arc::new(top), absolute, canonical));
+        loop {
+            let Some((dir, shown, real)) = (match next.take() {
+                Some(listing) => Some(listing),
+                None => open_next(&mut pending)?,
+            }) else {
+                break;
+            };
             let entries = dir.entries().map_err(|e| Error::io(&shown, e))?;
             for entry in entries {
                 let entry = entry.map_err(|e| Error::io(&shown, e))?;
@@ -243,12 +273,13 @@ impl Confinement {
                     Err(e) => return Err(Error::io(&shown_path, e)),
                 };
                 let size = if file_type.is_dir() {
-                    match entry.open_dir() {
-                        Ok(child) => pending.push((child, shown_path, real_path)),
-                        Err(error) => {
-                            tracing::warn!(path = %shown_path.display(), "skipping a directory that cannot be opened: {error}")
-                        }
-                    }
+                    hold(&shown_path)?;
+                    pending.push(Subdir {
+                        parent: dir.clone(),
+                        name,
+                        shown: shown_path,
+                        real: real_path,
+                    });
                     continue;
                 } else if file_type.is_file() {
                     match entry.metadata() {
@@ -288,12 +319,49 @@ impl Confinement {
                         lossy
                     }
                 };
+                hold(&shown_path)?;
                 files.push(FileEntry { path, size });
             }
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(files)
     }
+}
+
+/// What one listed entry costs a guest besides its path: the string's pointer and length,
+/// and the size (the `file-entry` record as the canonical ABI lays it out).
+pub const ENTRY_BYTES: usize = 16;
+
+/// A directory a listing found and has not entered yet. It is opened, through its
+/// parent's handle, only when its turn comes.
+struct Subdir {
+    parent: Arc<Dir>,
+    name: std::ffi::OsString,
+    shown: PathBuf,
+    real: PathBuf,
+}
+
+/// A directory being listed: its handle, the path shown for it, and its real path.
+type Listing = (Arc<Dir>, PathBuf, PathBuf);
+
+/// Opens the next pending directory; `None` once none is left. One that is gone, or no
+/// longer a directory, has vanished and is skipped. One that cannot be opened for another
+/// reason (no permission, no descriptor left) fails the listing, which would otherwise
+/// leave its files out unseen.
+fn open_next(pending: &mut Vec<Subdir>) -> Result<Option<Listing>, Error> {
+    while let Some(subdir) = pending.pop() {
+        match subdir.parent.open_dir(&subdir.name) {
+            Ok(dir) => return Ok(Some((Arc::new(dir), subdir.shown, subdir.real))),
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ENOTDIR) =>
+            {
+                tracing::info!(path = %subdir.shown.display(), "skipping a directory that vanished while listing");
+            }
+            Err(e) => return Err(Error::io(&subdir.shown, e)),
+        }
+    }
+    Ok(None)
 }
 
 /// Whether `relative` (under `root`) is, or runs through, the lossy form of a name that is
@@ -403,7 +471,7 @@ mod tests {
         let confinement = Confinement::new(std::slice::from_ref(&allowed), &[allowed.join("data")])
             .unwrap_or_else(|e| panic!("{e}"));
         let files = confinement
-            .list_files(allowed.to_str().unwrap_or_default())
+            .list_files(allowed.to_str().unwrap_or_default(), usize::MAX)
             .unwrap_or_else(|e| panic!("{e}"));
         let paths: Vec<_> = files.iter().map(|f| f.path.clone()).collect();
         assert_eq!(paths, vec![allowed.join("a.txt").display().to_string()]);
@@ -429,7 +497,7 @@ mod tests {
         std::os::unix::fs::symlink(top.path().join("secret"), allowed.join("link"))
             .unwrap_or_default();
         let files = confinement
-            .list_files(allowed.to_str().unwrap_or_default())
+            .list_files(allowed.to_str().unwrap_or_default(), usize::MAX)
             .unwrap_or_else(|e| panic!("{e}"));
         let paths: Vec<_> = files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
@@ -437,9 +505,43 @@ mod tests {
             vec![allowed.join("sub/a.txt").to_str().unwrap_or_default()]
         );
         assert!(matches!(
-            confinement.list_files(top.path().to_str().unwrap_or_default()),
+            confinement.list_files(top.path().to_str().unwrap_or_default(), usize::MAX),
             Err(Error::Denied(_))
         ));
+    }
+
+    #[test]
+    fn a_listing_larger_than_its_limit_stops_with_a_clear_error() {
+        let top = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let allowed = top.path().join("allowed");
+        std::fs::create_dir_all(allowed.join("sub")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(allowed.join("a.txt"), "a").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(allowed.join("sub/b.txt"), "b").unwrap_or_else(|e| panic!("{e}"));
+        let confinement =
+            Confinement::new(std::slice::from_ref(&allowed), &[]).unwrap_or_else(|e| panic!("{e}"));
+        let root = allowed.to_str().unwrap_or_default();
+        // Two files and a directory, each its path and ENTRY_BYTES.
+        let needed: usize = ["a.txt", "sub", "sub/b.txt"]
+            .iter()
+            .map(|name| allowed.join(name).as_os_str().len() + ENTRY_BYTES)
+            .sum();
+        let listed = confinement
+            .list_files(root, needed)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(listed.len(), 2);
+        match confinement.list_files(root, needed - 1) {
+            Err(error @ Error::TooLarge { .. }) => {
+                let message = error.to_string();
+                assert!(
+                    message.contains(root) && message.contains("--guest-memory-mib"),
+                    "{message}"
+                );
+            }
+            other => panic!(
+                "expected a listing too large, got {:?}",
+                other.map(|f| f.len())
+            ),
+        }
     }
 
     #[test]
@@ -465,7 +567,7 @@ mod tests {
                 })
             };
             let listed = confinement
-                .list_files(allowed.to_str().unwrap_or_default())
+                .list_files(allowed.to_str().unwrap_or_default(), usize::MAX)
                 .unwrap_or_else(|e| panic!("a listing failed on a vanished file: {e}"));
             remover
                 .join()
@@ -501,7 +603,7 @@ mod tests {
         let confinement =
             Confinement::new(std::slice::from_ref(&allowed), &[]).unwrap_or_else(|e| panic!("{e}"));
         let files = confinement
-            .list_files(allowed.to_str().unwrap_or_default())
+            .list_files(allowed.to_str().unwrap_or_default(), usize::MAX)
             .unwrap_or_else(|e| panic!("{e}"));
         let base = allowed.display().to_string();
         let mut listed: Vec<_> = files.iter().map(|f| (f.path.clone(), f.size)).collect();

@@ -1,4 +1,4 @@
-//! `weft:orchestration/fs`: listing files under the allowed directories (walkdir).
+//! `weft:orchestration/fs`: listing files under the allowed directories, and their sizes.
 
 use super::super::ActivityState;
 use crate::bindings::activities::weft::orchestration::fs::{FileEntry, Host, IoError};
@@ -11,8 +11,11 @@ impl Host for ActivityState {
         let io = self.io.clone();
         // Walking a tree is blocking I/O; keep it off the async workers. Host time spent
         // here is not the guest's CPU time.
+        // No guest can receive a listing larger than its memory; none is built.
+        let limit = self.budget.limits().memory;
         self.budget.enter_host();
-        let listed = tokio::task::spawn_blocking(move || io.confinement.list_files(&root)).await;
+        let listed =
+            tokio::task::spawn_blocking(move || io.confinement.list_files(&root, limit)).await;
         self.budget.leave_host();
         let listed = listed?;
         Ok(listed
