@@ -214,7 +214,7 @@ fn every_error_has_its_status() {
     );
 
     // A running instance id cannot be started again; an ended one can.
-    let sleep = r#"{"name":"Sleep","input":60000}"#;
+    let sleep = r#"{"name":"Sleep","input":3600000}"#;
     assert_eq!(
         server
             .start_json(&client, "orchestrators/CallActivity/busy", sleep)
@@ -511,7 +511,7 @@ fn terminate_suspend_resume_and_purge() {
     let client = client();
 
     // Terminate a long sleep.
-    let sleep = r#"{"name":"Sleep","input":60000}"#;
+    let sleep = r#"{"name":"Sleep","input":3600000}"#;
     assert_eq!(
         server
             .start_json(&client, "orchestrators/CallActivity/long", sleep)
@@ -558,7 +558,8 @@ fn terminate_suspend_resume_and_purge() {
     );
 
     // Suspend while a short sleep runs: its completion waits until the instance is resumed.
-    let short = r#"{"name":"Sleep","input":1000}"#;
+    // (Five seconds leave a loaded machine time to suspend it before the sleep ends.)
+    let short = r#"{"name":"Sleep","input":5000}"#;
     assert_eq!(
         server
             .start_json(&client, "orchestrators/CallActivity/nap", short)
@@ -610,7 +611,7 @@ fn terminate_suspend_resume_and_purge() {
     let ended = server.poll_until_ended(&client, &nap);
     assert_eq!(
         (ended[0].0, ended[0].1["output"].clone()),
-        (StatusCode::OK, json!(1000))
+        (StatusCode::OK, json!(5000))
     );
     // Suspended and resumed instances show it in their history, in the extension's shape.
     let shown = json_body(
@@ -723,7 +724,7 @@ fn the_extension_routes_answer_with_its_codes_headers_and_bodies() {
     let response = client
         .post(server.url(&format!("{hook}/Orchestrators/CallActivity/nap/")))
         .header("host", "evil.example")
-        .body(r#"{"name":"Sleep","input":60000}"#)
+        .body(r#"{"name":"Sleep","input":3600000}"#)
         .send()
         .expect("POST");
     assert_eq!(response.status(), StatusCode::ACCEPTED);
@@ -927,7 +928,7 @@ fn the_extension_routes_answer_with_its_codes_headers_and_bodies() {
         .post(server.url(&format!(
             "{hook}/orchestrators/CallActivity/slow?timeout=0.2&pollingInterval=0.1"
         )))
-        .body(r#"{"name":"Sleep","input":60000}"#)
+        .body(r#"{"name":"Sleep","input":3600000}"#)
         .send()
         .expect("POST");
     assert_eq!(timed_out.status(), StatusCode::ACCEPTED);

@@ -155,8 +155,10 @@ fn instances_evicted_while_idle_replay_to_the_same_result() {
         "20",
         "--max-activities",
         "1",
+        // Each completion comes long after the replay the one before caused, however
+        // slow the machine, so the instance is idle (and evicted) between them.
         "--test-activity-delay-ms",
-        "100",
+        "1000",
     ]);
     assert!(output.status.success(), "{}", describe(&output));
     assert_eq!(last_line(&output), total.to_string());

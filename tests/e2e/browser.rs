@@ -187,9 +187,20 @@ impl Browser {
         self.run(&format!("attribute {name}"), element.attr(name))
     }
 
+    /// Clicks the first element `css` selects. A live update may replace it between the
+    /// find and the click; then it is found again.
     pub fn click(&self, css: &str) {
-        let element = self.find(css);
-        self.run(&format!("click {css}"), element.click());
+        poll(DEADLINE, || {
+            let element = self.find(css);
+            let clicked = self.run(&format!("click {css}"), async {
+                match element.click().await {
+                    Ok(_) => Ok(true),
+                    Err(error) if error.is_stale_element_reference() => Ok(false),
+                    Err(error) => Err(error),
+                }
+            });
+            clicked.then_some(())
+        });
     }
 
     /// Types `text` into the field `css` selects, replacing what it held.

@@ -211,37 +211,44 @@ fn spawn_backup(
 fn survives_sigkill_mid_upload(server: &BlobServer) {
     // A name that must be encoded in a request's path and query.
     const BIG: &str = "große dateien/100 MiB+1.bin";
-    let scratch = Scratch::new();
-    let site = scratch.path().join("site");
-    write(&site, "small.txt", b"small");
-    write(&site, BIG, &bytes(7, 100 << 20));
-    let url = server.url("killed");
-    let watch = server.watch_upload("killed");
-    let mut child = spawn_backup(&scratch, server, &url, &[]);
-    let uploading = watch.wait();
-    kill(child.id());
-    let _ = child.wait();
-    assert_eq!(uploading, blob_name(&site.join(BIG)));
-    // Killed mid-upload: the large blob does not exist yet.
-    let before = by_name(server.list("killed", "backups/"));
-    assert!(
-        !before.contains_key(&uploading),
-        "the upload finished before the kill: {before:?}"
-    );
-    // The kill left the upload open on the server (parts that are stored and billed).
-    assert_eq!(
-        server.incomplete("killed"),
-        std::slice::from_ref(&uploading)
-    );
+    // The kill races the upload it saw start; on a slow machine the upload may win. Such a
+    // try shows nothing, and another is made with a fresh container, up to a few times.
+    for attempt in 0..5 {
+        let scratch = Scratch::new();
+        let site = scratch.path().join("site");
+        write(&site, "small.txt", b"small");
+        write(&site, BIG, &bytes(7, 100 << 20));
+        let container = format!("killed-{attempt}");
+        let url = server.url(&container);
+        let watch = server.watch_upload(&container);
+        let mut child = spawn_backup(&scratch, server, &url, &[]);
+        let uploading = watch.wait();
+        kill(child.id());
+        let _ = child.wait();
+        assert_eq!(uploading, blob_name(&site.join(BIG)));
+        let before = by_name(server.list(&container, "backups/"));
+        if before.contains_key(&uploading) {
+            eprintln!("try {attempt}: the upload finished before the kill; trying again");
+            continue;
+        }
+        // Killed mid-upload: the upload is left open on the server (parts that are
+        // stored and billed).
+        assert_eq!(
+            server.incomplete(&container),
+            std::slice::from_ref(&uploading)
+        );
 
-    let resumed = run(&mut weft(&scratch, server, &url, &["resume"]));
-    assert!(resumed.status.success(), "{}", resumed.describe());
-    let status = scratch.status(&scratch.instance_ids()[0]);
-    assert_eq!(status["runtimeStatus"], "Completed", "{status}");
-    assert_eq!(status["output"], (100u64 << 20) + 5);
-    assert_blobs_match(&by_name(server.list("killed", "backups/")), &site);
-    // The retried copy left nothing of the killed one on the server.
-    assert_eq!(server.incomplete("killed"), Vec::<String>::new());
+        let resumed = run(&mut weft(&scratch, server, &url, &["resume"]));
+        assert!(resumed.status.success(), "{}", resumed.describe());
+        let status = scratch.status(&scratch.instance_ids()[0]);
+        assert_eq!(status["runtimeStatus"], "Completed", "{status}");
+        assert_eq!(status["output"], (100u64 << 20) + 5);
+        assert_blobs_match(&by_name(server.list(&container, "backups/")), &site);
+        // The retried copy left nothing of the killed one on the server.
+        assert_eq!(server.incomplete(&container), Vec::<String>::new());
+        return;
+    }
+    panic!("in every try the upload finished before the kill");
 }
 
 #[test]
@@ -282,42 +289,49 @@ async fn a_copy_dropped_mid_upload_leaves_no_open_upload() {
         create_container: true,
         skip_unchanged: false,
     };
-    let blobs = std::sync::Arc::new(
-        weft::blobs::Blobs::open("s3://dropped", &options)
-            .await
-            .expect("open the bucket"),
-    );
-    let watch = server.watch_upload("dropped");
-    let copying = {
-        let blobs = blobs.clone();
-        let source = std::fs::File::open(&file).expect("open the file");
-        tokio::spawn(async move { blobs.copy_file(source, 100 << 20, "big.bin").await })
-    };
-    let uploading = tokio::task::spawn_blocking(move || watch.wait())
-        .await
-        .expect("the watcher");
-    assert_eq!(uploading, "big.bin");
-    copying.abort();
-    assert!(
-        copying.await.is_err(),
-        "the copy finished before it was dropped"
-    );
-
-    // The abort runs in the background: wait for it, up to a deadline.
     let server = std::sync::Arc::new(server);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let open = loop {
-        let checked = server.clone();
-        let open = tokio::task::spawn_blocking(move || checked.incomplete("dropped"))
+    // The abort races the upload it saw start; on a slow machine the upload may win. Such
+    // a try shows nothing, and another is made with a fresh bucket, up to a few times.
+    for attempt in 0..5 {
+        let bucket = format!("dropped-{attempt}");
+        let blobs = std::sync::Arc::new(
+            weft::blobs::Blobs::open(&format!("s3://{bucket}"), &options)
+                .await
+                .expect("open the bucket"),
+        );
+        let watch = server.watch_upload(&bucket);
+        let copying = {
+            let blobs = blobs.clone();
+            let source = std::fs::File::open(&file).expect("open the file");
+            tokio::spawn(async move { blobs.copy_file(source, 100 << 20, "big.bin").await })
+        };
+        let uploading = tokio::task::spawn_blocking(move || watch.wait())
             .await
-            .expect("the checker");
-        if open.is_empty() || std::time::Instant::now() > deadline {
-            break open;
+            .expect("the watcher");
+        assert_eq!(uploading, "big.bin");
+        copying.abort();
+        if copying.await.is_ok() {
+            eprintln!("try {attempt}: the copy finished before it was dropped; trying again");
+            continue;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert_eq!(open, Vec::<String>::new());
-    assert!(server.list("dropped", "").is_empty());
+
+        // The abort runs in the background: wait for it, up to a deadline.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let open = loop {
+            let (checked, bucket) = (server.clone(), bucket.clone());
+            let open = tokio::task::spawn_blocking(move || checked.incomplete(&bucket))
+                .await
+                .expect("the checker");
+            if open.is_empty() || std::time::Instant::now() > deadline {
+                break open;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(open, Vec::<String>::new());
+        assert!(server.list(&bucket, "").is_empty());
+        return;
+    }
+    panic!("in every try the copy finished before it was dropped");
 }
 
 /// An instance terminated while a large file goes up: `weft run` ends only once the
@@ -325,34 +339,41 @@ async fn a_copy_dropped_mid_upload_leaves_no_open_upload() {
 #[test]
 fn terminating_a_backup_mid_upload_leaves_no_open_upload() {
     let server = BlobServer::s3();
-    let scratch = Scratch::new();
-    let site = scratch.path().join("site");
-    write(&site, "big/300MiB.bin", &bytes(5, 300 << 20));
-    let url = server.url("terminated");
-    let watch = server.watch_upload("terminated");
-    let mut child = spawn_backup(&scratch, &server, &url, &["--instance-id", "cut-short"]);
-    assert_eq!(watch.wait(), blob_name(&site.join("big/300MiB.bin")));
-    let terminated = run(&mut scratch.weft(&["terminate", "cut-short"]));
-    assert!(terminated.status.success(), "{}", terminated.describe());
-    let status = child.wait().expect("weft run ends");
-    assert!(!status.success(), "the backup was not terminated: {status}");
-    assert_eq!(
-        scratch.status("cut-short")["runtimeStatus"],
-        "Terminated",
-        "the upload finished before the termination"
-    );
-    // The abort was sent before the process ended (were it lost with the process, the
-    // upload would stay open for good); the server may take a moment to show it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let open = loop {
-        let open = server.incomplete("terminated");
-        if open.is_empty() || std::time::Instant::now() > deadline {
-            break open;
+    // The termination races the upload it saw start; on a slow machine the upload may
+    // win. Such a try shows nothing, and another is made afresh, up to a few times.
+    for attempt in 0..5 {
+        let scratch = Scratch::new();
+        let site = scratch.path().join("site");
+        write(&site, "big/300MiB.bin", &bytes(5, 300 << 20));
+        let bucket = format!("terminated-{attempt}");
+        let url = server.url(&bucket);
+        let watch = server.watch_upload(&bucket);
+        let mut child = spawn_backup(&scratch, &server, &url, &["--instance-id", "cut-short"]);
+        assert_eq!(watch.wait(), blob_name(&site.join("big/300MiB.bin")));
+        let terminated = run(&mut scratch.weft(&["terminate", "cut-short"]));
+        assert!(terminated.status.success(), "{}", terminated.describe());
+        let status = child.wait().expect("weft run ends");
+        if scratch.status("cut-short")["runtimeStatus"] == "Completed" {
+            eprintln!("try {attempt}: the upload finished before the termination; trying again");
+            continue;
         }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    assert_eq!(open, Vec::<String>::new());
-    assert!(server.list("terminated", "backups/").is_empty());
+        assert!(!status.success(), "the backup was not terminated: {status}");
+        assert_eq!(scratch.status("cut-short")["runtimeStatus"], "Terminated");
+        // The abort was sent before the process ended (were it lost with the process, the
+        // upload would stay open for good); the server may take a moment to show it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let open = loop {
+            let open = server.incomplete(&bucket);
+            if open.is_empty() || std::time::Instant::now() > deadline {
+                break open;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert_eq!(open, Vec::<String>::new());
+        assert!(server.list(&bucket, "backups/").is_empty());
+        return;
+    }
+    panic!("in every try the upload finished before the termination");
 }
 
 /// Each blob's (etag, last-modified).

@@ -393,6 +393,10 @@ fn one_process_per_data_dir_and_a_graceful_stop_that_resumes() {
         sleep,
         "--instance-id",
         "sleepy",
+        // The first run's activity cannot finish before the SIGTERM, however slow the
+        // machine; the resume below runs it without the delay.
+        "--test-activity-delay-ms",
+        "600000",
     ]);
     let first = scratch
         .weft(&args.iter().map(String::as_str).collect::<Vec<_>>())

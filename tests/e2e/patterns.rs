@@ -157,7 +157,8 @@ fn a_durable_timer_survives_sigkill_and_fires_never_before_its_time() {
         "--instance-id",
         "timer",
         "--input",
-        r#"{"delayMs": 4000}"#,
+        // Long enough that the kill below comes first, even on a slow machine.
+        r#"{"delayMs": 10000}"#,
     ]);
     let child = scratch
         .weft(&args.iter().map(String::as_str).collect::<Vec<_>>())
@@ -214,7 +215,8 @@ fn e3_monitor_is_clear_once_the_file_appears_and_expires_otherwise() {
         })
         .to_string()
     };
-    start(&server, "E3_Monitor", "expires", &input(3));
+    // Polled each second until it expires: several polls, even when each takes a while.
+    start(&server, "E3_Monitor", "expires", &input(8));
     start(&server, "E3_Monitor", "clears", &input(600));
     let status = ended(&scratch, "expires");
     assert_eq!(status["output"], "expired", "{status}");
@@ -314,7 +316,8 @@ fn e4_takes_events_raised_while_the_host_is_down_and_before_the_wait() {
     let server = Server::start(
         &scratch,
         "127.0.0.1:0",
-        &with_samples(&["--test-activity-delay-ms", "3000"])
+        // The challenge is never sent by this host, however long the kill takes.
+        &with_samples(&["--test-activity-delay-ms", "600000"])
             .iter()
             .map(String::as_str)
             .collect::<Vec<_>>(),

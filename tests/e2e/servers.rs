@@ -285,11 +285,19 @@ pub struct UploadWatch {
 impl UploadWatch {
     /// Waits for the upload and returns the blob's name.
     pub fn wait(mut self) -> String {
+        // Returns on the line, not once the watcher has exited (a Python interpreter takes
+        // a while to end): the caller races the upload it found.
         let line = self.lines.next().and_then(Result::ok).unwrap_or_default();
-        let _ = self.child.wait();
         let found: Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("no upload in progress was seen ({e}): {line:?}"));
         found["name"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+impl Drop for UploadWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -72,7 +72,7 @@ async function main() {
   }
   const sleeper = await sample.startNew("CallActivity", {
     instanceId: `${prefix}-sleep`,
-    input: { name: "Sleep", input: 60000 },
+    input: { name: "Sleep", input: 3600000 },
   });
   assert.equal(sleeper, `${prefix}-sleep`);
   done.sleeper = sleeper;

@@ -85,7 +85,7 @@ async def main():
     assert not missing, "an unknown instance is a falsy status"
 
     # Lists and filters.
-    sleeper = await client.start_new("CallActivity", f"{prefix}-sleep", {"name": "Sleep", "input": 60000})
+    sleeper = await client.start_new("CallActivity", f"{prefix}-sleep", {"name": "Sleep", "input": 3600000})
     await until(client, sleeper, lambda s: s.runtime_status == OrchestrationRuntimeStatus.Running)
     everything = await client.get_status_all()
     assert {fan, echo, sleeper} <= {s.instance_id for s in everything}
