@@ -93,7 +93,7 @@ fn the_seed_flow_starts_polls_and_completes_a_backup() {
     }
 
     // While running: 202, runtimeStatus Running, and a Location to poll.
-    let running = poll(Duration::from_secs(60), || {
+    let running = poll(PATIENCE, || {
         let response = client.get(&location).send().expect("GET status");
         let code = response.status();
         let has_location = response.headers().contains_key("location");
@@ -518,7 +518,7 @@ fn terminate_suspend_resume_and_purge() {
             .status(),
         StatusCode::ACCEPTED
     );
-    poll(Duration::from_secs(60), || {
+    poll(PATIENCE, || {
         (count_events(&scratch, "TaskScheduled") >= 1).then_some(())
     });
     let status = server.url(&format!("{INSTANCES}/long"));
@@ -567,7 +567,7 @@ fn terminate_suspend_resume_and_purge() {
         StatusCode::ACCEPTED
     );
     let nap = server.url(&format!("{INSTANCES}/nap"));
-    poll(Duration::from_secs(60), || {
+    poll(PATIENCE, || {
         (json_body(client.get(&nap).send().expect("GET"))["runtimeStatus"] == "Running")
             .then_some(())
     });
@@ -579,14 +579,14 @@ fn terminate_suspend_resume_and_purge() {
             .status(),
         StatusCode::ACCEPTED
     );
-    poll(Duration::from_secs(60), || {
+    poll(PATIENCE, || {
         let response = client.get(&nap).send().expect("GET");
         (response.status() == StatusCode::ACCEPTED
             && json_body(response)["runtimeStatus"] == "Suspended")
             .then_some(())
     });
     // The sleep finishes during the suspension; the instance stays suspended.
-    poll(Duration::from_secs(60), || {
+    poll(PATIENCE, || {
         let db = scratch.db();
         db.query_row(
             "SELECT COUNT(*) FROM inbox WHERE data LIKE '%TaskCompleted%'",
@@ -792,14 +792,14 @@ fn the_extension_routes_answer_with_its_codes_headers_and_bodies() {
             .expect("POST")
             .status()
     };
-    poll(Duration::from_secs(60), || {
+    poll(PATIENCE, || {
         (count_events(&scratch, "TaskScheduled") >= 1).then_some(())
     });
     assert_eq!(
         post("instances/nap/SUSPEND/?reason=wait"),
         StatusCode::ACCEPTED
     );
-    let suspended = poll(Duration::from_secs(60), || {
+    let suspended = poll(PATIENCE, || {
         let response = client
             .get(server.url(&format!("{INSTANCES}/nap?showHistory=true")))
             .send()

@@ -39,7 +39,7 @@ fn terminating_an_instance_cancels_its_activities_and_frees_their_slots() {
     // 16 activities that sleep for an hour: every slot is taken.
     let forever = r#"{"name":"Sleep","input":3600000,"count":16}"#;
     start(&client, &server, "CallActivity", "stuck", forever);
-    poll(Duration::from_secs(60), || {
+    poll(PATIENCE, || {
         (started(&scratch, "Sleep") == 16).then_some(())
     });
 
@@ -48,12 +48,12 @@ fn terminating_an_instance_cancels_its_activities_and_frees_their_slots() {
         .send()
         .expect("terminate");
     assert_eq!(response.status(), 202);
-    poll(Duration::from_secs(60), || {
+    poll(PATIENCE, || {
         (server.instance(&client, "stuck")["runtimeStatus"] == "Terminated").then_some(())
     });
     // The slots are free: an instance that needs them completes.
     start(&client, &server, "FanOut", "next", "20");
-    let done = poll(Duration::from_secs(60), || {
+    let done = poll(PATIENCE, || {
         let body = server.instance(&client, "next");
         (body["runtimeStatus"] == "Completed").then_some(body)
     });
@@ -69,7 +69,7 @@ fn terminating_an_instance_cancels_its_activities_and_frees_their_slots() {
     server.kill();
     let server = Server::start(&scratch, "127.0.0.1:0", &args);
     start(&client, &server, "FanOut", "after", "3");
-    poll(Duration::from_secs(60), || {
+    poll(PATIENCE, || {
         (server.instance(&client, "after")["runtimeStatus"] == "Completed").then_some(())
     });
     assert_eq!(started(&scratch, "Sleep"), 16, "no sleeper started again");

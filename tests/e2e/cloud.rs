@@ -136,6 +136,7 @@ fn backs_up_a_tree(server: &BlobServer) {
         .count();
     let expected = usize::from(server.kind == Kind::SignedS3);
     assert_eq!(unlisted, expected, "{}", measured.stderr);
+    eprintln!("peak RSS of the backup: {} KiB", measured.peak_rss_kib);
     assert!(
         measured.peak_rss_kib < 100 * 1024,
         "peak RSS {} KiB is not under 100 MiB",

@@ -4,7 +4,6 @@
 
 use crate::support::*;
 use std::process::Stdio;
-use std::time::Duration;
 
 fn testing(args: &[&str]) -> Vec<String> {
     let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
@@ -404,7 +403,7 @@ fn one_process_per_data_dir_and_a_graceful_stop_that_resumes() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn weft");
-    poll(Duration::from_secs(60), || {
+    poll(PATIENCE, || {
         (count_events(&scratch, "TaskScheduled") == 1).then_some(())
     });
 
@@ -418,7 +417,7 @@ fn one_process_per_data_dir_and_a_graceful_stop_that_resumes() {
         .args(["-TERM", &pid])
         .status()
         .expect("send SIGTERM");
-    let stopped = wait_output(first, Duration::from_secs(60));
+    let stopped = wait_output(first, PATIENCE);
     assert_eq!(
         stopped.status.code(),
         Some(130),
@@ -490,7 +489,7 @@ fn a_retry_waits_for_its_stored_due_time_across_a_restart() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn weft");
-    poll(Duration::from_secs(60), || {
+    poll(PATIENCE, || {
         (count_events(&scratch, "TaskRetrying") == 1).then_some(())
     });
     first.kill().expect("SIGKILL weft");

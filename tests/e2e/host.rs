@@ -273,7 +273,7 @@ async fn an_instance_suspended_before_it_runs_schedules_nothing_until_resumed() 
     runtime.start_workers().await.expect("start workers");
 
     let store = runtime.store().clone();
-    let suspended = tokio::time::timeout(Duration::from_secs(60), async {
+    let suspended = tokio::time::timeout(PATIENCE, async {
         loop {
             match store.instance("held").await {
                 Ok(Some(found)) if found.status == RuntimeStatus::Suspended => return found,
@@ -288,7 +288,7 @@ async fn an_instance_suspended_before_it_runs_schedules_nothing_until_resumed() 
     assert_eq!(scheduled, 0, "a suspended instance runs nothing");
 
     runtime.resume("held", "go").await.expect("resume");
-    let ended = tokio::time::timeout(Duration::from_secs(60), runtime.wait("held"))
+    let ended = tokio::time::timeout(PATIENCE, runtime.wait("held"))
         .await
         .expect("ends")
         .expect("wait");

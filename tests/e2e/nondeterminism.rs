@@ -3,7 +3,6 @@
 
 use crate::support::*;
 use std::process::Stdio;
-use std::time::Duration;
 
 #[test]
 fn a_replay_that_schedules_different_work_fails_the_instance() {
@@ -25,7 +24,7 @@ fn a_replay_that_schedules_different_work_fails_the_instance() {
         .spawn()
         .expect("spawn weft");
     // The first run has scheduled its (long) Sleep: kill it so that the next start replays.
-    poll(Duration::from_secs(60), || {
+    poll(PATIENCE, || {
         (count_events(&scratch, "TaskScheduled") == 1).then_some(())
     });
     child.kill().expect("SIGKILL weft");

@@ -15,9 +15,6 @@ pub(crate) const SAMPLES_ORCHESTRATOR: &str = env!("WEFT_GUEST_SAMPLES_ORCHESTRA
 pub(crate) const SAMPLES_ACTIVITIES: &str = env!("WEFT_GUEST_SAMPLES_ACTIVITIES");
 pub(crate) const BACKUP_ORCHESTRATOR: &str = env!("WEFT_GUEST_BACKUP_ORCHESTRATOR");
 const WEBHOOKS: &str = "runtime/webhooks/durabletask";
-/// How long any awaited state may take before a test gives up (a safety net, not a
-/// timing assertion).
-const PATIENCE: Duration = Duration::from_secs(120);
 
 fn with_samples(args: &[&str]) -> Vec<String> {
     let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();

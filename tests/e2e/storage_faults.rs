@@ -21,7 +21,7 @@ fn an_external_lock_on_the_database_delays_but_does_not_fail_a_backup() {
     let root = serde_json::to_string(site.to_str().unwrap_or_default()).expect("JSON");
     let started = server.start_json(&client, "orchestrators/E2_BackupSiteContent/locked", &root);
     assert_eq!(started.status(), 202);
-    poll(Duration::from_secs(60), || {
+    poll(PATIENCE, || {
         (count_events(&scratch, "TaskCompleted") >= 3).then_some(())
     });
 
@@ -99,7 +99,7 @@ fn fill(dir: &std::path::Path) -> std::fs::File {
 
 /// Waits until the server's log says `needle`, that is, until it has met the full disk.
 fn wait_for_log(log: &std::path::Path, needle: &str) {
-    poll(Duration::from_secs(60), || {
+    poll(PATIENCE, || {
         std::fs::read_to_string(log)
             .unwrap_or_default()
             .contains(needle)
@@ -161,9 +161,7 @@ fn a_data_dir_on_a_full_disk_delays_but_does_not_fail_a_backup() {
     // SQLite resolves /proc/PID/root to this namespace's `/`, so progress is read from
     // the blobs the backup has written.
     let blobs = seen.join("blobs/backups");
-    poll(Duration::from_secs(60), || {
-        (files_under(&blobs).len() >= 3).then_some(())
-    });
+    poll(PATIENCE, || (files_under(&blobs).len() >= 3).then_some(()));
 
     // The blob disk fills: copies meet ENOSPC. It stays full a few seconds after the
     // server has met it, far longer than the copy's three attempts, 0.5 s and 1 s apart.

@@ -7,6 +7,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+/// How long any awaited state may take before a test gives up: a safety net for a slow,
+/// loaded machine, not a timing assertion.
+pub const PATIENCE: Duration = Duration::from_secs(300);
 pub const TESTING_ORCHESTRATOR: &str = env!("WEFT_GUEST_TESTING_ORCHESTRATOR");
 pub const TESTING_ACTIVITIES: &str = env!("WEFT_GUEST_TESTING_ACTIVITIES");
 pub const BACKUP_ACTIVITIES: &str = env!("WEFT_GUEST_BACKUP_ACTIVITIES");
