@@ -30,7 +30,7 @@ section() { [[ " $SECTIONS " == *" $1 "* ]]; }
 mkdir -p "$WORK"
 
 cargo build --release -p weft --bin weft --example raw_copy >&2
-WEFT=$REPO/target/release/weft
+WEFT=${WEFT:-$REPO/target/release/weft}
 RAW=$REPO/target/release/examples/raw_copy
 AZURITE=${WEFT_AZURITE:-$HOME/.cache/weft/npm/node_modules/.bin/azurite-blob}
 S3S_FS=${WEFT_S3S_FS:-$HOME/.cache/weft/s3s/bin/s3s-fs}
@@ -206,7 +206,7 @@ elif section ext4; then
       fresh_ext4; warm_tree
       case $tool in
         rclone) r+=("$(seconds rclone copy --transfers 16 --checkers 16 "$WORK/tree" "$MNT/tree")") ;;
-        weft) w+=("$(seconds weft_backup "$WORK/tree" "file://$MNT/blobs")") ;;
+        weft) w+=("$(seconds weft_backup "$WORK/tree" "file://$MNT/blobs" ${WEFT_ARGS:-})") ;;
       esac
       drop_ext4
     done
