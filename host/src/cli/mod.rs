@@ -474,9 +474,11 @@ async fn follow(runtime: &Runtime, id: &str) -> Result<ExitCode> {
     Ok(code)
 }
 
-/// How long an ending `weft run` waits for the instance's cancelled activities to let
-/// go, and again for their abandoned uploads to be aborted.
-const EXIT_GRACE: Duration = Duration::from_secs(5);
+/// How long an ending `weft run` waits, at most, for the instance's cancelled activities
+/// to let go, and again for their abandoned uploads to be aborted. It ends as soon as they
+/// are done; the bound matters only for a slow or loaded store, where an abort given up on
+/// leaves the upload's parts stored (and billed) until a later run sweeps them.
+const EXIT_GRACE: Duration = Duration::from_secs(30);
 
 /// Where `weft serve` listens and how clients reach it.
 struct Listeners {
