@@ -242,6 +242,11 @@ impl Confinement {
             }
             Ok(())
         };
+        // A file removed between the directory read and its stat has vanished, as it would
+        // have a moment earlier: it is left out, not an error for the rest.
+        let vanished = |path: &Path| {
+            tracing::info!(path = %path.display(), "skipping a file that vanished while listing");
+        };
         let mut pending = Vec::new();
         let mut next = Some((Arc::new(top), absolute, canonical));
         loop {
@@ -259,11 +264,6 @@ impl Confinement {
                 if self.is_private(&real_path) {
                     continue;
                 }
-                // A file removed between the directory read and its stat has vanished, as
-                // it would have a moment earlier: it is left out, not an error for the rest.
-                let vanished = |path: &Path| {
-                    tracing::info!(path = %path.display(), "skipping a file that vanished while listing");
-                };
                 let file_type = match entry.file_type() {
                     Ok(file_type) => file_type,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {

@@ -9,10 +9,10 @@ impl Host for ActivityState {
         root: String,
     ) -> wasmtime::Result<Result<Vec<FileEntry>, IoError>> {
         let io = self.io.clone();
-        // Walking a tree is blocking I/O; keep it off the async workers. Host time spent
-        // here is not the guest's CPU time.
         // No guest can receive a listing larger than its memory; none is built.
         let limit = self.budget.limits().memory;
+        // Walking a tree is blocking I/O; keep it off the async workers. Host time spent
+        // here is not the guest's CPU time.
         self.budget.enter_host();
         let listed =
             tokio::task::spawn_blocking(move || io.confinement.list_files(&root, limit)).await;
