@@ -54,7 +54,9 @@ fn the_seed_flow_starts_polls_and_completes_a_backup() {
     let server = Server::start(
         &scratch,
         "127.0.0.1:0",
-        &["--max-activities", "1", "--test-activity-delay-ms", "100"],
+        // 21 activities one at a time, 0.5 s each: the instance is seen Running however
+        // slowly the polls below come.
+        &["--max-activities", "1", "--test-activity-delay-ms", "500"],
     );
     let client = client();
 
