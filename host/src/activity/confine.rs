@@ -203,9 +203,10 @@ impl Confinement {
     /// inside the same allowed root, and Weft's own directories are left out.
     ///
     /// The walk holds open only the directories on its current path, however wide the
-    /// tree, and it stops with [`Error::TooLarge`] once the entries it holds would take
-    /// more than `limit` bytes (counted as a guest receives them: each path, and
-    /// [`ENTRY_BYTES`] per entry), so that a huge tree costs the host a bounded amount.
+    /// tree, and it stops with [`Error::TooLarge`] once the paths it holds (the files
+    /// found and the directories still to enter) would take more than `limit` bytes,
+    /// each counted as a guest receives a listed file: its path and [`ENTRY_BYTES`]. So a
+    /// huge tree costs the host a bounded amount.
     pub fn list_files(&self, root: &str, limit: usize) -> Result<Vec<FileEntry>, Error> {
         let (allowed, relative, absolute) = self.locate(root)?;
         let canonical = std::fs::canonicalize(&absolute).map_err(|e| Error::io(&absolute, e))?;
@@ -249,13 +250,10 @@ impl Confinement {
         };
         let mut pending = Vec::new();
         let mut next = Some((Arc::new(top), absolute, canonical));
-        loop {
-            let Some((dir, shown, real)) = (match next.take() {
-                Some(listing) => Some(listing),
-                None => open_next(&mut pending)?,
-            }) else {
-                break;
-            };
+        while let Some((dir, shown, real)) = match next.take() {
+            Some(listing) => Some(listing),
+            None => open_next(&mut pending)?,
+        } {
             let entries = dir.entries().map_err(|e| Error::io(&shown, e))?;
             for entry in entries {
                 let entry = entry.map_err(|e| Error::io(&shown, e))?;

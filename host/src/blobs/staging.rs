@@ -20,10 +20,11 @@
 //! another name. A crash before the link leaves no name; the inode is freed by the
 //! journal's recovery (or, on ext4 without a journal, by the next `fsck`). Leftovers
 //! are swept from a directory the first time this process writes a blob there (or finds
-//! one up to date): a retried copy, after a restart, sweeps what its killed attempt left. Nothing else is touched: not a blob
-//! (never so named), nor anything but a marked regular file of one link owned by this
-//! user, so a file planted there cannot make a sweep remove another. (The lock must be
-//! coherent: a local filesystem, or NFS with its default locking.)
+//! one up to date): a retried copy, after a restart, sweeps what its killed attempt
+//! left. Nothing else is touched: not a blob (never so named), nor anything but a marked
+//! regular file of one link owned by this user, so a file planted there cannot make a
+//! sweep remove another. (The lock must be coherent: a local filesystem, or NFS with its
+//! default locking.)
 
 use super::upload::Failure;
 use cap_std::fs::{Dir, MetadataExt as _, OpenOptions, OpenOptionsExt};
