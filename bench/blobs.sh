@@ -3,7 +3,8 @@
 #   1. one 2 GiB file to file://, hashed, vs `cp`, `cp` + `sync` and `openssl dgst -sha256` (and
 #      Weft's peak RSS, /usr/bin/time -v);
 #   2. 10,000 files of 1-64 KiB + 5 x 50 MiB to file:// vs `rclone copy`: on this disk,
-#      and (section ext4, as root) on a freshly made ext4 for each tool's run;
+#      and (section ext4, as root) on a freshly made ext4 for each tool's run, where
+#      `rclone copy` + `sync -f` (durable, as Weft is) runs too;
 #   3. the same tree to Azurite, to moto's S3 server and to s3s-fs (an S3 server in Rust,
 #      storing on disk, far faster than moto) vs `rclone copy` to the same server and a
 #      raw object_store copy (host/examples/raw_copy.rs) at the same concurrency (16
@@ -200,20 +201,24 @@ elif section ext4; then
     mount "$LOOP" "$MNT"; sync
   }
   drop_ext4() { umount "$MNT"; losetup -d "$LOOP"; rm -f "$IMG"; }
-  w=(); r=()
+  # Weft makes every blob durable before it records its copy; `rclone copy` then
+  # `sync -f` (a sync of that filesystem) is the durable peer, as `cp` + `sync` is above.
+  rclone_sync() { rclone copy --transfers 16 --checkers 16 "$1" "$2" && sync -f "$2"; }
+  w=(); r=(); rs=()
   for i in $(seq "$RUNS"); do
-    for tool in $(rotate "$i" rclone weft); do
+    for tool in $(rotate "$i" rclone weft rclone-sync); do
       fresh_ext4; warm_tree
       case $tool in
         rclone) r+=("$(seconds rclone copy --transfers 16 --checkers 16 "$WORK/tree" "$MNT/tree")") ;;
+        rclone-sync) rs+=("$(seconds rclone_sync "$WORK/tree" "$MNT/tree")") ;;
         weft) w+=("$(seconds weft_backup "$WORK/tree" "file://$MNT/blobs" ${WEFT_ARGS:-})") ;;
       esac
       drop_ext4
     done
     rm -rf "$WORK"/data.*
   done
-  wm=$(median "${w[@]}"); rm_=$(median "${r[@]}")
-  echo "tree fresh ext4 | weft ${wm}s (runs ${w[*]}) | rclone ${rm_}s (runs ${r[*]}) | weft/rclone $(ratio "$wm" "$rm_") | weft/rclone per run $(per_run w r)"
+  wm=$(median "${w[@]}"); rm_=$(median "${r[@]}"); rsm=$(median "${rs[@]}")
+  echo "tree fresh ext4 | weft ${wm}s (runs ${w[*]}) | rclone ${rm_}s (runs ${r[*]}) | rclone+sync ${rsm}s (runs ${rs[*]}) | weft/rclone $(ratio "$wm" "$rm_") | weft/rclone per run $(per_run w r) | weft/(rclone+sync) per run $(per_run w rs)"
 fi
 
 # --- 3. tree to Azurite and S3 vs rclone and raw object_store ---------------------------
