@@ -313,9 +313,21 @@ async fn an_instance_no_loaded_component_can_run_can_still_be_terminated() {
     drop(first);
 
     // A host with only the backup sample cannot run FanOut: the instance stays Pending.
-    let runtime = Runtime::open(config(&scratch))
-        .await
-        .expect("open the runtime again");
+    // The first runtime's lock on the data dir is released when its file is closed, but
+    // a process that another test starts meanwhile holds a copy of every descriptor
+    // from its fork to its exec, so the data dir may still be in use for a moment.
+    let runtime = within(async {
+        loop {
+            match Runtime::open(config(&scratch)).await {
+                Err(weft::runtime::Error::InUse { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                opened => return opened,
+            }
+        }
+    })
+    .await
+    .expect("open the runtime again");
     runtime.start_workers().await.expect("start workers");
     within(runtime.wait_idle()).await.expect("idle");
     let store = runtime.store().clone();
