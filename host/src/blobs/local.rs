@@ -1,6 +1,7 @@
 //! The `file://` fast path: a file is copied by the kernel (`copy_file_range`, through
 //! `std::io::copy`) into a staging file beside its blob while another thread hashes
-//! it; the SHA-256 goes in the file's extended attribute `user.sha256` and its
+//! what was written (so that the hash is the blob's, even if the source is rewritten
+//! meanwhile); the SHA-256 goes in the file's extended attribute `user.sha256` and its
 //! modification time becomes the source's; then the file is renamed over the blob, made
 //! durable with its directory entry (small blobs by one sync of their filesystem shared
 //! with the copies that finish with them: see [`super::group_sync`]), and unmarked (see
@@ -12,7 +13,9 @@
 use super::Copied;
 use super::group_sync::{self, NewDirs, Sync, Syncs, Ticket, Writing};
 use super::staging::{self, Abandoned, Committed, Renames, Staging, Sweeper};
-use super::upload::{Failure, grew, hash_file, hex, read_exact_at, reserve};
+use super::upload::{
+    Failure, HASH_PIECE, grew, hash_file, hash_range, hex, read_exact_at, reserve,
+};
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as BlobPath;
@@ -27,7 +30,7 @@ use tokio::sync::Semaphore;
 use xattr::FileExt;
 
 /// Files up to this size are read into memory and written in one call; larger ones are
-/// copied by the kernel while a second thread hashes them.
+/// copied by the kernel while a second thread hashes what was copied.
 const SMALL: u64 = 1 << 20;
 
 /// The most copies that may be under way or wait for a sync at once in one blob
@@ -557,20 +560,33 @@ async fn on_thread<T: Send + 'static>(
 /// user metadata `sha256` does in Azure and S3.
 const SHA256_ATTR: &str = "user.sha256";
 
-/// Copies `source` into `out` in the kernel while this thread's twin hashes it; both
-/// must see exactly `size` bytes. The copy goes in pieces of [`WRITE_BEHIND`] bytes, and
-/// the disk starts writing each piece as soon as it is copied (waiting for the piece
-/// before it), so that the fsync after the copy finds little left to write, and dirty
-/// memory stays bounded.
+/// Copies `source` into `out` in the kernel while this thread's twin hashes what was
+/// copied, read back from `out` (from the page cache) one piece behind, so that the hash
+/// is always that of the blob's bytes, even if the source is rewritten meanwhile; `out`
+/// must be open for reading too. The source must have exactly `size` bytes. The copy
+/// goes in pieces of [`WRITE_BEHIND`] bytes, and the disk starts writing each piece as
+/// soon as it is copied (waiting for the piece before it), so that the fsync after the
+/// copy finds little left to write, and dirty memory stays bounded.
 fn copy_and_hash(source: &File, out: &mut File, size: u64) -> Result<String, Failure> {
     use std::os::fd::AsRawFd;
     // `io::copy` between files (a `Take` of one included) uses `copy_file_range` on
     // Linux; it starts at the file's offset, which a try cut short by a full disk left
-    // behind (the hashing thread reads with `pread`, which leaves the offset alone).
+    // behind.
     let mut reader = source;
     reader.seek(SeekFrom::Start(0))?;
+    let written = out.try_clone()?;
+    let (progress, copied_to) = std::sync::mpsc::channel::<u64>();
     std::thread::scope(|scope| {
-        let hashing = scope.spawn(|| hash_file(source, size));
+        let hashing = scope.spawn(move || {
+            let mut hasher = Sha256::new();
+            let mut buffer = vec![0u8; HASH_PIECE];
+            let mut hashed = 0;
+            for copied in copied_to {
+                hash_range(&written, hashed..copied, &mut hasher, &mut buffer)?;
+                hashed = copied;
+            }
+            Ok::<_, Failure>(hex(hasher.finalize()))
+        });
         let copied = (|| {
             let mut copied = 0u64;
             loop {
@@ -602,12 +618,15 @@ fn copy_and_hash(source: &File, out: &mut File, size: u64) -> Result<String, Fai
                     }
                 }
                 copied += piece;
+                // The hashing thread ends early only on a failure, which `join` reports.
+                let _ = progress.send(copied);
             }
         })();
+        drop(progress);
         let sha256 = hashing
             .join()
             .map_err(|_| Failure::Local("the hashing thread panicked".to_string()))??;
-        if copied? != size {
+        if copied? != size || grew(source, size)? {
             return Err(Failure::Changed);
         }
         Ok(sha256)
@@ -813,6 +832,52 @@ mod tests {
             ));
         }
         assert_eq!(local.held.available_permits(), 1, "all room is given back");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_source_rewritten_during_a_large_copy_never_gets_the_hash_of_other_bytes() {
+        use sha2::Digest;
+        use std::os::unix::fs::FileExt;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("blobs");
+        let blobs = Blobs::open_dir(&root, &Options::default()).unwrap();
+        let source = work.path().join("source");
+        let size = 96u64 << 20;
+        std::fs::write(&source, vec![7u8; size as usize]).unwrap();
+        // Rewrites 4 KiB pieces of the source in place, without end, as a database or a
+        // disk image is written while it is backed up.
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (stop, source) = (stop.clone(), source.clone());
+            std::thread::spawn(move || {
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(source)
+                    .unwrap();
+                let mut round = 0u8;
+                while !stop.load(Ordering::Relaxed) {
+                    round = round.wrapping_add(1);
+                    let offset = rand::random::<u64>() % (size >> 12) << 12;
+                    file.write_all_at(&[round; 4096], offset).unwrap();
+                }
+            })
+        };
+        for copy in 0..3 {
+            let name = format!("big{copy}");
+            let file = std::fs::File::open(&source).unwrap();
+            let copied = blobs.copy_file(file, size, &name).await.unwrap();
+            let stored = std::fs::read(root.join(&name)).unwrap();
+            let stored_sha256 = super::hex(sha2::Sha256::digest(&stored));
+            assert_eq!(
+                copied.sha256, stored_sha256,
+                "the copy reports the blob's hash"
+            );
+            let attribute = xattr::get(root.join(&name), super::SHA256_ATTR).unwrap();
+            assert_eq!(attribute.as_deref(), Some(stored_sha256.as_bytes()));
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,7 +72,8 @@ pub(super) struct Committed {
 }
 
 impl<'a> Staging<'a> {
-    /// Creates a fresh staging file in `dir` beside its blob `blob`, marked and locked.
+    /// Creates a fresh staging file in `dir` beside its blob `blob`, marked and locked, and
+    /// open for reading as well as writing (a large copy hashes what it wrote).
     pub(super) fn create(dir: &'a Dir, blob: &OsStr) -> Result<Self, Failure> {
         let prefix = blob
             .as_bytes()
@@ -94,6 +95,7 @@ impl<'a> Staging<'a> {
             let file = match dir.open_with(
                 &name,
                 OpenOptions::new()
+                    .read(true)
                     .write(true)
                     .create_new(true)
                     .mode(0o666 | MARK),
@@ -157,7 +159,7 @@ impl<'a> Staging<'a> {
             libc::openat(
                 dir.as_raw_fd(),
                 c".".as_ptr(),
-                libc::O_TMPFILE | libc::O_WRONLY | libc::O_CLOEXEC,
+                libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
                 (0o666 | MARK) as libc::c_uint,
             )
         };
@@ -394,10 +396,20 @@ fn remove_if_left_over(dir: &Dir, name: &OsStr) {
     }
 }
 
+/// The longest prefix a staging name keeps of its blob's name, in bytes: with `#` and up
+/// to 20 digits, it stays within the 255 bytes a file name may have, whatever the blob's.
+const PREFIX_MAX: usize = 200;
+
 /// A fresh staging name for a blob whose file name begins with `prefix` (up to its first
-/// `#`): the prefix, `#` and random digits.
+/// `#`): the prefix (its first [`PREFIX_MAX`] bytes at most, not cutting a UTF-8
+/// character), `#` and random digits.
 fn staging_name(prefix: &[u8]) -> OsString {
-    let mut name = OsStr::from_bytes(prefix).to_os_string();
+    let mut end = prefix.len().min(PREFIX_MAX);
+    // A UTF-8 continuation byte (`0b10xxxxxx`) does not begin a character.
+    while end < prefix.len() && end > 0 && prefix[end] & 0xC0 == 0x80 {
+        end -= 1;
+    }
+    let mut name = OsStr::from_bytes(&prefix[..end]).to_os_string();
     name.push(format!("#{}", rand::random::<u64>()));
     name
 }
@@ -550,7 +562,9 @@ pub(super) mod tests {
     fn staging_names_are_never_blob_names() {
         let dir = tempfile::tempdir().unwrap();
         let handle = open(dir.path());
-        for blob in ["a", "a#b", "a#b#1", "#x"] {
+        // 255 bytes, the longest a file name may be, of 3-byte characters.
+        let long = "€".repeat(85);
+        for blob in ["a", "a#b", "a#b#1", "#x", &long] {
             let staging = Staging::create(&handle, OsStr::new(blob)).unwrap();
             let name = &staging.named.name;
             assert!(is_staging_name(name), "{name:?}");

@@ -149,15 +149,29 @@ pub(super) fn grew(file: &File, size: u64) -> Result<bool, Failure> {
 /// The piece of a file read at a time to be hashed: small enough to stay in the CPU's
 /// second-level cache between the read and the hash (a 2 GiB file hashed about 5% faster
 /// than in 1 MiB pieces; see BENCHMARKS.md, session 14).
-const HASH_PIECE: usize = 128 << 10;
+pub(super) const HASH_PIECE: usize = 128 << 10;
 
 /// The SHA-256 of the first `size` bytes of `file`, read in pieces of [`HASH_PIECE`] bytes.
 pub(super) fn hash_file(file: &File, size: u64) -> Result<String, Failure> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; HASH_PIECE];
-    let mut offset = 0u64;
-    while offset < size {
-        let want = buffer.len().min((size - offset) as usize);
+    hash_range(file, 0..size, &mut hasher, &mut buffer)?;
+    if grew(file, size)? {
+        return Err(Failure::Changed);
+    }
+    Ok(hex(hasher.finalize()))
+}
+
+/// Feeds the bytes of `file` in `range` to `hasher`, read into `buffer` piece by piece.
+pub(super) fn hash_range(
+    file: &File,
+    range: std::ops::Range<u64>,
+    hasher: &mut Sha256,
+    buffer: &mut [u8],
+) -> Result<(), Failure> {
+    let mut offset = range.start;
+    while offset < range.end {
+        let want = buffer.len().min((range.end - offset) as usize);
         match file.read_at(&mut buffer[..want], offset) {
             Ok(0) => return Err(Failure::Changed),
             Ok(n) => {
@@ -168,10 +182,7 @@ pub(super) fn hash_file(file: &File, size: u64) -> Result<String, Failure> {
             Err(e) => return Err(e.into()),
         }
     }
-    if grew(file, size)? {
-        return Err(Failure::Changed);
-    }
-    Ok(hex(hasher.finalize()))
+    Ok(())
 }
 
 async fn blocking<T: Send + 'static>(
@@ -431,7 +442,12 @@ impl AbortOnDrop {
     async fn abort(&mut self) {
         if let Some(upload) = &mut self.upload {
             stop(&mut self.parts).await;
-            let _ = upload.abort().await;
+            if let Err(error) = upload.abort().await {
+                // Its parts stay on the server until the next copy of the same blob, after
+                // a restart, aborts the uploads left open (or a lifecycle rule does).
+                let reason = super::redact_with(&self.secrets, error.to_string());
+                tracing::warn!("cannot abort a failed multipart upload: {reason}");
+            }
             self.upload = None;
         }
     }
