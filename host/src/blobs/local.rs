@@ -858,7 +858,7 @@ mod tests {
                 let mut round = 0u8;
                 while !stop.load(Ordering::Relaxed) {
                     round = round.wrapping_add(1);
-                    let offset = rand::random::<u64>() % (size >> 12) << 12;
+                    let offset = (rand::random::<u64>() % (size >> 12)) << 12;
                     file.write_all_at(&[round; 4096], offset).unwrap();
                 }
             })
