@@ -1041,6 +1041,29 @@ fn the_rpc_listener_is_keyless_on_loopback_only_and_unwraps_twice_encoded_inputs
         .send()
         .expect("POST");
     assert_eq!(started.status(), StatusCode::ACCEPTED);
+    // A web page that a browser on this machine shows reaches loopback too: a form posted
+    // from another site, and a page whose name was rebound to 127.0.0.1, are refused,
+    // and start nothing.
+    let forged = [
+        ("origin", "http://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+        ("host", "rebind.evil.example"),
+    ];
+    for (name, value) in forged {
+        let refused = client
+            .post(format!("{rpc}orchestrators/CallActivity/forged"))
+            .header("content-type", "text/plain")
+            .header(name, value)
+            .body(r#""{\"name\": \"Echo\", \"input\": 7}""#)
+            .send()
+            .expect("POST");
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{name}: {value}");
+    }
+    let status = client
+        .get(format!("{rpc}instances/forged"))
+        .send()
+        .expect("GET");
+    assert_eq!(status.status(), StatusCode::NOT_FOUND);
     let body = json_body(started);
     assert!(
         body["statusQueryGetUri"].as_str().is_some_and(|url| url

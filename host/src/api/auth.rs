@@ -1,6 +1,8 @@
 //! Whether a request on the public listener carries the key: in `?code=`, in the
-//! `x-functions-key` header, or in the dashboard's cookie; and the same-origin check that
-//! a request authorised by the cookie alone must pass before it may change anything.
+//! `x-functions-key` header, or in the dashboard's cookie; the same-origin check that a
+//! request authorised by the cookie alone must pass before it may change anything; and
+//! the check that a request to the keyless rpc listener comes from a local program, not
+//! from a web page (see [`local_caller`]).
 //!
 //! The cookie holds the key itself (percent-encoded), set `HttpOnly` and
 //! `SameSite=Strict` by the dashboard's login page, so a browser never sends it with a
@@ -137,6 +139,60 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
+/// Whether a request to the keyless rpc listener (bound to loopback) comes from a program
+/// on this machine rather than from a web page that a browser here shows: its `Host`, if
+/// any, must name a loopback address (a page whose own name now resolves to 127.0.0.1,
+/// by DNS rebinding, sends its own name), and a browser's marks, if any, must not say
+/// that another site started it (`Sec-Fetch-Site: cross-site` or `same-site`, or an
+/// `Origin` that is not a loopback address: a plain HTML form may post cross-site).
+pub fn local_caller(headers: &HeaderMap) -> Result<(), Error> {
+    let get = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .map(|value| value.to_str().map(str::trim).unwrap_or_default())
+    };
+    let refused = |what: String| {
+        Err(Error::Forbidden(format!(
+            "the rpc listener serves programs on this machine only, and {what}"
+        )))
+    };
+    if let Some(host) = get(header::HOST).filter(|host| !loopback(host)) {
+        return refused(format!("this request was sent to {host:?}"));
+    }
+    if let Some(site) = get(header::HeaderName::from_static("sec-fetch-site")).filter(|site| {
+        ["cross-site", "same-site"]
+            .iter()
+            .any(|s| site.eq_ignore_ascii_case(s))
+    }) {
+        return refused(format!(
+            "a browser says another site sent this request ({site})"
+        ));
+    }
+    if let Some(origin) = get(header::ORIGIN).filter(|origin| {
+        !origin
+            .split_once("://")
+            .is_some_and(|(_, authority)| loopback(authority))
+    }) {
+        return refused(format!("this request comes from a page of {origin:?}"));
+    }
+    Ok(())
+}
+
+/// Whether `authority` (`host[:port]`) names a loopback address: `localhost`, 127.0.0.0/8
+/// or `[::1]`.
+fn loopback(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _port)| host),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +209,35 @@ mod tests {
     }
 
     const KEY: &str = "0123456789abcdef; =x";
+
+    #[test]
+    fn the_rpc_listener_takes_local_programs_and_refuses_web_pages() {
+        for local in [
+            headers(&[]),
+            headers(&[("host", "127.0.0.1:7072")]),
+            headers(&[("host", "localhost:7072"), ("sec-fetch-site", "none")]),
+            headers(&[("host", "[::1]:7072"), ("origin", "http://127.0.0.1:7072")]),
+            headers(&[("host", "127.0.0.1"), ("sec-fetch-site", "same-origin")]),
+        ] {
+            assert!(local_caller(&local).is_ok(), "{local:?}");
+        }
+        for page in [
+            headers(&[("host", "rebind.evil.example:7072")]),
+            headers(&[("host", "localhost.evil.example")]),
+            headers(&[("host", "127.0.0.1:7072"), ("sec-fetch-site", "cross-site")]),
+            headers(&[("host", "127.0.0.1:7072"), ("sec-fetch-site", "same-site")]),
+            headers(&[
+                ("host", "127.0.0.1:7072"),
+                ("origin", "http://evil.example"),
+            ]),
+            headers(&[("host", "127.0.0.1:7072"), ("origin", "null")]),
+        ] {
+            assert!(
+                matches!(local_caller(&page), Err(Error::Forbidden(_))),
+                "{page:?}"
+            );
+        }
+    }
 
     #[test]
     fn the_cookie_round_trips_any_key() {

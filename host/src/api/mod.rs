@@ -79,8 +79,9 @@ pub fn router(api: Arc<Api>) -> Router {
         .with_state(api)
 }
 
-/// The rpc listener's routes: the same operations under `/durabletask/`, without a key.
-/// The caller must bind it to a loopback address only.
+/// The rpc listener's routes: the same operations under `/durabletask/`, without a key,
+/// for local programs only (see [`auth::local_caller`]). The caller must bind it to a
+/// loopback address only.
 pub fn rpc_router(api: Arc<Api>) -> Router {
     Router::new()
         .fallback(|State(api): State<Arc<Api>>, request: Request| async move {
@@ -172,8 +173,11 @@ async fn serve(api: Arc<Api>, listener: Listener, request: Request) -> Response 
 async fn route(api: Arc<Api>, listener: Listener, request: Request) -> Result<Response, Error> {
     let (parts, body) = request.into_parts();
     let query = Query::parse(parts.uri.query());
-    if listener == Listener::Public {
-        auth::check(&api.key, query.get("code"), &parts.method, &parts.headers)?;
+    match listener {
+        Listener::Public => {
+            auth::check(&api.key, query.get("code"), &parts.method, &parts.headers)?;
+        }
+        Listener::Rpc => auth::local_caller(&parts.headers)?,
     }
     let segments = segments(parts.uri.path())?;
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
