@@ -1,6 +1,6 @@
 //! The server under abuse: thousands of idle connections that never send a header neither
 //! stop a client with a key from being served nor the running backup from completing, and
-//! the server closes them.
+//! the server closes them; so it does a connection whose client never reads its answers.
 
 use crate::support::*;
 use std::net::TcpStream;
@@ -93,4 +93,32 @@ fn idle_connections_starve_neither_the_api_nor_the_backup() {
         Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {}
         other => panic!("the idle connection is still open: {other:?}"),
     }
+}
+
+#[test]
+fn a_client_that_never_reads_its_answers_loses_its_connection() {
+    use std::io::Write;
+    let scratch = Scratch::new();
+    let server = Server::start(&scratch, "127.0.0.1:0", &[]);
+    let mut stream = TcpStream::connect(&server.addr).expect("connect");
+    // Requests pipelined without end, their answers never read: once the buffers between
+    // the two are full, the server's writes wait for this client, until the server drops
+    // the connection. (Were it never dropped, the write below would give up after
+    // `PATIENCE` with `WouldBlock`.)
+    stream
+        .set_write_timeout(Some(PATIENCE))
+        .expect("write timeout");
+    let requests = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(100);
+    let ended = loop {
+        if let Err(error) = stream.write_all(&requests) {
+            break error;
+        }
+    };
+    assert!(
+        matches!(
+            ended.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        ),
+        "the server still holds the connection: {ended:?}"
+    );
 }

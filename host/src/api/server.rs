@@ -1,9 +1,11 @@
 //! Serving the API to clients that may be slow, idle or hostile: every connection must
-//! send its request headers within [`HEADER_TIMEOUT`], at most a bounded number of
-//! connections are open at once (further ones wait in the listen backlog until one
-//! closes), and a failed `accept` (descriptors exhausted) backs off instead of spinning.
-//! So idle connections cannot starve the API of descriptors, nor the activities that
-//! need them.
+//! send its request headers within [`HEADER_TIMEOUT`] and take the response's bytes as
+//! they come (a write that waits [`WRITE_TIMEOUT`] for a client that reads nothing ends
+//! its connection), at most a bounded number of connections are open at once (further
+//! ones wait in the listen backlog until one closes), and a failed `accept` (descriptors
+//! exhausted) backs off instead of spinning. So idle connections, and clients that send
+//! requests but never read the answers, cannot starve the API of descriptors, nor the
+//! activities that need them.
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -15,6 +17,10 @@ use tokio::sync::Semaphore;
 
 /// How long a client may take to send a request's headers.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a write to a client may wait for it to read: a client that takes no byte of
+/// its response for this long loses its connection.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `router` on `listener` with at most `max_connections` open connections.
 pub async fn serve(
@@ -40,7 +46,10 @@ pub async fn serve(
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT);
-            if let Err(error) = http.serve_connection(TokioIo::new(stream), service).await {
+            let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+            stream.set_write_timeout(Some(WRITE_TIMEOUT));
+            let stream = TokioIo::new(Box::pin(stream));
+            if let Err(error) = http.serve_connection(stream, service).await {
                 tracing::debug!("connection ended: {error}");
             }
             drop(slot);
