@@ -1,8 +1,8 @@
 //! Where a `file://` blob is written before it is renamed over the blob: a staging file
-//! beside it, named by the blob's file name up to its first `#`, then `#` and random
-//! digits; the sweep that removes the staging files of copies that died half-way; and
-//! the order of renames over one blob in this process (an abandoned copy's thread never
-//! renames after a later copy has).
+//! beside it, named by the blob's file name up to its first `#` (200 bytes of it at
+//! most), then `#` and random digits; the sweep that removes the staging files of copies
+//! that died half-way; and the order of renames over one blob in this process (an
+//! abandoned copy's thread never renames after a later copy has).
 //!
 //! Such a name can never be a blob's: object_store's `LocalFileSystem` refuses a file
 //! name whose text after its first `#` is all digits (it keeps those for its own staging
