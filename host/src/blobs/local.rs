@@ -950,6 +950,23 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_put_over_its_limit_is_refused_and_writes_nothing() {
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("blobs");
+        let blobs = Blobs::open_dir(&root, &Options::default()).unwrap();
+        let over = vec![1u8; super::super::MAX_PUT as usize + 1];
+        let refused = blobs.put("big", over).await.unwrap_err();
+        assert!(refused.to_string().contains("blob.put"), "{refused}");
+        assert!(!root.join("big").exists());
+        let limit = vec![1u8; super::super::MAX_PUT as usize];
+        blobs.put("big", limit).await.unwrap();
+        assert_eq!(
+            std::fs::metadata(root.join("big")).unwrap().len(),
+            super::super::MAX_PUT
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_blob_directory_removed_or_replaced_after_start_is_the_one_written_to() {
         let work = tempfile::tempdir().unwrap();
         let root = work.path().join("blobs");

@@ -134,6 +134,10 @@ pub enum BlobError {
 /// The largest blob `blob.get` reads into memory for a guest.
 pub const MAX_GET: u64 = 16 << 20;
 
+/// The largest blob `blob.put` writes for a guest: the host holds its bytes until the
+/// write is done, outside the budget that bounds the memory of copies.
+pub const MAX_PUT: u64 = 16 << 20;
+
 /// Which kind of store, for the fast path and for messages a person can act on.
 enum Backend {
     Local(local::LocalDir),
@@ -425,9 +429,19 @@ impl Blobs {
         }
     }
 
-    /// Writes a small blob whole.
+    /// Writes a small blob whole; one over [`MAX_PUT`] is refused.
     pub async fn put(&self, name: &str, data: Vec<u8>) -> Result<(), BlobError> {
         let location = self.location(name)?;
+        if data.len() as u64 > MAX_PUT {
+            return Err(BlobError::Failed {
+                name: name.to_string(),
+                reason: format!(
+                    "it is {} bytes, over the {} MiB that blob.put writes; copy large blobs from a file instead",
+                    data.len(),
+                    MAX_PUT >> 20
+                ),
+            });
+        }
         let result = match &self.backend {
             Backend::Local(local) => local.put(&location, data).await,
             _ => upload::put(self, &location, data).await.map(|_| ()),
