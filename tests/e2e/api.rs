@@ -502,6 +502,55 @@ fn lists_page_with_the_continuation_header_and_filter() {
     assert_eq!(future, json!([]));
 }
 
+/// A page of the list route stops at a memory budget (16 MiB of payloads) whatever `top`
+/// asks for, and its continuation token leads on to the rest.
+#[test]
+fn a_page_of_large_instances_ends_early_and_the_token_leads_on() {
+    let scratch = Scratch::new();
+    let server = Server::start(&scratch, "127.0.0.1:0", &testing_components());
+    let client = client();
+    // Each instance holds 9 MiB of input and 9 MiB of output: one fills a page.
+    let big = "x".repeat(9 << 20);
+    for i in 0..3 {
+        let body = json!({"name": "Echo", "input": big}).to_string();
+        let response = server.start_json(
+            &client,
+            &format!("orchestrators/CallActivity/big-{i}"),
+            &body,
+        );
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        server.poll_until_ended(&client, &server.url(&format!("{INSTANCES}/big-{i}")));
+    }
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut request = client.get(server.url(&format!("{INSTANCES}?top=100")));
+        if let Some(token) = &token {
+            request = request.header("x-ms-continuation-token", token);
+        }
+        let response = request.send().expect("GET list");
+        assert_eq!(response.status(), StatusCode::OK);
+        token = response
+            .headers()
+            .get("x-ms-continuation-token")
+            .map(|v| v.to_str().unwrap_or_default().to_string());
+        let page = json_body(response);
+        let page = page.as_array().cloned().unwrap_or_default();
+        assert_eq!(page.len(), 1, "one instance fills a page's budget");
+        assert_eq!(page[0]["output"].as_str().map(str::len), Some(9 << 20));
+        seen.push(
+            page[0]["instanceId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen, ["big-2", "big-1", "big-0"], "newest first, each once");
+}
+
 #[test]
 fn terminate_suspend_resume_and_purge() {
     let scratch = Scratch::new();

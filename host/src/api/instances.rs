@@ -5,7 +5,7 @@ use super::query::Statuses;
 use super::{Call, Error, Listener, orchestrators};
 use crate::runtime::Runtime;
 use crate::status;
-use crate::store::{Instance, InstanceFilter, RuntimeStatus};
+use crate::store::{Instance, InstanceFilter, Listing, RuntimeStatus};
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -18,6 +18,9 @@ const CONTINUATION: &str = "x-ms-continuation-token";
 const DEFAULT_PAGE: usize = 100;
 /// The largest page, whatever `top` asks for: a page is held in memory.
 const MAX_PAGE: usize = 1000;
+/// The payload bytes (inputs, outputs, custom statuses) a page reads before it ends
+/// early, so that a page of large instances cannot take the server's memory.
+const PAGE_BYTES: usize = 16 << 20;
 
 fn unknown(id: &str) -> Error {
     Error::NotFound(format!("no instance with id '{id}'"))
@@ -77,6 +80,7 @@ fn filter(call: &Call) -> Option<InstanceFilter> {
         statuses,
         created_from: call.query.time("createdTimeFrom"),
         created_to: call.query.time("createdTimeTo"),
+        ..InstanceFilter::default()
     })
 }
 
@@ -105,13 +109,16 @@ pub async fn list(call: Call) -> Result<Response, Error> {
     };
     let prefix = call.query.get("instanceIdPrefix").unwrap_or_default();
     let show_input = call.query.flag("showInput").unwrap_or(true);
-    let Some(filter) = filter(&call) else {
+    let Some(mut filter) = filter(&call) else {
         return Ok(Json(json!([])).into_response());
     };
-    let (selected, next) = page_of(&call.api.runtime, &filter, skip, page, |instance| {
-        instance.id.starts_with(prefix)
-    })
-    .await?;
+    filter.id_prefix = prefix.to_string();
+    let payloads = if show_input {
+        Payloads::All
+    } else {
+        Payloads::NoInput
+    };
+    let (selected, next) = page_of(&call.api.runtime, &filter, skip, page, payloads).await?;
     let body: Vec<Value> = selected
         .iter()
         .map(|instance| {
@@ -131,45 +138,39 @@ pub async fn list(call: Call) -> Result<Response, Error> {
     Ok(response)
 }
 
-/// One page of the instances `filter` selects and `keep` accepts, newest first, from
-/// offset `skip`: at most `page` of them, and the offset of the next page if there is
-/// one. The store filters by status and time; `keep` (an id prefix, a name) is applied
-/// here, reading on in pages until this page is full. The list route and the
-/// dashboard's instances page share it.
+/// One page of the instances `filter` selects, newest first, from offset `skip`: at most
+/// `page` of them, fewer if their payloads reach [`PAGE_BYTES`], and the offset of the
+/// next page if there is one. `payloads` says whether to read each instance's input
+/// (output and custom status are read then too); without them, a page is summaries only.
+/// The list route and the dashboard's instances page share it.
 pub(crate) async fn page_of(
     runtime: &Runtime,
     filter: &InstanceFilter,
     skip: usize,
     page: usize,
-    keep: impl Fn(&Instance) -> bool,
+    payloads: Payloads,
 ) -> Result<(Vec<Instance>, Option<usize>), Error> {
-    let store = runtime.store();
-    let page = page.clamp(1, MAX_PAGE);
-    let mut selected = Vec::new();
-    let mut offset = skip;
-    let mut more = false;
-    loop {
-        let batch = store
-            .list_instances(filter, offset, page.saturating_add(1))
-            .await?;
-        let fetched = batch.len();
-        for instance in batch {
-            offset += 1;
-            if !keep(&instance) {
-                continue;
-            }
-            if selected.len() == page {
-                more = true;
-                offset -= 1;
-                break;
-            }
-            selected.push(instance);
-        }
-        if more || fetched <= page {
-            break;
-        }
-    }
-    Ok((selected, more.then_some(offset)))
+    let listing = Listing {
+        skip,
+        limit: page.clamp(1, MAX_PAGE),
+        input: payloads == Payloads::All,
+        output: payloads != Payloads::None,
+        max_bytes: PAGE_BYTES,
+    };
+    let listed = runtime.store().list_instances(filter, listing).await?;
+    let next = skip.saturating_add(listed.instances.len());
+    Ok((listed.instances, listed.more.then_some(next)))
+}
+
+/// Which payloads a page of instances reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Payloads {
+    /// Input, output and custom status.
+    All,
+    /// Output and custom status (the list route with `showInput=false`).
+    NoInput,
+    /// None: the instances' summaries.
+    None,
 }
 
 /// A control request on one instance, as the API and the dashboard name it.

@@ -7,7 +7,7 @@ use crate::api;
 use crate::limits::GuestLimits;
 use crate::runtime::{ComponentSource, Config, Runtime};
 use crate::status;
-use crate::store::{Event, Instance, RuntimeStatus, Store, sqlite::SqliteStore};
+use crate::store::{Event, Instance, Listing, RuntimeStatus, Store, sqlite::SqliteStore};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -655,33 +655,51 @@ async fn resume(host: &HostArgs) -> Result<ExitCode> {
     Ok(code)
 }
 
+/// Prints every instance, newest first, read a page at a time so that memory stays
+/// bounded whatever the store holds; the table reads no payloads.
 async fn list(store: &dyn Store, json: bool) -> Result<()> {
-    let instances = store
-        .list_instances(&Default::default(), 0, usize::MAX)
-        .await?;
-    let mut out = std::io::stdout().lock();
-    if json {
-        for instance in &instances {
-            writeln!(out, "{}", status::instance_json(instance))?;
-        }
-        return Ok(());
-    }
-    writeln!(
-        out,
-        "{:<32}  {:<24}  {:<10}  {:<20}  {:<20}",
-        "INSTANCE", "NAME", "STATUS", "CREATED", "UPDATED"
-    )?;
-    for instance in &instances {
-        let value = status::instance_json(instance);
+    const PAGE: usize = 500;
+    if !json {
         writeln!(
-            out,
+            std::io::stdout(),
             "{:<32}  {:<24}  {:<10}  {:<20}  {:<20}",
-            instance.id,
-            instance.name,
-            instance.status.as_str(),
-            value["createdTime"].as_str().unwrap_or_default(),
-            value["lastUpdatedTime"].as_str().unwrap_or_default(),
+            "INSTANCE",
+            "NAME",
+            "STATUS",
+            "CREATED",
+            "UPDATED"
         )?;
     }
-    Ok(())
+    let mut skip = 0;
+    loop {
+        let listing = Listing {
+            skip,
+            limit: PAGE,
+            input: json,
+            output: json,
+            max_bytes: 16 << 20,
+        };
+        let listed = store.list_instances(&Default::default(), listing).await?;
+        skip += listed.instances.len();
+        let mut out = std::io::stdout().lock();
+        for instance in &listed.instances {
+            let value = status::instance_json(instance);
+            if json {
+                writeln!(out, "{value}")?;
+                continue;
+            }
+            writeln!(
+                out,
+                "{:<32}  {:<24}  {:<10}  {:<20}  {:<20}",
+                instance.id,
+                instance.name,
+                instance.status.as_str(),
+                value["createdTime"].as_str().unwrap_or_default(),
+                value["lastUpdatedTime"].as_str().unwrap_or_default(),
+            )?;
+        }
+        if !listed.more {
+            return Ok(());
+        }
+    }
 }

@@ -7,7 +7,7 @@ use super::actions::Action;
 use super::timeline::{self, Kind, Outcome, Row, Timeline};
 use super::{Visit, html, instance_path};
 use crate::api::Error;
-use crate::api::instances::page_of;
+use crate::api::instances::{Payloads, page_of};
 use crate::store::{HistoryEvent, Instance, InstanceFilter, RuntimeStatus};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -159,18 +159,16 @@ impl ListQuery {
     async fn fetch(&self, visit: &Visit) -> Result<(Vec<Instance>, Option<usize>), Error> {
         let filter = InstanceFilter {
             statuses: self.statuses.clone(),
+            id_prefix: self.prefix.clone(),
+            name_contains: self.name.clone(),
             ..InstanceFilter::default()
         };
-        let name = self.name.to_lowercase();
         page_of(
             &visit.api.runtime,
             &filter,
             self.skip,
             self.size,
-            |instance| {
-                instance.id.starts_with(&self.prefix)
-                    && (name.is_empty() || instance.name.to_lowercase().contains(&name))
-            },
+            Payloads::None,
         )
         .await
     }

@@ -89,7 +89,7 @@ impl Runtime {
                 self.wake(&other);
             }
             self.cancel_activities(id);
-            self.ended.send_modify(|count| *count += 1);
+            self.note_end(id);
             return Ok(());
         }
         match self.store.post_message(id, &event, Utc::now()).await {
@@ -165,10 +165,10 @@ impl Runtime {
                     if retries <= HOST_RETRIES {
                         let pause = Duration::from_millis(250 << retries);
                         tracing::warn!(instance = %id, "{reason}; running it again in {pause:?}");
-                        let again = runtime.clone();
+                        let (again, again_id) = (runtime.clone(), id.clone());
                         tokio::spawn(async move {
                             tokio::time::sleep(pause).await;
-                            again.spawn_instance(id);
+                            again.spawn_instance(again_id);
                         });
                     } else {
                         tracing::error!(instance = %id, "{reason}");
@@ -182,19 +182,19 @@ impl Runtime {
                     runtime.cancel_activities(&id);
                     if matches!(runtime.store.instance(&id).await, Ok(Some(now)) if !now.status.is_terminal())
                     {
-                        runtime.spawn_instance(id);
+                        runtime.spawn_instance(id.clone());
                     }
                 }
                 // Evicted while idle. A message that came after it stopped listening left
                 // a permit; later ones find it gone and start it themselves.
                 Ok(Some(_)) => {
                     if wake.notified().now_or_never().is_some() {
-                        runtime.spawn_instance(id);
+                        runtime.spawn_instance(id.clone());
                     }
                 }
                 Ok(None) => {}
             }
-            runtime.ended.send_modify(|count| *count += 1);
+            runtime.note_end(&id);
         });
     }
 

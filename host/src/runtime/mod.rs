@@ -13,6 +13,7 @@ mod instances;
 pub use instances::event_to_raise;
 mod rewind;
 mod timers;
+mod waiters;
 
 use crate::activity::{self, ActivityComponent, confine::Confinement};
 use crate::limits::{self, GuestLimits};
@@ -182,8 +183,10 @@ pub struct Runtime {
     work_ready: Arc<Notify>,
     /// Notified when an episode stores a durable timer.
     timers_changed: Arc<Notify>,
-    /// Bumped whenever an instance task ends.
+    /// Bumped whenever an instance task ends (see [`Runtime::note_end`]).
     ended: watch::Sender<u64>,
+    /// The clients waiting for an instance to end, woken by its own end only.
+    waiters: waiters::Waiters,
     orchestration_slots: Arc<Semaphore>,
     /// Identifies this process's leases.
     owner: String,
@@ -333,6 +336,7 @@ impl Runtime {
             work_ready: Arc::new(Notify::new()),
             timers_changed: Arc::new(Notify::new()),
             ended: watch::Sender::new(0),
+            waiters: waiters::Waiters::default(),
             eager: orchestrator::Eager {
                 owner: owner.clone(),
                 items: eager_items,
@@ -416,11 +420,15 @@ impl Runtime {
         Ok(())
     }
 
-    /// Waits until instance `id` is Completed, Failed or Terminated.
+    /// Waits until instance `id` is Completed, Failed or Terminated. Only the instance's
+    /// own task ending wakes the wait, so waits for many instances cost nothing while
+    /// others end.
     pub async fn wait(&self, id: &str) -> Result<Instance, Error> {
-        let mut ended = self.ended.subscribe();
+        let waiting = self.waiters.wait_for(id);
         loop {
-            ended.borrow_and_update();
+            let woken = waiting.next();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             let instance = self
                 .store
                 .instance(id)
@@ -435,13 +443,15 @@ impl Runtime {
                     reason: reason.clone(),
                 });
             }
-            if ended.changed().await.is_err() {
-                return Err(Error::HostFailure {
-                    id: id.to_string(),
-                    reason: "the runtime stopped".to_string(),
-                });
-            }
+            woken.await;
         }
+    }
+
+    /// Tells [`Runtime::wait`] and [`Runtime::wait_idle`] that instance `id`'s task ended
+    /// or the instance ended without one.
+    fn note_end(&self, id: &str) {
+        self.ended.send_modify(|count| *count += 1);
+        self.waiters.wake(id);
     }
 
     /// Waits until no instance task is running: every instance this runtime could run

@@ -447,12 +447,39 @@ pub struct Progress {
     pub finished: u64,
 }
 
-/// Which instances a listing or a purge covers; empty fields select everything.
+/// Which instances a listing or a purge covers; empty fields select everything. The
+/// store applies every field itself, so a filter that matches few instances costs one
+/// pass over the rows, never a page of instances read per match.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct InstanceFilter {
     pub statuses: Vec<RuntimeStatus>,
     pub created_from: Option<DateTime<Utc>>,
     pub created_to: Option<DateTime<Utc>>,
+    /// Ids that start with this (case-sensitive, as the extension's `instanceIdPrefix`).
+    pub id_prefix: String,
+    /// Names that contain this, ignoring ASCII case.
+    pub name_contains: String,
+}
+
+/// One page of a listing, newest first: from offset `skip`, at most `limit` instances.
+/// Payloads are read only where asked (`input`; `output` covers the output and the custom
+/// status); an instance's payloads not read are empty (`input`) or `None`. The page also
+/// ends after the instance whose payloads bring what it read to `max_bytes` or more, so
+/// the memory a page takes is bounded whatever its instances hold (always at least one).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Listing {
+    pub skip: usize,
+    pub limit: usize,
+    pub input: bool,
+    pub output: bool,
+    pub max_bytes: usize,
+}
+
+/// What [`Store::list_instances`] found: the page, and whether instances follow it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Listed {
+    pub instances: Vec<Instance>,
+    pub more: bool,
 }
 
 /// How a leased work item is settled: its final outcome, or another attempt later.
@@ -490,14 +517,8 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Instance>;
     async fn instance(&self, id: &str) -> Result<Option<Instance>>;
-    /// The instances that `filter` selects, newest first, skipping `skip` of them and
-    /// returning at most `limit`.
-    async fn list_instances(
-        &self,
-        filter: &InstanceFilter,
-        skip: usize,
-        limit: usize,
-    ) -> Result<Vec<Instance>>;
+    /// A page of the instances that `filter` selects (see [`Listing`]).
+    async fn list_instances(&self, filter: &InstanceFilter, listing: Listing) -> Result<Listed>;
     /// Posts a control message (suspend, resume, terminate) or a raised event to an
     /// instance's inbox.
     /// [`Error::UnknownInstance`] if there is none, [`Error::Ended`] if it has ended.

@@ -1,7 +1,10 @@
 //! The store's behaviour, as a test suite that every backend runs: each function takes a
 //! fresh, empty store.
 
-use super::{Checkpoint, Error, Event, MAX_NESTING, RuntimeStatus, Settlement, Store};
+use super::{
+    Checkpoint, Error, Event, InstanceFilter, Listed, Listing, MAX_NESTING, RuntimeStatus,
+    Settlement, Store,
+};
 use chrono::{Duration, Utc};
 
 fn complete(event: &Event) -> Settlement {
@@ -1172,4 +1175,123 @@ pub async fn progress_counts_each_task_once_across_a_rewind(store: &dyn Store) {
     ];
     commit(store, "r", events, RuntimeStatus::Running).await;
     assert_eq!(store.progress("r").await.unwrap(), progress(2, 2));
+}
+
+pub async fn listings_filter_in_the_store_and_bound_what_a_page_reads(store: &dyn Store) {
+    let start = Utc::now();
+    let big = format!("\"{}\"", "x".repeat(100 << 10));
+    for (n, (id, name, input)) in [
+        ("alpha-1", "Backup", big.as_str()),
+        ("alpha-2", "NightlyBACKUP", big.as_str()),
+        ("beta-1", "Other", big.as_str()),
+        ("%x", "Other", "1"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let created = start + Duration::milliseconds(n as i64);
+        store
+            .create_instance(id, name, input, created)
+            .await
+            .unwrap();
+    }
+    let everything = Listing {
+        skip: 0,
+        limit: 100,
+        input: true,
+        output: true,
+        max_bytes: usize::MAX,
+    };
+    let ids = |listed: &Listed| -> Vec<String> {
+        listed.instances.iter().map(|i| i.id.clone()).collect()
+    };
+    let list = |filter: InstanceFilter, listing: Listing| async move {
+        store.list_instances(&filter, listing).await.unwrap()
+    };
+
+    let all = list(InstanceFilter::default(), everything).await;
+    assert_eq!(
+        ids(&all),
+        ["%x", "beta-1", "alpha-2", "alpha-1"],
+        "newest first"
+    );
+    assert!(!all.more);
+    assert_eq!(all.instances[1].input, big);
+
+    let prefixed = InstanceFilter {
+        id_prefix: "alpha-".into(),
+        ..InstanceFilter::default()
+    };
+    assert_eq!(
+        ids(&list(prefixed, everything).await),
+        ["alpha-2", "alpha-1"]
+    );
+    for literal in ["%", "_"] {
+        let filter = InstanceFilter {
+            id_prefix: literal.into(),
+            ..InstanceFilter::default()
+        };
+        let expected: &[&str] = if literal == "%" { &["%x"] } else { &[] };
+        assert_eq!(
+            ids(&list(filter, everything).await),
+            expected,
+            "a prefix is literal text, never a pattern"
+        );
+    }
+    let named = InstanceFilter {
+        name_contains: "backup".into(),
+        ..InstanceFilter::default()
+    };
+    assert_eq!(ids(&list(named, everything).await), ["alpha-2", "alpha-1"]);
+    let both = InstanceFilter {
+        id_prefix: "alpha-1".into(),
+        name_contains: "NIGHTLY".into(),
+        ..InstanceFilter::default()
+    };
+    assert!(list(both, everything).await.instances.is_empty());
+
+    // Summaries only: no payload is read.
+    let summaries = list(
+        InstanceFilter::default(),
+        Listing {
+            input: false,
+            output: false,
+            ..everything
+        },
+    )
+    .await;
+    assert_eq!(summaries.instances.len(), 4);
+    assert!(summaries.instances.iter().all(|i| i.input.is_empty()));
+
+    // A page ends after the instance that brings its payloads to the budget, and says
+    // that more follow; the next page goes on from there.
+    let budget = Listing {
+        max_bytes: 150 << 10,
+        ..everything
+    };
+    let first = list(InstanceFilter::default(), budget).await;
+    assert_eq!(ids(&first), ["%x", "beta-1", "alpha-2"]);
+    assert!(first.more);
+    let rest = list(InstanceFilter::default(), Listing { skip: 3, ..budget }).await;
+    assert_eq!(ids(&rest), ["alpha-1"]);
+    assert!(!rest.more);
+    let tiny = list(
+        InstanceFilter::default(),
+        Listing {
+            max_bytes: 0,
+            ..everything
+        },
+    )
+    .await;
+    assert_eq!(ids(&tiny), ["%x"], "a page always holds one instance");
+    assert!(tiny.more);
+    let short = list(
+        InstanceFilter::default(),
+        Listing {
+            limit: 2,
+            ..everything
+        },
+    )
+    .await;
+    assert_eq!((short.instances.len(), short.more), (2, true));
 }

@@ -81,6 +81,9 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE instances ADD COLUMN parent_id TEXT;
      ALTER TABLE instances ADD COLUMN parent_task INTEGER;
      CREATE INDEX instances_by_parent ON instances (parent_id) WHERE parent_id IS NOT NULL;",
+    // 6: listings read instances newest first; in this order a page is read off the
+    // index and ends when it is full, instead of sorting every instance per page.
+    "CREATE INDEX instances_newest ON instances (created_at DESC, id);",
 ];
 
 /// The schema version this build writes.

@@ -13,7 +13,7 @@ mod writer;
 
 use super::{
     Checkpoint, Committed, Error, Event, HistoryEvent, InboxMessage, Instance, InstanceFilter,
-    Progress, Result, RuntimeStatus, Settlement, WorkItem,
+    Listed, Listing, Progress, Result, RuntimeStatus, Settlement, WorkItem,
 };
 use chrono::{DateTime, Utc};
 use lineage::{Child, continue_as_new, report_to_parent, start_child, terminate_children};
@@ -89,11 +89,17 @@ fn decode(conn: &Connection, instance_id: &str, stored: String) -> Result<Event>
 }
 
 /// The condition of [`InstanceFilter`] over parameters ?1 (",Status,Status,", or empty
-/// for any), ?2 (created from, or NULL) and ?3 (created to, or NULL).
+/// for any), ?2 (created from, or NULL), ?3 (created to, or NULL), ?4 (an id prefix, or
+/// empty) and ?5 (a lowercase part of the name, or empty). SQLite's `lower` folds ASCII
+/// letters only, as the filter promises.
 const FILTER: &str = "(?1 = '' OR instr(?1, ',' || status || ',') > 0)
-     AND (?2 IS NULL OR created_at >= ?2) AND (?3 IS NULL OR created_at <= ?3)";
+     AND (?2 IS NULL OR created_at >= ?2) AND (?3 IS NULL OR created_at <= ?3)
+     AND (?4 = '' OR substr(id, 1, length(?4)) = ?4)
+     AND (?5 = '' OR instr(lower(name), ?5) > 0)";
 
-fn filter_params(filter: &InstanceFilter) -> (String, Option<i64>, Option<i64>) {
+type FilterParams = (String, Option<i64>, Option<i64>, String, String);
+
+fn filter_params(filter: &InstanceFilter) -> FilterParams {
     let statuses = if filter.statuses.is_empty() {
         String::new()
     } else {
@@ -104,6 +110,8 @@ fn filter_params(filter: &InstanceFilter) -> (String, Option<i64>, Option<i64>) 
         statuses,
         filter.created_from.map(millis),
         filter.created_to.map(millis),
+        filter.id_prefix.clone(),
+        filter.name_contains.to_ascii_lowercase(),
     )
 }
 
@@ -143,10 +151,26 @@ fn status_of(conn: &Connection, id: &str) -> Result<Option<RuntimeStatus>> {
         .transpose()
 }
 
+/// The columns [`instance_row`] reads, with every payload.
 const INSTANCE_COLUMNS: &str =
     "id, name, status, input, output, custom_status, created_at, updated_at, parent_id";
 
-/// Reads a row of [`INSTANCE_COLUMNS`], loading out-of-line payloads.
+/// The columns [`instance_row`] reads, with the payloads a listing asks for (NULL for
+/// the others, which are then never read from disk).
+fn listing_columns(listing: &Listing) -> String {
+    let (input, output) = (
+        if listing.input { "input" } else { "NULL" },
+        if listing.output {
+            "output, custom_status"
+        } else {
+            "NULL, NULL"
+        },
+    );
+    format!("id, name, status, {input}, {output}, created_at, updated_at, parent_id")
+}
+
+/// Reads a row of [`INSTANCE_COLUMNS`], loading out-of-line payloads; a NULL input (not
+/// selected) reads as empty.
 fn instance_row(conn: &Connection, row: &Row<'_>) -> Result<Instance> {
     let status: String = row.get(2)?;
     let (created, updated): (i64, i64) = (row.get(6)?, row.get(7)?);
@@ -155,7 +179,7 @@ fn instance_row(conn: &Connection, row: &Row<'_>) -> Result<Instance> {
         name: row.get(1)?,
         status: RuntimeStatus::parse(&status)
             .ok_or_else(|| Error::Corrupt(format!("unknown status {status}")))?,
-        input: payload::get(conn, &id, row.get(3)?)?,
+        input: payload::get_opt(conn, &id, row.get(3)?)?.unwrap_or_default(),
         output: payload::get_opt(conn, &id, row.get(4)?)?,
         custom_status: payload::get_opt(conn, &id, row.get(5)?)?,
         created: time(created)?,
@@ -580,31 +604,43 @@ impl super::Store for SqliteStore {
             .await
     }
 
-    async fn list_instances(
-        &self,
-        filter: &InstanceFilter,
-        skip: usize,
-        limit: usize,
-    ) -> Result<Vec<Instance>> {
-        let (statuses, from, to) = filter_params(filter);
+    async fn list_instances(&self, filter: &InstanceFilter, listing: Listing) -> Result<Listed> {
+        let (statuses, from, to, prefix, name) = filter_params(filter);
         self.readers
             .read(move |conn| {
                 let mut stmt = conn.prepare_cached(&format!(
-                    "SELECT {INSTANCE_COLUMNS} FROM instances WHERE {FILTER}
-                     ORDER BY created_at DESC, id LIMIT ?4 OFFSET ?5"
+                    "SELECT {} FROM instances WHERE {FILTER}
+                     ORDER BY created_at DESC, id LIMIT ?6 OFFSET ?7",
+                    listing_columns(&listing)
                 ))?;
+                // One more than the page, to tell whether instances follow it.
+                let limit = listing.limit.saturating_add(1).min(i64::MAX as usize);
                 let mut rows = stmt.query(params![
                     statuses,
                     from,
                     to,
-                    limit.min(i64::MAX as usize) as i64,
-                    skip.min(i64::MAX as usize) as i64
+                    prefix,
+                    name,
+                    limit as i64,
+                    listing.skip.min(i64::MAX as usize) as i64
                 ])?;
-                let mut instances = Vec::new();
+                let mut listed = Listed::default();
+                let mut bytes = 0usize;
                 while let Some(row) = rows.next()? {
-                    instances.push(instance_row(conn, row)?);
+                    let full = listed.instances.len() >= listing.limit
+                        || (!listed.instances.is_empty() && bytes >= listing.max_bytes);
+                    if full {
+                        listed.more = true;
+                        break;
+                    }
+                    let instance = instance_row(conn, row)?;
+                    bytes = bytes
+                        .saturating_add(instance.input.len())
+                        .saturating_add(instance.output.as_ref().map_or(0, String::len))
+                        .saturating_add(instance.custom_status.as_ref().map_or(0, String::len));
+                    listed.instances.push(instance);
                 }
-                Ok(instances)
+                Ok(listed)
             })
             .await
     }
@@ -632,7 +668,7 @@ impl super::Store for SqliteStore {
     }
 
     async fn purge_many(&self, filter: &InstanceFilter) -> Result<usize> {
-        let (statuses, from, to) = filter_params(filter);
+        let (statuses, from, to, prefix, name) = filter_params(filter);
         self.writer
             .write(move |conn| {
                 let ids: Vec<String> = {
@@ -640,7 +676,8 @@ impl super::Store for SqliteStore {
                         "SELECT id FROM instances WHERE {FILTER}
                          AND status IN ('Completed', 'Failed', 'Terminated')"
                     ))?;
-                    let rows = stmt.query_map(params![statuses, from, to], |row| row.get(0))?;
+                    let rows = stmt
+                        .query_map(params![statuses, from, to, prefix, name], |row| row.get(0))?;
                     rows.collect::<rusqlite::Result<_>>()?
                 };
                 for id in &ids {

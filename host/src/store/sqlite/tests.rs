@@ -44,6 +44,7 @@ suite_tests!(
     sub_orchestrations_nest_at_most_max_nesting_deep,
     continue_as_new_restarts_the_history_and_carries_untaken_events,
     progress_counts_each_task_once_across_a_rewind,
+    listings_filter_in_the_store_and_bound_what_a_page_reads,
 );
 
 #[tokio::test]
