@@ -1,6 +1,7 @@
 //! The API key: given by the operator, or generated on first start and kept in the data
 //! dir, readable by its owner only.
 
+use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -47,13 +48,32 @@ pub fn load_or_create(data_dir: &Path) -> Result<String, Error> {
     }
 }
 
-/// Compares keys in time independent of where they differ.
+/// Compares keys in time independent of where they differ and of their lengths: it
+/// compares their SHA-256 digests, so that timing tells nothing of the key.
 pub fn matches(expected: &str, given: &str) -> bool {
-    let (expected, given) = (expected.as_bytes(), given.as_bytes());
-    expected.len() == given.len()
-        && expected
-            .iter()
-            .zip(given)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    let (expected, given) = (Sha256::digest(expected), Sha256::digest(given));
+    expected
+        .iter()
+        .zip(given.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn only_the_same_key_matches() {
+        let key = "0123456789abcdef0123456789abcdef";
+        assert!(matches(key, key));
+        for other in [
+            "",
+            "0123456789abcdef",
+            &format!("{key}0"),
+            "1123456789abcdef0123456789abcdef",
+        ] {
+            assert!(!matches(key, other), "{other}");
+        }
+    }
 }

@@ -22,13 +22,13 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// its response for this long loses its connection.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves `router` on `listener` with at most `max_connections` open connections.
+/// Serves `router` on `listener`, each open connection holding one of `slots`. Listeners
+/// that share the slots share one bound (see [`raise_descriptor_limit`]).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    max_connections: usize,
+    slots: Arc<Semaphore>,
 ) -> std::io::Result<()> {
-    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return Ok(());
@@ -58,8 +58,8 @@ pub async fn serve(
 }
 
 /// Raises this process's open-file limit to its hard limit, and says how many
-/// connections the API may hold: half of the descriptors, so that activities, blobs and
-/// the database keep the other half.
+/// connections the API may hold, on all its listeners together: half of the descriptors,
+/// so that activities, blobs and the database keep the other half.
 pub fn raise_descriptor_limit() -> usize {
     let mut limit = libc::rlimit {
         rlim_cur: 0,

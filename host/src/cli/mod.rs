@@ -554,11 +554,14 @@ async fn serve(listeners: Listeners, key: Option<String>, host: &HostArgs) -> Re
         public_url,
         rpc_url,
     });
-    let connections = api::server::raise_descriptor_limit();
+    // One bound for both listeners' connections.
+    let connections = std::sync::Arc::new(tokio::sync::Semaphore::new(
+        api::server::raise_descriptor_limit(),
+    ));
     let rpc = async {
         match rpc_listener {
             Some(listener) => {
-                api::server::serve(listener, api::rpc_router(api.clone()), connections)
+                api::server::serve(listener, api::rpc_router(api.clone()), connections.clone())
                     .await
                     .context("the rpc HTTP server failed")
             }
@@ -567,7 +570,7 @@ async fn serve(listeners: Listeners, key: Option<String>, host: &HostArgs) -> Re
     };
     // On a signal the server futures are dropped: no new requests, then the workers stop.
     tokio::select! {
-        served = api::server::serve(listener, api::router(api.clone()), connections) => served.context("the HTTP server failed")?,
+        served = api::server::serve(listener, api::router(api.clone()), connections.clone()) => served.context("the HTTP server failed")?,
         served = rpc => served?,
         signal = stop_signal() => {
             stop(&runtime, signal?).await;
