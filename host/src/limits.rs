@@ -26,6 +26,11 @@ pub struct GuestLimits {
     pub memory: usize,
     /// Largest JSON payload (input, output, custom status) in bytes.
     pub payload: usize,
+    /// Largest history of one execution, in [`crate::store::Event::weight`] bytes: the
+    /// host holds an instance's history in memory to replay it, so a history that grew
+    /// without end would take the host's memory on every start. An instance whose history
+    /// passes it fails at its next wait (continue-as-new starts a fresh history).
+    pub history: usize,
 }
 
 impl Default for GuestLimits {
@@ -36,6 +41,8 @@ impl Default for GuestLimits {
             // A file list of 100,000 paths of about 100 bytes fits; payloads over 64 KiB
             // are stored once, compressed, out of line.
             payload: 16 << 20,
+            // A backup of 100,000 files records about 50 MiB.
+            history: 512 << 20,
         }
     }
 }
@@ -68,6 +75,18 @@ pub fn truncate_message(mut message: String) -> String {
     message.truncate(end);
     message.push_str(&format!("... [message cut: {total} bytes in all]"));
     message
+}
+
+/// An instance's history grew past [`GuestLimits::history`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the history reached {} MiB, over the limit of {} MiB (--max-history-mib): continue as new to start a fresh history, or raise the limit",
+    .size >> 20,
+    .limit >> 20
+)]
+pub struct HistoryTooLarge {
+    pub size: usize,
+    pub limit: usize,
 }
 
 /// A guest went over a limit.

@@ -310,6 +310,35 @@ fn payloads_over_the_limit_are_refused() {
     );
 }
 
+/// A history that grows past `--max-history-mib` fails its instance at its next wait,
+/// with a message that says what to do, and stays failed: no start replays it again.
+#[test]
+fn a_history_over_its_limit_fails_the_instance() {
+    let scratch = Scratch::new();
+    // 8,000 echoes record about 1.2 MiB of history; the limit is 1 MiB.
+    let output = run_testing(
+        &scratch,
+        &["run", "FanOut", "--input", "8000", "--max-history-mib", "1"],
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains(
+            "Failed: the history reached 1 MiB, over the limit of 1 MiB (--max-history-mib): continue as new"
+        ),
+        "{}",
+        describe(&output)
+    );
+    let resumed = run_testing(&scratch, &["resume", "--max-history-mib", "1"]);
+    assert!(
+        stderr(&resumed).contains("resuming 0 unfinished instance(s)"),
+        "{}",
+        describe(&resumed)
+    );
+    // Under the default limit the same fan-out completes: sum of 0..8000.
+    let output = run_testing(&scratch, &["run", "FanOut", "--input", "8000"]);
+    assert_eq!(last_line(&output), "31996000", "{}", describe(&output));
+}
+
 #[test]
 fn an_unusable_data_dir_is_a_clear_error() {
     let scratch = Scratch::new();

@@ -194,6 +194,10 @@ struct HostArgs {
     /// Largest JSON payload (input, output, custom status), in KiB.
     #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(1..=262_144))]
     max_payload_kib: u64,
+    /// Largest history of one orchestrator execution, in MiB: an instance whose history
+    /// grows past it fails (continue-as-new starts a fresh history).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    max_history_mib: u64,
     /// The longest an activity attempt may run when its retry policy sets no timeout, in
     /// seconds; over it, the attempt fails (and may be retried).
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
@@ -236,6 +240,7 @@ impl HostArgs {
             cpu: Duration::from_millis(self.guest_cpu_ms),
             memory: (self.guest_memory_mib as usize) << 20,
             payload: (self.max_payload_kib as usize) << 10,
+            history: (self.max_history_mib as usize) << 20,
         };
         config.activity_timeout = Duration::from_secs(self.activity_timeout_secs);
         config.max_host_crashes = self.max_host_crashes;

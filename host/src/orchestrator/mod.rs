@@ -619,6 +619,8 @@ fn describe_failure(
         error.to_string()
     } else if let Some(error) = trap.downcast_ref::<limits::PayloadTooLarge>() {
         error.to_string()
+    } else if let Some(error) = trap.downcast_ref::<limits::HistoryTooLarge>() {
+        error.to_string()
     } else if let Some(exceeded) = limits::exceeded(trap, limits.memory) {
         format!("orchestrator {exceeded}")
     } else {

@@ -187,6 +187,8 @@ pub struct Replay {
     termination: Option<String>,
     /// Bytes of names and inputs scheduled since the last checkpoint.
     pending_bytes: usize,
+    /// The [`Event::weight`] of the whole history, committed and pending.
+    history_bytes: usize,
     /// Tasks whose completion was recorded since a wait last looked: a wait that is
     /// already under way checks only these, so each episode costs what it delivers.
     fresh: Vec<u32>,
@@ -229,6 +231,7 @@ impl Replay {
             buffered: HashMap::new(),
             waiting: HashMap::new(),
             pending_bytes: 0,
+            history_bytes: 0,
             completions_seen: 0,
         };
         for (index, event) in history.iter().enumerate() {
@@ -239,6 +242,7 @@ impl Replay {
                 )));
             }
             replay.apply(event.seq, event.timestamp, &event.event)?;
+            replay.history_bytes += event.event.weight();
         }
         replay.committed_len = history.len() as u64;
         replay.recorded_tasks = replay.scheduled.len();
@@ -460,7 +464,7 @@ impl Replay {
     /// messages about unknown or finished tasks are dropped.
     pub fn begin_episode(&mut self, now: DateTime<Utc>, messages: impl IntoIterator<Item = Event>) {
         self.episodes.push(now);
-        self.pending.push((now, Event::OrchestratorStarted));
+        self.push((now, Event::OrchestratorStarted));
         self.deliver(now, messages);
     }
 
@@ -507,7 +511,7 @@ impl Replay {
                 _ => self.record_completion(&event),
             };
             if keep {
-                self.pending.push((now, event));
+                self.push((now, event));
             }
         }
     }
@@ -601,7 +605,7 @@ impl Replay {
                         input,
                     } => name.len() + instance_id.len() + input.len(),
                 };
-                self.pending.push((now, command.event(task_id)));
+                self.push((now, command.event(task_id)));
                 let wait = match &command {
                     Command::Event { name } => Some(name.clone()),
                     _ => None,
@@ -736,7 +740,7 @@ impl Replay {
     /// Ends the execution as terminated by a client.
     pub fn terminate(&mut self, reason: &str) {
         let now = self.episode_start();
-        self.pending.push((
+        self.push((
             now,
             Event::ExecutionTerminated {
                 reason: reason.to_string(),
@@ -751,8 +755,19 @@ impl Replay {
             Ok(result) => Event::ExecutionCompleted { result },
             Err(message) => Event::ExecutionFailed { message },
         };
-        self.pending.push((now, event));
+        self.push((now, event));
         self.finished = true;
+    }
+
+    /// Appends a new event to the episode in progress.
+    fn push(&mut self, (now, event): (DateTime<Utc>, Event)) {
+        self.history_bytes += event.weight();
+        self.pending.push((now, event));
+    }
+
+    /// The [`Event::weight`] of the whole history, the events not yet committed included.
+    pub fn history_bytes(&self) -> usize {
+        self.history_bytes
     }
 
     /// Hands out the events produced since the last checkpoint with the sequence number
@@ -762,6 +777,7 @@ impl Replay {
         if matches!(self.pending.as_slice(), [(_, Event::OrchestratorStarted)])
             && self.committed_episodes > 0
         {
+            self.history_bytes -= Event::OrchestratorStarted.weight();
             self.pending.clear();
             self.episodes.pop();
         }

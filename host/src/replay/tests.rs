@@ -842,3 +842,30 @@ fn untaken_events_are_what_a_continue_as_new_carries() {
         ]
     );
 }
+
+#[test]
+fn the_history_weight_counts_recorded_and_new_events_and_forgets_empty_episodes() {
+    let recorded = history(&[
+        (0, started()),
+        (1, Event::OrchestratorStarted),
+        (1, scheduled(0, "List", "\"/r\"")),
+    ]);
+    let weight = |events: &[HistoryEvent]| events.iter().map(|e| e.event.weight()).sum::<usize>();
+    let mut replay = Replay::new(&recorded).unwrap();
+    assert_eq!(replay.history_bytes(), weight(&recorded));
+    // An episode that delivers nothing and records nothing is dropped, weight and all.
+    replay.begin_episode(at(2), []);
+    assert_eq!(fan_out(&mut replay), Ok(None));
+    let (_, events) = replay.take_pending();
+    assert!(events.is_empty());
+    assert_eq!(replay.history_bytes(), weight(&recorded));
+    // New events count as they are made, before they are committed.
+    let delivered = completed(0, "[\"a\",\"b\"]");
+    let added = Event::OrchestratorStarted.weight() + delivered.weight();
+    replay.begin_episode(at(3), [delivered]);
+    assert_eq!(replay.history_bytes(), weight(&recorded) + added);
+    assert!(
+        added > 2 * 64,
+        "every event weighs its fixed allowance and its texts"
+    );
+}

@@ -233,6 +233,37 @@ pub enum Event {
 }
 
 impl Event {
+    /// About the bytes this event takes, in memory and in the store: its texts and a
+    /// fixed allowance for the rest. What the history limit counts.
+    pub fn weight(&self) -> usize {
+        const FIXED: usize = 64;
+        let texts = match self {
+            Self::OrchestratorStarted | Self::TimerCreated { .. } | Self::TimerFired { .. } => 0,
+            Self::ExecutionStarted { name, input, .. } => name.len() + input.len(),
+            Self::TaskScheduled { name, input, .. } => name.len() + input.len(),
+            Self::SubOrchestrationScheduled {
+                name,
+                instance_id,
+                input,
+                ..
+            } => name.len() + instance_id.len() + input.len(),
+            Self::EventWaitStarted { name, .. } => name.len(),
+            Self::EventRaised { name, input } => name.len() + input.len(),
+            Self::TaskCompleted { result, .. }
+            | Self::SubOrchestrationCompleted { result, .. }
+            | Self::ExecutionCompleted { result } => result.len(),
+            Self::TaskRetrying { message, .. }
+            | Self::TaskFailed { message, .. }
+            | Self::SubOrchestrationFailed { message, .. }
+            | Self::ExecutionFailed { message } => message.len(),
+            Self::ExecutionSuspended { reason }
+            | Self::ExecutionResumed { reason }
+            | Self::ExecutionTerminated { reason }
+            | Self::ExecutionRewound { reason } => reason.len(),
+        };
+        FIXED + texts
+    }
+
     /// The event type's name, as stored and shown.
     pub fn kind(&self) -> &'static str {
         match self {

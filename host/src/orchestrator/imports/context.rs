@@ -46,6 +46,10 @@ impl OrchestrationState {
             if self.gather().await.map_err(trap)? {
                 continue;
             }
+            let (size, limit) = (self.replay.history_bytes(), self.budget.limits().history);
+            if size > limit {
+                return Err(trap(limits::HistoryTooLarge { size, limit }));
+            }
             self.checkpoint(self.live_status(), None)
                 .await
                 .map_err(trap)?;
