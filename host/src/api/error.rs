@@ -37,6 +37,8 @@ pub enum Error {
     NotImplemented(String),
     #[error("{0}")]
     Internal(String),
+    #[error("{0}")]
+    ServiceUnavailable(String),
     /// An answer whose body is a JSON string, as the extension gives for some refusals.
     #[error("{1}")]
     Text(StatusCode, String),
@@ -56,6 +58,7 @@ impl Error {
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Text(status, _) => *status,
         }
     }

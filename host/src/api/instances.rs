@@ -37,7 +37,9 @@ pub async fn status(call: Call, id: &str) -> Result<Response, Error> {
     if !show_input {
         body["input"] = Value::Null;
     }
+    let _turn;
     if call.query.flag("showHistory").unwrap_or(false) {
+        _turn = call.api.history_turn().await?;
         let history = store.history(id).await?;
         let output = call.query.flag("showHistoryOutput").unwrap_or(false);
         body["historyEvents"] = status::history_events(&history, show_input, output);

@@ -42,6 +42,32 @@ pub struct Api {
     pub public_url: String,
     /// Where clients reach the rpc listener, e.g. `http://127.0.0.1:17071`, if it runs.
     pub rpc_url: Option<String>,
+    /// Turns to read a whole history (see [`Api::history_turn`]).
+    pub history_turns: tokio::sync::Semaphore,
+}
+
+/// How many requests may read a whole instance history at once (`showHistory`, the
+/// dashboard's instance page and its live part): a history can be as large as
+/// `--max-history-mib`, so the memory requests spend on them is bounded by this many.
+pub const HISTORY_TURNS: usize = 2;
+
+/// How long a request waits for its turn to read a history before it gets a 503.
+const HISTORY_WAIT: Duration = Duration::from_secs(30);
+
+impl Api {
+    /// Waits for a turn to read a whole history and build an answer from it; the turn
+    /// lasts until the returned permit is dropped. 503 if none comes in time.
+    pub(crate) async fn history_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Error> {
+        let busy = || {
+            Error::ServiceUnavailable(
+                "too many instance histories are being read at once; try again".to_string(),
+            )
+        };
+        tokio::time::timeout(HISTORY_WAIT, self.history_turns.acquire())
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| busy())
+    }
 }
 
 /// Which listener a request came in on.

@@ -558,6 +558,7 @@ async fn serve(listeners: Listeners, key: Option<String>, host: &HostArgs) -> Re
         key,
         public_url,
         rpc_url,
+        history_turns: tokio::sync::Semaphore::new(api::HISTORY_TURNS),
     });
     // One bound for both listeners' connections.
     let connections = std::sync::Arc::new(tokio::sync::Semaphore::new(

@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, SecondsFormat, Utc};
 use maud::{DOCTYPE, Markup, html};
+use tokio::sync::SemaphorePermit;
 
 /// Instances per page by default, and at most.
 const PAGE: usize = 50;
@@ -349,20 +350,26 @@ fn cut(text: &str, max: usize) -> (&str, bool) {
     (&text[..end], true)
 }
 
-async fn load(visit: &Visit, id: &str) -> Result<(Instance, Vec<HistoryEvent>), Error> {
+/// The instance and its whole history, with the turn to read it (see
+/// `Api::history_turn`), to hold until the page is built.
+async fn load<'a>(
+    visit: &'a Visit,
+    id: &str,
+) -> Result<(SemaphorePermit<'a>, Instance, Vec<HistoryEvent>), Error> {
+    let turn = visit.api.history_turn().await?;
     let store = visit.api.runtime.store();
     let instance = store
         .instance(id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no instance with id '{id}'")))?;
     let history = store.history(id).await?;
-    Ok((instance, history))
+    Ok((turn, instance, history))
 }
 
 /// `GET /ui/instances/{id}`: the instance, its live part, its input, its controls and a
 /// page of its raw history.
 pub async fn instance(visit: &Visit, id: &str) -> Result<Response, Error> {
-    let (instance, history) = load(visit, id).await?;
+    let (_turn, instance, history) = load(visit, id).await?;
     let done = visit.query.get("done").and_then(Action::parse);
     let pages = history.len().div_ceil(HISTORY_PAGE).max(1);
     let history_page = visit
@@ -442,7 +449,7 @@ pub async fn instance(visit: &Visit, id: &str) -> Result<Response, Error> {
 
 /// `GET /ui/instances/{id}/live`: the live part alone, for the page's updates.
 pub async fn live(visit: &Visit, id: &str) -> Result<Response, Error> {
-    let (instance, history) = load(visit, id).await?;
+    let (_turn, instance, history) = load(visit, id).await?;
     Ok(html(StatusCode::OK, live_section(&instance, &history)))
 }
 
