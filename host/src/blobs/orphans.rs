@@ -42,11 +42,22 @@ pub(super) struct Orphans {
 }
 
 /// The part of a `ListMultipartUploadsResult` that matters here.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
 struct Listing {
     #[serde(default, rename = "Upload")]
     uploads: Vec<Upload>,
+    /// More uploads follow, from `NextKeyMarker` and `NextUploadIdMarker`.
+    #[serde(default)]
+    is_truncated: bool,
+    #[serde(default)]
+    next_key_marker: String,
+    #[serde(default)]
+    next_upload_id_marker: String,
 }
+
+/// The most pages of open uploads read for one blob (1,000 uploads each).
+const MAX_PAGES: usize = 10;
 
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -83,14 +94,54 @@ impl Orphans {
         }
         let base = self.bucket.url().trim_end_matches('/');
         let key = location.as_ref();
-        let listing = format!(
-            "{base}?prefix={}&uploads=",
-            utf8_percent_encode(key, STRICT)
-        );
-        let (status, body) = self.send(http::Method::GET, &listing).await?;
+        let mut aborted = 0;
+        let mut marker: Option<(String, String)> = None;
+        for _ in 0..MAX_PAGES {
+            let mut listing = format!(
+                "{base}?prefix={}&uploads=",
+                utf8_percent_encode(key, STRICT)
+            );
+            if let Some((next_key, next_id)) = &marker {
+                listing.push_str(&format!(
+                    "&key-marker={}&upload-id-marker={}",
+                    utf8_percent_encode(next_key, STRICT),
+                    utf8_percent_encode(next_id, STRICT)
+                ));
+            }
+            let listed = self.list(&listing, key).await?;
+            for upload in listed
+                .uploads
+                .iter()
+                .filter(|upload| self.orphaned(upload, key))
+            {
+                aborted += self.abort_one(base, key, &upload.upload_id).await?;
+            }
+            // Uploads are listed by key: once past this key, none of its follow.
+            let past = listed
+                .uploads
+                .last()
+                .is_some_and(|upload| upload.key != key);
+            if !listed.is_truncated || past || listed.next_key_marker.is_empty() {
+                return Ok(aborted);
+            }
+            marker = Some((listed.next_key_marker, listed.next_upload_id_marker));
+        }
+        Ok(aborted)
+    }
+
+    /// Whether `upload` is an open upload of `key` that began before this process.
+    fn orphaned(&self, upload: &Upload, key: &str) -> bool {
+        upload.key == key
+            && DateTime::parse_from_rfc3339(&upload.initiated)
+                .is_ok_and(|initiated| initiated < self.since)
+    }
+
+    /// One page of the open uploads whose keys start with `key`.
+    async fn list(&self, url: &str, key: &str) -> Result<Listing, String> {
+        let (status, body) = self.send(http::Method::GET, url).await?;
         if status == http::StatusCode::NOT_IMPLEMENTED {
             if self.unsupported.swap(true, Ordering::Relaxed) {
-                return Ok(0);
+                return Ok(Listing::default());
             }
             return Err(format!(
                 "the store cannot list open multipart uploads ({status}{}), so the parts of \
@@ -105,34 +156,28 @@ impl Orphans {
                 refusal(&body)
             ));
         }
-        let listed: Listing = quick_xml::de::from_reader(body.as_ref())
-            .map_err(|e| format!("cannot read the list of open multipart uploads: {e}"))?;
-        let orphaned = |upload: &&Upload| {
-            upload.key == key
-                && DateTime::parse_from_rfc3339(&upload.initiated)
-                    .is_ok_and(|initiated| initiated < self.since)
-        };
-        let mut aborted = 0;
-        for upload in listed.uploads.iter().filter(orphaned) {
-            let url = format!(
-                "{base}/{}?uploadId={}",
-                utf8_percent_encode(key, STRICT_PATH),
-                utf8_percent_encode(&upload.upload_id, STRICT)
-            );
-            let (status, body) = self.send(http::Method::DELETE, &url).await?;
-            // 404: it ended meanwhile.
-            if status == http::StatusCode::NOT_FOUND {
-                continue;
-            }
-            if !status.is_success() {
-                return Err(format!(
-                    "aborting an open multipart upload of {key} answered {status}{}",
-                    refusal(&body)
-                ));
-            }
-            aborted += 1;
+        quick_xml::de::from_reader(body.as_ref())
+            .map_err(|e| format!("cannot read the list of open multipart uploads: {e}"))
+    }
+
+    /// Aborts the upload `upload_id` of `key`: 1 if it did, 0 if it had ended meanwhile.
+    async fn abort_one(&self, base: &str, key: &str, upload_id: &str) -> Result<usize, String> {
+        let url = format!(
+            "{base}/{}?uploadId={}",
+            utf8_percent_encode(key, STRICT_PATH),
+            utf8_percent_encode(upload_id, STRICT)
+        );
+        let (status, body) = self.send(http::Method::DELETE, &url).await?;
+        if status == http::StatusCode::NOT_FOUND {
+            return Ok(0);
         }
-        Ok(aborted)
+        if !status.is_success() {
+            return Err(format!(
+                "aborting an open multipart upload of {key} answered {status}{}",
+                refusal(&body)
+            ));
+        }
+        Ok(1)
     }
 
     /// Sends a signed `method` request without a body to `url` in the bucket.
@@ -190,6 +235,20 @@ mod tests {
             [("backups/big.bin", "id-1"), ("backups/big.bin.2", "id-2")]
         );
         assert_eq!(listed.uploads[0].initiated, "2026-11-26T06:00:00.000Z");
+        assert!(!listed.is_truncated);
+        let truncated = r#"<ListMultipartUploadsResult><Bucket>b</Bucket><IsTruncated>true</IsTruncated>
+  <NextKeyMarker>backups/big.bin</NextKeyMarker><NextUploadIdMarker>id-1000</NextUploadIdMarker>
+  <Upload><Key>backups/big.bin</Key><UploadId>id-1000</UploadId><Initiated>x</Initiated></Upload>
+</ListMultipartUploadsResult>"#;
+        let listed: Listing = quick_xml::de::from_reader(truncated.as_bytes()).unwrap();
+        assert!(listed.is_truncated);
+        assert_eq!(
+            (
+                listed.next_key_marker.as_str(),
+                listed.next_upload_id_marker.as_str()
+            ),
+            ("backups/big.bin", "id-1000")
+        );
         let empty = r#"<ListMultipartUploadsResult><Bucket>b</Bucket><IsTruncated>false</IsTruncated></ListMultipartUploadsResult>"#;
         let listed: Listing = quick_xml::de::from_reader(empty.as_bytes()).unwrap();
         assert!(listed.uploads.is_empty());
