@@ -91,13 +91,13 @@ pub struct FileEntry {
 
 impl Confinement {
     /// Allows `roots` (each must be an existing directory) except for `private` (Weft's
-    /// own directories; those that do not exist yet are ignored). Relative paths that
-    /// guests pass are resolved against the current directory.
+    /// own directories, closed also if they are made later). Relative paths that guests
+    /// pass are resolved against the current directory.
     pub fn new(roots: &[PathBuf], private: &[PathBuf]) -> Result<Self, Error> {
         let cwd = std::env::current_dir().map_err(|e| Error::io(Path::new("."), e))?;
         let private: Vec<PathBuf> = private
             .iter()
-            .filter_map(|path| std::fs::canonicalize(path).ok())
+            .filter_map(|path| canonical_or_future(&cwd.join(path)))
             .collect();
         let mut resolved = Vec::new();
         for root in roots {
@@ -188,11 +188,21 @@ impl Confinement {
         }
         // Where the opened file really is, whatever symlinks led there (the handle kept
         // it beneath its root, so where no private path is, there is nothing to ask).
-        if root.holds_private
-            && let Ok(opened) = std::fs::read_link(format!("/proc/self/fd/{}", fd_of(&file)))
-            && self.is_private(&opened)
-        {
-            return Err(Error::Private(path.to_string()));
+        if root.holds_private {
+            // Without /proc there is no telling, so the file is refused.
+            let opened = std::fs::read_link(format!("/proc/self/fd/{}", fd_of(&file)))
+                .map_err(|e| {
+                    Error::other(
+                        path,
+                        &format!(
+                            "cannot tell whether it is one of Weft's own files ({e}; is /proc mounted?); \
+                             allow a directory that does not hold Weft's data, cache or blob directory"
+                        ),
+                    )
+                })?;
+            if self.is_private(&opened) {
+                return Err(Error::Private(path.to_string()));
+            }
         }
         Ok((file, metadata.len()))
     }
@@ -403,6 +413,25 @@ fn stands_for_a_name_that_is_not_utf8(root: &Dir, relative: &Path) -> bool {
     false
 }
 
+/// The canonical form of `path` (absolute), or, if it does not exist yet, the canonical
+/// form of its nearest existing ancestor with the rest of it appended: where it will be
+/// once made. `None` if no ancestor resolves.
+fn canonical_or_future(path: &Path) -> Option<PathBuf> {
+    let mut rest = Vec::new();
+    let mut at = path;
+    loop {
+        if let Ok(found) = std::fs::canonicalize(at) {
+            return Some(
+                rest.iter()
+                    .rev()
+                    .fold(found, |whole, part| whole.join(part)),
+            );
+        }
+        rest.push(at.file_name()?.to_os_string());
+        at = at.parent()?;
+    }
+}
+
 fn fd_of(file: &std::fs::File) -> i32 {
     use std::os::fd::AsRawFd;
     file.as_raw_fd()
@@ -485,6 +514,36 @@ mod tests {
             confinement.open_file(allowed.join("db-link").to_str().unwrap_or_default()),
             Err(Error::Private(_))
         ));
+    }
+
+    #[test]
+    fn a_private_dir_made_after_the_start_is_closed_too() {
+        let top = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let allowed = top.path().join("allowed");
+        std::fs::create_dir_all(&allowed).unwrap_or_default();
+        let blobs = allowed.join("later/blobs");
+        let confinement = Confinement::new(std::slice::from_ref(&allowed), &[blobs.clone()])
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(&blobs).unwrap_or_default();
+        std::fs::write(blobs.join("copy.txt"), "c").unwrap_or_default();
+        std::fs::write(allowed.join("later/mine.txt"), "m").unwrap_or_default();
+        assert!(matches!(
+            confinement.open_file(blobs.join("copy.txt").to_str().unwrap_or_default()),
+            Err(Error::Private(_))
+        ));
+        assert!(
+            confinement
+                .open_file(allowed.join("later/mine.txt").to_str().unwrap_or_default())
+                .is_ok()
+        );
+        let files = confinement
+            .list_files(allowed.to_str().unwrap_or_default(), usize::MAX)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let paths: Vec<_> = files.iter().map(|f| f.path.clone()).collect();
+        assert_eq!(
+            paths,
+            vec![allowed.join("later/mine.txt").display().to_string()]
+        );
     }
 
     #[test]
