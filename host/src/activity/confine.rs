@@ -522,8 +522,9 @@ mod tests {
         let allowed = top.path().join("allowed");
         std::fs::create_dir_all(&allowed).unwrap_or_default();
         let blobs = allowed.join("later/blobs");
-        let confinement = Confinement::new(std::slice::from_ref(&allowed), &[blobs.clone()])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let confinement =
+            Confinement::new(std::slice::from_ref(&allowed), std::slice::from_ref(&blobs))
+                .unwrap_or_else(|e| panic!("{e}"));
         std::fs::create_dir_all(&blobs).unwrap_or_default();
         std::fs::write(blobs.join("copy.txt"), "c").unwrap_or_default();
         std::fs::write(allowed.join("later/mine.txt"), "m").unwrap_or_default();
