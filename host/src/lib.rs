@@ -13,6 +13,7 @@ pub mod blobs;
 pub mod cli;
 pub mod dashboard;
 pub mod engine;
+mod guest_log;
 mod guest_output;
 pub mod limits;
 pub mod orchestrator;

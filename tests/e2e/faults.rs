@@ -339,6 +339,48 @@ fn a_history_over_its_limit_fails_the_instance() {
     assert_eq!(last_line(&output), "31996000", "{}", describe(&output));
 }
 
+/// A guest that logs without end has its lines cut to 4 KiB and dropped past the
+/// process's rate, with a note of how many; one that waits on a task listed thousands of
+/// times fails before the host builds its results.
+#[test]
+fn log_floods_and_repeated_waits_cost_the_host_a_bounded_amount() {
+    let scratch = Scratch::new();
+    let output = run_testing(&scratch, &["run", "LogFlood"]);
+    assert_eq!(last_line(&output), "\"done\"", "{}", describe(&output));
+    let text = stderr(&output);
+    let lines: Vec<&str> = text.lines().filter(|line| line.contains("LLLL")).collect();
+    // 1,000 lines a second pass: the 20,000 would take 20 s to go through.
+    assert!(
+        (1..10_000).contains(&lines.len()),
+        "{} guest lines written",
+        lines.len()
+    );
+    assert!(
+        lines.iter().all(|line| line.len() < 5 << 10),
+        "every line cut to about 4 KiB"
+    );
+    assert!(
+        text.contains("[message cut: 10240 bytes in all]"),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        text.contains("guest log line(s) dropped"),
+        "{}",
+        describe(&output)
+    );
+
+    let output = run_testing(&scratch, &["run", "WhenAllRepeated"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains(
+            "when-all would return 512 MiB of results, more than the orchestrator's memory limit of 512 MiB"
+        ),
+        "{}",
+        describe(&output)
+    );
+}
+
 #[test]
 fn an_unusable_data_dir_is_a_clear_error() {
     let scratch = Scratch::new();

@@ -30,6 +30,8 @@ const NAMES: &[&str] = &[
     "CarryEvents",
     "Recurse",
     "AbandonThenContinue",
+    "LogFlood",
+    "WhenAllRepeated",
 ];
 
 impl Guest for Testing {
@@ -79,6 +81,22 @@ impl Guest for Testing {
                 loop {
                     context::call_activity("Echo", &big, None);
                 }
+            }
+            // Logs 20,000 lines of 10 KiB at warn: the host must cut and drop them.
+            "LogFlood" => {
+                let line = "L".repeat(10 << 10);
+                for _ in 0..20_000 {
+                    context::log(weft::orchestration::types::LogLevel::Warn, &line);
+                }
+                Ok("\"done\"".to_string())
+            }
+            // Waits on one task with a 1 MiB result listed 2,000 times: the host must not
+            // build 2 GiB of results for it.
+            "WhenAllRepeated" => {
+                let big = serde_json::to_string(&"x".repeat(1 << 20)).unwrap_or_default();
+                let task = context::call_activity("Echo", &big, None);
+                let results = context::when_all(&vec![task; 2000]);
+                Ok(results.len().to_string())
             }
             "CustomStatus" => {
                 context::set_custom_status(&context::input());

@@ -231,10 +231,11 @@ pub async fn control(call: Call, id: &str, operation: &str) -> Result<Response, 
 /// Rewinds a Failed instance, with `reason` or a default one. 404 unknown; 412 for any
 /// other status (both with the extension's bare-string bodies).
 pub(crate) async fn request_rewind(
-    runtime: &Arc<Runtime>,
+    api: &super::Api,
     id: &str,
     reason: Option<&str>,
 ) -> Result<(), Error> {
+    let runtime = &api.runtime;
     let reason = reason
         .filter(|reason| !reason.is_empty())
         .unwrap_or("rewound by a client");
@@ -253,6 +254,8 @@ pub(crate) async fn request_rewind(
             ),
         ));
     }
+    // A rewind reads the whole history to plan what runs again.
+    let _turn = api.history_turn().await?;
     runtime.rewind(id, reason).await?;
     Ok(())
 }
@@ -260,7 +263,7 @@ pub(crate) async fn request_rewind(
 /// `POST instances/{id}/rewind`: a Failed instance runs again from its failures. 202;
 /// 404 unknown; 412 for any other status.
 pub async fn rewind(call: Call, id: &str) -> Result<Response, Error> {
-    request_rewind(&call.api.runtime, id, call.query.get("reason")).await?;
+    request_rewind(&call.api, id, call.query.get("reason")).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 

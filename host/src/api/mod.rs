@@ -47,7 +47,7 @@ pub struct Api {
 }
 
 /// How many requests may read a whole instance history at once (`showHistory`, the
-/// dashboard's instance page and its live part): a history can be as large as
+/// dashboard's instance page and its live part, a rewind): a history can be as large as
 /// `--max-history-mib`, so the memory requests spend on them is bounded by this many.
 pub const HISTORY_TURNS: usize = 2;
 

@@ -127,7 +127,7 @@ pub async fn perform(visit: Visit, body: Body, id: &str, action: Action) -> Resp
                 .await
                 .map(|()| done(action.slug()))
         }
-        Action::Rewind => instances::request_rewind(&runtime, id, reason)
+        Action::Rewind => instances::request_rewind(&visit.api, id, reason)
             .await
             .map(|()| done(action.slug())),
         Action::Restart => {

@@ -454,7 +454,11 @@ async fn run_execution(
     instance: &Instance,
 ) -> Result<Execution, RunFailure> {
     let history = env.store.history(&instance.id).await?;
-    let replay = match Replay::new(&history) {
+    let replayed = Replay::new(&history);
+    // The replay state keeps what it needs; the events themselves go now, not when the
+    // execution ends.
+    drop(history);
+    let replay = match replayed {
         Ok(replay) => replay,
         Err(error) => {
             // The instance cannot be replayed; record why without touching its history.
@@ -642,7 +646,7 @@ pub(crate) async fn end_without_replay(
     status: RuntimeStatus,
     message: &str,
 ) -> Result<Vec<String>, store::Error> {
-    let first_seq = store.history(&instance.id).await?.len() as u64;
+    let first_seq = store.history_len(&instance.id).await?;
     let event = match status {
         RuntimeStatus::Terminated => store::Event::ExecutionTerminated {
             reason: message.to_string(),

@@ -47,6 +47,14 @@ pub enum Error {
         u32::MAX
     )]
     TasksExhausted,
+    /// A `when-all` would hand the guest more bytes than its memory may hold (a task
+    /// listed many times counts each time).
+    #[error(
+        "when-all would return {} MiB of results, more than the orchestrator's memory limit of {} MiB",
+        .bytes >> 20,
+        .limit >> 20
+    )]
+    ResultsTooLarge { bytes: usize, limit: usize },
 }
 
 /// How a task ended.
@@ -208,6 +216,19 @@ pub struct Wait {
     missing: Option<std::collections::HashSet<u32>>,
     /// Whether one of the tasks has finished.
     any_done: bool,
+    /// The most bytes a `when-all` may return, if limited.
+    max_bytes: Option<usize>,
+}
+
+impl Wait {
+    /// A wait whose `when-all` returns at most `max_bytes` of results and task names:
+    /// the host builds them before the guest can refuse them.
+    pub fn limited(max_bytes: usize) -> Self {
+        Self {
+            max_bytes: Some(max_bytes),
+            ..Self::default()
+        }
+    }
 }
 
 impl Replay {
@@ -643,6 +664,23 @@ impl Replay {
     ) -> Result<Option<Vec<Outcome>>, Error> {
         if !self.narrow(tasks, wait)?.is_empty() {
             return Ok(None);
+        }
+        if let Some(limit) = wait.max_bytes {
+            let mut bytes = 0usize;
+            for task in tasks {
+                let Some(completion) = self.completions.get(task) else {
+                    return Ok(None);
+                };
+                bytes = bytes.saturating_add(match &completion.outcome {
+                    Outcome::Completed(result) => result.len() + 16,
+                    Outcome::Failed(message) => {
+                        message.len() + self.task_name(*task).map_or(0, str::len) + 32
+                    }
+                });
+                if bytes > limit {
+                    return Err(Error::ResultsTooLarge { bytes, limit });
+                }
+            }
         }
         let mut outcomes = Vec::with_capacity(tasks.len());
         let mut last_episode = self.current_episode;

@@ -869,3 +869,32 @@ fn the_history_weight_counts_recorded_and_new_events_and_forgets_empty_episodes(
         "every event weighs its fixed allowance and its texts"
     );
 }
+
+#[test]
+fn a_when_all_over_its_byte_limit_fails_before_it_copies_a_result() {
+    let result = format!("\"{}\"", "r".repeat(100));
+    let recorded = history(&[
+        (0, started()),
+        (1, Event::OrchestratorStarted),
+        (1, scheduled(0, "A", "1")),
+        (2, Event::OrchestratorStarted),
+        (2, completed(0, &result)),
+    ]);
+    let mut replay = Replay::new(&recorded).unwrap();
+    let task = replay.call_activity("A", "1", None).unwrap();
+    // Listed once it fits; listed a thousand times it is over 64 KiB.
+    let once = replay.when_all(&[task], &mut Wait::limited(64 << 10));
+    assert_eq!(once, Ok(Some(vec![Outcome::Completed(result.clone())])));
+    let many = vec![task; 1000];
+    assert!(matches!(
+        replay.when_all(&many, &mut Wait::limited(64 << 10)),
+        Err(Error::ResultsTooLarge { limit: 65536, .. })
+    ));
+    assert_eq!(
+        replay
+            .when_all(&many, &mut Wait::default())
+            .map(|o| o.map(|o| o.len())),
+        Ok(Some(1000)),
+        "unlimited without a limit"
+    );
+}

@@ -562,6 +562,9 @@ pub trait Store: Send + Sync + 'static {
     /// Ids of the instances that are not in a terminal state, oldest first.
     async fn unfinished_instances(&self) -> Result<Vec<String>>;
     async fn history(&self, id: &str) -> Result<Vec<HistoryEvent>>;
+    /// How many events the history of instance `id` holds (0 for an unknown instance),
+    /// without reading them.
+    async fn history_len(&self, id: &str) -> Result<u64>;
     /// The first `max` messages waiting for an instance with an id above `after`, oldest
     /// first.
     async fn inbox(&self, id: &str, after: i64, max: usize) -> Result<Vec<InboxMessage>>;

@@ -52,6 +52,8 @@ pub async fn instances_are_created_once_with_their_first_event(store: &dyn Store
     ));
     let history = store.history("i1").await.unwrap();
     assert_eq!(history.len(), 1);
+    assert_eq!(store.history_len("i1").await.unwrap(), 1);
+    assert_eq!(store.history_len("nope").await.unwrap(), 0);
     assert_eq!(
         history[0].event,
         Event::ExecutionStarted {
@@ -74,6 +76,7 @@ pub async fn a_checkpoint_appends_events_and_enqueues_their_work_atomically(stor
         .unwrap();
     schedule(store, "i1", 1, &[0, 1]).await;
     assert_eq!(store.history("i1").await.unwrap().len(), 4);
+    assert_eq!(store.history_len("i1").await.unwrap(), 4);
     assert_eq!(
         store.instance("i1").await.unwrap().map(|i| i.status),
         Some(RuntimeStatus::Running)

@@ -205,7 +205,7 @@ impl Host for OrchestrationState {
         &mut self,
         tasks: Vec<Task>,
     ) -> wasmtime::Result<Vec<Result<String, TaskError>>> {
-        let mut wait = Wait::default();
+        let mut wait = Wait::limited(self.budget.limits().memory);
         let outcomes = self
             .wait_for(|replay| replay.when_all(&tasks, &mut wait))
             .await?;
@@ -259,14 +259,18 @@ impl Host for OrchestrationState {
 
     fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
         if !self.replay.is_replaying() {
-            let id = &self.instance_id;
-            match level {
-                LogLevel::Trace => tracing::trace!(instance = %id, "{message}"),
-                LogLevel::Debug => tracing::debug!(instance = %id, "{message}"),
-                LogLevel::Info => tracing::info!(instance = %id, "{message}"),
-                LogLevel::Warn => tracing::warn!(instance = %id, "{message}"),
-                LogLevel::Error => tracing::error!(instance = %id, "{message}"),
-            }
+            let level = match level {
+                LogLevel::Trace => tracing::Level::TRACE,
+                LogLevel::Debug => tracing::Level::DEBUG,
+                LogLevel::Info => tracing::Level::INFO,
+                LogLevel::Warn => tracing::Level::WARN,
+                LogLevel::Error => tracing::Level::ERROR,
+            };
+            let writer = crate::guest_log::Writer {
+                instance: &self.instance_id,
+                task: None,
+            };
+            crate::guest_log::write(level, &writer, message);
         }
         Ok(())
     }

@@ -722,6 +722,20 @@ impl super::Store for SqliteStore {
             .await
     }
 
+    async fn history_len(&self, id: &str) -> Result<u64> {
+        let id = id.to_string();
+        self.readers
+            .read(move |conn| {
+                let next: i64 = conn
+                    .prepare_cached(
+                        "SELECT COALESCE(MAX(seq) + 1, 0) FROM history WHERE instance_id = ?1",
+                    )?
+                    .query_row([&id], |row| row.get(0))?;
+                Ok(next.max(0) as u64)
+            })
+            .await
+    }
+
     async fn inbox(&self, id: &str, after: i64, max: usize) -> Result<Vec<InboxMessage>> {
         let id = id.to_string();
         self.readers
