@@ -49,6 +49,9 @@ impl Default for GuestLimits {
 
 /// The longest error message a guest can have recorded; longer ones are cut.
 pub const MAX_MESSAGE: usize = 4 << 10;
+/// The largest custom status: it is rewritten at every checkpoint, so it stays small
+/// enough to be stored in its row (Durable Functions allows 16 KB).
+pub const MAX_CUSTOM_STATUS: usize = 64 << 10;
 /// The longest activity name an orchestrator may call.
 pub const MAX_NAME: usize = 256;
 /// The most activities an orchestrator may schedule between two waits, and the most bytes

@@ -289,6 +289,17 @@ fn payloads_over_the_limit_are_refused() {
     );
     assert!(scratch.instance_ids().is_empty(), "nothing was created");
 
+    // A custom status is rewritten at every checkpoint: it is held to 64 KiB.
+    let status = format!("\"{}\"", "s".repeat(70_000));
+    let output = run_testing(&scratch, &["run", "CustomStatus", "--input", &status]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output)
+            .contains("the custom status is 70002 bytes, over the payload limit of 65536 bytes"),
+        "{}",
+        describe(&output)
+    );
+
     let repeat = r#"{"name":"Repeat","input":3000}"#;
     let output = run_testing(
         &scratch,

@@ -249,6 +249,13 @@ impl Host for OrchestrationState {
 
     fn set_custom_status(&mut self, status: String) -> wasmtime::Result<()> {
         self.check_json("the custom status", &status)?;
+        if status.len() > limits::MAX_CUSTOM_STATUS {
+            return Err(trap(limits::PayloadTooLarge {
+                what: "the custom status".to_string(),
+                size: status.len(),
+                limit: limits::MAX_CUSTOM_STATUS,
+            }));
+        }
         self.custom_status = Some(status);
         Ok(())
     }
