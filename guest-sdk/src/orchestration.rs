@@ -396,7 +396,8 @@ impl RetryOptions {
         self
     }
 
-    /// Each attempt fails (and may be retried) when it runs longer than `timeout`.
+    /// Each attempt fails (and may be retried) when it runs longer than `timeout` (the
+    /// host caps it at its own limit, `--activity-timeout-secs`).
     pub const fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self

@@ -550,6 +550,26 @@ fn an_attempt_over_its_timeout_fails_and_is_retried() {
         retries[0]["message"],
         "activity Sleep timed out after 200 ms"
     );
+
+    // A policy cannot ask for more time than the host allows.
+    let greedy = r#"{"name":"Sleep","input":60000,"retry":{"maxAttempts":1,"firstRetryIntervalMs":10,"timeoutMs":18446744073709551615}}"#;
+    let output = run_testing(
+        &scratch,
+        &[
+            "run",
+            "CallActivity",
+            "--input",
+            greedy,
+            "--activity-timeout-secs",
+            "1",
+        ],
+    );
+    assert_eq!(
+        last_line(&output),
+        r#"{"error":"activity Sleep timed out after 1000 ms"}"#,
+        "{}",
+        describe(&output)
+    );
 }
 
 #[test]

@@ -198,8 +198,8 @@ struct HostArgs {
     /// grows past it fails (continue-as-new starts a fresh history).
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     max_history_mib: u64,
-    /// The longest an activity attempt may run when its retry policy sets no timeout, in
-    /// seconds; over it, the attempt fails (and may be retried).
+    /// The longest an activity attempt may run, in seconds; over it, the attempt fails
+    /// (and may be retried). A retry policy may set a shorter timeout, never a longer one.
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     activity_timeout_secs: u64,
     /// Fail an activity once the host has died this many times while it ran (the first

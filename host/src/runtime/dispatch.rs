@@ -232,13 +232,16 @@ impl Runtime {
             &item.name,
             &item.input,
         );
-        // Every attempt has a deadline: its policy's, or the host's default. It holds even
-        // while the guest sits in a host call.
+        // Every attempt has a deadline: its policy's, or the host's. The host's is also
+        // the longest a policy may ask for, so that no guest holds a slot longer than
+        // the operator allows. It holds even while the guest sits in a host call.
         let timeout = item
             .retry
             .as_ref()
             .and_then(|policy| policy.timeout_ms)
-            .map_or(self.config.activity_timeout, Duration::from_millis);
+            .map_or(self.config.activity_timeout, |ms| {
+                Duration::from_millis(ms).min(self.config.activity_timeout)
+            });
         let deadline = tokio::time::Instant::now() + timeout;
         let timed_out = || {
             format!(

@@ -132,7 +132,8 @@ pub struct Config {
     pub evict_after: Option<Duration>,
     /// CPU and memory limits of every guest execution.
     pub guest_limits: GuestLimits,
-    /// The longest an activity attempt may take when its retry policy sets no timeout.
+    /// The longest an activity attempt may take: its retry policy may set a shorter
+    /// timeout, never a longer one.
     pub activity_timeout: Duration,
     /// How many host deaths while an activity ran (after the first, which is not
     /// recorded) fail it, so that an activity that takes the host down stops doing so.
