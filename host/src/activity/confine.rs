@@ -19,6 +19,7 @@ use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
 use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Why a path cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +42,8 @@ pub enum Error {
     TooLarge { root: String, limit: usize },
     #[error("{path}: {source}")]
     Io { path: String, source: io::Error },
+    #[error("the listing of {0} was abandoned: its activity ended")]
+    Abandoned(String),
 }
 
 impl Error {
@@ -216,8 +219,15 @@ impl Confinement {
     /// tree, and it stops with [`Error::TooLarge`] once the paths it holds (the files
     /// found and the directories still to enter) would take more than `limit` bytes,
     /// each counted as a guest receives a listed file: its path and [`ENTRY_BYTES`]. So a
-    /// huge tree costs the host a bounded amount.
-    pub fn list_files(&self, root: &str, limit: usize) -> Result<Vec<FileEntry>, Error> {
+    /// huge tree costs the host a bounded amount. It stops with [`Error::Abandoned`] as
+    /// soon as `abandoned` is set (its activity ended: it timed out, or its instance did),
+    /// so that no walk outlives the attempt that asked for it.
+    pub fn list_files(
+        &self,
+        root: &str,
+        limit: usize,
+        abandoned: &AtomicBool,
+    ) -> Result<Vec<FileEntry>, Error> {
         let (allowed, relative, absolute) = self.locate(root)?;
         let canonical = std::fs::canonicalize(&absolute).map_err(|e| Error::io(&absolute, e))?;
         if !canonical.starts_with(&allowed.path) {
@@ -266,6 +276,9 @@ impl Confinement {
         } {
             let entries = dir.entries().map_err(|e| Error::io(&shown, e))?;
             for entry in entries {
+                if abandoned.load(Ordering::Relaxed) {
+                    return Err(Error::Abandoned(root.to_string()));
+                }
                 let entry = entry.map_err(|e| Error::io(&shown, e))?;
                 let name = entry.file_name();
                 let (shown_path, real_path) = (shown.join(&name), real.join(&name));
@@ -498,7 +511,11 @@ mod tests {
         let confinement = Confinement::new(std::slice::from_ref(&allowed), &[allowed.join("data")])
             .unwrap_or_else(|e| panic!("{e}"));
         let files = confinement
-            .list_files(allowed.to_str().unwrap_or_default(), usize::MAX)
+            .list_files(
+                allowed.to_str().unwrap_or_default(),
+                usize::MAX,
+                &AtomicBool::new(false),
+            )
             .unwrap_or_else(|e| panic!("{e}"));
         let paths: Vec<_> = files.iter().map(|f| f.path.clone()).collect();
         assert_eq!(paths, vec![allowed.join("a.txt").display().to_string()]);
@@ -538,12 +555,32 @@ mod tests {
                 .is_ok()
         );
         let files = confinement
-            .list_files(allowed.to_str().unwrap_or_default(), usize::MAX)
+            .list_files(
+                allowed.to_str().unwrap_or_default(),
+                usize::MAX,
+                &AtomicBool::new(false),
+            )
             .unwrap_or_else(|e| panic!("{e}"));
         let paths: Vec<_> = files.iter().map(|f| f.path.clone()).collect();
         assert_eq!(
             paths,
             vec![allowed.join("later/mine.txt").display().to_string()]
+        );
+    }
+
+    #[test]
+    fn an_abandoned_listing_stops() {
+        let (dir, confinement) = setup();
+        let allowed = dir.path().join("allowed");
+        let root = allowed.to_str().unwrap_or_default();
+        assert!(matches!(
+            confinement.list_files(root, usize::MAX, &AtomicBool::new(true)),
+            Err(Error::Abandoned(_))
+        ));
+        assert!(
+            confinement
+                .list_files(root, usize::MAX, &AtomicBool::new(false))
+                .is_ok_and(|files| !files.is_empty())
         );
     }
 
@@ -555,7 +592,11 @@ mod tests {
         std::os::unix::fs::symlink(top.path().join("secret"), allowed.join("link"))
             .unwrap_or_default();
         let files = confinement
-            .list_files(allowed.to_str().unwrap_or_default(), usize::MAX)
+            .list_files(
+                allowed.to_str().unwrap_or_default(),
+                usize::MAX,
+                &AtomicBool::new(false),
+            )
             .unwrap_or_else(|e| panic!("{e}"));
         let paths: Vec<_> = files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
@@ -563,7 +604,11 @@ mod tests {
             vec![allowed.join("sub/a.txt").to_str().unwrap_or_default()]
         );
         assert!(matches!(
-            confinement.list_files(top.path().to_str().unwrap_or_default(), usize::MAX),
+            confinement.list_files(
+                top.path().to_str().unwrap_or_default(),
+                usize::MAX,
+                &AtomicBool::new(false)
+            ),
             Err(Error::Denied(_))
         ));
     }
@@ -584,10 +629,10 @@ mod tests {
             .map(|name| allowed.join(name).as_os_str().len() + ENTRY_BYTES)
             .sum();
         let listed = confinement
-            .list_files(root, needed)
+            .list_files(root, needed, &AtomicBool::new(false))
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(listed.len(), 2);
-        match confinement.list_files(root, needed - 1) {
+        match confinement.list_files(root, needed - 1, &AtomicBool::new(false)) {
             Err(error @ Error::TooLarge { .. }) => {
                 let message = error.to_string();
                 assert!(
@@ -625,7 +670,11 @@ mod tests {
                 })
             };
             let listed = confinement
-                .list_files(allowed.to_str().unwrap_or_default(), usize::MAX)
+                .list_files(
+                    allowed.to_str().unwrap_or_default(),
+                    usize::MAX,
+                    &AtomicBool::new(false),
+                )
                 .unwrap_or_else(|e| panic!("a listing failed on a vanished file: {e}"));
             remover
                 .join()
@@ -661,7 +710,11 @@ mod tests {
         let confinement =
             Confinement::new(std::slice::from_ref(&allowed), &[]).unwrap_or_else(|e| panic!("{e}"));
         let files = confinement
-            .list_files(allowed.to_str().unwrap_or_default(), usize::MAX)
+            .list_files(
+                allowed.to_str().unwrap_or_default(),
+                usize::MAX,
+                &AtomicBool::new(false),
+            )
             .unwrap_or_else(|e| panic!("{e}"));
         let base = allowed.display().to_string();
         let mut listed: Vec<_> = files.iter().map(|f| (f.path.clone(), f.size)).collect();

@@ -2,6 +2,17 @@
 
 use super::super::ActivityState;
 use crate::bindings::activities::weft::orchestration::fs::{FileEntry, Host, IoError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Sets its flag when dropped: the call that waits on a walk went away.
+struct AbandonOnDrop(Arc<AtomicBool>);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
 
 impl Host for ActivityState {
     async fn list_files(
@@ -13,9 +24,15 @@ impl Host for ActivityState {
         let limit = self.budget.limits().memory;
         // Walking a tree is blocking I/O; keep it off the async workers. Host time spent
         // here is not the guest's CPU time.
+        // If this call is dropped (the attempt timed out, the instance ended), the walk
+        // stops rather than run on in the blocking pool.
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let _abandon = AbandonOnDrop(abandoned.clone());
         self.budget.enter_host();
-        let listed =
-            tokio::task::spawn_blocking(move || io.confinement.list_files(&root, limit)).await;
+        let listed = tokio::task::spawn_blocking(move || {
+            io.confinement.list_files(&root, limit, &abandoned)
+        })
+        .await;
         self.budget.leave_host();
         let listed = listed?;
         Ok(listed

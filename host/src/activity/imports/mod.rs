@@ -20,9 +20,9 @@ impl From<confine::Error> for IoError {
             confine::Error::NotFound(_) | confine::Error::NotUtf8(_) => {
                 IoError::NotFound(error.to_string())
             }
-            confine::Error::Io { .. } | confine::Error::TooLarge { .. } => {
-                IoError::Other(error.to_string())
-            }
+            confine::Error::Io { .. }
+            | confine::Error::TooLarge { .. }
+            | confine::Error::Abandoned(_) => IoError::Other(error.to_string()),
         }
     }
 }
