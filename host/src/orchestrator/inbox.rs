@@ -10,6 +10,9 @@ use chrono::Utc;
 /// instance stays bounded however many messages clients post (the rest are taken by the
 /// next episodes, which open without sleeping while the inbox has more).
 const INBOX_BATCH: usize = 10_000;
+/// The most bytes of messages ([`store::Event::weight`]) one read of the inbox takes, and
+/// one suspended instance holds: each message may be as large as the payload limit.
+const INBOX_BYTES: usize = 64 << 20;
 /// The most messages a suspended instance holds in memory until it resumes; the rest
 /// wait in the inbox.
 pub(super) const HELD_MAX: usize = 1_024;
@@ -45,6 +48,7 @@ impl OrchestrationState {
         let was_scanning = scan.is_some();
         if !suspended {
             taken.append(&mut self.held);
+            self.held_bytes = 0;
             if scan.take().is_some() {
                 self.inbox_dirty = true;
             }
@@ -58,12 +62,14 @@ impl OrchestrationState {
                         &self.instance_id,
                         scan.unwrap_or(self.inbox_cursor),
                         INBOX_BATCH,
+                        INBOX_BYTES,
                     )
                     .await?
             } else {
                 Vec::new()
             };
-            let full = new.len() == INBOX_BATCH;
+            let read: usize = new.iter().map(|message| message.event.weight()).sum();
+            let full = new.len() == INBOX_BATCH || read >= INBOX_BYTES;
             self.inbox_dirty = full;
             for message in new {
                 let control = matches!(
@@ -72,7 +78,8 @@ impl OrchestrationState {
                         | store::Event::ExecutionResumed { .. }
                         | store::Event::ExecutionTerminated { .. }
                 );
-                if suspended && !control && scan.is_none() && self.held.len() >= HELD_MAX {
+                let held_full = self.held.len() >= HELD_MAX || self.held_bytes >= INBOX_BYTES;
+                if suspended && !control && scan.is_none() && held_full {
                     // Held enough: this message and the ones after it stay in the inbox.
                     scan = Some(self.inbox_cursor);
                 }
@@ -94,6 +101,7 @@ impl OrchestrationState {
                         // again from the cursor by the next episodes.
                         taken.push(message);
                         taken.append(&mut self.held);
+                        self.held_bytes = 0;
                         if scan.take().is_some() {
                             self.inbox_dirty = true;
                             break 'read;
@@ -106,6 +114,7 @@ impl OrchestrationState {
                     }
                     _ if suspended => {
                         if scan.is_none() {
+                            self.held_bytes += message.event.weight();
                             self.held.push(message);
                         }
                         continue;

@@ -8,6 +8,7 @@
 //! at once. So a fan-in of N results costs O(N) work and no replays while the instance
 //! stays hot; an instance evicted after waiting idle is replayed on its next message.
 
+pub mod handover;
 mod imports;
 mod inbox;
 mod sandbox;
@@ -150,6 +151,8 @@ pub struct OrchestrationState {
     /// Completions read while the instance was suspended, delivered once it resumes; at
     /// most [`inbox::HELD_MAX`].
     held: Vec<store::InboxMessage>,
+    /// The [`store::Event::weight`] of `held`.
+    held_bytes: usize,
     /// Set while messages after `inbox_cursor` were left in the inbox because `held` was
     /// full: the id of the last message looked at for a resume or terminate.
     scan_cursor: Option<i64>,
@@ -158,7 +161,7 @@ pub struct OrchestrationState {
     /// episode opened by a result handed over in memory reads no database.
     inbox_dirty: bool,
     /// Outcomes handed over in memory by this process's dispatcher.
-    deliveries: Option<mpsc::UnboundedReceiver<Delivery>>,
+    deliveries: Option<handover::Receiver>,
     /// Deliveries received while waiting, not yet taken into an episode.
     arrived: Vec<Delivery>,
     /// Work items (and their task ids) whose delivered outcomes the episode in progress
@@ -201,6 +204,7 @@ impl OrchestrationState {
             consumed: Vec::new(),
             inbox_cursor: 0,
             held: Vec::new(),
+            held_bytes: 0,
             scan_cursor: None,
             inbox_dirty: true,
             deliveries: None,
@@ -399,7 +403,7 @@ pub struct InstanceEnv {
     pub evict_after: Option<std::time::Duration>,
     /// Where this process's dispatcher hands outcomes to the instance.
     /// (Taken by each execution in turn.)
-    pub deliveries: Option<mpsc::UnboundedReceiver<Delivery>>,
+    pub deliveries: Option<handover::Receiver>,
     /// Where the instance hands eagerly leased work items to the dispatcher.
     pub eager: Option<Eager>,
     /// Wakes the instances that its checkpoints start or post messages to.

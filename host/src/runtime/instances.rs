@@ -9,7 +9,7 @@ use chrono::Utc;
 use futures::FutureExt;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 /// How many times in a row an instance whose task failed for the host's reasons is run
 /// again in process (after 0.5, 1, 2, 4 and 8 s) before it is reported as failed to run.
@@ -18,7 +18,7 @@ const HOST_RETRIES: u32 = 5;
 /// What the runtime keeps of an instance that has a task here.
 pub(super) struct Hot {
     wake: Arc<Notify>,
-    deliveries: mpsc::UnboundedSender<Delivery>,
+    deliveries: orchestrator::handover::Sender,
 }
 
 impl Runtime {
@@ -126,7 +126,7 @@ impl Runtime {
                 return;
             }
             let wake = Arc::new(Notify::new());
-            let (sender, deliveries) = mpsc::unbounded_channel();
+            let (sender, deliveries) = orchestrator::handover::channel(&self.handover);
             hot.insert(
                 id.clone(),
                 Hot {
@@ -203,7 +203,7 @@ impl Runtime {
         self: &Arc<Self>,
         id: &str,
         wake: Arc<Notify>,
-        deliveries: mpsc::UnboundedReceiver<Delivery>,
+        deliveries: orchestrator::handover::Receiver,
     ) -> Result<Option<RuntimeStatus>, String> {
         let _slot = self
             .orchestration_slots
@@ -304,7 +304,7 @@ impl Runtime {
     pub(super) fn deliver(&self, delivery: Delivery) -> Option<Delivery> {
         let hot = lock(&self.hot);
         match hot.get(&delivery.item.instance_id) {
-            Some(hot) => hot.deliveries.send(delivery).err().map(|refused| refused.0),
+            Some(hot) => hot.deliveries.send(delivery),
             None => Some(delivery),
         }
     }

@@ -188,6 +188,8 @@ pub struct Runtime {
     ended: watch::Sender<u64>,
     /// The clients waiting for an instance to end, woken by its own end only.
     waiters: waiters::Waiters,
+    /// The bytes of activity outcomes handed to hot instances and not yet taken.
+    handover: orchestrator::handover::Budget,
     orchestration_slots: Arc<Semaphore>,
     /// Identifies this process's leases.
     owner: String,
@@ -338,6 +340,7 @@ impl Runtime {
             timers_changed: Arc::new(Notify::new()),
             ended: watch::Sender::new(0),
             waiters: waiters::Waiters::default(),
+            handover: orchestrator::handover::Budget::default(),
             eager: orchestrator::Eager {
                 owner: owner.clone(),
                 items: eager_items,

@@ -566,8 +566,15 @@ pub trait Store: Send + Sync + 'static {
     /// without reading them.
     async fn history_len(&self, id: &str) -> Result<u64>;
     /// The first `max` messages waiting for an instance with an id above `after`, oldest
-    /// first.
-    async fn inbox(&self, id: &str, after: i64, max: usize) -> Result<Vec<InboxMessage>>;
+    /// first; fewer if their events' [`Event::weight`] reaches `max_bytes` (the message
+    /// that reaches it is the last; there is always one if any waits).
+    async fn inbox(
+        &self,
+        id: &str,
+        after: i64,
+        max: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<InboxMessage>>;
     /// Commits an episode; fails with [`Error::Conflict`] if `first_seq` is not the
     /// history's length. A terminal status also drops the instance's pending work.
     ///

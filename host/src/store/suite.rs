@@ -169,7 +169,7 @@ pub async fn completing_work_moves_the_result_to_the_inbox_once(store: &dyn Stor
             .unwrap(),
         "a second completion is dropped"
     );
-    let inbox = store.inbox("i1", 0, usize::MAX).await.unwrap();
+    let inbox = store.inbox("i1", 0, usize::MAX, usize::MAX).await.unwrap();
     assert_eq!(
         inbox.iter().map(|m| m.event.clone()).collect::<Vec<_>>(),
         vec![done.clone()]
@@ -195,7 +195,13 @@ pub async fn completing_work_moves_the_result_to_the_inbox_once(store: &dyn Stor
         })
         .await
         .unwrap();
-    assert!(store.inbox("i1", 0, usize::MAX).await.unwrap().is_empty());
+    assert!(
+        store
+            .inbox("i1", 0, usize::MAX, usize::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(
         store
             .claim_work("me", 10, now, now + Duration::minutes(5))
@@ -260,8 +266,16 @@ pub async fn a_late_result_never_settles_another_item_or_attempt(store: &dyn Sto
             .unwrap()
     );
     assert!(
-        store.inbox("a", 0, usize::MAX).await.unwrap().is_empty()
-            && store.inbox("b", 0, usize::MAX).await.unwrap().is_empty()
+        store
+            .inbox("a", 0, usize::MAX, usize::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+            && store
+                .inbox("b", 0, usize::MAX, usize::MAX)
+                .await
+                .unwrap()
+                .is_empty()
     );
 
     // An attempt that was retried cannot complete after the next attempt was claimed.
@@ -489,7 +503,7 @@ pub async fn large_payloads_round_trip_out_of_line(store: &dyn Store) {
             .await
             .unwrap()
     );
-    let inbox = store.inbox("big", 0, usize::MAX).await.unwrap();
+    let inbox = store.inbox("big", 0, usize::MAX, usize::MAX).await.unwrap();
     assert_eq!(inbox[0].event, done);
     store
         .checkpoint(Checkpoint {
@@ -508,7 +522,13 @@ pub async fn large_payloads_round_trip_out_of_line(store: &dyn Store) {
     let history = store.history("big").await.unwrap();
     assert_eq!(history[3].event, done);
     assert!(matches!(&history[0].event, Event::ExecutionStarted { input, .. } if *input == big));
-    assert!(store.inbox("big", 0, usize::MAX).await.unwrap().is_empty());
+    assert!(
+        store
+            .inbox("big", 0, usize::MAX, usize::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn messages_reach_only_live_instances_and_read_after_a_cursor(store: &dyn Store) {
@@ -524,10 +544,30 @@ pub async fn messages_reach_only_live_instances_and_read_after_a_cursor(store: &
         .unwrap();
     store.post_message("m", &suspend, now).await.unwrap();
     store.post_message("m", &suspend, now).await.unwrap();
-    let all = store.inbox("m", 0, usize::MAX).await.unwrap();
+    let all = store.inbox("m", 0, usize::MAX, usize::MAX).await.unwrap();
     assert_eq!(all.len(), 2);
-    let after = store.inbox("m", all[0].id, usize::MAX).await.unwrap();
+    let after = store
+        .inbox("m", all[0].id, usize::MAX, usize::MAX)
+        .await
+        .unwrap();
     assert_eq!(after.len(), 1);
+    // A read ends with the message that brings it to its byte limit.
+    let event = Event::EventRaised {
+        name: "e".into(),
+        input: format!("\"{}\"", "x".repeat(100 << 10)),
+    };
+    for _ in 0..3 {
+        store.post_message("m", &event, now).await.unwrap();
+    }
+    let weight = event.weight();
+    let read = |max_bytes| store.inbox("m", after[0].id, usize::MAX, max_bytes);
+    assert_eq!(read(weight + 1).await.unwrap().len(), 2);
+    assert_eq!(
+        read(1).await.unwrap().len(),
+        1,
+        "never none while one waits"
+    );
+    assert_eq!(read(usize::MAX).await.unwrap().len(), 3);
     assert_eq!(after[0].id, all[1].id);
     store
         .checkpoint(Checkpoint {
@@ -783,7 +823,7 @@ pub async fn timers_fire_once_when_due_and_never_before(store: &dyn Store) {
         "a timer fires once"
     );
     let inbox: Vec<Event> = store
-        .inbox("i1", 0, usize::MAX)
+        .inbox("i1", 0, usize::MAX, usize::MAX)
         .await
         .unwrap()
         .into_iter()
@@ -872,14 +912,21 @@ pub async fn the_inbox_is_read_across_instances_after_a_cursor(store: &dyn Store
     assert_eq!(store.inbox_since(0, 1).await.unwrap().len(), 1);
     assert!(store.inbox_since(rows[1].0, 10).await.unwrap().is_empty());
     assert_eq!(
-        store.inbox("i1", 0, usize::MAX).await.unwrap()[0].event,
+        store.inbox("i1", 0, usize::MAX, usize::MAX).await.unwrap()[0].event,
         raised
     );
     // The first `max` messages only, so that one read is bounded.
     store.post_message("i1", &raised, now).await.unwrap();
-    let first = store.inbox("i1", 0, 1).await.unwrap();
+    let first = store.inbox("i1", 0, 1, usize::MAX).await.unwrap();
     assert_eq!(first.len(), 1);
-    assert_eq!(store.inbox("i1", first[0].id, 1).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .inbox("i1", first[0].id, 1, usize::MAX)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 /// Ends instance `id` with `event`, `status` and `output`; returns what it woke.
@@ -941,7 +988,7 @@ pub async fn sub_orchestrations_start_report_to_their_parent_and_end_with_it(sto
         assert_eq!(instance.parent.as_deref(), Some("p"));
         assert_eq!(store.history(id).await.unwrap().len(), 1);
     }
-    let inbox = store.inbox("p", 0, 10).await.unwrap();
+    let inbox = store.inbox("p", 0, 10, usize::MAX).await.unwrap();
     assert!(
         matches!(&inbox[..], [m] if matches!(&m.event,
             Event::SubOrchestrationFailed { task_id: 2, message } if message.contains("exists"))),
@@ -954,7 +1001,7 @@ pub async fn sub_orchestrations_start_report_to_their_parent_and_end_with_it(sto
     };
     let woken = end(store, "p:0", done, RuntimeStatus::Completed, "10").await;
     assert_eq!(woken, ["p"]);
-    let inbox = store.inbox("p", inbox[0].id, 10).await.unwrap();
+    let inbox = store.inbox("p", inbox[0].id, 10, usize::MAX).await.unwrap();
     assert_eq!(
         inbox.iter().map(|m| &m.event).collect::<Vec<_>>(),
         [&Event::SubOrchestrationCompleted {
@@ -969,7 +1016,7 @@ pub async fn sub_orchestrations_start_report_to_their_parent_and_end_with_it(sto
     };
     let woken = end(store, "p", stop, RuntimeStatus::Terminated, "\"stop\"").await;
     assert_eq!(woken, ["p:1"]);
-    let inbox = store.inbox("p:1", 0, 10).await.unwrap();
+    let inbox = store.inbox("p:1", 0, 10, usize::MAX).await.unwrap();
     assert!(
         matches!(&inbox[..], [m] if matches!(&m.event,
             Event::ExecutionTerminated { reason } if reason.contains("'p'"))),
@@ -1026,7 +1073,7 @@ pub async fn sub_orchestrations_nest_at_most_max_nesting_deep(store: &dyn Store)
             .is_none(),
         "no instance is started below the bound"
     );
-    let inbox = store.inbox(&deepest, 0, 10).await.unwrap();
+    let inbox = store.inbox(&deepest, 0, 10, usize::MAX).await.unwrap();
     assert!(
         matches!(&inbox[..], [message] if matches!(&message.event,
             Event::SubOrchestrationFailed { task_id: 0, message } if message.contains("nest at most"))),
@@ -1120,7 +1167,7 @@ pub async fn continue_as_new_restarts_the_history_and_carries_untaken_events(sto
         .unwrap();
     assert!(claimed.is_empty(), "{claimed:?}");
     assert_eq!(store.next_timer().await.unwrap(), None);
-    let inbox = store.inbox("e", 0, 10).await.unwrap();
+    let inbox = store.inbox("e", 0, 10, usize::MAX).await.unwrap();
     assert_eq!(
         inbox.iter().map(|m| &m.event).collect::<Vec<_>>(),
         [&raised("later", "3")]

@@ -736,7 +736,13 @@ impl super::Store for SqliteStore {
             .await
     }
 
-    async fn inbox(&self, id: &str, after: i64, max: usize) -> Result<Vec<InboxMessage>> {
+    async fn inbox(
+        &self,
+        id: &str,
+        after: i64,
+        max: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<InboxMessage>> {
         let id = id.to_string();
         self.readers
             .read(move |conn| {
@@ -746,11 +752,15 @@ impl super::Store for SqliteStore {
                 )?;
                 let mut rows =
                     stmt.query(params![&id, after, max.min(i64::MAX as usize) as i64])?;
-                let mut messages = Vec::new();
-                while let Some(row) = rows.next()? {
+                let (mut messages, mut bytes) = (Vec::new(), 0usize);
+                while bytes < max_bytes
+                    && let Some(row) = rows.next()?
+                {
+                    let event = decode(conn, &id, row.get(1)?)?;
+                    bytes = bytes.saturating_add(event.weight());
                     messages.push(InboxMessage {
                         id: row.get(0)?,
-                        event: decode(conn, &id, row.get(1)?)?,
+                        event,
                     });
                 }
                 Ok(messages)
