@@ -252,3 +252,29 @@ fn continuing_as_new_cancels_the_activities_the_old_execution_left_running() {
     assert!(output.status.success(), "{}", describe(&output));
     assert_eq!(last_line(&output), "5");
 }
+
+/// More sub-orchestrations than orchestration slots (256): the rest wait in a queue of
+/// ids, not as tasks, and each runs once a slot frees; every result reaches the parent.
+#[test]
+fn a_fan_out_wider_than_the_orchestration_slots_completes() {
+    let scratch = Scratch::new();
+    let input =
+        json!({"name": "CallActivity", "input": {"name": "Echo", "input": 7}, "count": 600});
+    let output = scratch.run(&[
+        "run",
+        "CallSubOrchestrator",
+        "--input",
+        &input.to_string(),
+        "--components",
+        TESTING_ORCHESTRATOR,
+        TESTING_ACTIVITIES,
+    ]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let results: Value = serde_json::from_str(&last_line(&output)).unwrap_or_default();
+    let results = results.as_array().cloned().unwrap_or_default();
+    assert_eq!(results.len(), 600);
+    assert!(
+        results.iter().all(|r| *r == json!({"ok": 7})),
+        "{results:?}"
+    );
+}

@@ -9,7 +9,7 @@ use chrono::Utc;
 use futures::FutureExt;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 /// How many times in a row an instance whose task failed for the host's reasons is run
 /// again in process (after 0.5, 1, 2, 4 and 8 s) before it is reported as failed to run.
@@ -119,7 +119,35 @@ impl Runtime {
         }
     }
 
+    /// Runs instance `id` here, unless a task here already does: at once if an
+    /// orchestration slot is free, else once one is (see [`Queued`]).
     pub(super) fn spawn_instance(self: &Arc<Self>, id: String) {
+        if lock(&self.hot).contains_key(&id) {
+            return;
+        }
+        // A failure of an earlier instance with this id says nothing about this run.
+        lock(&self.host_failures).remove(&id);
+        lock(&self.queued).push(id);
+        self.start_queued();
+    }
+
+    /// Starts queued instances while orchestration slots are free. Whoever queues an
+    /// instance or frees a slot calls it, so no instance waits in the queue while a slot
+    /// is free.
+    fn start_queued(self: &Arc<Self>) {
+        loop {
+            let Ok(slot) = self.orchestration_slots.clone().try_acquire_owned() else {
+                return;
+            };
+            let Some(id) = lock(&self.queued).pop() else {
+                return;
+            };
+            self.start_instance(id, slot);
+        }
+    }
+
+    /// Starts a task that runs instance `id` in `slot`.
+    fn start_instance(self: &Arc<Self>, id: String, slot: OwnedSemaphorePermit) {
         let (wake, deliveries) = {
             let mut hot = lock(&self.hot);
             if hot.contains_key(&id) {
@@ -136,12 +164,12 @@ impl Runtime {
             );
             (wake, deliveries)
         };
-        // A failure of an earlier instance with this id says nothing about this run.
-        lock(&self.host_failures).remove(&id);
         let runtime = self.clone();
         tokio::spawn(async move {
             let result = runtime.run_instance(&id, wake.clone(), deliveries).await;
+            drop(slot);
             lock(&runtime.hot).remove(&id);
+            runtime.start_queued();
             // Outcomes handed to a task that did not end its instance may be lost with
             // it (an instance that evicts itself first drains them): run them again.
             if !matches!(result, Ok(Some(status)) if status.is_terminal() || status == RuntimeStatus::Running || status == RuntimeStatus::Suspended)
@@ -205,12 +233,6 @@ impl Runtime {
         wake: Arc<Notify>,
         deliveries: orchestrator::handover::Receiver,
     ) -> Result<Option<RuntimeStatus>, String> {
-        let _slot = self
-            .orchestration_slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| e.to_string())?;
         let instance = match self.store.instance(id).await {
             Ok(Some(instance)) => instance,
             Ok(None) => return Err(format!("instance {id} vanished")),
@@ -328,4 +350,27 @@ pub fn event_to_raise(
         name: name.to_string(),
         input: data.to_string(),
     })
+}
+
+/// The instances waiting for an orchestration slot, in the order they asked, each once.
+/// An instance waits here, not as a task: a fan-out of many sub-orchestrations costs an
+/// id each until a slot frees, and their messages wait in their (durable) inboxes.
+#[derive(Default)]
+pub(super) struct Queued {
+    order: std::collections::VecDeque<String>,
+    members: std::collections::HashSet<String>,
+}
+
+impl Queued {
+    fn push(&mut self, id: String) {
+        if self.members.insert(id.clone()) {
+            self.order.push_back(id);
+        }
+    }
+
+    fn pop(&mut self) -> Option<String> {
+        let id = self.order.pop_front()?;
+        self.members.remove(&id);
+        Some(id)
+    }
 }

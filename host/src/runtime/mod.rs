@@ -191,6 +191,8 @@ pub struct Runtime {
     /// The bytes of activity outcomes handed to hot instances and not yet taken.
     handover: orchestrator::handover::Budget,
     orchestration_slots: Arc<Semaphore>,
+    /// Instances waiting for one of `orchestration_slots`.
+    queued: Mutex<instances::Queued>,
     /// Identifies this process's leases.
     owner: String,
     activity_slots: Arc<Semaphore>,
@@ -332,6 +334,7 @@ impl Runtime {
             activities,
             io,
             orchestration_slots: Arc::new(Semaphore::new(config.max_orchestrations.max(1))),
+            queued: Mutex::new(instances::Queued::default()),
             config: Config { data_dir, ..config },
             hot: Mutex::new(HashMap::new()),
             host_failures: Mutex::new(HashMap::new()),
