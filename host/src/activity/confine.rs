@@ -427,20 +427,26 @@ fn stands_for_a_name_that_is_not_utf8(root: &Dir, relative: &Path) -> bool {
 }
 
 /// The canonical form of `path` (absolute), or, if it does not exist yet, the canonical
-/// form of its nearest existing ancestor with the rest of it appended: where it will be
-/// once made. `None` if no ancestor resolves.
+/// form of its nearest existing ancestor with the rest of it appended (a `..` there taken
+/// lexically: a directory that does not exist is no symlink): where it will be once made.
+/// `None` if no ancestor resolves.
 fn canonical_or_future(path: &Path) -> Option<PathBuf> {
     let mut rest = Vec::new();
     let mut at = path;
     loop {
-        if let Ok(found) = std::fs::canonicalize(at) {
-            return Some(
-                rest.iter()
-                    .rev()
-                    .fold(found, |whole, part| whole.join(part)),
-            );
+        if let Ok(mut found) = std::fs::canonicalize(at) {
+            for part in rest.iter().rev() {
+                match part {
+                    Component::ParentDir => {
+                        found.pop();
+                    }
+                    Component::Normal(name) => found.push(name),
+                    _ => {}
+                }
+            }
+            return Some(found);
         }
-        rest.push(at.file_name()?.to_os_string());
+        rest.push(at.components().next_back()?);
         at = at.parent()?;
     }
 }
@@ -539,12 +545,19 @@ mod tests {
         let allowed = top.path().join("allowed");
         std::fs::create_dir_all(&allowed).unwrap_or_default();
         let blobs = allowed.join("later/blobs");
-        let confinement =
-            Confinement::new(std::slice::from_ref(&allowed), std::slice::from_ref(&blobs))
-                .unwrap_or_else(|e| panic!("{e}"));
+        // Named through a directory that does not exist either, and `..`.
+        let cache = allowed.join("new/../cache");
+        let confinement = Confinement::new(std::slice::from_ref(&allowed), &[blobs.clone(), cache])
+            .unwrap_or_else(|e| panic!("{e}"));
         std::fs::create_dir_all(&blobs).unwrap_or_default();
         std::fs::write(blobs.join("copy.txt"), "c").unwrap_or_default();
         std::fs::write(allowed.join("later/mine.txt"), "m").unwrap_or_default();
+        std::fs::create_dir_all(allowed.join("cache")).unwrap_or_default();
+        std::fs::write(allowed.join("cache/code"), "c").unwrap_or_default();
+        assert!(matches!(
+            confinement.open_file(allowed.join("cache/code").to_str().unwrap_or_default()),
+            Err(Error::Private(_))
+        ));
         assert!(matches!(
             confinement.open_file(blobs.join("copy.txt").to_str().unwrap_or_default()),
             Err(Error::Private(_))

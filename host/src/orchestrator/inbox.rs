@@ -276,7 +276,9 @@ impl OrchestrationState {
                     Err(_) => {
                         // Idle: refuse further deliveries (they go to the inbox), and keep
                         // running if one slipped in meanwhile.
-                        if let Some(deliveries) = &mut self.deliveries {
+                        // The closed channel is dropped: a closed one would answer every
+                        // later wait at once, and the instance would spin on its inbox.
+                        if let Some(mut deliveries) = self.deliveries.take() {
                             deliveries.close();
                             while let Ok(delivery) = deliveries.try_recv() {
                                 self.arrived.push(delivery);

@@ -136,11 +136,20 @@ impl Runtime {
     /// is free.
     fn start_queued(self: &Arc<Self>) {
         loop {
-            let Ok(slot) = self.orchestration_slots.clone().try_acquire_owned() else {
-                return;
-            };
-            let Some(id) = lock(&self.queued).pop() else {
-                return;
+            // The queue is looked at before a slot is taken, under its lock: a slot taken
+            // for an empty queue and given back would miss an instance queued meanwhile.
+            let (id, slot) = {
+                let mut queued = lock(&self.queued);
+                if queued.order.is_empty() {
+                    return;
+                }
+                let Ok(slot) = self.orchestration_slots.clone().try_acquire_owned() else {
+                    return;
+                };
+                let Some(id) = queued.pop() else {
+                    return;
+                };
+                (id, slot)
             };
             self.start_instance(id, slot);
         }

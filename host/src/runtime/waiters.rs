@@ -63,8 +63,14 @@ impl Waiting {
 impl Drop for Waiting {
     fn drop(&mut self) {
         let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
-        // The map's reference and this one: no other wait for the instance remains.
-        if Arc::strong_count(&self.notify) == 2 {
+        // This wait's reference goes under the lock, so that of two waits that end at
+        // once, the second sees the first gone.
+        drop(std::mem::replace(&mut self.notify, Arc::new(Notify::new())));
+        // Only the map's reference is left: no other wait for the instance remains.
+        if waiters
+            .get(&self.id)
+            .is_some_and(|notify| Arc::strong_count(notify) == 1)
+        {
             waiters.remove(&self.id);
         }
     }
