@@ -444,6 +444,35 @@ fn every_route_requires_the_key() {
     assert_eq!(chosen.key, "my-own-key-of-16-chars");
 }
 
+/// Every page of the list route for `query`, following the continuation tokens.
+fn list_pages(client: &Client, server: &Server, query: &str) -> Vec<Vec<Value>> {
+    let mut pages = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut request = client.get(server.url(&format!("{INSTANCES}{query}")));
+        if let Some(token) = &token {
+            request = request.header("x-ms-continuation-token", token);
+        }
+        let response = request.send().expect("GET list");
+        assert_eq!(response.status(), StatusCode::OK);
+        token = response
+            .headers()
+            .get("x-ms-continuation-token")
+            .map(|v| v.to_str().unwrap_or_default().to_string());
+        pages.push(json_body(response).as_array().cloned().unwrap_or_default());
+        if token.is_none() {
+            return pages;
+        }
+    }
+}
+
+fn instance_id(instance: &Value) -> String {
+    instance["instanceId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 #[test]
 fn lists_page_with_the_continuation_header_and_filter() {
     let scratch = Scratch::new();
@@ -456,34 +485,10 @@ fn lists_page_with_the_continuation_header_and_filter() {
     for i in 0..5 {
         server.poll_until_ended(&client, &server.url(&format!("{INSTANCES}/fan-{i}")));
     }
-    let mut seen = Vec::new();
-    let mut token: Option<String> = None;
-    let mut pages = 0;
-    loop {
-        let mut request =
-            client.get(server.url(&format!("{INSTANCES}?top=2&runtimeStatus=Completed")));
-        if let Some(token) = &token {
-            request = request.header("x-ms-continuation-token", token);
-        }
-        let response = request.send().expect("GET list");
-        assert_eq!(response.status(), StatusCode::OK);
-        token = response
-            .headers()
-            .get("x-ms-continuation-token")
-            .map(|v| v.to_str().unwrap_or_default().to_string());
-        let page = json_body(response);
-        let page = page.as_array().expect("a list");
-        assert!(page.len() <= 2);
-        seen.extend(
-            page.iter()
-                .map(|i| i["instanceId"].as_str().unwrap_or_default().to_string()),
-        );
-        pages += 1;
-        if token.is_none() {
-            break;
-        }
-    }
-    assert_eq!(pages, 3);
+    let pages = list_pages(&client, &server, "?top=2&runtimeStatus=Completed");
+    assert!(pages.iter().all(|page| page.len() <= 2));
+    let mut seen: Vec<String> = pages.iter().flatten().map(instance_id).collect();
+    assert_eq!(pages.len(), 3);
     seen.sort();
     assert_eq!(seen, (0..5).map(|i| format!("fan-{i}")).collect::<Vec<_>>());
     let none = json_body(
@@ -521,33 +526,12 @@ fn a_page_of_large_instances_ends_early_and_the_token_leads_on() {
         assert_eq!(response.status(), StatusCode::ACCEPTED);
         server.poll_until_ended(&client, &server.url(&format!("{INSTANCES}/big-{i}")));
     }
-    let mut seen = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut request = client.get(server.url(&format!("{INSTANCES}?top=100")));
-        if let Some(token) = &token {
-            request = request.header("x-ms-continuation-token", token);
-        }
-        let response = request.send().expect("GET list");
-        assert_eq!(response.status(), StatusCode::OK);
-        token = response
-            .headers()
-            .get("x-ms-continuation-token")
-            .map(|v| v.to_str().unwrap_or_default().to_string());
-        let page = json_body(response);
-        let page = page.as_array().cloned().unwrap_or_default();
+    let pages = list_pages(&client, &server, "?top=100");
+    for page in &pages {
         assert_eq!(page.len(), 1, "one instance fills a page's budget");
         assert_eq!(page[0]["output"].as_str().map(str::len), Some(9 << 20));
-        seen.push(
-            page[0]["instanceId"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        );
-        if token.is_none() {
-            break;
-        }
     }
+    let seen: Vec<String> = pages.iter().flatten().map(instance_id).collect();
     assert_eq!(seen, ["big-2", "big-1", "big-0"], "newest first, each once");
 }
 
