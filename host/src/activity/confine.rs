@@ -460,6 +460,15 @@ fn fd_of(file: &std::fs::File) -> i32 {
 mod tests {
     use super::*;
 
+    /// Everything under `root`, without a limit, never abandoned.
+    fn list_all(confinement: &Confinement, root: &Path) -> Result<Vec<FileEntry>, Error> {
+        confinement.list_files(
+            root.to_str().unwrap_or_default(),
+            usize::MAX,
+            &AtomicBool::new(false),
+        )
+    }
+
     fn setup() -> (tempfile::TempDir, Confinement) {
         let top = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let allowed = top.path().join("allowed");
@@ -516,13 +525,7 @@ mod tests {
         std::os::unix::fs::symlink(&outside, allowed.join("door")).unwrap_or_default();
         let confinement = Confinement::new(std::slice::from_ref(&allowed), &[allowed.join("data")])
             .unwrap_or_else(|e| panic!("{e}"));
-        let files = confinement
-            .list_files(
-                allowed.to_str().unwrap_or_default(),
-                usize::MAX,
-                &AtomicBool::new(false),
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
+        let files = list_all(&confinement, &allowed).unwrap_or_else(|e| panic!("{e}"));
         let paths: Vec<_> = files.iter().map(|f| f.path.clone()).collect();
         assert_eq!(paths, vec![allowed.join("a.txt").display().to_string()]);
         let private = allowed.join("data/weft.db");
@@ -567,13 +570,7 @@ mod tests {
                 .open_file(allowed.join("later/mine.txt").to_str().unwrap_or_default())
                 .is_ok()
         );
-        let files = confinement
-            .list_files(
-                allowed.to_str().unwrap_or_default(),
-                usize::MAX,
-                &AtomicBool::new(false),
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
+        let files = list_all(&confinement, &allowed).unwrap_or_else(|e| panic!("{e}"));
         let paths: Vec<_> = files.iter().map(|f| f.path.clone()).collect();
         assert_eq!(
             paths,
@@ -590,11 +587,7 @@ mod tests {
             confinement.list_files(root, usize::MAX, &AtomicBool::new(true)),
             Err(Error::Abandoned(_))
         ));
-        assert!(
-            confinement
-                .list_files(root, usize::MAX, &AtomicBool::new(false))
-                .is_ok_and(|files| !files.is_empty())
-        );
+        assert!(list_all(&confinement, &allowed).is_ok_and(|files| !files.is_empty()));
     }
 
     #[test]
@@ -604,24 +597,14 @@ mod tests {
         #[cfg(unix)]
         std::os::unix::fs::symlink(top.path().join("secret"), allowed.join("link"))
             .unwrap_or_default();
-        let files = confinement
-            .list_files(
-                allowed.to_str().unwrap_or_default(),
-                usize::MAX,
-                &AtomicBool::new(false),
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
+        let files = list_all(&confinement, &allowed).unwrap_or_else(|e| panic!("{e}"));
         let paths: Vec<_> = files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
             paths,
             vec![allowed.join("sub/a.txt").to_str().unwrap_or_default()]
         );
         assert!(matches!(
-            confinement.list_files(
-                top.path().to_str().unwrap_or_default(),
-                usize::MAX,
-                &AtomicBool::new(false)
-            ),
+            list_all(&confinement, top.path()),
             Err(Error::Denied(_))
         ));
     }
@@ -682,12 +665,7 @@ mod tests {
                     }
                 })
             };
-            let listed = confinement
-                .list_files(
-                    allowed.to_str().unwrap_or_default(),
-                    usize::MAX,
-                    &AtomicBool::new(false),
-                )
+            let listed = list_all(&confinement, &allowed)
                 .unwrap_or_else(|e| panic!("a listing failed on a vanished file: {e}"));
             remover
                 .join()
@@ -722,13 +700,7 @@ mod tests {
         std::fs::write(allowed.join("ok\u{FFFD}.txt"), "ok").unwrap_or_else(|e| panic!("{e}"));
         let confinement =
             Confinement::new(std::slice::from_ref(&allowed), &[]).unwrap_or_else(|e| panic!("{e}"));
-        let files = confinement
-            .list_files(
-                allowed.to_str().unwrap_or_default(),
-                usize::MAX,
-                &AtomicBool::new(false),
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
+        let files = list_all(&confinement, &allowed).unwrap_or_else(|e| panic!("{e}"));
         let base = allowed.display().to_string();
         let mut listed: Vec<_> = files.iter().map(|f| (f.path.clone(), f.size)).collect();
         // Two entries share the lossy path; their order is the directory's.
