@@ -5,6 +5,7 @@
 //! ([`activity`]) that reach files and blobs only through confined host imports. The
 //! [`runtime::Runtime`] ties them together; [`cli`] is the `weft` command line.
 
+mod abandoned;
 pub mod activity;
 pub mod api;
 mod bench;

@@ -14,12 +14,12 @@
 //! refused with [`Error::NotUtf8`] (never resolved to another file that happens to carry
 //! U+FFFD in its real name), which guests see as `not-found` with a message that says why.
 
+use crate::abandoned::Abandoned;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
 use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Why a path cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -226,7 +226,7 @@ impl Confinement {
         &self,
         root: &str,
         limit: usize,
-        abandoned: &AtomicBool,
+        abandoned: &Abandoned,
     ) -> Result<Vec<FileEntry>, Error> {
         let (allowed, relative, absolute) = self.locate(root)?;
         let canonical = std::fs::canonicalize(&absolute).map_err(|e| Error::io(&absolute, e))?;
@@ -276,7 +276,7 @@ impl Confinement {
         } {
             let entries = dir.entries().map_err(|e| Error::io(&shown, e))?;
             for entry in entries {
-                if abandoned.load(Ordering::Relaxed) {
+                if abandoned.is_set() {
                     return Err(Error::Abandoned(root.to_string()));
                 }
                 let entry = entry.map_err(|e| Error::io(&shown, e))?;
@@ -465,7 +465,7 @@ mod tests {
         confinement.list_files(
             root.to_str().unwrap_or_default(),
             usize::MAX,
-            &AtomicBool::new(false),
+            &Abandoned::default(),
         )
     }
 
@@ -583,8 +583,10 @@ mod tests {
         let (dir, confinement) = setup();
         let allowed = dir.path().join("allowed");
         let root = allowed.to_str().unwrap_or_default();
+        let gone = Abandoned::default();
+        drop(gone.on_drop());
         assert!(matches!(
-            confinement.list_files(root, usize::MAX, &AtomicBool::new(true)),
+            confinement.list_files(root, usize::MAX, &gone),
             Err(Error::Abandoned(_))
         ));
         assert!(list_all(&confinement, &allowed).is_ok_and(|files| !files.is_empty()));
@@ -625,10 +627,10 @@ mod tests {
             .map(|name| allowed.join(name).as_os_str().len() + ENTRY_BYTES)
             .sum();
         let listed = confinement
-            .list_files(root, needed, &AtomicBool::new(false))
+            .list_files(root, needed, &Abandoned::default())
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(listed.len(), 2);
-        match confinement.list_files(root, needed - 1, &AtomicBool::new(false)) {
+        match confinement.list_files(root, needed - 1, &Abandoned::default()) {
             Err(error @ Error::TooLarge { .. }) => {
                 let message = error.to_string();
                 assert!(

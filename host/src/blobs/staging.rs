@@ -27,6 +27,10 @@
 //! default locking.)
 
 use super::upload::Failure;
+// A copy abandoned while its thread runs does not put its blob in place, so a later
+// copy of the same blob, done meanwhile in this process, is never overwritten with older
+// bytes.
+pub(super) use crate::abandoned::Abandoned;
 use cap_std::fs::{Dir, MetadataExt as _, OpenOptions, OpenOptionsExt};
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
@@ -36,8 +40,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::sync::OwnedSemaphorePermit;
 
 /// The mode bit that marks a staging file: the sticky bit, which Linux ignores on
@@ -214,7 +217,7 @@ impl<'a> Staging<'a> {
         renames: &Renames,
     ) -> Result<Committed, Failure> {
         let _renaming = renames.lock(location);
-        if abandoned.0.load(Ordering::SeqCst) {
+        if abandoned.is_set() {
             return Err(Failure::Local(format!(
                 "the copy to {location} was abandoned (its attempt timed out or its instance ended)"
             )));
@@ -258,26 +261,6 @@ impl Drop for Named<'_> {
         if !self.committed {
             let _ = self.dir.remove_file(&self.name);
         }
-    }
-}
-
-/// Set once the copy that started a blocking thread is dropped (its attempt timed out,
-/// or its instance ended) while the thread still runs: the thread then does not put its
-/// blob in place, so a later copy of the same blob, done meanwhile in this process, is
-/// never overwritten with older bytes.
-#[derive(Clone, Default)]
-pub(super) struct Abandoned(Arc<AtomicBool>);
-
-impl Abandoned {
-    /// A guard that sets this when dropped.
-    pub(super) fn on_drop(&self) -> impl Drop + use<> {
-        struct Guard(Arc<AtomicBool>);
-        impl Drop for Guard {
-            fn drop(&mut self) {
-                self.0.store(true, Ordering::SeqCst);
-            }
-        }
-        Guard(self.0.clone())
     }
 }
 

@@ -1,18 +1,8 @@
 //! `weft:orchestration/fs`: listing files under the allowed directories, and their sizes.
 
 use super::super::ActivityState;
+use crate::abandoned::Abandoned;
 use crate::bindings::activities::weft::orchestration::fs::{FileEntry, Host, IoError};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-/// Sets its flag when dropped: the call that waits on a walk went away.
-struct AbandonOnDrop(Arc<AtomicBool>);
-
-impl Drop for AbandonOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
 
 impl Host for ActivityState {
     async fn list_files(
@@ -26,8 +16,8 @@ impl Host for ActivityState {
         // here is not the guest's CPU time.
         // If this call is dropped (the attempt timed out, the instance ended), the walk
         // stops rather than run on in the blocking pool.
-        let abandoned = Arc::new(AtomicBool::new(false));
-        let _abandon = AbandonOnDrop(abandoned.clone());
+        let abandoned = Abandoned::default();
+        let _abandon = abandoned.on_drop();
         self.budget.enter_host();
         let listed = tokio::task::spawn_blocking(move || {
             io.confinement.list_files(&root, limit, &abandoned)
