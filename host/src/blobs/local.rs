@@ -2,7 +2,8 @@
 //! `std::io::copy`) into a staging file beside its blob while another thread hashes
 //! what was written (so that the hash is the blob's, even if the source is rewritten
 //! meanwhile); the SHA-256 goes in the file's extended attribute `user.sha256` and its
-//! modification time becomes the source's; then the file is renamed over the blob, made
+//! modification time becomes the source's; then the file is put in place (linked to the
+//! blob's name, or renamed over the blob that has it: see [`staging`]), made
 //! durable with its directory entry (small blobs by one sync of their filesystem shared
 //! with the copies that finish with them: see [`super::group_sync`]), and unmarked (see
 //! [`staging`]), so that a completed copy, hash included, survives a power loss, and no
@@ -331,11 +332,12 @@ impl LocalDir {
     /// Puts the blob at `location` whole or not at all, and durably: `fill` writes `size`
     /// bytes into a staging file beside it (see [`Staging`]) and returns their SHA-256,
     /// which goes in the file's [`SHA256_ATTR`] (and its modification time becomes
-    /// `modified`); the file is renamed over the blob, made durable with its directory
-    /// entry and the new directories above it, and unmarked: here if it is fsynced alone,
-    /// else by the sync that the [`Written`] waits for (see [`super::group_sync`]). The
-    /// staging file is removed if anything fails before the rename, and it is not renamed
-    /// if its copy was abandoned meanwhile (see [`Abandoned`]). The first write into a
+    /// `modified`); the file is put in place as the blob (see [`Staging::commit`]), made
+    /// durable with its directory entry and the new directories above it, and unmarked:
+    /// here if it is fsynced alone, else by the sync that the [`Written`] waits for (see
+    /// [`super::group_sync`]). The staging file is removed if anything fails before, and
+    /// it is not put in place if its copy was abandoned meanwhile (see [`Abandoned`]).
+    /// The first write into a
     /// directory sweeps it (see [`Sweeper`]).
     fn write_durably(
         &self,
@@ -363,7 +365,7 @@ impl LocalDir {
         if let Some(modified) = modified {
             out.set_modified(modified)?;
         }
-        // Renamed first, then made durable. Until then, the blob is marked, and a marked
+        // Put in place first, then made durable. Until then, the blob is marked, and a marked
         // blob is never trusted (see [`recorded`]), so a power loss cannot leave a hash
         // that vouches for bytes that never reached the disk.
         let blob = staging.commit(name, location.as_ref(), abandoned, &self.renames)?;

@@ -11,11 +11,13 @@
 //! exclusive `flock` on it, renames it over the blob, makes it durable and only then clears
 //! the mark, or removes it if anything failed before the rename. The kernel drops the lock
 //! when the process dies, so a marked staging file that nobody holds is a leftover. The
-//! file is made unnamed (`O_TMPFILE`), locked, and only then linked to its name, so no
-//! sweep ever sees it unheld, and its inode is found without the directory's lock (a
-//! named create holds the lock throughout, and on a disk slow to find free inodes the
-//! copies into one directory queue behind each other). Where that is not possible (a
-//! filesystem without `O_TMPFILE`, no `/proc`), it is created by name: a sweep that
+//! file is made unnamed (`O_TMPFILE`) and locked, and gets a name only once written: a
+//! new blob's own name (one link, no rename), or, over a blob that exists, a staging name
+//! that is then renamed over it. So no sweep ever sees it unheld, its inode is found
+//! without the directory's lock (a named create holds the lock throughout, and on a disk
+//! slow to find free inodes the copies into one directory queue behind each other), and
+//! a new blob costs the directory one change instead of two. Where that is not possible
+//! (a filesystem without `O_TMPFILE`, no `/proc`), it is created by name: a sweep that
 //! inspects it the instant it is made, before its copy holds it, makes that copy take
 //! another name. A crash before the link leaves no name; the inode is freed by the
 //! journal's recovery (or, on ext4 without a journal, by the next `fsck`). Leftovers
@@ -50,8 +52,13 @@ const MARK: u32 = 0o1000;
 /// A staging file this copy writes in the blob's directory: removed when dropped, unless
 /// committed.
 pub(super) struct Staging<'a> {
-    /// Dropped first: the name is removed while the file is still held.
-    named: Named<'a>,
+    /// Dropped first: the name is removed while the file is still held. `None` while
+    /// the file has no name (see [`Self::create_unnamed`]).
+    named: Option<Named<'a>>,
+    /// The directory it is written in, beside its blob.
+    dir: &'a Dir,
+    /// What a staging name of its blob begins with (see [`staging_name`]).
+    prefix: Vec<u8>,
     pub(super) file: File,
     /// Its mode, mark included.
     mode: u32,
@@ -89,6 +96,30 @@ impl<'a> Staging<'a> {
         }
     }
 
+    /// The staging file's name, given it now if it has none yet (see [`link`]).
+    fn name(&mut self) -> Result<&mut Named<'a>, Failure> {
+        if self.named.is_none() {
+            let mut tries = 0;
+            let name = loop {
+                tries += 1;
+                let name = staging_name(&self.prefix);
+                match link(&self.file, self.dir, &name) {
+                    Ok(()) => break name,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 4 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            self.named = Some(Named {
+                dir: self.dir,
+                name,
+                committed: false,
+            });
+        }
+        self.named
+            .as_mut()
+            .ok_or_else(|| Failure::Local("a staging file lost its name".to_string()))
+    }
+
     /// [`Self::create`] by name, where a file cannot be made unnamed.
     fn create_named(dir: &'a Dir, prefix: &[u8]) -> Result<Self, Failure> {
         let mut tries = 0;
@@ -109,7 +140,7 @@ impl<'a> Staging<'a> {
                 }
                 Err(error) => return Err(error.into()),
             };
-            let mut staging = Self::new(dir, name, file);
+            let mut staging = Self::new(dir, prefix, Some(name), file);
             // A sweep may have opened it the instant it was made, and may even have
             // removed it: then take another name. (After a few tries, go on unlocked: a
             // sweep could then fail this copy, which is retried.)
@@ -128,15 +159,17 @@ impl<'a> Staging<'a> {
         }
     }
 
-    /// The staging file `file`, named `name` in `dir` (removed when dropped, unless
-    /// committed); see [`Self::stat`].
-    fn new(dir: &'a Dir, name: OsString, file: File) -> Self {
+    /// The staging file `file` in `dir`, named `name` there if any (removed when
+    /// dropped, unless committed); see [`Self::stat`].
+    fn new(dir: &'a Dir, prefix: &[u8], name: Option<OsString>, file: File) -> Self {
         Self {
-            named: Named {
+            named: name.map(|name| Named {
                 dir,
                 name,
                 committed: false,
-            },
+            }),
+            dir,
+            prefix: prefix.to_vec(),
             file,
             mode: 0,
             device: 0,
@@ -151,13 +184,16 @@ impl<'a> Staging<'a> {
         Ok(metadata)
     }
 
-    /// [`Self::create`] by an unnamed file (`O_TMPFILE`), locked and then linked to its
-    /// staging name: its inode is found without the directory's lock, which a named
-    /// create holds throughout, and no sweep ever sees it unlocked. `None` where the
-    /// filesystem (or a missing `/proc`) does not allow it.
+    /// [`Self::create`] by an unnamed file (`O_TMPFILE`), locked; it is linked to a name
+    /// only when committed (or, to be renamed over its blob, by [`Self::name`]). `None`
+    /// where the filesystem does not allow it, or no name could be given to it later
+    /// (see [`link`]).
     fn create_unnamed(dir: &'a Dir, prefix: &[u8]) -> Result<Option<Self>, Failure> {
-        // SAFETY: plain syscalls on descriptors that `dir` and `file` keep open, with
-        // NUL-terminated strings that outlive the calls.
+        if !can_link_unnamed() {
+            return Ok(None);
+        }
+        // SAFETY: a plain syscall on a descriptor that `dir` keeps open, with a
+        // NUL-terminated string that outlives the call.
         let fd = unsafe {
             libc::openat(
                 dir.as_raw_fd(),
@@ -174,41 +210,15 @@ impl<'a> Staging<'a> {
         if !lock(&file) {
             return Ok(None);
         }
-        let Ok(path) = std::ffi::CString::new(format!("/proc/self/fd/{fd}")) else {
-            return Ok(None);
-        };
-        for _ in 0..4 {
-            let name = staging_name(prefix);
-            let Ok(c_name) = std::ffi::CString::new(name.as_bytes()) else {
-                return Ok(None);
-            };
-            // SAFETY: as above.
-            let linked = unsafe {
-                libc::linkat(
-                    libc::AT_FDCWD,
-                    path.as_ptr(),
-                    dir.as_raw_fd(),
-                    c_name.as_ptr(),
-                    libc::AT_SYMLINK_FOLLOW,
-                )
-            };
-            if linked != 0 {
-                let error = std::io::Error::last_os_error();
-                if error.kind() == std::io::ErrorKind::AlreadyExists {
-                    continue;
-                }
-                return Ok(None);
-            }
-            let mut staging = Self::new(dir, name, file);
-            staging.stat()?;
-            return Ok(Some(staging));
-        }
-        Ok(None)
+        let mut staging = Self::new(dir, prefix, None, file);
+        staging.stat()?;
+        Ok(Some(staging))
     }
 
-    /// Renames the staging file over its blob `blob` (still holding it), unless its copy
-    /// was abandoned; `location` names the blob for [`Renames`] and messages. The blob
-    /// keeps the mark until [`Committed::unmark`].
+    /// Puts the staging file in place as its blob `blob` (still holding it), unless its
+    /// copy was abandoned: an unnamed file is linked to the blob's name if that is free,
+    /// else renamed over the blob under a staging name. `location` names the blob for
+    /// [`Renames`] and messages. The blob keeps the mark until [`Committed::unmark`].
     pub(super) fn commit(
         mut self,
         blob: &OsStr,
@@ -222,10 +232,27 @@ impl<'a> Staging<'a> {
                 "the copy to {location} was abandoned (its attempt timed out or its instance ended)"
             )));
         }
-        let Named { dir, name, .. } = &self.named;
-        dir.rename(name, dir, blob)
-            .map_err(|e| Failure::Local(format!("cannot put {location}: {e}")))?;
-        self.named.committed = true;
+        let cannot_put = |e: std::io::Error| Failure::Local(format!("cannot put {location}: {e}"));
+        if self.named.is_none() {
+            match link(&self.file, self.dir, blob) {
+                Ok(()) => {
+                    return Ok(Committed {
+                        file: self.file,
+                        mode: self.mode,
+                        held: None,
+                    });
+                }
+                // The blob exists: it is replaced by a rename, below.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(cannot_put(e)),
+            }
+        }
+        let named = self.name()?;
+        named
+            .dir
+            .rename(&named.name, named.dir, blob)
+            .map_err(cannot_put)?;
+        named.committed = true;
         Ok(Committed {
             file: self.file,
             mode: self.mode,
@@ -397,6 +424,60 @@ fn staging_name(prefix: &[u8]) -> OsString {
     name
 }
 
+/// Whether an unnamed file can be given a name here: by `linkat(AT_EMPTY_PATH)` (which
+/// needs a capability on most kernels), else through its `/proc/self/fd` link.
+fn can_link_unnamed() -> bool {
+    static PROC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PROC.get_or_init(|| Path::new("/proc/self/fd").is_dir())
+}
+
+/// Links the unnamed `file` to `name` in `dir`; fails with `AlreadyExists` if the name is
+/// taken (never replacing what has it).
+fn link(file: &File, dir: &Dir, name: &OsStr) -> std::io::Result<()> {
+    let name = std::ffi::CString::new(name.as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "a NUL in a name"))?;
+    // SAFETY: plain syscalls on descriptors that `file` and `dir` keep open, with
+    // NUL-terminated strings that outlive the calls.
+    let linked = unsafe {
+        libc::linkat(
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if linked == 0 {
+        return Ok(());
+    }
+    let error = std::io::Error::last_os_error();
+    // Without the capability, `AT_EMPTY_PATH` fails as if the file had no path.
+    match error.raw_os_error() {
+        Some(libc::ENOENT | libc::EPERM) => link_through_proc(file, dir, &name),
+        _ => Err(error),
+    }
+}
+
+/// [`link`] through the file's `/proc/self/fd` link, which needs no capability.
+fn link_through_proc(file: &File, dir: &Dir, name: &std::ffi::CStr) -> std::io::Result<()> {
+    let path = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "a NUL in a path"))?;
+    // SAFETY: as above.
+    let linked = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    match linked {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
 /// Takes `file`'s exclusive lock without waiting; false if anyone else holds it.
 fn lock(file: &File) -> bool {
     // SAFETY: a plain syscall on a file descriptor that `file` keeps open.
@@ -417,8 +498,9 @@ pub(super) mod tests {
     fn leftover(dir: &Path, blob: &str) -> PathBuf {
         let handle = open(dir);
         let mut staging = Staging::create(&handle, OsStr::new(blob)).unwrap();
-        staging.named.committed = true;
-        dir.join(&staging.named.name)
+        let named = staging.name().unwrap();
+        named.committed = true;
+        dir.join(&named.name)
     }
 
     /// The names in `dir`, sorted.
@@ -436,20 +518,63 @@ pub(super) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (handle, blob) = (open(dir.path()), OsStr::new("blob"));
         let target = dir.path().join("blob");
-        let mut staging = Staging::create(&handle, blob).unwrap();
-        assert!(is_staging_name(&staging.named.name));
-        assert_ne!(staging.file.metadata().unwrap().mode() & MARK, 0);
-        staging.file.write_all(b"new").unwrap();
         let renames = Renames::default();
-        let committed = staging
-            .commit(blob, "blob", &Abandoned::default(), &renames)
-            .unwrap();
-        assert!(is_marked(&std::fs::metadata(&target).unwrap()));
-        committed.unmark().unwrap();
-        drop(committed);
-        assert_eq!(std::fs::read(&target).unwrap(), b"new");
-        assert!(!is_marked(&std::fs::metadata(&target).unwrap()));
+        // A new blob, then the same blob again: the second copy replaces the first.
+        for bytes in [&b"new"[..], b"newer"] {
+            let mut staging = Staging::create(&handle, blob).unwrap();
+            assert_ne!(staging.file.metadata().unwrap().mode() & MARK, 0);
+            staging.file.write_all(bytes).unwrap();
+            let committed = staging
+                .commit(blob, "blob", &Abandoned::default(), &renames)
+                .unwrap();
+            assert!(is_marked(&std::fs::metadata(&target).unwrap()));
+            committed.unmark().unwrap();
+            drop(committed);
+            assert_eq!(std::fs::read(&target).unwrap(), bytes);
+            assert!(!is_marked(&std::fs::metadata(&target).unwrap()));
+            assert_eq!(std::fs::metadata(&target).unwrap().nlink(), 1);
+            assert_eq!(names(dir.path()), ["blob"]);
+        }
         drop(Staging::create(&handle, blob).unwrap());
+        let mut named = Staging::create(&handle, blob).unwrap();
+        named.name().unwrap();
+        drop(named);
+        assert_eq!(names(dir.path()), ["blob"]);
+    }
+
+    #[test]
+    fn an_unnamed_file_is_linked_without_a_capability_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = open(dir.path());
+        let Some(staging) = Staging::create_unnamed(&handle, b"blob").unwrap() else {
+            return;
+        };
+        link_through_proc(&staging.file, &handle, c"blob").unwrap();
+        let taken = link_through_proc(&staging.file, &handle, c"blob").unwrap_err();
+        assert_eq!(taken.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(
+            std::fs::metadata(dir.path().join("blob")).unwrap().nlink(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_staging_file_has_no_name_until_it_is_put_in_place_where_the_filesystem_allows() {
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, blob) = (open(dir.path()), OsStr::new("blob"));
+        let Some(mut staging) = Staging::create_unnamed(&handle, b"blob").unwrap() else {
+            return;
+        };
+        staging.file.write_all(b"bytes").unwrap();
+        assert!(names(dir.path()).is_empty());
+        let committed = staging
+            .commit(blob, "blob", &Abandoned::default(), &Renames::default())
+            .unwrap();
+        let (held, named) = (
+            committed.file().metadata().unwrap(),
+            std::fs::metadata(dir.path().join("blob")).unwrap(),
+        );
+        assert_eq!((held.dev(), held.ino()), (named.dev(), named.ino()));
         assert_eq!(names(dir.path()), ["blob"]);
     }
 
@@ -461,9 +586,10 @@ pub(super) mod tests {
         // by name.
         let unnamed = Staging::create_unnamed(&handle, b"blob").unwrap();
         let named = Staging::create_named(&handle, b"blob").unwrap();
-        for staging in unnamed.into_iter().chain([named]) {
-            assert!(is_staging_name(&staging.named.name));
-            let path = dir.path().join(&staging.named.name);
+        for mut staging in unnamed.into_iter().chain([named]) {
+            let name = staging.name().unwrap().name.clone();
+            assert!(is_staging_name(&name));
+            let path = dir.path().join(&name);
             let other = File::open(&path).unwrap();
             assert!(!lock(&other), "its copy holds it");
             let metadata = other.metadata().unwrap();
@@ -504,8 +630,8 @@ pub(super) mod tests {
         let handle = open(dir.path());
         leftover(dir.path(), "a");
         leftover(dir.path(), "b.txt");
-        let live = Staging::create(&handle, OsStr::new("c")).unwrap();
-        let live_name = live.named.name.to_string_lossy().into_owned();
+        let mut live = Staging::create(&handle, OsStr::new("c")).unwrap();
+        let live_name = live.name().unwrap().name.to_string_lossy().into_owned();
         let sweeper = Sweeper::default();
         sweeper.sweep_once(&handle, Path::new(""));
         assert_eq!(names(dir.path()), std::slice::from_ref(&live_name));
@@ -548,8 +674,8 @@ pub(super) mod tests {
         // 255 bytes, the longest a file name may be, of 3-byte characters.
         let long = "€".repeat(85);
         for blob in ["a", "a#b", "a#b#1", "#x", &long] {
-            let staging = Staging::create(&handle, OsStr::new(blob)).unwrap();
-            let name = &staging.named.name;
+            let mut staging = Staging::create(&handle, OsStr::new(blob)).unwrap();
+            let name = &staging.name().unwrap().name;
             assert!(is_staging_name(name), "{name:?}");
             let location = object_store::path::Path::parse(name.to_str().unwrap()).unwrap();
             let store = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
