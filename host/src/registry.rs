@@ -46,6 +46,11 @@ impl<C: Provider> Registry<C> {
         self.by_name.get(name)
     }
 
+    /// Every name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.by_name.keys().cloned().collect()
+    }
+
     /// Every name, sorted, joined for an error message.
     pub fn known(&self) -> String {
         if self.by_name.is_empty() {

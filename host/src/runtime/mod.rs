@@ -476,18 +476,12 @@ impl Runtime {
         }
     }
 
-    /// Whether an unfinished, unsuspended instance with a loaded orchestrator remains.
+    /// Whether an unfinished, unsuspended instance with a loaded orchestrator remains
+    /// (one query, however many instances there are).
     async fn anything_to_run(&self) -> Result<bool, Error> {
-        for id in self.store.unfinished_instances().await? {
-            if let Some(instance) = self.store.instance(&id).await?
-                && instance.status != store::RuntimeStatus::Suspended
-                && self.orchestrators.get(&instance.name).is_some()
-                && !lock(&self.host_failures).contains_key(&id)
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        let names = self.orchestrators.names();
+        let failed: Vec<String> = lock(&self.host_failures).keys().cloned().collect();
+        Ok(self.store.any_runnable(&names, &failed).await?)
     }
 
     /// Stops taking work and waits up to `grace` for running activities to record their

@@ -561,6 +561,10 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_many(&self, filter: &InstanceFilter) -> Result<usize>;
     /// Ids of the instances that are not in a terminal state, oldest first.
     async fn unfinished_instances(&self) -> Result<Vec<String>>;
+    /// Whether an instance is pending or running (neither ended nor suspended) whose
+    /// orchestrator is one of `names` and whose id is not one of `except`; found by one
+    /// query that stops at the first, reading no payload.
+    async fn any_runnable(&self, names: &[String], except: &[String]) -> Result<bool>;
     async fn history(&self, id: &str) -> Result<Vec<HistoryEvent>>;
     /// How many events the history of instance `id` holds (0 for an unknown instance),
     /// without reading them.

@@ -1345,3 +1345,70 @@ pub async fn listings_filter_in_the_store_and_bound_what_a_page_reads(store: &dy
     .await;
     assert_eq!((short.instances.len(), short.more), (2, true));
 }
+
+pub async fn runnable_means_pending_or_running_known_and_not_excepted(store: &dyn Store) {
+    let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert!(!store.any_runnable(&names(&["A"]), &[]).await.unwrap());
+    store
+        .create_instance("a1", "A", "null", Utc::now())
+        .await
+        .unwrap();
+    store
+        .create_instance("b1", "B", "null", Utc::now())
+        .await
+        .unwrap();
+    assert!(store.any_runnable(&names(&["A"]), &[]).await.unwrap());
+    assert!(store.any_runnable(&names(&["B", "C"]), &[]).await.unwrap());
+    assert!(!store.any_runnable(&names(&["C"]), &[]).await.unwrap());
+    assert!(!store.any_runnable(&[], &[]).await.unwrap());
+    // Its host failed it here: not to be run again by this process.
+    assert!(
+        !store
+            .any_runnable(&names(&["A"]), &names(&["a1"]))
+            .await
+            .unwrap()
+    );
+    // A running instance counts; suspended and ended ones do not.
+    commit(
+        store,
+        "a1",
+        vec![Event::OrchestratorStarted],
+        RuntimeStatus::Running,
+    )
+    .await;
+    assert!(store.any_runnable(&names(&["A"]), &[]).await.unwrap());
+    commit(
+        store,
+        "a1",
+        vec![Event::ExecutionSuspended { reason: String::new() }],
+        RuntimeStatus::Suspended,
+    )
+    .await;
+    assert!(!store.any_runnable(&names(&["A"]), &[]).await.unwrap());
+    end(
+        store,
+        "b1",
+        Event::ExecutionCompleted { result: "1".into() },
+        RuntimeStatus::Completed,
+        "1",
+    )
+    .await;
+    assert!(!store.any_runnable(&names(&["B"]), &[]).await.unwrap());
+    // Names with quotes and non-ASCII letters are matched exactly.
+    store
+        .create_instance("q", "Back\"up ü", "null", Utc::now())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .any_runnable(&names(&["Back\"up ü"]), &[])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .any_runnable(&names(&["back\"up ü"]), &[])
+            .await
+            .unwrap()
+    );
+}

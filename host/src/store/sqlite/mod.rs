@@ -701,6 +701,24 @@ impl super::Store for SqliteStore {
             .await
     }
 
+    async fn any_runnable(&self, names: &[String], except: &[String]) -> Result<bool> {
+        let encode = |list: &[String]| {
+            serde_json::to_string(list).map_err(|e| Error::Corrupt(format!("a name list: {e}")))
+        };
+        let (names, except) = (encode(names)?, encode(except)?);
+        self.readers
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM instances
+                     WHERE status IN ('Pending', 'Running')
+                       AND name IN (SELECT value FROM json_each(?1))
+                       AND id NOT IN (SELECT value FROM json_each(?2)))",
+                )?;
+                Ok(stmt.query_row((names, except), |row| row.get(0))?)
+            })
+            .await
+    }
+
     async fn history(&self, id: &str) -> Result<Vec<HistoryEvent>> {
         let id = id.to_string();
         self.readers

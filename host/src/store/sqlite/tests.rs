@@ -45,6 +45,7 @@ suite_tests!(
     continue_as_new_restarts_the_history_and_carries_untaken_events,
     progress_counts_each_task_once_across_a_rewind,
     listings_filter_in_the_store_and_bound_what_a_page_reads,
+    runnable_means_pending_or_running_known_and_not_excepted,
 );
 
 #[tokio::test]
