@@ -1380,7 +1380,9 @@ pub async fn runnable_means_pending_or_running_known_and_not_excepted(store: &dy
     commit(
         store,
         "a1",
-        vec![Event::ExecutionSuspended { reason: String::new() }],
+        vec![Event::ExecutionSuspended {
+            reason: String::new(),
+        }],
         RuntimeStatus::Suspended,
     )
     .await;
