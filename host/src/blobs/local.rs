@@ -3,8 +3,8 @@
 //! what was written (so that the hash is the blob's, even if the source is rewritten
 //! meanwhile); the SHA-256 goes in the file's extended attribute `user.sha256` and its
 //! modification time becomes the source's; then the file is put in place (linked to the
-//! blob's name, or renamed over the blob that has it: see [`staging`]), made
-//! durable with its directory entry (small blobs by one sync of their filesystem shared
+//! blob's name, or renamed over the blob that has it: see [`staging`]), made durable
+//! with its directory entry (small blobs by one sync of their filesystem shared
 //! with the copies that finish with them: see [`super::group_sync`]), and unmarked (see
 //! [`staging`]), so that a completed copy, hash included, survives a power loss, and no
 //! power loss can leave a trusted hash that vouches for other bytes. Every path is
@@ -337,8 +337,7 @@ impl LocalDir {
     /// here if it is fsynced alone, else by the sync that the [`Written`] waits for (see
     /// [`super::group_sync`]). The staging file is removed if anything fails before, and
     /// it is not put in place if its copy was abandoned meanwhile (see [`Abandoned`]).
-    /// The first write into a
-    /// directory sweeps it (see [`Sweeper`]).
+    /// The first write into a directory sweeps it (see [`Sweeper`]).
     fn write_durably(
         &self,
         location: &BlobPath,

@@ -424,8 +424,9 @@ fn staging_name(prefix: &[u8]) -> OsString {
     name
 }
 
-/// Whether an unnamed file can be given a name here: by `linkat(AT_EMPTY_PATH)` (which
-/// needs a capability on most kernels), else through its `/proc/self/fd` link.
+/// Whether an unnamed file can be given a name here, whatever the kernel: by
+/// `linkat(AT_EMPTY_PATH)` where the kernel allows it, else through its `/proc/self/fd`
+/// link.
 fn can_link_unnamed() -> bool {
     static PROC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *PROC.get_or_init(|| Path::new("/proc/self/fd").is_dir())
@@ -451,7 +452,8 @@ fn link(file: &File, dir: &Dir, name: &OsStr) -> std::io::Result<()> {
         return Ok(());
     }
     let error = std::io::Error::last_os_error();
-    // Without the capability, `AT_EMPTY_PATH` fails as if the file had no path.
+    // A kernel that refuses `AT_EMPTY_PATH` to this process (before Linux 6.10, one
+    // without `CAP_DAC_READ_SEARCH`) fails it as if the file had no path.
     match error.raw_os_error() {
         Some(libc::ENOENT | libc::EPERM) => link_through_proc(file, dir, &name),
         _ => Err(error),
