@@ -56,10 +56,6 @@ impl<C: Provider> Registry<C> {
         if self.by_name.is_empty() {
             return "(none loaded)".to_string();
         }
-        self.by_name
-            .keys()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join(", ")
+        self.names().join(", ")
     }
 }

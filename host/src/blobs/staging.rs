@@ -57,8 +57,6 @@ pub(super) struct Staging<'a> {
     named: Option<Named<'a>>,
     /// The directory it is written in, beside its blob.
     dir: &'a Dir,
-    /// What a staging name of its blob begins with (see [`staging_name`]).
-    prefix: Vec<u8>,
     pub(super) file: File,
     /// Its mode, mark included.
     mode: u32,
@@ -85,47 +83,44 @@ impl<'a> Staging<'a> {
     /// Creates a fresh staging file in `dir` beside its blob `blob`, marked and locked, and
     /// open for reading as well as writing (a large copy hashes what it wrote).
     pub(super) fn create(dir: &'a Dir, blob: &OsStr) -> Result<Self, Failure> {
-        let prefix = blob
-            .as_bytes()
-            .split(|&b| b == b'#')
-            .next()
-            .unwrap_or_default();
-        match Self::create_unnamed(dir, prefix)? {
+        match Self::create_unnamed(dir)? {
             Some(staging) => Ok(staging),
-            None => Self::create_named(dir, prefix),
+            None => Self::create_named(dir, blob),
         }
     }
 
-    /// The staging file's name, given it now if it has none yet (see [`link`]).
-    fn name(&mut self) -> Result<&mut Named<'a>, Failure> {
-        if self.named.is_none() {
-            let mut tries = 0;
-            let name = loop {
-                tries += 1;
-                let name = staging_name(&self.prefix);
-                match link(&self.file, self.dir, &name) {
-                    Ok(()) => break name,
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 4 => {}
-                    Err(e) => return Err(e.into()),
+    /// The staging file's name beside its blob `blob`, given it now if it has none yet
+    /// (see [`link`]).
+    fn name(&mut self, blob: &OsStr) -> Result<&mut Named<'a>, Failure> {
+        let named = match self.named.take() {
+            Some(named) => named,
+            None => {
+                let mut tries = 0;
+                let name = loop {
+                    tries += 1;
+                    let name = staging_name(blob);
+                    match link(&self.file, self.dir, &name) {
+                        Ok(()) => break name,
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 4 => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                };
+                Named {
+                    dir: self.dir,
+                    name,
+                    committed: false,
                 }
-            };
-            self.named = Some(Named {
-                dir: self.dir,
-                name,
-                committed: false,
-            });
-        }
-        self.named
-            .as_mut()
-            .ok_or_else(|| Failure::Local("a staging file lost its name".to_string()))
+            }
+        };
+        Ok(self.named.insert(named))
     }
 
     /// [`Self::create`] by name, where a file cannot be made unnamed.
-    fn create_named(dir: &'a Dir, prefix: &[u8]) -> Result<Self, Failure> {
+    fn create_named(dir: &'a Dir, blob: &OsStr) -> Result<Self, Failure> {
         let mut tries = 0;
         loop {
             tries += 1;
-            let name = staging_name(prefix);
+            let name = staging_name(blob);
             let file = match dir.open_with(
                 &name,
                 OpenOptions::new()
@@ -140,7 +135,7 @@ impl<'a> Staging<'a> {
                 }
                 Err(error) => return Err(error.into()),
             };
-            let mut staging = Self::new(dir, prefix, Some(name), file);
+            let mut staging = Self::new(dir, Some(name), file);
             // A sweep may have opened it the instant it was made, and may even have
             // removed it: then take another name. (After a few tries, go on unlocked: a
             // sweep could then fail this copy, which is retried.)
@@ -153,7 +148,7 @@ impl<'a> Staging<'a> {
             if tries >= 4 {
                 return Err(Failure::Local(format!(
                     "the staging files of {} keep disappearing",
-                    Path::new(OsStr::from_bytes(prefix)).display()
+                    Path::new(OsStr::from_bytes(prefix(blob))).display()
                 )));
             }
         }
@@ -161,7 +156,7 @@ impl<'a> Staging<'a> {
 
     /// The staging file `file` in `dir`, named `name` there if any (removed when
     /// dropped, unless committed); see [`Self::stat`].
-    fn new(dir: &'a Dir, prefix: &[u8], name: Option<OsString>, file: File) -> Self {
+    fn new(dir: &'a Dir, name: Option<OsString>, file: File) -> Self {
         Self {
             named: name.map(|name| Named {
                 dir,
@@ -169,7 +164,6 @@ impl<'a> Staging<'a> {
                 committed: false,
             }),
             dir,
-            prefix: prefix.to_vec(),
             file,
             mode: 0,
             device: 0,
@@ -188,7 +182,7 @@ impl<'a> Staging<'a> {
     /// only when committed (or, to be renamed over its blob, by [`Self::name`]). `None`
     /// where the filesystem does not allow it, or no name could be given to it later
     /// (see [`link`]).
-    fn create_unnamed(dir: &'a Dir, prefix: &[u8]) -> Result<Option<Self>, Failure> {
+    fn create_unnamed(dir: &'a Dir) -> Result<Option<Self>, Failure> {
         if !can_link_unnamed() {
             return Ok(None);
         }
@@ -210,7 +204,7 @@ impl<'a> Staging<'a> {
         if !lock(&file) {
             return Ok(None);
         }
-        let mut staging = Self::new(dir, prefix, None, file);
+        let mut staging = Self::new(dir, None, file);
         staging.stat()?;
         Ok(Some(staging))
     }
@@ -247,7 +241,7 @@ impl<'a> Staging<'a> {
                 Err(e) => return Err(cannot_put(e)),
             }
         }
-        let named = self.name()?;
+        let named = self.name(blob)?;
         named
             .dir
             .rename(&named.name, named.dir, blob)
@@ -410,10 +404,18 @@ fn remove_if_left_over(dir: &Dir, name: &OsStr) {
 /// to 20 digits, it stays within the 255 bytes a file name may have, whatever the blob's.
 const PREFIX_MAX: usize = 200;
 
-/// A fresh staging name for a blob whose file name begins with `prefix` (up to its first
-/// `#`): the prefix (its first [`PREFIX_MAX`] bytes at most, not cutting a UTF-8
-/// character), `#` and random digits.
-fn staging_name(prefix: &[u8]) -> OsString {
+/// What the staging names of the blob `blob` begin with: its file name up to its first `#`.
+fn prefix(blob: &OsStr) -> &[u8] {
+    blob.as_bytes()
+        .split(|&b| b == b'#')
+        .next()
+        .unwrap_or_default()
+}
+
+/// A fresh staging name for the blob `blob`: its [`prefix`] (the first [`PREFIX_MAX`]
+/// bytes at most, not cutting a UTF-8 character), `#` and random digits.
+fn staging_name(blob: &OsStr) -> OsString {
+    let prefix = prefix(blob);
     let mut end = prefix.len().min(PREFIX_MAX);
     // A UTF-8 continuation byte (`0b10xxxxxx`) does not begin a character.
     while end < prefix.len() && end > 0 && prefix[end] & 0xC0 == 0x80 {
@@ -500,7 +502,7 @@ pub(super) mod tests {
     fn leftover(dir: &Path, blob: &str) -> PathBuf {
         let handle = open(dir);
         let mut staging = Staging::create(&handle, OsStr::new(blob)).unwrap();
-        let named = staging.name().unwrap();
+        let named = staging.name(OsStr::new(blob)).unwrap();
         named.committed = true;
         dir.join(&named.name)
     }
@@ -539,7 +541,7 @@ pub(super) mod tests {
         }
         drop(Staging::create(&handle, blob).unwrap());
         let mut named = Staging::create(&handle, blob).unwrap();
-        named.name().unwrap();
+        named.name(blob).unwrap();
         drop(named);
         assert_eq!(names(dir.path()), ["blob"]);
     }
@@ -548,7 +550,7 @@ pub(super) mod tests {
     fn an_unnamed_file_is_linked_without_a_capability_too() {
         let dir = tempfile::tempdir().unwrap();
         let handle = open(dir.path());
-        let Some(staging) = Staging::create_unnamed(&handle, b"blob").unwrap() else {
+        let Some(staging) = Staging::create_unnamed(&handle).unwrap() else {
             return;
         };
         link_through_proc(&staging.file, &handle, c"blob").unwrap();
@@ -564,7 +566,7 @@ pub(super) mod tests {
     fn a_staging_file_has_no_name_until_it_is_put_in_place_where_the_filesystem_allows() {
         let dir = tempfile::tempdir().unwrap();
         let (handle, blob) = (open(dir.path()), OsStr::new("blob"));
-        let Some(mut staging) = Staging::create_unnamed(&handle, b"blob").unwrap() else {
+        let Some(mut staging) = Staging::create_unnamed(&handle).unwrap() else {
             return;
         };
         staging.file.write_all(b"bytes").unwrap();
@@ -586,10 +588,10 @@ pub(super) mod tests {
         let handle = open(dir.path());
         // Both ways: unnamed where the filesystem allows it (ext4, XFS, Btrfs, tmpfs), and
         // by name.
-        let unnamed = Staging::create_unnamed(&handle, b"blob").unwrap();
-        let named = Staging::create_named(&handle, b"blob").unwrap();
+        let unnamed = Staging::create_unnamed(&handle).unwrap();
+        let named = Staging::create_named(&handle, OsStr::new("blob")).unwrap();
         for mut staging in unnamed.into_iter().chain([named]) {
-            let name = staging.name().unwrap().name.clone();
+            let name = staging.name(OsStr::new("blob")).unwrap().name.clone();
             assert!(is_staging_name(&name));
             let path = dir.path().join(&name);
             let other = File::open(&path).unwrap();
@@ -633,7 +635,12 @@ pub(super) mod tests {
         leftover(dir.path(), "a");
         leftover(dir.path(), "b.txt");
         let mut live = Staging::create(&handle, OsStr::new("c")).unwrap();
-        let live_name = live.name().unwrap().name.to_string_lossy().into_owned();
+        let live_name = live
+            .name(OsStr::new("c"))
+            .unwrap()
+            .name
+            .to_string_lossy()
+            .into_owned();
         let sweeper = Sweeper::default();
         sweeper.sweep_once(&handle, Path::new(""));
         assert_eq!(names(dir.path()), std::slice::from_ref(&live_name));
@@ -677,7 +684,7 @@ pub(super) mod tests {
         let long = "€".repeat(85);
         for blob in ["a", "a#b", "a#b#1", "#x", &long] {
             let mut staging = Staging::create(&handle, OsStr::new(blob)).unwrap();
-            let name = &staging.name().unwrap().name;
+            let name = &staging.name(OsStr::new(blob)).unwrap().name;
             assert!(is_staging_name(name), "{name:?}");
             let location = object_store::path::Path::parse(name.to_str().unwrap()).unwrap();
             let store = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
